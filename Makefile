@@ -1,0 +1,44 @@
+# campaign-flow: `make demo` and `make test` are the two commands a new user needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+
+.PHONY: demo test test-fast lint typecheck install lock clean
+
+install: $(STAMP)
+
+$(STAMP): requirements.lock pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==0.13.9"
+	@$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	@$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@rm -f $(VENV)/.installed-*
+	@touch $@
+
+lock:
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+demo: install
+	@$(BIN)/campaign validate campaign_graphs/
+	@mkdir -p out
+	@for f in campaign_graphs/*.yaml; do \
+	  n=$$(basename $$f .yaml); \
+	  $(BIN)/campaign render $$f --format html -o out/$$n.html 2>/dev/null && echo "drew out/$$n.html"; \
+	done
+
+lint: install
+	$(BIN)/ruff check orchestrator flows tests
+	$(BIN)/ruff format --check orchestrator flows tests
+
+typecheck: install
+	$(BIN)/mypy orchestrator
+
+test: install lint typecheck
+	$(BIN)/pytest -q
+
+test-fast: install
+	$(BIN)/pytest -q -m "not slow" -x
+
+clean:
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,442 @@
+"""Cross-checks of a parsed campaign: references, graph shape, templates, payload size."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from orchestrator import payload, templates
+from orchestrator.diagnostics import did_you_mean
+from orchestrator.graph import CampaignGraph
+from orchestrator.spec import (
+    END,
+    AnyRuleModel,
+    BranchNode,
+    Campaign,
+    NotificationNode,
+    SegmentRef,
+    SplitNode,
+    rule_children,
+)
+from orchestrator.yamlpos import Pos
+
+if TYPE_CHECKING:
+    from orchestrator.loader import Broken, LoadedCampaign, Reporter, Source
+    from orchestrator.yamlpos import Path_
+
+MAX_ACTIONS = 2
+
+
+def run(
+    campaign: Campaign,
+    *,
+    source: Source,
+    loaded: LoadedCampaign,
+    reporter: Reporter,
+    broken: Broken,
+) -> None:
+    refs_ok = _check_references(campaign, source=source, reporter=reporter, broken=broken)
+    _check_segment_refs(campaign, loaded=loaded, reporter=reporter, broken=broken)
+    _check_nodes(campaign, source=source, reporter=reporter, broken=broken)
+    if refs_ok and not broken.any():
+        _check_graph(campaign, source=source, reporter=reporter)
+    _check_unused_segments(campaign, source=source, loaded=loaded, reporter=reporter)
+
+
+def _node_path(campaign: Campaign, node_id: str) -> Path_:
+    return ("subcampaigns", campaign.subcampaign_of(node_id), "nodes", node_id)
+
+
+def _edge_value_path(source: Source, path: Path_) -> Path_:
+    """`on_convert: x` or `on_convert: {to: x}`: the path of the target's text."""
+    deeper = (*path, "to")
+    return deeper if deeper in source.located.values else path
+
+
+# ------------------------------------------------------------------ references
+
+
+def _check_references(
+    campaign: Campaign, *, source: Source, reporter: Reporter, broken: Broken
+) -> bool:
+    nodes = campaign.all_nodes()
+    node_ids = list(nodes) + sorted(broken.nodes)
+    segment_names = list(campaign.segments) + sorted(broken.segments)
+    ok = True
+
+    def target(path: Path_, name: str, what: str) -> None:
+        nonlocal ok
+        if name == END or name in nodes or name in broken.nodes:
+            return
+        ok = False
+        reporter.value(
+            source,
+            path,
+            f"{what} {name!r} names no node{did_you_mean(name, [*node_ids, END])}",
+            code="unknown-node",
+        )
+
+    def segment(path: Path_, name: str) -> None:
+        nonlocal ok
+        if name in campaign.segments or name in broken.segments:
+            return
+        ok = False
+        known = did_you_mean(name, segment_names) or (
+            f" (defined: {', '.join(segment_names)})"
+            if segment_names
+            else " (no segments are defined)"
+        )
+        reporter.value(
+            source, path, f"segment {name!r} is not defined{known}", code="unknown-segment"
+        )
+
+    for sub_name, sub in campaign.subcampaigns.items():
+        sub_path: Path_ = ("subcampaigns", sub_name)
+        if sub.start not in sub.nodes:
+            ok = False
+            if sub.start in nodes:
+                other = campaign.subcampaign_of(sub.start)
+                message = (
+                    f"start {sub.start!r} is a node of sub-campaign {other!r}; "
+                    "a start must be one of this sub-campaign's nodes"
+                )
+            elif sub.start in broken.nodes:
+                message = ""
+            else:
+                message = f"start {sub.start!r} names no node of this sub-campaign{did_you_mean(sub.start, list(sub.nodes))}"
+            if message:
+                reporter.value(source, (*sub_path, "start"), message, code="unknown-node")
+        if sub.segment is not None:
+            segment((*sub_path, "segment"), sub.segment)
+        for node_id in sub.nodes:
+            path = (*sub_path, "nodes", node_id)
+            for ref in _references(source, path, source.located.data_at(path)):
+                (
+                    segment(ref.path, ref.name)
+                    if ref.what == "segment"
+                    else target(ref.path, ref.name, ref.what)
+                )
+    for node_id, (sub_name, raw) in broken.raw_nodes.items():
+        path = ("subcampaigns", sub_name, "nodes", node_id)
+        for ref in _references(source, path, raw):
+            (
+                segment(ref.path, ref.name)
+                if ref.what == "segment"
+                else target(ref.path, ref.name, ref.what)
+            )
+    return ok
+
+
+@dataclass(frozen=True)
+class _Ref:
+    path: Path_
+    name: str
+    what: str  # "segment", or the kind of edge for node references
+
+
+def _references(source: Source, path: Path_, raw: Any) -> list[_Ref]:
+    """Every node or segment a node names, read from its YAML (so broken nodes are checked too)."""
+    if not isinstance(raw, dict):
+        return []
+    refs: list[_Ref] = []
+    for key in ("on_convert", "on_no_convert", "next"):
+        value = raw.get(key)
+        if isinstance(value, dict):
+            value, key_path = value.get("to"), (*path, key, "to")
+        else:
+            key_path = (*path, key)
+        if isinstance(value, str):
+            refs.append(_Ref(key_path, value, key))
+    split = raw.get("split")
+    if isinstance(split, dict):
+        refs.extend(
+            _Ref((*path, "split", name), name, "split target")
+            for name in split
+            if isinstance(name, str)
+        )
+    branch = raw.get("branch")
+    if isinstance(branch, list):
+        for index, case in enumerate(branch):
+            if not isinstance(case, dict):
+                continue
+            case_path = (*path, "branch", index)
+            for key, what in (("segment", "segment"), ("to", "branch target"), ("else", "else")):
+                if isinstance(case.get(key), str):
+                    refs.append(_Ref((*case_path, key), case[key], what))
+    return refs
+
+
+def _check_segment_refs(
+    campaign: Campaign, *, loaded: LoadedCampaign, reporter: Reporter, broken: Broken
+) -> None:
+    """`{segment: X}` inside rules: X exists, and segments do not refer to each other in a loop."""
+    deps: dict[str, list[str]] = {}
+    for name, seg in campaign.segments.items():
+        origin = loaded.segment_origins[name]
+        refs: list[str] = []
+        _collect_refs(
+            seg.match, origin.source, (*origin.path, "match"), refs, reporter, campaign, broken
+        )
+        deps[name] = refs
+    reported: set[str] = set()
+    for name in deps:
+        stack: list[str] = []
+        _find_ref_cycle(name, deps, stack, reported, loaded, reporter)
+
+
+def _collect_refs(
+    rule: AnyRuleModel,
+    source: Source,
+    path: Path_,
+    out: list[str],
+    reporter: Reporter,
+    campaign: Campaign,
+    broken: Broken,
+) -> None:
+    if isinstance(rule, SegmentRef):
+        out.append(rule.segment)
+        if rule.segment not in campaign.segments and rule.segment not in broken.segments:
+            reporter.value(
+                source,
+                (*path, "segment"),
+                f"segment {rule.segment!r} is not defined{did_you_mean(rule.segment, campaign.segments)}",
+                code="unknown-segment",
+            )
+        return
+    key = {"AllRule": "all", "AnyRule": "any", "NotRule": "not"}.get(type(rule).__name__)
+    for index, child in enumerate(rule_children(rule)):
+        child_path = (*path, key, index) if key in ("all", "any") else (*path, "not")
+        _collect_refs(child, source, child_path, out, reporter, campaign, broken)
+
+
+def _find_ref_cycle(
+    name: str,
+    deps: dict[str, list[str]],
+    stack: list[str],
+    reported: set[str],
+    loaded: LoadedCampaign,
+    reporter: Reporter,
+) -> None:
+    if name in stack:
+        cycle = [*stack[stack.index(name) :], name]
+        if not reported.intersection(cycle):
+            reported.update(cycle)
+            origin = loaded.segment_origins[cycle[0]]
+            reporter.key(
+                origin.source,
+                origin.path,
+                f"segments refer to each other in a loop: {' -> '.join(cycle)}",
+                code="segment-cycle",
+            )
+        return
+    stack.append(name)
+    for dep in deps.get(name, []):
+        if dep in deps:
+            _find_ref_cycle(dep, deps, stack, reported, loaded, reporter)
+    stack.pop()
+
+
+def _check_unused_segments(
+    campaign: Campaign, *, source: Source, loaded: LoadedCampaign, reporter: Reporter
+) -> None:
+    used: set[str] = set()
+    for sub in campaign.subcampaigns.values():
+        if sub.segment:
+            used.add(sub.segment)
+        for node in sub.nodes.values():
+            if isinstance(node, BranchNode):
+                used.update(c.segment for c in node.branch if c.segment)
+    for seg in campaign.segments.values():
+        refs: list[str] = []
+        _walk_refs(seg.match, refs)
+        used.update(refs)
+    for name in campaign.segments:
+        origin = loaded.segment_origins[name]
+        if name not in used and origin.source is source:
+            reporter.key(
+                source,
+                origin.path,
+                f"segment {name!r} is defined but never used",
+                code="unused-segment",
+                severity="warning",
+            )
+
+
+def _walk_refs(rule: AnyRuleModel, out: list[str]) -> None:
+    if isinstance(rule, SegmentRef):
+        out.append(rule.segment)
+    for child in rule_children(rule):
+        _walk_refs(child, out)
+
+
+# ------------------------------------------------------------------ node-local checks
+
+
+def _check_nodes(campaign: Campaign, *, source: Source, reporter: Reporter, broken: Broken) -> None:
+    for sub_name, sub in campaign.subcampaigns.items():
+        triggered = sub.trigger is not None
+        allowed = templates.TOP_LEVEL_NAMES if triggered else templates.TOP_LEVEL_NAMES[:-1]
+        for node_id, node in sub.nodes.items():
+            path: Path_ = ("subcampaigns", sub_name, "nodes", node_id)
+            if isinstance(node, BranchNode):
+                _check_branch(node, source=source, path=path, reporter=reporter)
+            elif isinstance(node, SplitNode):
+                total = sum(node.split.values())
+                if abs(total - 100) > 1e-9:
+                    reporter.key(
+                        source,
+                        (*path, "split"),
+                        f"split weights sum to {total:g}, not 100",
+                        code="split-weights",
+                    )
+            elif isinstance(node, NotificationNode):
+                _check_notification(
+                    campaign,
+                    node_id,
+                    node,
+                    source=source,
+                    path=path,
+                    reporter=reporter,
+                    allowed=allowed,
+                    triggered=triggered,
+                )
+    for node_id, (sub_name, raw) in broken.raw_nodes.items():
+        notification = raw.get("notification") if isinstance(raw, dict) else None
+        if isinstance(notification, dict):
+            triggered = "trigger" in _raw_sub(source, sub_name)
+            allowed = templates.TOP_LEVEL_NAMES if triggered else templates.TOP_LEVEL_NAMES[:-1]
+            fields = {f: notification.get(f) for f in payload.TEMPLATED_FIELDS}
+            _check_templates(
+                fields,
+                source=source,
+                path=("subcampaigns", sub_name, "nodes", node_id),
+                reporter=reporter,
+                allowed=allowed,
+            )
+
+
+def _raw_sub(source: Source, sub_name: str) -> dict[str, Any]:
+    raw = source.located.data_at(("subcampaigns", sub_name))
+    return raw if isinstance(raw, dict) else {}
+
+
+def _check_branch(node: BranchNode, *, source: Source, path: Path_, reporter: Reporter) -> None:
+    else_at = [i for i, c in enumerate(node.branch) if c.else_ is not None]
+    last = len(node.branch) - 1
+    if not else_at:
+        reporter.key(
+            source,
+            (*path, "branch"),
+            "branch has no else case: add {else: TARGET} as the last case",
+            code="branch-else",
+        )
+    for index in else_at:
+        if index != last:
+            reporter.key(
+                source,
+                (*path, "branch", index),
+                "else must be the last case of a branch (cases after it are never tried)",
+                code="branch-else",
+            )
+
+
+def _check_templates(
+    fields: dict[str, Any],
+    *,
+    source: Source,
+    path: Path_,
+    reporter: Reporter,
+    allowed: tuple[str, ...],
+) -> bool:
+    ok = True
+    for field, text in fields.items():
+        if not isinstance(text, str):
+            continue
+        field_path = (*path, "notification", field)
+        for problem in templates.check(text, allowed=allowed):
+            ok = False
+            pos = source.located.value_pos(field_path)
+            line = pos.line + problem.line_offset + (1 if field_path in source.located.block else 0)
+            col = pos.col if line == pos.line else 1
+            reporter.at(source, Pos(line, col), problem.message, code="template")
+    return ok
+
+
+def _check_notification(
+    campaign: Campaign,
+    node_id: str,
+    node: NotificationNode,
+    *,
+    source: Source,
+    path: Path_,
+    reporter: Reporter,
+    allowed: tuple[str, ...],
+    triggered: bool,
+) -> None:
+    fields = {f: getattr(node.notification, f) for f in payload.TEMPLATED_FIELDS}
+    template_ok = _check_templates(
+        fields, source=source, path=path, reporter=reporter, allowed=allowed
+    )
+    actions = node.notification.actions
+    if len(actions) > MAX_ACTIONS:
+        reporter.key(
+            source,
+            (*path, "notification", "actions"),
+            f"{len(actions)} actions: browsers show at most {MAX_ACTIONS}, the rest are dropped",
+            code="too-many-actions",
+            severity="warning",
+        )
+    if template_ok:
+        size = payload.worst_case_size(campaign, node_id, triggered=triggered)
+        if size > payload.MAX_PLAINTEXT_BYTES:
+            reporter.key(
+                source,
+                (*path, "notification"),
+                f"notification payload can reach {size:,} bytes; Web Push allows "
+                f"{payload.MAX_PLAINTEXT_BYTES:,} (shorten the title, body or urls)",
+                code="payload-size",
+            )
+
+
+# ------------------------------------------------------------------ graph
+
+
+def _check_graph(campaign: Campaign, *, source: Source, reporter: Reporter) -> None:
+    graph = CampaignGraph(campaign)
+    for node_id in graph.unreachable():
+        reporter.key(
+            source,
+            _node_path(campaign, node_id),
+            f"node {node_id!r} is unreachable: no sub-campaign start leads to it",
+            code="unreachable",
+        )
+    for sub_name in graph.subcampaigns_without_end():
+        reporter.key(
+            source,
+            ("subcampaigns", sub_name),
+            f"sub-campaign {sub_name!r} has no path to end: every journey would loop forever",
+            code="no-end",
+        )
+    for problem in graph.unbounded_cycles(max_sends=campaign.settings.max_sends):
+        chain = " -> ".join(problem.nodes)
+        if problem.reason == "no_notification":
+            message = f"cycle {chain} has no notification node: it can loop forever"
+            at = _node_path(campaign, problem.nodes[0])
+        else:
+            assert problem.edge is not None
+            message = (
+                f"cycle {chain} goes through the on_convert edge of {problem.edge[0]!r}; a convert "
+                "resets the follow-up cap, so this cycle can run forever: set settings.max_sends"
+            )
+            at = (*_node_path(campaign, problem.edge[0]), "on_convert")
+        reporter.key(source, at, message, code="unbounded-cycle")
+    cap = campaign.settings.followup_cap
+    for node_id, count in graph.never_sent(cap).items():
+        reporter.key(
+            source,
+            _node_path(campaign, node_id),
+            f"node {node_id!r} is never sent: every path to it takes {count} no-convert "
+            f"follow-ups in a row and followup_cap is {cap}",
+            code="beyond-followup-cap",
+            severity="warning",
+        )

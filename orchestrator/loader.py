@@ -1,0 +1,686 @@
+"""Campaign files → validated models: read, parse with positions, include, validate.
+
+Validation is piecewise, so one broken node does not hide problems elsewhere:
+settings, each segment, each sub-campaign and each node are validated on their
+own; what validates is assembled into a `Campaign`, and the cross-reference,
+graph and template checks (`checks`) run on that. Every problem is collected.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import types
+import typing
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+from typing import Any, Union, get_args, get_origin
+
+from pydantic import BaseModel, TypeAdapter
+from pydantic import ValidationError as PydanticValidationError
+
+from orchestrator import yamlpos
+from orchestrator.diagnostics import Diagnostic, Severity, did_you_mean
+from orchestrator.errors import UnreadableFileError
+from orchestrator.spec import (
+    NODE_TAGS,
+    RULE_TAGS,
+    Campaign,
+    Node,
+    Segment,
+    SegmentFile,
+    Settings,
+    SubCampaign,
+    _check_id,
+)
+
+YAML_SUFFIXES = (".yaml", ".yml")
+_TAG_MODELS: dict[str, type[BaseModel]] = {}
+
+
+@dataclass
+class Source:
+    """One file as read and parsed."""
+
+    path: Path
+    display: str
+    text: str
+    located: yamlpos.Located
+
+
+@dataclass
+class SegmentOrigin:
+    source: Source
+    path: yamlpos.Path_
+
+
+@dataclass
+class LoadedCampaign:
+    path: Path
+    display: str
+    text: str
+    content_hash: str = ""
+    campaign: Campaign | None = None
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+    sources: list[Source] = field(default_factory=list)
+    segment_origins: dict[str, SegmentOrigin] = field(default_factory=dict)
+    is_segment_file: bool = False
+
+    @property
+    def errors(self) -> list[Diagnostic]:
+        return [d for d in self.diagnostics if d.severity == "error"]
+
+    @property
+    def ok(self) -> bool:
+        return self.campaign is not None and not self.errors
+
+
+class Reporter:
+    """Collects diagnostics for one campaign (across the files it includes)."""
+
+    def __init__(self) -> None:
+        self.items: list[Diagnostic] = []
+
+    def at(
+        self,
+        source: Source,
+        pos: yamlpos.Pos,
+        message: str,
+        *,
+        code: str,
+        severity: Severity = "error",
+    ) -> None:
+        self.items.append(Diagnostic(source.display, pos.line, pos.col, severity, message, code))
+
+    def key(
+        self,
+        source: Source,
+        path: yamlpos.Path_,
+        message: str,
+        *,
+        code: str,
+        severity: Severity = "error",
+    ) -> None:
+        self.at(source, source.located.pos(path), message, code=code, severity=severity)
+
+    def value(
+        self,
+        source: Source,
+        path: yamlpos.Path_,
+        message: str,
+        *,
+        code: str,
+        severity: Severity = "error",
+    ) -> None:
+        self.at(source, source.located.value_pos(path), message, code=code, severity=severity)
+
+
+# ------------------------------------------------------------------ reading
+
+
+def read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise UnreadableFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def display_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def parse_source(path: Path, text: str, reporter: Reporter) -> Source | None:
+    source = Source(path, display_name(path), text, yamlpos.Located(None))
+    try:
+        source.located = yamlpos.parse(text)
+    except yamlpos.YamlSyntaxError as exc:
+        reporter.at(source, exc.pos, exc.message, code="yaml-syntax")
+        return None
+    for issue in source.located.issues:
+        reporter.at(source, issue.pos, issue.message, code=issue.code)
+    return source
+
+
+# ------------------------------------------------------------------ pydantic errors
+
+
+@cache
+def _adapter(tp: Any) -> TypeAdapter[Any]:
+    return TypeAdapter(tp)
+
+
+def _tag_models() -> dict[str, type[BaseModel]]:
+    if not _TAG_MODELS:
+        import orchestrator.spec as spec_module
+
+        for tag in (*NODE_TAGS.values(), *RULE_TAGS.values()):
+            _TAG_MODELS[tag] = getattr(spec_module, tag)
+    return _TAG_MODELS
+
+
+def _unwrap(tp: Any) -> Any:
+    while True:
+        origin = get_origin(tp)
+        if origin is typing.Annotated:
+            tp = get_args(tp)[0]
+        elif origin in (Union, types.UnionType):
+            args = [a for a in get_args(tp) if a is not type(None)]
+            if len(args) != 1:
+                return tp
+            tp = args[0]
+        else:
+            return tp
+
+
+def _model_at(root: Any, loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The model class found by walking a pydantic error location from a root type."""
+    tp = _unwrap(root)
+    tags = _tag_models()
+    for part in loc:
+        if isinstance(part, str) and part in tags:
+            tp = tags[part]
+            continue
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            fld = next((f for name, f in tp.model_fields.items() if part in (name, f.alias)), None)
+            if fld is None:
+                return None
+            tp = _unwrap(fld.annotation)
+        elif get_origin(tp) is dict:
+            tp = _unwrap(get_args(tp)[1])
+        elif get_origin(tp) is list:
+            tp = _unwrap(get_args(tp)[0])
+        else:
+            return None
+    return tp if isinstance(tp, type) and issubclass(tp, BaseModel) else None
+
+
+def _allowed_keys(model: type[BaseModel]) -> list[str]:
+    return [f.alias or name for name, f in model.model_fields.items()]
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
+_TYPE_WORDS = {
+    "string_type": "text",
+    "int_type": "a whole number",
+    "int_parsing": "a whole number",
+    "int_from_float": "a whole number",
+    "float_type": "a number",
+    "float_parsing": "a number",
+    "bool_type": "true or false",
+    "bool_parsing": "true or false",
+    "dict_type": "a mapping",
+    "model_type": "a mapping",
+    "model_attributes_type": "a mapping",
+    "list_type": "a list",
+}
+
+
+def report_pydantic(
+    exc: PydanticValidationError,
+    *,
+    root: Any,
+    source: Source,
+    prefix: yamlpos.Path_,
+    reporter: Reporter,
+    skip: tuple[str, ...] = (),
+) -> None:
+    """Turn pydantic's errors into positioned, human-worded diagnostics."""
+    tags = _tag_models()
+    for err in exc.errors():
+        raw_loc = tuple(err["loc"])
+        loc = tuple(p for p in raw_loc if not (isinstance(p, str) and (p in tags or p == "[key]")))
+        path = (*prefix, *loc)
+        kind = err["type"]
+        name = str(loc[-1]) if loc else ""
+        if kind in skip:
+            continue
+        if kind == "extra_forbidden":
+            model = _model_at(root, raw_loc[:-1])
+            hint = did_you_mean(name, _allowed_keys(model)) if model else ""
+            where = f" in {_noun(model)}" if model else ""
+            reporter.key(source, path, f"unknown key {name!r}{where}{hint}", code="unknown-key")
+        elif kind == "missing":
+            model = _model_at(root, raw_loc[:-1])
+            where = f" in {_noun(model)}" if model else ""
+            reporter.key(
+                source, path[:-1], f"missing required key {name!r}{where}", code="missing-key"
+            )
+        elif kind in ("node_kind", "rule_kind"):
+            keys = list(err["input"]) if isinstance(err["input"], dict) else []
+            wanted = list(NODE_TAGS) if kind == "node_kind" else list(RULE_TAGS)
+            hints = [did_you_mean(k, wanted) for k in keys]
+            hint = next((h for h in hints if h), "")
+            message = (
+                err["msg"]
+                if isinstance(err["input"], dict)
+                else (f"{err['msg']}; got {_describe(err['input'])}")
+            )
+            reporter.key(source, path, f"{message}{hint}", code=kind.replace("_", "-"))
+        elif kind == "value_error":
+            message = str(err["msg"]).removeprefix("Value error, ")
+            reporter.value(source, path, message, code="invalid-value")
+        elif kind in _TYPE_WORDS:
+            what = f"{name!r} must be" if name and not name.isdigit() else "expected"
+            reporter.value(
+                source,
+                path,
+                f"{what} {_TYPE_WORDS[kind]}, got {_describe(err['input'])}",
+                code="wrong-type",
+            )
+        elif kind == "string_pattern_mismatch" and name == "campaign":
+            reporter.value(
+                source,
+                path,
+                f"campaign id {err['input']!r} must be lowercase letters, digits and '-', "
+                "starting with a letter or digit, at most 63 characters",
+                code="invalid-id",
+            )
+        else:
+            label = f"{name}: " if name and not name.isdigit() else ""
+            message = str(err["msg"])
+            reporter.value(
+                source, path, f"{label}{message[0].lower()}{message[1:]}", code="invalid-value"
+            )
+
+
+def _noun(model: type[BaseModel] | None) -> str:
+    if model is None:
+        return ""
+    words = {
+        "Campaign": "the campaign",
+        "Settings": "settings",
+        "SubCampaign": "sub-campaign",
+        "NotificationNode": "notification node",
+        "Notification": "notification",
+        "SplitNode": "split node",
+        "BranchNode": "branch node",
+        "BranchCase": "branch case",
+        "WaitNode": "wait node",
+        "EdgeSpec": "edge",
+        "Segment": "segment",
+        "SegmentFile": "segment file",
+        "Trigger": "trigger",
+        "QuietHours": "quiet_hours",
+        "FrequencyCap": "frequency_cap",
+        "Action": "action",
+        "AttrRule": "attr rule",
+        "EventRule": "event rule",
+        "TagRule": "tag rule",
+        "SegmentRef": "segment rule",
+        "AllRule": "all rule",
+        "AnyRule": "any rule",
+        "NotRule": "not rule",
+    }
+    return words.get(model.__name__, model.__name__)
+
+
+def validate_piece(
+    tp: Any,
+    data: Any,
+    *,
+    source: Source,
+    prefix: yamlpos.Path_,
+    reporter: Reporter,
+    skip: tuple[str, ...] = (),
+) -> Any | None:
+    try:
+        return _adapter(tp).validate_python(data)
+    except PydanticValidationError as exc:
+        report_pydantic(exc, root=tp, source=source, prefix=prefix, reporter=reporter, skip=skip)
+        return None
+
+
+def valid_key(
+    name: Any, *, what: str, source: Source, path: yamlpos.Path_, reporter: Reporter
+) -> bool:
+    try:
+        _check_id(name, what)
+    except ValueError as exc:
+        reporter.key(source, path, str(exc), code="invalid-id")
+        return False
+    return True
+
+
+# ------------------------------------------------------------------ segments and includes
+
+
+def _load_segments(
+    source: Source,
+    raw: Any,
+    *,
+    reporter: Reporter,
+    loaded: LoadedCampaign,
+    broken: set[str],
+) -> dict[str, Segment]:
+    """Validate a `segments:` mapping piece by piece; record where each came from."""
+    out: dict[str, Segment] = {}
+    if not isinstance(raw, dict):
+        return out
+    for name, body in raw.items():
+        path = ("segments", name)
+        if not valid_key(name, what="segment name", source=source, path=path, reporter=reporter):
+            broken.add(str(name))
+            continue
+        if name in loaded.segment_origins:
+            first = loaded.segment_origins[name]
+            first_pos = first.source.located.pos(first.path)
+            reporter.key(
+                source,
+                path,
+                f"segment {name!r} is defined twice (first in {first.source.display}:{first_pos.line})",
+                code="duplicate-segment",
+            )
+            continue
+        segment = validate_piece(Segment, body, source=source, prefix=path, reporter=reporter)
+        loaded.segment_origins[name] = SegmentOrigin(source, path)
+        if segment is None:
+            broken.add(name)
+        else:
+            out[name] = segment
+    return out
+
+
+def _load_includes(
+    source: Source,
+    includes: Any,
+    *,
+    reporter: Reporter,
+    loaded: LoadedCampaign,
+    stack: tuple[Path, ...],
+    broken: set[str],
+) -> dict[str, Segment]:
+    out: dict[str, Segment] = {}
+    if not isinstance(includes, list):
+        return out
+    for index, item in enumerate(includes):
+        path = ("include", index)
+        if not isinstance(item, str) or not item.strip():
+            reporter.value(source, path, "an include is a file path (text)", code="wrong-type")
+            continue
+        target = (source.path.parent / item).resolve()
+        if target in stack:
+            chain = " -> ".join(display_name(p) for p in (*stack[stack.index(target) :], target))
+            reporter.value(source, path, f"include cycle: {chain}", code="include-cycle")
+            continue
+        if not target.is_file():
+            reporter.value(
+                source,
+                path,
+                f"included file {item!r} not found (looked for {display_name(target)})",
+                code="include-missing",
+            )
+            continue
+        try:
+            text = read_text(target)
+        except UnreadableFileError as exc:
+            reporter.value(source, path, str(exc), code="include-unreadable")
+            continue
+        included = parse_source(target, text, reporter)
+        if included is None:
+            continue
+        loaded.sources.append(included)
+        data = included.located.data
+        if not isinstance(data, dict):
+            reporter.at(
+                included,
+                yamlpos.Pos(1, 1),
+                "an included file is a mapping with 'segments:'",
+                code="wrong-type",
+            )
+            continue
+        header = {k: v for k, v in data.items() if k != "segments"}
+        header["segments"] = {}
+        if (
+            validate_piece(SegmentFile, header, source=included, prefix=(), reporter=reporter)
+            is None
+        ):
+            continue
+        out.update(
+            _load_includes(
+                included,
+                data.get("include", []),
+                reporter=reporter,
+                loaded=loaded,
+                stack=(*stack, target),
+                broken=broken,
+            )
+        )
+        out.update(
+            _load_segments(
+                included, data.get("segments"), reporter=reporter, loaded=loaded, broken=broken
+            )
+        )
+    return out
+
+
+# ------------------------------------------------------------------ campaign
+
+
+@dataclass
+class Broken:
+    """Names that exist in the file but did not validate: references to them are not reported."""
+
+    nodes: set[str] = field(default_factory=set)
+    subcampaigns: set[str] = field(default_factory=set)
+    segments: set[str] = field(default_factory=set)
+    raw_nodes: dict[str, tuple[str, Any]] = field(default_factory=dict)  # id -> (sub-campaign, raw)
+
+    def any(self) -> bool:
+        return bool(self.nodes or self.subcampaigns or self.segments)
+
+
+def _load_subcampaigns(
+    source: Source, raw: Any, *, reporter: Reporter, broken: Broken
+) -> dict[str, SubCampaign]:
+    out: dict[str, SubCampaign] = {}
+    if not isinstance(raw, dict):
+        return out
+    seen_nodes: dict[str, str] = {}
+    for sub_name, sub_raw in raw.items():
+        sub_path = ("subcampaigns", sub_name)
+        if not valid_key(
+            sub_name, what="sub-campaign id", source=source, path=sub_path, reporter=reporter
+        ):
+            broken.subcampaigns.add(str(sub_name))
+            continue
+        if not isinstance(sub_raw, dict):
+            validate_piece(SubCampaign, sub_raw, source=source, prefix=sub_path, reporter=reporter)
+            broken.subcampaigns.add(sub_name)
+            continue
+        nodes_raw = sub_raw.get("nodes")
+        header = dict(sub_raw)
+        had_broken = False
+        if isinstance(nodes_raw, dict):
+            good: dict[str, Any] = {}
+            for node_id, node_raw in nodes_raw.items():
+                node_path = (*sub_path, "nodes", node_id)
+                if not valid_key(
+                    node_id, what="node id", source=source, path=node_path, reporter=reporter
+                ):
+                    broken.nodes.add(str(node_id))
+                    had_broken = True
+                    continue
+                if node_id in seen_nodes:
+                    first = source.located.pos(
+                        ("subcampaigns", seen_nodes[node_id], "nodes", node_id)
+                    )
+                    reporter.key(
+                        source,
+                        node_path,
+                        f"duplicate node id {node_id!r}: node ids are unique across the file "
+                        f"(first defined in sub-campaign {seen_nodes[node_id]!r}, line {first.line})",
+                        code="duplicate-node",
+                    )
+                    had_broken = True
+                    continue
+                seen_nodes[node_id] = sub_name
+                node = validate_piece(
+                    Node, node_raw, source=source, prefix=node_path, reporter=reporter
+                )
+                if node is None:
+                    broken.nodes.add(node_id)
+                    broken.raw_nodes[node_id] = (sub_name, node_raw)
+                    had_broken = True
+                else:
+                    good[node_id] = node
+            header["nodes"] = good
+        skip = ("too_short",) if had_broken else ()
+        sub = validate_piece(
+            SubCampaign, header, source=source, prefix=sub_path, reporter=reporter, skip=skip
+        )
+        if sub is None or had_broken:
+            broken.subcampaigns.add(sub_name)
+        if sub is not None:
+            out[sub_name] = sub
+    return out
+
+
+def load(path: Path) -> LoadedCampaign:
+    """Load and validate one campaign file. Raises UnreadableFileError if it cannot be read."""
+    from orchestrator import checks  # checks imports graph; keep start-up light
+
+    text = read_text(path)
+    loaded = LoadedCampaign(path=path, display=display_name(path), text=text)
+    reporter = Reporter()
+    source = parse_source(path, text, reporter)
+    if source is not None:
+        loaded.sources.append(source)
+        _load_document(source, loaded=loaded, reporter=reporter, checks_module=checks)
+    digest = hashlib.sha256()
+    for src in loaded.sources or [Source(path, loaded.display, text, yamlpos.Located(None))]:
+        digest.update(src.display.encode() + b"\0" + src.text.encode() + b"\0")
+    loaded.content_hash = digest.hexdigest()
+    loaded.diagnostics = sorted(
+        set(reporter.items),
+        key=lambda d: (d.file != loaded.display, d.file, d.line, d.col, d.message),
+    )
+    return loaded
+
+
+def _load_document(
+    source: Source, *, loaded: LoadedCampaign, reporter: Reporter, checks_module: Any
+) -> None:
+    data = source.located.data
+    if not isinstance(data, dict):
+        what = "empty" if data is None else f"{_describe(data)}"
+        reporter.at(
+            source,
+            yamlpos.Pos(1, 1),
+            f"a campaign file is a mapping with 'campaign:', 'title:' and 'subcampaigns:' (this file is {what})",
+            code="wrong-type",
+        )
+        return
+    broken = Broken()
+    if "campaign" not in data and "subcampaigns" not in data and "segments" in data:
+        loaded.is_segment_file = True
+        _load_includes(
+            source,
+            data.get("include", []),
+            reporter=reporter,
+            loaded=loaded,
+            stack=(source.path.resolve(),),
+            broken=broken.segments,
+        )
+        header = {k: v for k, v in data.items() if k != "segments"}
+        header["segments"] = {}
+        validate_piece(SegmentFile, header, source=source, prefix=(), reporter=reporter)
+        _load_segments(
+            source, data.get("segments"), reporter=reporter, loaded=loaded, broken=broken.segments
+        )
+        return
+    included = _load_includes(
+        source,
+        data.get("include", []),
+        reporter=reporter,
+        loaded=loaded,
+        stack=(source.path.resolve(),),
+        broken=broken.segments,
+    )
+    own = _load_segments(
+        source, data.get("segments"), reporter=reporter, loaded=loaded, broken=broken.segments
+    )
+    subs = _load_subcampaigns(source, data.get("subcampaigns"), reporter=reporter, broken=broken)
+    top = dict(data)
+    if isinstance(data.get("segments"), dict):
+        top["segments"] = {**included, **own}
+    else:
+        top.setdefault("segments", {})
+        if not isinstance(top["segments"], dict):
+            pass  # pydantic reports the wrong type
+        else:
+            top["segments"] = included
+    if isinstance(data.get("subcampaigns"), dict):
+        top["subcampaigns"] = subs
+    skip = ("too_short",) if broken.subcampaigns else ()
+    campaign = validate_piece(Campaign, top, source=source, prefix=(), reporter=reporter, skip=skip)
+    if campaign is not None:
+        loaded.campaign = campaign
+    else:
+        # Still check what did validate, so every problem shows at once.
+        campaign = _partial_campaign(data, segments=top.get("segments"), subcampaigns=subs)
+    checks_module.run(campaign, source=source, loaded=loaded, reporter=reporter, broken=broken)
+
+
+def _partial_campaign(
+    data: dict[str, Any], *, segments: Any, subcampaigns: dict[str, SubCampaign]
+) -> Campaign:
+    """A Campaign from the parts that validated, for the cross-checks of a file with errors."""
+    quiet = Reporter()
+    dummy = Source(Path("-"), "-", "", yamlpos.Located(None))
+
+    def piece(name: str, default: Any) -> Any:
+        if name not in data:
+            return default
+        value = validate_piece(
+            Campaign.model_fields[name].annotation,
+            data[name],
+            source=dummy,
+            prefix=(),
+            reporter=quiet,
+        )
+        return default if value is None else value
+
+    return Campaign.model_construct(
+        campaign=str(data.get("campaign") or "-"),
+        title=str(data.get("title") or "-"),
+        goal=piece("goal", "click"),
+        settings=piece("settings", Settings()),
+        segments=segments if isinstance(segments, dict) else {},
+        subcampaigns=subcampaigns,
+    )
+
+
+# ------------------------------------------------------------------ many files
+
+
+def campaign_files(paths: list[Path]) -> list[Path]:
+    """Expand folders into the campaign files directly inside them (sub-folders hold includes)."""
+    out: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            out.extend(
+                sorted(p for p in path.iterdir() if p.suffix in YAML_SUFFIXES and p.is_file())
+            )
+        else:
+            out.append(path)
+    return out

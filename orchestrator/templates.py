@@ -1,0 +1,105 @@
+"""Notification templates: Jinja2 in a sandbox, checked at validation, rendered at send time.
+
+Templates see `subscriber` (id, attributes, tags, timezone), `campaign` (id,
+title), `node` (id) and, in triggered sub-campaigns, `trigger` (event,
+properties, at). The sandbox refuses attribute access to internals
+(`''.__class__.__mro__` and friends) and anything unsafe to call.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from orchestrator.errors import TemplateRenderError
+
+TOP_LEVEL_NAMES = ("subscriber", "campaign", "node", "trigger")
+
+# Longest values the engine allows (enforced at import / event intake).
+MAX_SUBSCRIBER_ID = 128
+MAX_TIMEZONE = 40
+MAX_EVENT_NAME = 64
+
+
+@dataclass(frozen=True)
+class TemplateProblem:
+    message: str
+    line_offset: int  # 0-based line inside the template text
+
+
+def _finalize(value: Any) -> Any:
+    return "" if value is None else value
+
+
+@lru_cache(maxsize=2)
+def environment(*, strict: bool = True) -> ImmutableSandboxedEnvironment:
+    env = ImmutableSandboxedEnvironment(
+        autoescape=False,
+        undefined=StrictUndefined if strict else ChainableUndefined,
+        finalize=_finalize,
+        keep_trailing_newline=False,
+    )
+    return env
+
+
+@lru_cache(maxsize=4096)
+def _parse(source: str) -> nodes.Template:
+    return environment().parse(source)
+
+
+def is_template(source: str) -> bool:
+    return "{{" in source or "{%" in source or "{#" in source
+
+
+def check(source: str, *, allowed: tuple[str, ...]) -> list[TemplateProblem]:
+    """Syntax errors and unknown top-level names of one template string."""
+    try:
+        ast = _parse(source)
+    except TemplateSyntaxError as exc:
+        return [TemplateProblem(f"template syntax error: {exc.message}", max(exc.lineno - 1, 0))]
+    problems = []
+    for name in sorted(meta.find_undeclared_variables(ast)):
+        if name in allowed:
+            continue
+        if name == "trigger":
+            message = (
+                "template uses 'trigger', which exists only in sub-campaigns entered by a "
+                "trigger event"
+            )
+        else:
+            message = f"template uses unknown variable {name!r}"
+            close = difflib.get_close_matches(name, allowed, n=1)
+            known = ", ".join(allowed)
+            message += f"; did you mean {close[0]!r}?" if close else f" (known: {known})"
+        problems.append(TemplateProblem(message, _first_line_of(ast, name)))
+    return problems
+
+
+def _first_line_of(ast: nodes.Template, name: str) -> int:
+    for found in ast.find_all(nodes.Name):
+        if found.name == name:
+            return max(found.lineno - 1, 0)
+    return 0
+
+
+def render(source: str, context: dict[str, Any], *, strict: bool = True) -> str:
+    """Render one template. Raises TemplateRenderError with a reason an author understands."""
+    if not is_template(source):
+        return source
+    try:
+        template = environment(strict=strict).from_string(source)
+        return template.render(context)
+    except UndefinedError as exc:
+        raise TemplateRenderError(f"undefined value: {exc.message}") from None
+    except SecurityError as exc:
+        raise TemplateRenderError(f"refused by the template sandbox: {exc}") from None
+    except TemplateError as exc:
+        raise TemplateRenderError(f"template error: {exc}") from None
+    except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
+        raise TemplateRenderError(f"template error: {type(exc).__name__}: {exc}") from None
