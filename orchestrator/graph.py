@@ -194,7 +194,7 @@ class CampaignGraph:
         chain.add_nodes_from(self._g.nodes)
         for e in self.edges:
             if e.kind != "convert":
-                weight = 1 if e.kind == "no_convert" else 0
+                weight = 1 if e.kind == "no_convert" and e.target != END else 0
                 if chain.has_edge(e.source, e.target):
                     weight = max(weight, chain[e.source][e.target]["weight"])
                 chain.add_edge(e.source, e.target, weight=weight)
