@@ -1,0 +1,437 @@
+"""The journey state machine: pure, no I/O, given `now`.
+
+`advance(state, campaign=…, subscriber=…, events=…, memberships=…, recent_sends=…, now=…)`
+returns the new state and the actions that happened (sends to make, routes,
+conversions, deferrals, exits), which are also the audit trail. The service
+makes the actions real; the simulator and tests only record them.
+
+Times: a journey is *due* at `due_at`; a tick at `now >= due_at` processes it.
+Sends happen at `now`. Transitions caused by a known instant (a goal event, a
+window running out) are dated at that instant, so a late tick does not stretch
+the edges' delays.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, time, timedelta
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
+
+from orchestrator.spec import (
+    END,
+    BranchNode,
+    Campaign,
+    EdgeSpec,
+    NotificationNode,
+    QuietHours,
+    SplitNode,
+    WaitNode,
+)
+
+Phase = Literal["arrive", "wait", "await", "ended"]
+MAX_STEPS_PER_ADVANCE = 256  # routing without a send can't loop: the validator forbids it
+
+
+@dataclass(frozen=True)
+class JourneyState:
+    subscriber_id: str
+    subcampaign: str
+    node: str
+    phase: Phase
+    due_at: datetime | None
+    entered_at: datetime
+    followups: int = 0
+    pending_followup: bool = False
+    sends: int = 0
+    step: int = 0
+    last_send_at: datetime | None = None
+    last_send_id: int | None = None
+    arm: str | None = None
+    holdout: bool = False
+    via: str | None = None
+    exit_reason: str | None = None
+    ended_at: datetime | None = None
+    trigger: dict[str, Any] | None = None
+    seen_until: datetime | None = None  # events up to this instant have been acted on
+
+    def unseen(self, event: EventView) -> bool:
+        if self.seen_until is None:
+            return event.at >= self.entered_at
+        return event.at > self.seen_until
+
+    @property
+    def ended(self) -> bool:
+        return self.phase == "ended"
+
+
+@dataclass(frozen=True)
+class SubscriberView:
+    id: str
+    timezone: str = "UTC"
+    attributes: dict[str, Any] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()
+    status: str = "active"  # active | unsubscribed | deleted
+    has_subscription: bool = True
+    paused_until: datetime | None = None
+
+
+@dataclass(frozen=True)
+class EventView:
+    name: str
+    at: datetime
+    properties: dict[str, Any] = field(default_factory=dict)
+    send_id: int | None = None
+
+
+@dataclass(frozen=True)
+class Action:
+    """One thing that happened to a journey. `type` follows the trace format of the interfaces spec."""
+
+    type: Literal["enroll", "send", "convert", "no_convert", "defer", "exit", "route"]
+    at: datetime
+    node: str
+    to: str | None = None
+    reason: str | None = None
+    step: int | None = None
+    until: datetime | None = None
+    holdout: bool = False
+
+
+@dataclass(frozen=True)
+class Result:
+    state: JourneyState
+    actions: list[Action]
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def stable_fraction(*parts: str) -> float:
+    """A number in [0, 1) fixed by its inputs: re-running never reshuffles."""
+    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def in_holdout(campaign: Campaign, subscriber_id: str) -> bool:
+    holdout = campaign.settings.holdout
+    return holdout > 0 and stable_fraction(campaign.campaign, subscriber_id, "holdout") < holdout
+
+
+def pick_split(campaign: Campaign, node_id: str, node: SplitNode, subscriber_id: str) -> str:
+    point = stable_fraction(campaign.campaign, node_id, subscriber_id) * sum(node.split.values())
+    running = 0.0
+    target = next(iter(node.split))
+    for target, weight in node.split.items():
+        running += weight
+        if point < running:
+            return target
+    return target
+
+
+def quiet_until(quiet: QuietHours | None, tz_name: str, now: datetime) -> datetime | None:
+    """If `now` is inside the quiet hours in the subscriber's timezone, when they end (else None)."""
+    if quiet is None:
+        return None
+    zone = ZoneInfo(tz_name)
+    local = now.astimezone(zone)
+    t = local.timetz().replace(tzinfo=None)
+    start, end = quiet.start, quiet.end
+    inside = (start <= t < end) if start < end else (t >= start or t < end)
+    if not inside:
+        return None
+    day = local.date() if t < end else local.date() + timedelta(days=1)
+    return _local_instant(day, end, zone, after=now)
+
+
+def _local_instant(day: Any, clock: time, zone: ZoneInfo, *, after: datetime) -> datetime:
+    """The instant a wall clock in `zone` shows `clock` on `day`.
+
+    A time inside a spring-forward gap does not exist; fold=0 maps it past the
+    gap (02:30 on a 02:00→03:00 night becomes 03:30), so quiet hours never end early.
+    """
+    candidate = datetime.combine(day, clock, tzinfo=zone).astimezone(ZoneInfo("UTC"))
+    return max(candidate, after)
+
+
+def frequency_until(
+    campaign: Campaign, recent_sends: Sequence[datetime], now: datetime
+) -> datetime | None:
+    """If the cross-campaign frequency cap is reached at `now`, when the oldest send leaves the window."""
+    cap = campaign.settings.frequency_cap
+    if cap is None:
+        return None
+    window_start = now - cap.per
+    inside = sorted(t for t in recent_sends if window_start < t <= now)
+    if len(inside) < cap.max:
+        return None
+    return inside[len(inside) - cap.max] + cap.per
+
+
+# ------------------------------------------------------------------ the machine
+
+
+@dataclass
+class _Run:
+    campaign: Campaign
+    subscriber: SubscriberView
+    events: Sequence[EventView]
+    memberships: frozenset[str]
+    recent_sends: list[datetime]
+    now: datetime
+    state: JourneyState
+    actions: list[Action] = field(default_factory=list)
+
+    def emit(self, action: Action) -> None:
+        self.actions.append(action)
+
+    def set(self, **changes: Any) -> None:
+        self.state = replace(self.state, **changes)
+
+    def end(self, reason: str, at: datetime) -> None:
+        self.emit(Action("exit", at, self.state.node, reason=reason))
+        self.set(phase="ended", due_at=None, exit_reason=reason, ended_at=at)
+
+
+def advance(
+    state: JourneyState,
+    *,
+    campaign: Campaign,
+    subscriber: SubscriberView,
+    events: Sequence[EventView],
+    memberships: frozenset[str] = frozenset(),
+    recent_sends: Sequence[datetime] = (),
+    now: datetime,
+) -> Result:
+    """Move one journey as far as it can go at `now`."""
+    run = _Run(campaign, subscriber, events, memberships, list(recent_sends), now, state)
+    if state.ended or state.due_at is None:
+        return Result(state, [])
+    if _exit_check(run):
+        return Result(run.state, run.actions)
+    for _ in range(MAX_STEPS_PER_ADVANCE):
+        due = run.state.due_at
+        if run.state.ended or due is None:
+            break
+        if run.state.phase == "await":
+            if not _await(run):
+                break
+            continue
+        if due > now:
+            break
+        if run.state.phase == "wait":
+            node = campaign.node(run.state.node)
+            assert isinstance(node, WaitNode)
+            _move(run, node.next, at=due, via="next")
+            continue
+        if not _arrive(run):
+            break
+    return Result(run.state, run.actions)
+
+
+def _exit_check(run: _Run) -> bool:
+    """Unsubscribe, gone subscriptions and exit_on events end a journey at once."""
+    s = run.subscriber
+    if s.status != "active":
+        run.end("unsubscribed", run.now)
+        return True
+    if not s.has_subscription and not run.state.holdout:
+        run.end("subscription_gone", run.now)
+        return True
+    exit_on = set(run.campaign.settings.exit_on)
+    awaited = _awaited_goal(run)
+    for event in sorted(run.events, key=lambda e: e.at):
+        if event.name in exit_on and run.state.unseen(event) and event.at <= run.now:
+            if event.name == awaited:
+                continue  # a conversion first: _await takes it
+            run.end("exit_event", event.at)
+            return True
+    return False
+
+
+def _awaited_goal(run: _Run) -> str | None:
+    if run.state.phase != "await":
+        return None
+    node = run.campaign.node(run.state.node)
+    return _goal(run, node) if isinstance(node, NotificationNode) else None
+
+
+def _goal(run: _Run, node: NotificationNode) -> str:
+    return node.goal or run.campaign.goal
+
+
+def _window(run: _Run, node: NotificationNode) -> timedelta:
+    return node.window or run.campaign.settings.window
+
+
+def _await(run: _Run) -> bool:
+    """After a send: convert on a goal event inside the window, no-convert when it runs out."""
+    state = run.state
+    node = run.campaign.node(state.node)
+    assert isinstance(node, NotificationNode) and state.last_send_at is not None
+    window_end = state.last_send_at + _window(run, node)
+    goal = _goal(run, node)
+    conversion = None
+    for event in sorted(run.events, key=lambda e: e.at):
+        if not (state.last_send_at <= event.at <= min(window_end, run.now)) or not state.unseen(
+            event
+        ):
+            continue
+        if goal == "click":
+            if (
+                event.name == "click"
+                and event.send_id is not None
+                and event.send_id == state.last_send_id
+            ):
+                conversion = event
+                break
+        elif event.name == goal:
+            conversion = event
+            break
+    if conversion is not None:
+        run.emit(Action("convert", conversion.at, state.node))
+        run.set(followups=0, pending_followup=False, seen_until=conversion.at)
+        _follow(run, node.on_convert, at=conversion.at, via="convert")
+        return True
+    if run.now >= window_end:
+        run.emit(Action("no_convert", window_end, state.node))
+        run.set(pending_followup=True, seen_until=window_end)
+        _follow(run, node.on_no_convert, at=window_end, via="no_convert")
+        return True
+    run.set(due_at=window_end)
+    return False
+
+
+def _follow(run: _Run, edge: EdgeSpec | None, *, at: datetime, via: str) -> None:
+    target = edge.to if edge else END
+    delay = edge.delay if edge else timedelta(0)
+    _move(run, target, at=at + delay, via=via)
+
+
+def _move(run: _Run, target: str, *, at: datetime, via: str) -> None:
+    if target == END:
+        run.end("converted" if via == "convert" else "completed", at)
+        return
+    node = run.campaign.node(target)
+    due = at + node.delay if isinstance(node, NotificationNode) else at
+    run.set(node=target, phase="arrive", due_at=due, via=via)
+
+
+def _arrive(run: _Run) -> bool:
+    """Process the node the journey is at; False when it has to wait."""
+    state = run.state
+    node = run.campaign.node(state.node)
+    assert state.due_at is not None
+    at = state.due_at
+    if isinstance(node, SplitNode):
+        target = pick_split(run.campaign, state.node, node, run.subscriber.id)
+        run.emit(Action("route", at, state.node, to=target))
+        run.set(arm=target if state.arm is None else state.arm)
+        _move(run, target, at=at, via=state.via or "split")
+        return True
+    if isinstance(node, BranchNode):
+        target = next(
+            c.target for c in node.branch if c.else_ is not None or c.segment in run.memberships
+        )
+        run.emit(Action("route", at, state.node, to=target))
+        _move(run, target, at=at, via=state.via or "branch")
+        return True
+    if isinstance(node, WaitNode):
+        run.set(phase="wait", due_at=at + node.wait)
+        return False
+    assert isinstance(node, NotificationNode)
+    return _send(run, node)
+
+
+def _send(run: _Run, node: NotificationNode) -> bool:
+    state, settings, now = run.state, run.campaign.settings, run.now
+    if state.pending_followup and state.followups + 1 > settings.followup_cap:
+        run.end("followup_cap", now)
+        return True
+    if settings.max_sends is not None and state.sends >= settings.max_sends:
+        run.end("max_sends", now)
+        return True
+    until = _deferral(run)
+    if until is not None:
+        return False
+    step = state.step + 1
+    run.emit(Action("send", now, state.node, step=step))
+    run.recent_sends.append(now)
+    run.set(
+        phase="await",
+        due_at=now + _window(run, node),
+        step=step,
+        sends=state.sends + 1,
+        followups=state.followups + (1 if state.pending_followup else 0),
+        pending_followup=False,
+        last_send_at=now,
+        last_send_id=None,
+    )
+    return True
+
+
+def _deferral(run: _Run) -> datetime | None:
+    """Quiet hours, spacing, pauses and the frequency cap: the latest 'not before' wins."""
+    state, settings, now = run.state, run.campaign.settings, run.now
+    tz = run.subscriber.timezone or settings.timezone
+    candidates: list[tuple[datetime, str]] = []
+    quiet = quiet_until(settings.quiet_hours, tz, now)
+    if quiet is not None:
+        candidates.append((quiet, "quiet_hours"))
+    if state.last_send_at is not None and state.last_send_at + settings.spacing > now:
+        candidates.append((state.last_send_at + settings.spacing, "spacing"))
+    freq = frequency_until(run.campaign, run.recent_sends, now)
+    if freq is not None:
+        candidates.append((freq, "frequency_cap"))
+    paused = run.subscriber.paused_until
+    if paused is not None and paused > now:
+        candidates.append((paused, "paused"))
+    if not candidates:
+        return None
+    until, reason = max(candidates)
+    run.emit(Action("defer", now, state.node, reason=reason, until=until))
+    run.set(due_at=until)
+    return until
+
+
+# ------------------------------------------------------------------ enrolment
+
+
+def enroll(
+    *,
+    campaign: Campaign,
+    subcampaign: str,
+    subscriber_id: str,
+    at: datetime,
+    trigger: dict[str, Any] | None = None,
+) -> Result:
+    """A new journey at the sub-campaign's start (or straight to the holdout exit)."""
+    sub = campaign.subcampaigns[subcampaign]
+    delay = sub.trigger.delay if sub.trigger else timedelta(0)
+    start = sub.start
+    state = JourneyState(
+        subscriber_id=subscriber_id,
+        subcampaign=subcampaign,
+        node=start,
+        phase="arrive",
+        due_at=at + delay,
+        entered_at=at,
+        trigger=trigger,
+    )
+    node = campaign.node(start)
+    if isinstance(node, NotificationNode) and node.delay:
+        state = replace(state, due_at=at + delay + node.delay)
+    if in_holdout(campaign, subscriber_id):
+        ended = replace(
+            state, phase="ended", due_at=None, holdout=True, exit_reason="holdout", ended_at=at
+        )
+        return Result(
+            ended,
+            [
+                Action("enroll", at, start, holdout=True),
+                Action("exit", at, start, reason="holdout"),
+            ],
+        )
+    return Result(state, [Action("enroll", at, start)])

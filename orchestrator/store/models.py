@@ -1,0 +1,144 @@
+"""Tables (SQLModel). Journey state lives here, not in running processes.
+
+Finding due work is one index range scan on `ix_journey_due` (campaign, due_at);
+an ended journey has `due_at = NULL` and drops out of that index's range.
+The sends ledger is unique per (journey, step): a step is claimed before any
+byte leaves the process, so a retried batch can never send a step twice.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JsonType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Subscriber(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=128)
+    timezone: str = Field(default="UTC", max_length=64)
+    attributes: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JsonType, nullable=False)
+    )
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
+    status: str = Field(default="active", max_length=16)  # active | unsubscribed | deleted
+    paused_until: datetime | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class PushSubscription(SQLModel, table=True):
+    __tablename__ = "push_subscription"
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: str = Field(foreign_key="subscriber.id", index=True, max_length=128)
+    endpoint: str = Field(unique=True, max_length=2048)
+    p256dh: str = Field(max_length=256)
+    auth: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Event(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_event_subscriber_at", "subscriber_id", "at"),
+        Index("ix_event_name_id", "name", "id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    subscriber_id: str = Field(max_length=128)
+    name: str = Field(max_length=64)
+    at: datetime
+    properties: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JsonType, nullable=False)
+    )
+    send_id: int | None = None  # a click names the exact send it came from
+    recorded_at: datetime = Field(default_factory=utcnow)
+
+
+class CampaignVersion(SQLModel, table=True):
+    __tablename__ = "campaign_version"
+    __table_args__ = (UniqueConstraint("campaign", "content_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(index=True, max_length=63)
+    content_hash: str = Field(max_length=64)
+    source: dict[str, str] = Field(default_factory=dict, sa_column=Column(JsonType, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Journey(SQLModel, table=True):
+    __table_args__ = (
+        Index("ix_journey_due", "campaign", "due_at"),
+        Index("ix_journey_subscriber", "subscriber_id", "campaign"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(max_length=63)
+    version_id: int = Field(foreign_key="campaign_version.id")
+    subcampaign: str = Field(max_length=64)
+    subscriber_id: str = Field(max_length=128)
+    node: str = Field(max_length=64)
+    phase: str = Field(default="arrive", max_length=16)  # arrive | wait | await | ended
+    due_at: datetime | None = None
+    entered_at: datetime
+    ended_at: datetime | None = None
+    exit_reason: str | None = Field(default=None, max_length=32)
+    followups: int = 0
+    pending_followup: bool = False
+    sends: int = 0
+    step: int = 0
+    last_send_at: datetime | None = None
+    last_send_id: int | None = None
+    arm: str | None = Field(default=None, max_length=64)
+    holdout: bool = False
+    via: str | None = Field(default=None, max_length=16)  # edge kind that brought it to `node`
+    seen_until: datetime | None = None
+    trigger_event_id: int | None = None
+    trigger: dict[str, Any] | None = Field(default=None, sa_column=Column(JsonType, nullable=True))
+
+
+class Send(SQLModel, table=True):
+    """The sends ledger: one row per (journey, step), claimed before delivery."""
+
+    __table_args__ = (
+        UniqueConstraint("journey_id", "step"),
+        Index("ix_send_subscriber_claimed", "subscriber_id", "claimed_at"),
+        Index("ix_send_campaign_node", "campaign", "node"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int = Field(foreign_key="journey.id")
+    step: int
+    campaign: str = Field(max_length=63)
+    node: str = Field(max_length=64)
+    subscriber_id: str = Field(max_length=128)
+    claimed_at: datetime
+    outcome: str = Field(
+        default="claimed", max_length=16
+    )  # claimed | delivered | failed | gone | skipped
+    status_code: int | None = None
+    detail: str | None = Field(default=None, max_length=1024)
+    finished_at: datetime | None = None
+
+
+class Cursor(SQLModel, table=True):
+    """How far a campaign's trigger enrolment has read the events table."""
+
+    campaign: str = Field(primary_key=True, max_length=63)
+    subcampaign: str = Field(primary_key=True, max_length=64)
+    last_event_id: int = 0
+
+
+class Setting(SQLModel, table=True):
+    """Generated secrets and other per-database values (e.g. the HMAC key)."""
+
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=4096)
