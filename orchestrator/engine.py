@@ -291,23 +291,51 @@ def _await(run: _Run) -> bool:
             conversion = event
             break
     if conversion is not None:
-        run.emit(Action("convert", conversion.at, state.node))
+        run.emit(Action("convert", conversion.at, state.node, to=_target(node.on_convert)))
         run.set(followups=0, pending_followup=False, seen_until=conversion.at)
         _follow(run, node.on_convert, at=conversion.at, via="convert")
         return True
     if run.now >= window_end:
-        run.emit(Action("no_convert", window_end, state.node))
-        run.set(pending_followup=True, seen_until=window_end)
-        _follow(run, node.on_no_convert, at=window_end, via="no_convert")
+        _no_convert(run, node, at=window_end)
         return True
     run.set(due_at=window_end)
     return False
 
 
+def _no_convert(
+    run: _Run, node: NotificationNode, *, at: datetime, reason: str | None = None
+) -> None:
+    run.emit(
+        Action("no_convert", at, run.state.node, to=_target(node.on_no_convert), reason=reason)
+    )
+    run.set(pending_followup=True, seen_until=at)
+    _follow(run, node.on_no_convert, at=at, via="no_convert")
+
+
+def _target(edge: EdgeSpec | None) -> str:
+    return edge.to if edge else END
+
+
 def _follow(run: _Run, edge: EdgeSpec | None, *, at: datetime, via: str) -> None:
-    target = edge.to if edge else END
     delay = edge.delay if edge else timedelta(0)
-    _move(run, target, at=at + delay, via=via)
+    _move(run, _target(edge), at=at + delay, via=via)
+
+
+def skip_send(
+    state: JourneyState,
+    *,
+    campaign: Campaign,
+    subscriber: SubscriberView,
+    reason: str,
+    now: datetime,
+) -> Result:
+    """A claimed send that could not be made (template error, payload too large): the journey
+    goes on by its no-convert edge at once, as the spec says, without waiting for the window."""
+    run = _Run(campaign, subscriber, (), frozenset(), [], now, state)
+    node = campaign.node(state.node)
+    assert isinstance(node, NotificationNode) and state.phase == "await"
+    _no_convert(run, node, at=now, reason=reason)
+    return Result(run.state, run.actions)
 
 
 def _move(run: _Run, target: str, *, at: datetime, via: str) -> None:

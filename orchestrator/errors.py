@@ -11,6 +11,10 @@ class UnreadableFileError(CampaignError):
     """A file could not be read at all (missing, permissions, not UTF-8 text)."""
 
 
+class MissingFileError(UnreadableFileError):
+    """The file does not exist."""
+
+
 class ValidationError(CampaignError):
     """A campaign file does not validate; carries every diagnostic found."""
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -21,20 +22,31 @@ from pydantic import ValidationError as PydanticValidationError
 
 from orchestrator import yamlpos
 from orchestrator.diagnostics import Diagnostic, Severity, did_you_mean
-from orchestrator.errors import UnreadableFileError
+from orchestrator.errors import MissingFileError, UnreadableFileError
 from orchestrator.spec import (
     NODE_TAGS,
     RULE_TAGS,
+    BranchNode,
     Campaign,
     Node,
+    NotificationNode,
     Segment,
     SegmentFile,
     Settings,
+    SplitNode,
     SubCampaign,
+    WaitNode,
     _check_id,
 )
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# Keys that belong inside a node (edges, window, ...), never node ids themselves.
+_NODE_KEYS = frozenset(
+    f.alias or name
+    for model in (NotificationNode, SplitNode, BranchNode, WaitNode)
+    for name, f in model.model_fields.items()
+    if (f.alias or name) not in NODE_TAGS and name != "description"
+)
 _TAG_MODELS: dict[str, type[BaseModel]] = {}
 
 
@@ -65,6 +77,19 @@ class LoadedCampaign:
     sources: list[Source] = field(default_factory=list)
     segment_origins: dict[str, SegmentOrigin] = field(default_factory=dict)
     is_segment_file: bool = False
+    reader: Callable[[Path], str] = field(default=lambda p: read_text(p), repr=False)
+
+    def source_texts(self) -> dict[str, str]:
+        """Every file this campaign was read from, by path relative to the campaign file."""
+        base = self.path.resolve().parent
+        out: dict[str, str] = {}
+        for src in self.sources:
+            try:
+                key = str(src.path.resolve().relative_to(base))
+            except ValueError:
+                key = str(src.path.resolve())
+            out[key] = src.text
+        return out
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -121,6 +146,8 @@ class Reporter:
 def read_text(path: Path) -> str:
     try:
         data = path.read_bytes()
+    except FileNotFoundError:
+        raise MissingFileError(f"{path}: no such file") from None
     except OSError as exc:
         raise UnreadableFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
     try:
@@ -268,17 +295,22 @@ def report_pydantic(
         elif kind in ("node_kind", "rule_kind"):
             keys = list(err["input"]) if isinstance(err["input"], dict) else []
             wanted = list(NODE_TAGS) if kind == "node_kind" else list(RULE_TAGS)
-            hints = [did_you_mean(k, wanted) for k in keys]
-            hint = next((h for h in hints if h), "")
+            hints = [(k, did_you_mean(str(k), wanted)) for k in keys]
+            misspelt, hint = next(((k, h) for k, h in hints if h), (None, ""))
             message = (
                 err["msg"]
                 if isinstance(err["input"], dict)
                 else (f"{err['msg']}; got {_describe(err['input'])}")
             )
-            reporter.key(source, path, f"{message}{hint}", code=kind.replace("_", "-"))
+            at = path if misspelt is None else (*path, misspelt)  # the misspelt kind key
+            reporter.key(source, at, f"{message}{hint}", code=kind.replace("_", "-"))
         elif kind == "value_error":
             message = str(err["msg"]).removeprefix("Value error, ")
-            reporter.value(source, path, message, code="invalid-value")
+            # A whole mapping is wrong (no entry, two operators): point at its key, not
+            # at its first inner key, which would blame a line that is fine.
+            whole = isinstance(source.located.data_at(path), dict)
+            report = reporter.key if whole else reporter.value
+            report(source, path, message, code="invalid-value")
         elif kind in _TYPE_WORDS:
             what = f"{name!r} must be" if name and not name.isdigit() else "expected"
             reporter.value(
@@ -286,6 +318,15 @@ def report_pydantic(
                 path,
                 f"{what} {_TYPE_WORDS[kind]}, got {_describe(err['input'])}",
                 code="wrong-type",
+            )
+        elif kind == "literal_error":
+            what = f"{name!r} must be" if name and not name.isdigit() else "expected"
+            expected = err.get("ctx", {}).get("expected", "one of the allowed values")
+            reporter.value(
+                source,
+                path,
+                f"{what} {expected}, got {_describe(err['input'])}",
+                code="invalid-value",
             )
         elif kind == "string_pattern_mismatch" and name == "campaign":
             reporter.value(
@@ -422,7 +463,9 @@ def _load_includes(
             chain = " -> ".join(display_name(p) for p in (*stack[stack.index(target) :], target))
             reporter.value(source, path, f"include cycle: {chain}", code="include-cycle")
             continue
-        if not target.is_file():
+        try:
+            text = loaded.reader(target)
+        except MissingFileError:
             reporter.value(
                 source,
                 path,
@@ -430,8 +473,6 @@ def _load_includes(
                 code="include-missing",
             )
             continue
-        try:
-            text = read_text(target)
         except UnreadableFileError as exc:
             reporter.value(source, path, str(exc), code="include-unreadable")
             continue
@@ -534,6 +575,30 @@ def _load_subcampaigns(
                     had_broken = True
                     continue
                 seen_nodes[node_id] = sub_name
+                if not isinstance(node_raw, dict) and node_id in _NODE_KEYS:
+                    # `on_no_convert: end` indented one level too little reads as a node.
+                    reporter.key(
+                        source,
+                        node_path,
+                        f"{node_id!r} is a key of a node, not a node id: "
+                        "indent it under the node it belongs to",
+                        code="node-kind",
+                    )
+                    had_broken = True
+                    continue
+                kinds = [k for k in NODE_TAGS if isinstance(node_raw, dict) and k in node_raw]
+                if len(kinds) > 1:
+                    reporter.key(
+                        source,
+                        (*node_path, kinds[1]),
+                        f"a node is exactly one of: {', '.join(NODE_TAGS)} "
+                        f"(this one has {', '.join(kinds[:-1])} and {kinds[-1]})",
+                        code="node-kind",
+                    )
+                    broken.nodes.add(node_id)
+                    broken.raw_nodes[node_id] = (sub_name, node_raw)
+                    had_broken = True
+                    continue
                 node = validate_piece(
                     Node, node_raw, source=source, prefix=node_path, reporter=reporter
                 )
@@ -555,12 +620,17 @@ def _load_subcampaigns(
     return out
 
 
-def load(path: Path) -> LoadedCampaign:
-    """Load and validate one campaign file. Raises UnreadableFileError if it cannot be read."""
+def load(path: Path, *, reader: Callable[[Path], str] | None = None) -> LoadedCampaign:
+    """Load and validate one campaign file. Raises UnreadableFileError if it cannot be read.
+
+    `reader` reads a file's text (default: from disk); a stored campaign version
+    is loaded again from its saved sources this way.
+    """
     from orchestrator import checks  # checks imports graph; keep start-up light
 
-    text = read_text(path)
-    loaded = LoadedCampaign(path=path, display=display_name(path), text=text)
+    read = reader or read_text
+    text = read(path)
+    loaded = LoadedCampaign(path=path, display=display_name(path), text=text, reader=read)
     reporter = Reporter()
     source = parse_source(path, text, reporter)
     if source is not None:
@@ -585,7 +655,7 @@ def _load_document(
         what = "empty" if data is None else f"{_describe(data)}"
         reporter.at(
             source,
-            yamlpos.Pos(1, 1),
+            source.located.value_pos(()),
             f"a campaign file is a mapping with 'campaign:', 'title:' and 'subcampaigns:' (this file is {what})",
             code="wrong-type",
         )

@@ -18,7 +18,9 @@ H = timedelta(hours=1)
 D = timedelta(days=1)
 
 
-def campaign_of(load_yaml: Callable[..., LoadedCampaign], settings: str, nodes: str, **kw: str) -> Campaign:
+def campaign_of(
+    load_yaml: Callable[..., LoadedCampaign], settings: str, nodes: str, **kw: str
+) -> Campaign:
     entry = kw.get("entry", "segment: everyone")
     text = f"""
 campaign: t
@@ -65,8 +67,13 @@ def drive(
         upcoming = [e.at for e in events if e.at > now]
         now = max(now, min([state.due_at, *upcoming]))
         result = engine.advance(
-            state, campaign=campaign, subscriber=sub, events=[e for e in events if e.at <= now],
-            memberships=memberships, recent_sends=sends, now=now,
+            state,
+            campaign=campaign,
+            subscriber=sub,
+            events=[e for e in events if e.at <= now],
+            memberships=memberships,
+            recent_sends=sends,
+            now=now,
         )
         state = result.state
         for action in result.actions:
@@ -75,13 +82,22 @@ def drive(
                 sends.append(action.at)
                 state = replace(state, last_send_id=1000 + action.step)
                 if click_steps and action.step in click_steps:
-                    events.append(EventView("click", action.at + click_steps[action.step], send_id=1000 + action.step))
+                    events.append(
+                        EventView(
+                            "click",
+                            action.at + click_steps[action.step],
+                            send_id=1000 + action.step,
+                        )
+                    )
         actions.extend(result.actions)
     raise AssertionError("journey did not end")
 
 
 def kinds(actions: list[Action]) -> list[str]:
-    return [f"{a.type}:{a.node}" + (f">{a.to}" if a.to else "") + (f"({a.reason})" if a.reason else "") for a in actions]
+    return [
+        f"{a.type}:{a.node}" + (f">{a.to}" if a.to else "") + (f"({a.reason})" if a.reason else "")
+        for a in actions
+    ]
 
 
 CHAIN = """
@@ -92,7 +108,9 @@ CHAIN = """
 """
 
 
-def test_followup_cap_ends_journey_after_two_no_converts(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_followup_cap_ends_journey_after_two_no_converts(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     c = campaign_of(load_yaml, "{followup_cap: 2, spacing: 0s, window: 1d}", CHAIN)
     state, actions = drive(c)
     assert [a.node for a in actions if a.type == "send"] == ["a", "b", "c"]
@@ -115,27 +133,33 @@ def test_no_convert_waits_for_the_window_then_follows_the_edge_with_its_delay(
     assert nc.at == T0 + 2 * D
 
 
-def test_goal_event_inside_window_converts_at_once(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_goal_event_inside_window_converts_at_once(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     nodes = """
       a: {notification: {title: A}, on_convert: {to: up, delay: 2h}, on_no_convert: end}
       up: {notification: {title: Upsell}, goal: purchase}
 """
     c = campaign_of(load_yaml, "{spacing: 0s, window: 2d}", nodes)
     state, actions = drive(c, events=[EventView("signup", T0 + 5 * H)])
-    assert kinds(actions)[:4] == ["enroll:a", "send:a", "convert:a", "send:up"]
+    assert kinds(actions)[:4] == ["enroll:a", "send:a", "convert:a>up", "send:up"]
     assert next(a for a in actions if a.node == "up" and a.type == "send").at == T0 + 7 * H
     assert state.followups == 0
     assert state.exit_reason == "completed"  # the upsell's own window ran out
 
 
-def test_goal_event_after_the_window_does_not_convert(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_goal_event_after_the_window_does_not_convert(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     c = campaign_of(load_yaml, "{spacing: 0s, window: 1d}", "      a: {notification: {title: A}}\n")
     state, actions = drive(c, events=[EventView("signup", T0 + 2 * D)])
     assert "convert:a" not in kinds(actions)
     assert state.exit_reason == "completed"
 
 
-def test_click_goal_counts_only_a_click_on_that_very_send(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_click_goal_counts_only_a_click_on_that_very_send(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     nodes = """
       a: {notification: {title: A}, on_convert: end, on_no_convert: b}
       b: {notification: {title: B}, on_convert: end}
@@ -143,7 +167,14 @@ def test_click_goal_counts_only_a_click_on_that_very_send(load_yaml: Callable[..
     c = campaign_of(load_yaml, "{spacing: 0s, window: 1d}", nodes, goal="click")
     stray = EventView("click", T0 + H, send_id=999)
     state, actions = drive(c, events=[stray], click_steps={2: 3 * H})
-    assert kinds(actions) == ["enroll:a", "send:a", "no_convert:a", "send:b", "convert:b", "exit:b(converted)"]
+    assert kinds(actions) == [
+        "enroll:a",
+        "send:a",
+        "no_convert:a>b",
+        "send:b",
+        "convert:b>end",
+        "exit:b(converted)",
+    ]
     assert state.exit_reason == "converted"
 
 
@@ -175,26 +206,38 @@ def test_quiet_hours_defer_to_their_end_in_the_subscribers_timezone(
     _, actions = drive(c, subscriber=tokyo, start=T0 + 4 * H)
     defer = next(a for a in actions if a.type == "defer")
     assert defer.reason == "quiet_hours"
-    assert next(a for a in actions if a.type == "send").at == datetime(2026, 1, 5, 23, 0, tzinfo=UTC)
+    assert next(a for a in actions if a.type == "send").at == datetime(
+        2026, 1, 5, 23, 0, tzinfo=UTC
+    )
 
 
 def test_quiet_hours_follow_daylight_saving_time(load_yaml: Callable[..., LoadedCampaign]) -> None:
     c = campaign_of(
-        load_yaml, '{quiet_hours: {start: "22:00", end: "08:00"}}', "      a: {notification: {title: A}}\n"
+        load_yaml,
+        '{quiet_hours: {start: "22:00", end: "08:00"}}',
+        "      a: {notification: {title: A}}\n",
     )
     berlin = SubscriberView(id="s1", timezone="Europe/Berlin")
     # Night of the spring change (2026-03-29): 08:00 CEST is 06:00 UTC, not 07:00.
     night = datetime(2026, 3, 28, 23, 30, tzinfo=UTC)
     _, actions = drive(c, subscriber=berlin, start=night)
-    assert next(a for a in actions if a.type == "send").at == datetime(2026, 3, 29, 6, 0, tzinfo=UTC)
+    assert next(a for a in actions if a.type == "send").at == datetime(
+        2026, 3, 29, 6, 0, tzinfo=UTC
+    )
     # And in autumn (2026-10-25): 08:00 CET is 07:00 UTC.
     night = datetime(2026, 10, 24, 23, 30, tzinfo=UTC)
     _, actions = drive(c, subscriber=berlin, start=night)
-    assert next(a for a in actions if a.type == "send").at == datetime(2026, 10, 25, 7, 0, tzinfo=UTC)
+    assert next(a for a in actions if a.type == "send").at == datetime(
+        2026, 10, 25, 7, 0, tzinfo=UTC
+    )
 
 
-def test_frequency_cap_counts_sends_of_other_campaigns(load_yaml: Callable[..., LoadedCampaign]) -> None:
-    c = campaign_of(load_yaml, "{frequency_cap: {max: 2, per: 1d}}", "      a: {notification: {title: A}}\n")
+def test_frequency_cap_counts_sends_of_other_campaigns(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
+    c = campaign_of(
+        load_yaml, "{frequency_cap: {max: 2, per: 1d}}", "      a: {notification: {title: A}}\n"
+    )
     earlier = [T0 - 20 * H, T0 - 2 * H]
     _, actions = drive(c, other_sends=earlier)
     defer = next(a for a in actions if a.type == "defer")
@@ -221,14 +264,18 @@ def test_exit_on_event_ends_the_journey(load_yaml: Callable[..., LoadedCampaign]
     assert [a.node for a in actions if a.type == "send"] == ["a", "b"]
 
 
-def test_unsubscribed_subscriber_exits_before_any_send(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_unsubscribed_subscriber_exits_before_any_send(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     c = campaign_of(load_yaml, "{}", CHAIN)
     state, actions = drive(c, subscriber=SubscriberView(id="s1", status="unsubscribed"))
     assert state.exit_reason == "unsubscribed"
     assert not any(a.type == "send" for a in actions)
 
 
-def test_subscriber_without_subscriptions_exits_as_gone(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_subscriber_without_subscriptions_exits_as_gone(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     c = campaign_of(load_yaml, "{}", CHAIN)
     state, _ = drive(c, subscriber=SubscriberView(id="s1", has_subscription=False))
     assert state.exit_reason == "subscription_gone"
@@ -259,7 +306,9 @@ def test_split_is_stable_and_near_its_weights(load_yaml: Callable[..., LoadedCam
     assert 60 < arms.count("x") < 140
 
 
-def test_branch_takes_the_first_segment_the_subscriber_is_in(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_branch_takes_the_first_segment_the_subscriber_is_in(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     nodes = """
       a: {branch: [{segment: vip, to: v}, {segment: everyone, to: e}, {else: end}]}
       v: {notification: {title: V}}
@@ -294,8 +343,14 @@ def test_trigger_delay_postpones_the_first_send(load_yaml: Callable[..., LoadedC
 
 
 @pytest.mark.parametrize("reason", ["spacing", "quiet_hours"])
-def test_deferring_never_drops_a_send(load_yaml: Callable[..., LoadedCampaign], reason: str) -> None:
-    settings = "{spacing: 20h, window: 1h}" if reason == "spacing" else '{quiet_hours: {start: "00:00", end: "23:00"}, window: 1h}'
+def test_deferring_never_drops_a_send(
+    load_yaml: Callable[..., LoadedCampaign], reason: str
+) -> None:
+    settings = (
+        "{spacing: 20h, window: 1h}"
+        if reason == "spacing"
+        else '{quiet_hours: {start: "00:00", end: "23:00"}, window: 1h}'
+    )
     c = campaign_of(load_yaml, settings, CHAIN)
     _, actions = drive(c)
     assert [a.node for a in actions if a.type == "send"] == ["a", "b", "c"]

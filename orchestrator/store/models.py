@@ -1,7 +1,10 @@
 """Tables (SQLModel). Journey state lives here, not in running processes.
 
-Finding due work is one index range scan on `ix_journey_due` (campaign, due_at);
-an ended journey has `due_at = NULL` and drops out of that index's range.
+Finding due work is one index range scan on `ix_journey_claim` (campaign, claim_at).
+`due_at` is the engine's own schedule; `claim_at` is when a tick should look at
+the journey: normally the same instant, earlier when an event of the subscriber
+arrives (a conversion is acted on at once). An ended journey has
+`claim_at = NULL` and drops out of that index's range.
 The sends ledger is unique per (journey, step): a step is claimed before any
 byte leaves the process, so a retried batch can never send a step twice.
 """
@@ -11,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -70,14 +73,25 @@ class CampaignVersion(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     campaign: str = Field(index=True, max_length=63)
     content_hash: str = Field(max_length=64)
-    source: dict[str, str] = Field(default_factory=dict, sa_column=Column(JsonType, nullable=False))
+    source: dict[str, Any] = Field(
+        default_factory=dict, sa_column=Column(JsonType, nullable=False)
+    )  # {"main": name, "files": {path: text}}
     created_at: datetime = Field(default_factory=utcnow)
 
 
 class Journey(SQLModel, table=True):
     __table_args__ = (
-        Index("ix_journey_due", "campaign", "due_at"),
+        Index("ix_journey_claim", "campaign", "claim_at"),
         Index("ix_journey_subscriber", "subscriber_id", "campaign"),
+        # At most one journey in flight per subscriber and campaign, even with two ticks at once.
+        Index(
+            "uq_journey_active",
+            "campaign",
+            "subscriber_id",
+            unique=True,
+            sqlite_where=text("phase != 'ended'"),
+            postgresql_where=text("phase != 'ended'"),
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -88,6 +102,7 @@ class Journey(SQLModel, table=True):
     node: str = Field(max_length=64)
     phase: str = Field(default="arrive", max_length=16)  # arrive | wait | await | ended
     due_at: datetime | None = None
+    claim_at: datetime | None = None
     entered_at: datetime
     ended_at: datetime | None = None
     exit_reason: str | None = Field(default=None, max_length=32)
@@ -127,6 +142,17 @@ class Send(SQLModel, table=True):
     status_code: int | None = None
     detail: str | None = Field(default=None, max_length=1024)
     finished_at: datetime | None = None
+
+
+class NodeStat(SQLModel, table=True):
+    """Running per-node counters of a campaign: entered, sent, converted, no_convert, exit:REASON, …"""
+
+    __tablename__ = "node_stat"
+
+    campaign: str = Field(primary_key=True, max_length=63)
+    node: str = Field(primary_key=True, max_length=64)
+    metric: str = Field(primary_key=True, max_length=48)
+    count: int = 0
 
 
 class Cursor(SQLModel, table=True):

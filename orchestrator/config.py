@@ -1,0 +1,60 @@
+"""Configuration from the environment or a `.env` file in the working directory."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dotenv import dotenv_values
+
+DEFAULT_ALLOWED_ORIGINS = (
+    "https://fcm.googleapis.com",
+    "https://updates.push.services.mozilla.com",
+    "https://*.push.apple.com",
+    "https://*.notify.windows.com",
+)
+
+
+@dataclass(frozen=True)
+class Config:
+    db: str = "sqlite:///campaign.db"
+    graphs: Path = Path("campaign_graphs")
+    vapid_private_key: str = "vapid_private.pem"
+    vapid_subject: str | None = None
+    push_allowed_origins: tuple[str, ...] = DEFAULT_ALLOWED_ORIGINS
+    secret: str | None = None
+    api_key: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    audit_log: Path | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def load_config(env: dict[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Config:
+    """Environment wins over `.env`; `.env` wins over the defaults."""
+    values: dict[str, str] = {}
+    if dotenv is not None and dotenv.is_file():
+        values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
+    values.update(os.environ if env is None else env)
+
+    def get(name: str) -> str | None:
+        value = values.get(name)
+        return value if value not in (None, "") else None
+
+    origins = get("CAMPAIGN_PUSH_ALLOWED_ORIGINS")
+    audit = get("CAMPAIGN_AUDIT_LOG")
+    return Config(
+        db=get("CAMPAIGN_DB") or Config.db,
+        graphs=Path(get("CAMPAIGN_GRAPHS") or Config.graphs),
+        vapid_private_key=get("CAMPAIGN_VAPID_PRIVATE_KEY") or Config.vapid_private_key,
+        vapid_subject=get("CAMPAIGN_VAPID_SUBJECT"),
+        push_allowed_origins=(
+            tuple(o.strip() for o in origins.split(",") if o.strip())
+            if origins
+            else DEFAULT_ALLOWED_ORIGINS
+        ),
+        secret=get("CAMPAIGN_SECRET"),
+        api_key=get("CAMPAIGN_API_KEY"),
+        public_url=(get("CAMPAIGN_PUBLIC_URL") or Config.public_url).rstrip("/"),
+        audit_log=Path(audit) if audit else None,
+    )

@@ -1,0 +1,383 @@
+"""Queries: plain functions with keyword arguments over a Session."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlmodel import Session, col
+
+from orchestrator.records import EventRecord, SubscriberRecord
+from orchestrator.store.models import (
+    CampaignVersion,
+    Cursor,
+    Event,
+    Journey,
+    NodeStat,
+    PushSubscription,
+    Send,
+    Subscriber,
+    utcnow,
+)
+
+
+def dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(session: Session, table: Any) -> Any:
+    return pg_insert(table) if dialect(session) == "postgresql" else sqlite_insert(table)
+
+
+def aware(moment: datetime | None) -> datetime | None:
+    """SQLite gives naive datetimes back: they are UTC."""
+    return None if moment is None else utc(moment)
+
+
+def utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+# ------------------------------------------------------------------ subscribers
+
+
+def upsert_subscribers(session: Session, records: Sequence[SubscriberRecord]) -> tuple[int, int]:
+    """Add or update subscribers and their subscriptions. Returns (added, changed); same data = no write."""
+    if not records:
+        return 0, 0
+    ids = [r.id for r in records]
+    existing = {
+        s.id: s
+        for s in session.execute(select(Subscriber).where(col(Subscriber.id).in_(ids))).scalars()
+    }
+    added = changed = 0
+    now = utcnow()
+    for record in records:
+        row = existing.get(record.id)
+        if row is None:
+            session.add(
+                Subscriber(
+                    id=record.id,
+                    timezone=record.timezone,
+                    attributes=record.attributes,
+                    tags=list(record.tags),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            added += 1
+        elif (row.timezone, row.attributes, row.tags) != (
+            record.timezone,
+            record.attributes,
+            list(record.tags),
+        ):
+            row.timezone, row.attributes, row.tags, row.updated_at = (
+                record.timezone,
+                record.attributes,
+                list(record.tags),
+                now,
+            )
+            session.add(row)
+            changed += 1
+    session.flush()
+    subs = [(r.id, s) for r in records for s in r.subscriptions]
+    if subs:
+        endpoints = [s.endpoint for _, s in subs]
+        known = {
+            p.endpoint: p
+            for p in session.execute(
+                select(PushSubscription).where(col(PushSubscription.endpoint).in_(endpoints))
+            ).scalars()
+        }
+        for sid, s in subs:
+            row2 = known.get(s.endpoint)
+            if row2 is None:
+                row2 = PushSubscription(
+                    subscriber_id=sid,
+                    endpoint=s.endpoint,
+                    p256dh=s.p256dh,
+                    auth=s.auth,
+                    created_at=now,
+                )
+                session.add(row2)
+                known[s.endpoint] = row2
+            elif (row2.subscriber_id, row2.p256dh, row2.auth) != (sid, s.p256dh, s.auth):
+                row2.subscriber_id, row2.p256dh, row2.auth = sid, s.p256dh, s.auth
+                session.add(row2)
+    session.flush()
+    return added, changed
+
+
+def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Subscriber]:
+    id_list = list(set(ids))
+    return {
+        s.id: s
+        for s in session.execute(
+            select(Subscriber).where(col(Subscriber.id).in_(id_list))
+        ).scalars()
+    }
+
+
+def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
+    rows = session.execute(
+        select(col(PushSubscription.subscriber_id), func.count())
+        .where(col(PushSubscription.subscriber_id).in_(list(set(ids))))
+        .group_by(PushSubscription.subscriber_id)
+    ).all()
+    return Counter({sid: n for sid, n in rows})
+
+
+def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[PushSubscription]]:
+    out: dict[str, list[PushSubscription]] = {}
+    for row in session.execute(
+        select(PushSubscription).where(col(PushSubscription.subscriber_id).in_(list(set(ids))))
+    ).scalars():
+        out.setdefault(row.subscriber_id, []).append(row)
+    return out
+
+
+# ------------------------------------------------------------------ events
+
+
+def add_events(session: Session, records: Sequence[EventRecord]) -> list[int]:
+    """Store events and wake the subscribers' journeys so conversions and exits are seen at once."""
+    ids: list[int] = []
+    for r in records:
+        row = Event(
+            subscriber_id=r.subscriber_id,
+            name=r.name,
+            at=r.at,
+            properties=r.properties,
+            send_id=r.send_id,
+        )
+        session.add(row)
+        session.flush()
+        assert row.id is not None
+        ids.append(row.id)
+    earliest: dict[str, datetime] = {}
+    for r in records:
+        earliest[r.subscriber_id] = min(r.at, earliest.get(r.subscriber_id, r.at))
+    for sid, at in earliest.items():
+        wake(session, subscriber_id=sid, at=at)
+    return ids
+
+
+def wake(session: Session, *, subscriber_id: str, at: datetime) -> None:
+    session.execute(
+        update(Journey)
+        .where(col(Journey.subscriber_id) == subscriber_id, col(Journey.claim_at) > at)
+        .values(claim_at=at)
+    )
+
+
+def events_for(
+    session: Session, ids: Iterable[str], *, since: datetime, until: datetime
+) -> dict[str, list[Event]]:
+    out: dict[str, list[Event]] = {}
+    rows = session.execute(
+        select(Event)
+        .where(
+            col(Event.subscriber_id).in_(list(set(ids))),
+            col(Event.at) >= since,
+            col(Event.at) <= until,
+        )
+        .order_by(col(Event.at), col(Event.id))
+    ).scalars()
+    for row in rows:
+        out.setdefault(row.subscriber_id, []).append(row)
+    return out
+
+
+def recent_sends(
+    session: Session, ids: Iterable[str], *, since: datetime
+) -> dict[str, list[datetime]]:
+    out: dict[str, list[datetime]] = {}
+    rows = session.execute(
+        select(col(Send.subscriber_id), col(Send.claimed_at)).where(
+            col(Send.subscriber_id).in_(list(set(ids))),
+            col(Send.claimed_at) > since,
+            col(Send.outcome) != "skipped",
+        )
+    ).all()
+    for sid, at in rows:
+        moment = aware(at)
+        assert moment is not None
+        out.setdefault(sid, []).append(moment)
+    return out
+
+
+# ------------------------------------------------------------------ versions
+
+
+def ensure_version(
+    session: Session, *, campaign: str, content_hash: str, source: dict[str, Any]
+) -> int:
+    row = session.execute(
+        select(CampaignVersion).where(
+            col(CampaignVersion.campaign) == campaign,
+            col(CampaignVersion.content_hash) == content_hash,
+        )
+    ).scalar_one_or_none()
+    if row is None:
+        stmt = _insert(session, CampaignVersion).values(
+            campaign=campaign, content_hash=content_hash, source=source, created_at=utcnow()
+        )
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["campaign", "content_hash"]))
+        session.flush()
+        row = session.execute(
+            select(CampaignVersion).where(
+                col(CampaignVersion.campaign) == campaign,
+                col(CampaignVersion.content_hash) == content_hash,
+            )
+        ).scalar_one()
+    assert row.id is not None
+    return int(row.id)
+
+
+def version(session: Session, version_id: int) -> CampaignVersion:
+    row = session.get(CampaignVersion, version_id)
+    if row is None:
+        raise KeyError(version_id)
+    return row
+
+
+def latest_version(session: Session, campaign: str) -> CampaignVersion | None:
+    return session.execute(
+        select(CampaignVersion)
+        .where(col(CampaignVersion.campaign) == campaign)
+        .order_by(col(CampaignVersion.id).desc())
+        .limit(1)
+    ).scalar_one_or_none()
+
+
+# ------------------------------------------------------------------ journeys
+
+
+def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Journey]:
+    """Due journeys of a campaign, oldest first: one range scan of ix_journey_claim.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED, so two ticks never take
+    the same journey; on SQLite the caller holds the write lock (BEGIN IMMEDIATE).
+    """
+    stmt = (
+        select(Journey)
+        .where(col(Journey.campaign) == campaign, col(Journey.claim_at) <= now)
+        .order_by(col(Journey.claim_at))
+        .limit(limit)
+    )
+    if dialect(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.execute(stmt).scalars())
+
+
+def blocking_journey(
+    *, campaign: str, now: datetime, reentry_seconds: float | None, subcampaign: str | None = None
+) -> Any:
+    """A condition on Journey: this journey keeps its subscriber from enrolling again."""
+    conditions = [col(Journey.campaign) == campaign]
+    if subcampaign is not None:
+        conditions.append(col(Journey.subcampaign) == subcampaign)
+    if reentry_seconds is None:
+        keep: Any = True
+    else:
+        from datetime import timedelta
+
+        keep = or_(
+            col(Journey.ended_at).is_(None),
+            col(Journey.ended_at) > now - timedelta(seconds=reentry_seconds),
+        )
+    return and_(*conditions, keep)
+
+
+def cursor(session: Session, *, campaign: str, subcampaign: str) -> Cursor:
+    row = session.get(Cursor, (campaign, subcampaign))
+    if row is None:
+        row = Cursor(campaign=campaign, subcampaign=subcampaign, last_event_id=0)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def trigger_events(session: Session, *, name: str, after_id: int, limit: int) -> list[Event]:
+    return list(
+        session.execute(
+            select(Event)
+            .where(col(Event.name) == name, col(Event.id) > after_id)
+            .order_by(col(Event.id))
+            .limit(limit)
+        ).scalars()
+    )
+
+
+def insert_ignoring(session: Session, table: Any) -> Any:
+    """INSERT that skips rows violating a unique index (e.g. a second active journey)."""
+    return _insert(session, table).on_conflict_do_nothing()
+
+
+def delete_subscriptions(session: Session, endpoints: Sequence[str]) -> None:
+    session.execute(
+        delete(PushSubscription).where(col(PushSubscription.endpoint).in_(list(endpoints)))
+    )
+
+
+# ------------------------------------------------------------------ counters
+
+
+def bump(session: Session, *, campaign: str, counts: Counter[tuple[str, str]]) -> None:
+    """Add to the per-node counters (one upsert per distinct node and metric)."""
+    if not counts:
+        return
+    rows = [
+        {"campaign": campaign, "node": node, "metric": metric, "count": n}
+        for (node, metric), n in counts.items()
+        if n
+    ]
+    if not rows:
+        return
+    stmt = _insert(session, NodeStat).values(rows)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["campaign", "node", "metric"],
+        set_={"count": col(NodeStat.count) + stmt.excluded["count"]},
+    )
+    session.execute(stmt)
+
+
+def node_stats(session: Session, campaign: str) -> dict[str, dict[str, int]]:
+    out: dict[str, dict[str, int]] = {}
+    for row in session.execute(
+        select(NodeStat).where(col(NodeStat.campaign) == campaign)
+    ).scalars():
+        out.setdefault(row.node, {})[row.metric] = row.count
+    return out
+
+
+def send_outcomes(session: Session, campaign: str) -> dict[str, int]:
+    rows = session.execute(
+        select(col(Send.outcome), func.count())
+        .where(col(Send.campaign) == campaign)
+        .group_by(Send.outcome)
+    ).all()
+    return {outcome: n for outcome, n in rows}
+
+
+def journey_phases(session: Session, campaign: str) -> dict[str, int]:
+    rows = session.execute(
+        select(col(Journey.phase), func.count())
+        .where(col(Journey.campaign) == campaign)
+        .group_by(Journey.phase)
+    ).all()
+    return {phase: n for phase, n in rows}
+
+
+def exit_reasons(session: Session, campaign: str) -> dict[str, int]:
+    rows = session.execute(
+        select(col(Journey.exit_reason), func.count())
+        .where(col(Journey.campaign) == campaign, col(Journey.exit_reason).is_not(None))
+        .group_by(Journey.exit_reason)
+    ).all()
+    return {str(reason): n for reason, n in rows}

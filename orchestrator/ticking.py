@@ -1,0 +1,691 @@
+"""A tick: enrol, then advance every due journey in batches, sending what is due.
+
+Exactly-once: a batch claims its journeys and writes a ledger row for every
+send in one transaction, before anything leaves the process; delivery happens
+after the commit and its outcomes are written back in one statement per batch.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import exists, insert, select, update
+from sqlmodel import Session, col
+
+from orchestrator import engine, payload, tokens
+from orchestrator.delivery import SendOutcome, SendRequest, Target
+from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
+from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
+from orchestrator.service import CampaignLoad, Context, campaign_paths, load_current
+from orchestrator.spec import BranchNode, Campaign, NotificationNode
+from orchestrator.store import repo, segments
+from orchestrator.store.models import Journey, PushSubscription, Send, Subscriber
+
+ENROL_CHUNK = 5000
+
+
+@dataclass
+class CampaignTick:
+    campaign: str
+    version_id: int
+    enrolled: int = 0
+    holdout: int = 0
+    journeys: int = 0
+    batches: int = 0
+    sends: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+
+
+@dataclass
+class TickReport:
+    campaigns: list[CampaignTick] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class BatchResult:
+    journeys: int
+    sends: int
+    outcomes: Counter[str]
+
+
+def tick(
+    ctx: Context,
+    *,
+    now: datetime,
+    names: list[str] | None = None,
+    batch_size: int = 500,
+    on_batch: Callable[[str, BatchResult], None] | None = None,
+) -> TickReport:
+    """One pass over the named campaigns (default: every file in the graphs folder)."""
+    report = TickReport()
+    for path in campaign_paths(ctx, names):
+        load = load_current(ctx, path)
+        if load.problem is not None or load.version_id is None:
+            report.refused[str(path)] = load.problem or "not loaded"
+            continue
+        report.campaigns.append(
+            tick_campaign(ctx, load, now=now, batch_size=batch_size, on_batch=on_batch)
+        )
+    return report
+
+
+def tick_campaign(
+    ctx: Context,
+    load: CampaignLoad,
+    *,
+    now: datetime,
+    batch_size: int = 500,
+    on_batch: Callable[[str, BatchResult], None] | None = None,
+) -> CampaignTick:
+    assert (
+        load.loaded is not None and load.loaded.campaign is not None and load.version_id is not None
+    )
+    campaign = load.loaded.campaign
+    started = time.perf_counter()
+    result = CampaignTick(campaign.campaign, load.version_id)
+    result.enrolled, result.holdout = enrol(
+        ctx, campaign=campaign, version_id=load.version_id, now=now
+    )
+    while True:
+        batch = run_batch(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size)
+        if batch is None:
+            break
+        result.batches += 1
+        result.journeys += batch.journeys
+        result.sends += batch.sends
+        result.outcomes.update(batch.outcomes)
+        if on_batch:
+            on_batch(campaign.campaign, batch)
+    result.seconds = time.perf_counter() - started
+    return result
+
+
+# ------------------------------------------------------------------ enrolment
+
+
+def enrol(ctx: Context, *, campaign: Campaign, version_id: int, now: datetime) -> tuple[int, int]:
+    """New journeys: segment members in priority order, then trigger events. Returns (enrolled, holdout)."""
+    enrolled = holdout = 0
+    for name, sub in campaign.subcampaigns.items():
+        if sub.trigger is None:
+            assert sub.segment is not None
+            ids = _eligible_members(ctx, campaign=campaign, segment=sub.segment, now=now)
+            entries = [(sid, None) for sid in ids]
+            e, h = _insert_journeys(
+                ctx,
+                campaign=campaign,
+                version_id=version_id,
+                subcampaign=name,
+                entries=entries,
+                now=now,
+            )
+        else:
+            e, h = _enrol_triggered(
+                ctx, campaign=campaign, version_id=version_id, subcampaign=name, now=now
+            )
+        enrolled += e
+        holdout += h
+    return enrolled, holdout
+
+
+def _blocked(campaign: Campaign, now: datetime) -> Any:
+    reentry = campaign.settings.reentry
+    return exists(
+        select(col(Journey.id)).where(
+            col(Journey.subscriber_id) == Subscriber.id,
+            repo.blocking_journey(
+                campaign=campaign.campaign,
+                now=now,
+                reentry_seconds=reentry.total_seconds() if reentry else None,
+            ),
+        )
+    )
+
+
+def _eligible_members(
+    ctx: Context, *, campaign: Campaign, segment: str, now: datetime
+) -> list[str]:
+    with ctx.session() as s:
+        query = segments.members_query(
+            segment, segments=campaign.segments, now=now, dialect=repo.dialect(s)
+        )
+        query = query.where(~_blocked(campaign, now))
+        if not ctx.simulated:
+            query = query.where(
+                exists(
+                    select(col(PushSubscription.id)).where(
+                        col(PushSubscription.subscriber_id) == Subscriber.id
+                    )
+                )
+            )
+        return [row[0] for row in s.execute(query)]
+
+
+def _insert_journeys(
+    ctx: Context,
+    *,
+    campaign: Campaign,
+    version_id: int,
+    subcampaign: str,
+    entries: Sequence[tuple[str, tuple[datetime, dict[str, Any], int] | None]],
+    now: datetime,
+) -> tuple[int, int]:
+    enrolled = holdout = 0
+    for start in range(0, len(entries), ENROL_CHUNK):
+        rows: list[dict[str, Any]] = []
+        trace: list[tuple[str, list[Action]]] = []
+        for sid, trig in entries[start : start + ENROL_CHUNK]:
+            at, context, event_id = trig if trig else (now, None, None)
+            result = engine.enroll(
+                campaign=campaign,
+                subcampaign=subcampaign,
+                subscriber_id=sid,
+                at=at,
+                trigger=context,
+            )
+            row = _row_values(result.state)
+            row.update(campaign=campaign.campaign, version_id=version_id, trigger_event_id=event_id)
+            rows.append(row)
+            trace.append((sid, result.actions))
+        with ctx.session() as s, s.begin():
+            stmt = repo.insert_ignoring(s, Journey)
+            s.execute(stmt, rows)
+            counts: Counter[tuple[str, str]] = Counter()
+            for _, actions in trace:
+                _count(actions, counts)
+            repo.bump(s, campaign=campaign.campaign, counts=counts)
+        enrolled += len(rows)
+        holdout += sum(1 for r in rows if r["holdout"])
+        _audit(ctx, campaign.campaign, subcampaign, trace)
+    return enrolled, holdout
+
+
+def _enrol_triggered(
+    ctx: Context, *, campaign: Campaign, version_id: int, subcampaign: str, now: datetime
+) -> tuple[int, int]:
+    sub = campaign.subcampaigns[subcampaign]
+    assert sub.trigger is not None
+    stale_before = now - sub.trigger.delay - campaign.settings.window
+    enrolled = holdout = 0
+    while True:
+        with ctx.session() as s:
+            cur = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
+            events = repo.trigger_events(
+                s, name=sub.trigger.event, after_id=cur.last_event_id, limit=ENROL_CHUNK
+            )
+            events = [e for e in events if repo.utc(e.at) <= now]
+            if not events:
+                s.commit()
+                return enrolled, holdout
+            wanted = [
+                e
+                for e in events
+                if all(e.properties.get(k) == v for k, v in sub.trigger.where.items())
+            ]
+            wanted = [e for e in wanted if repo.utc(e.at) >= stale_before]
+            ids = {e.subscriber_id for e in wanted}
+            if sub.segment is not None and ids:
+                member = segments.is_member_of(
+                    s, sorted(ids), [sub.segment], segments=campaign.segments, now=now
+                )
+                ids = {sid for sid in ids if sub.segment in member.get(sid, set())}
+            blocked = _blocked_ids(s, campaign=campaign, ids=ids, now=now)
+            if not ctx.simulated:
+                blocked |= ids - set(repo.subscription_counts(s, ids))
+            entries: list[tuple[str, tuple[datetime, dict[str, Any], int] | None]] = []
+            for e in wanted:
+                if e.subscriber_id in ids and e.subscriber_id not in blocked:
+                    at = repo.aware(e.at)
+                    assert at is not None and e.id is not None
+                    context = {"event": e.name, "properties": e.properties, "at": at.isoformat()}
+                    entries.append((e.subscriber_id, (at, context, e.id)))
+                    blocked.add(e.subscriber_id)  # one journey per subscriber per tick
+            last_id = events[-1].id
+            s.commit()
+        e_count, h_count = _insert_journeys(
+            ctx,
+            campaign=campaign,
+            version_id=version_id,
+            subcampaign=subcampaign,
+            entries=entries,
+            now=now,
+        )
+        enrolled += e_count
+        holdout += h_count
+        with ctx.session() as s, s.begin():
+            cur = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
+            cur.last_event_id = max(cur.last_event_id, last_id or 0)
+            s.add(cur)
+
+
+def _blocked_ids(s: Session, *, campaign: Campaign, ids: set[str], now: datetime) -> set[str]:
+    if not ids:
+        return set()
+    reentry = campaign.settings.reentry
+    cond = repo.blocking_journey(
+        campaign=campaign.campaign,
+        now=now,
+        reentry_seconds=reentry.total_seconds() if reentry else None,
+    )
+    rows = s.execute(
+        select(col(Journey.subscriber_id)).where(col(Journey.subscriber_id).in_(sorted(ids)), cond)
+    ).all()
+    return {r[0] for r in rows}
+
+
+# ------------------------------------------------------------------ batches
+
+
+_STATE_FIELDS = (
+    "subscriber_id",
+    "subcampaign",
+    "node",
+    "phase",
+    "due_at",
+    "entered_at",
+    "followups",
+    "pending_followup",
+    "sends",
+    "step",
+    "last_send_at",
+    "last_send_id",
+    "arm",
+    "holdout",
+    "via",
+    "exit_reason",
+    "ended_at",
+    "trigger",
+    "seen_until",
+)
+_TIME_FIELDS = ("due_at", "entered_at", "last_send_at", "ended_at", "seen_until")
+
+
+def _row_values(state: JourneyState) -> dict[str, Any]:
+    values = {name: getattr(state, name) for name in _STATE_FIELDS}
+    values["claim_at"] = state.due_at
+    return values
+
+
+def _state_of(row: Journey) -> JourneyState:
+    values = {name: getattr(row, name) for name in _STATE_FIELDS}
+    for name in _TIME_FIELDS:
+        values[name] = repo.aware(values[name])
+    return JourneyState(**values)
+
+
+def topic_for(journey_id: int, step: int) -> str:
+    """≤ 32 base64url characters, the same for every retry of one step (RFC 8030 Topic)."""
+    digest = hashlib.sha256(f"{journey_id}:{step}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:32]
+
+
+@dataclass
+class _Pending:
+    row: Journey
+    campaign: Campaign
+    node_id: str
+    node: NotificationNode
+    step: int
+    state: JourneyState  # after the engine's advance
+    send_id: int = 0
+    payload: bytes = b""
+
+
+def run_batch(
+    ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
+) -> BatchResult | None:
+    """Claim, advance and send one batch of due journeys; None when nothing is due."""
+    ctx.secret()  # read or create it before the batch transaction takes the write lock
+    with ctx.session() as s, s.begin():
+        rows = repo.claim_due(s, campaign=campaign, now=now, limit=batch_size)
+        if not rows:
+            return None
+        requests, counts, trace = _advance_rows(ctx, s, rows, now=now)
+        repo.bump(s, campaign=campaign, counts=counts)
+    _audit_rows(ctx, campaign, trace)
+    outcomes = ctx.delivery.deliver(requests) if requests else []
+    tally: Counter[str] = Counter(o.outcome for o in outcomes)
+    if outcomes:
+        _record_outcomes(ctx, campaign=campaign, requests=requests, outcomes=outcomes, now=now)
+    return BatchResult(journeys=len(rows), sends=len(requests), outcomes=tally)
+
+
+def _advance_rows(
+    ctx: Context, s: Session, rows: list[Journey], *, now: datetime
+) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Journey, list[Action]]]]:
+    ids = [r.subscriber_id for r in rows]
+    subs = repo.subscribers(s, ids)
+    has_sub = repo.subscription_counts(s, ids) if not ctx.simulated else None
+    since = min(repo.utc(r.entered_at) for r in rows)
+    assert since is not None
+    events = repo.events_for(s, ids, since=since, until=now)
+    campaigns = {r.version_id: ctx.campaign_of_version(r.version_id, s) for r in rows}
+    memberships = _memberships(s, rows, campaigns, now=now)
+    recent = _recent(s, ids, campaigns, now=now)
+    counts: Counter[tuple[str, str]] = Counter()
+    trace: list[tuple[Journey, list[Action]]] = []
+    pending: list[_Pending] = []
+    updates: list[dict[str, Any]] = []
+    for row in rows:
+        c = campaigns[row.version_id]
+        view = _subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, has_sub)
+        evs = [
+            EventView(e.name, repo.utc(e.at), e.properties, e.send_id)
+            for e in events.get(row.subscriber_id, [])
+        ]
+        result = engine.advance(
+            _state_of(row),
+            campaign=c,
+            subscriber=view,
+            events=evs,
+            memberships=frozenset(memberships.get(row.subscriber_id, ())),
+            recent_sends=recent.get(row.subscriber_id, []),
+            now=now,
+        )
+        state, actions = result.state, list(result.actions)
+        for action in actions:
+            if action.type == "send":
+                assert action.step is not None
+                node = c.node(action.node)
+                assert isinstance(node, NotificationNode)
+                pending.append(_Pending(row, c, action.node, node, action.step, state))
+                recent.setdefault(row.subscriber_id, []).append(now)
+        values = _row_values(state)
+        values["id"] = row.id
+        updates.append(values)
+        _count(actions, counts)
+        trace.append((row, actions))
+    if updates:
+        s.execute(update(Journey), updates)
+    requests = _claim_sends(ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace)
+    return requests, counts, trace
+
+
+def _subscriber_view(
+    sub: Subscriber | None, sid: str, has_sub: Counter[str] | None
+) -> SubscriberView:
+    if sub is None:
+        return SubscriberView(id=sid, status="deleted", has_subscription=False)
+    return SubscriberView(
+        id=sub.id,
+        timezone=sub.timezone,
+        attributes=sub.attributes,
+        tags=tuple(sub.tags),
+        status=sub.status,
+        has_subscription=True if has_sub is None else has_sub.get(sub.id, 0) > 0,
+        paused_until=repo.aware(sub.paused_until),
+    )
+
+
+def _memberships(
+    s: Session, rows: list[Journey], campaigns: dict[int, Campaign], *, now: datetime
+) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for version_id, c in campaigns.items():
+        names = sorted(
+            {
+                case.segment
+                for n in c.all_nodes().values()
+                if isinstance(n, BranchNode)
+                for case in n.branch
+                if case.segment
+            }
+        )
+        if not names:
+            continue
+        ids = sorted({r.subscriber_id for r in rows if r.version_id == version_id})
+        for sid, found in segments.is_member_of(
+            s, ids, names, segments=c.segments, now=now
+        ).items():
+            out.setdefault(sid, set()).update(found)
+    return out
+
+
+def _recent(
+    s: Session, ids: list[str], campaigns: dict[int, Campaign], *, now: datetime
+) -> dict[str, list[datetime]]:
+    caps = [c.settings.frequency_cap.per for c in campaigns.values() if c.settings.frequency_cap]
+    if not caps:
+        return {}
+    return repo.recent_sends(s, ids, since=now - max(caps))
+
+
+def _claim_sends(
+    ctx: Context,
+    s: Session,
+    pending: list[_Pending],
+    *,
+    subs: dict[str, Subscriber],
+    now: datetime,
+    counts: Counter[tuple[str, str]],
+    trace: list[tuple[Journey, list[Action]]],
+) -> list[SendRequest]:
+    """Write the ledger rows, then render; a send that cannot be rendered is skipped (template_error)."""
+    if not pending:
+        return []
+    rows = [
+        {
+            "journey_id": p.row.id,
+            "step": p.step,
+            "campaign": p.row.campaign,
+            "node": p.node_id,
+            "subscriber_id": p.row.subscriber_id,
+            "claimed_at": now,
+            "outcome": "claimed",
+        }
+        for p in pending
+    ]
+    ids = s.execute(
+        insert(Send).returning(col(Send.id), col(Send.journey_id), col(Send.step)), rows
+    ).all()
+    by_key = {(j, st): i for i, j, st in ids}
+    targets = repo.subscriptions_of(s, (p.row.subscriber_id for p in pending))
+    secret = ctx.secret()
+    requests: list[SendRequest] = []
+    skipped: list[dict[str, Any]] = []
+    journey_updates: list[dict[str, Any]] = []
+    for p in pending:
+        p.send_id = by_key[(p.row.id, p.step)]
+        sub = subs.get(p.row.subscriber_id)
+        context = _template_context(p, sub)
+        click = f"{ctx.config.public_url}/c/{tokens.sign(secret, 'click', p.send_id)}"
+        try:
+            rendered = payload.render_fields(p.node, context)
+            p.payload = payload.build(
+                p.node,
+                rendered,
+                click_url=click,
+                send_id=str(p.send_id),
+                timestamp_ms=int(now.timestamp() * 1000),
+            )
+        except (TemplateRenderError, PayloadTooLargeError) as exc:
+            reason = (
+                "template_error" if isinstance(exc, TemplateRenderError) else "payload_too_large"
+            )
+            skipped.append(
+                {
+                    "id": p.send_id,
+                    "outcome": "skipped",
+                    "detail": f"{reason}: {exc}"[:1024],
+                    "finished_at": now,
+                }
+            )
+            journey_updates.append(
+                _skip(p, reason=reason, now=now, counts=counts, trace=trace, sub=sub)
+            )
+            continue
+        journey_updates.append({"id": p.row.id, "last_send_id": p.send_id})
+        settings = p.campaign.settings
+        requests.append(
+            SendRequest(
+                send_id=p.send_id,
+                journey_id=p.row.id or 0,
+                step=p.step,
+                campaign=p.row.campaign,
+                node=p.node_id,
+                subscriber_id=p.row.subscriber_id,
+                payload=p.payload,
+                targets=tuple(
+                    Target(t.endpoint, t.p256dh, t.auth)
+                    for t in targets.get(p.row.subscriber_id, [])
+                ),
+                ttl=p.node.ttl if p.node.ttl is not None else settings.ttl,
+                urgency=p.node.urgency or settings.urgency,
+                topic=topic_for(p.row.id or 0, p.step),
+            )
+        )
+    if skipped:
+        s.execute(update(Send), skipped)
+    if journey_updates:
+        s.execute(update(Journey), journey_updates)
+    return requests
+
+
+def _template_context(p: _Pending, sub: Subscriber | None) -> dict[str, Any]:
+    context: dict[str, Any] = {
+        "subscriber": {
+            "id": p.row.subscriber_id,
+            "attributes": dict(sub.attributes) if sub else {},
+            "tags": list(sub.tags) if sub else [],
+            "timezone": sub.timezone if sub else "UTC",
+        },
+        "campaign": {"id": p.campaign.campaign, "title": p.campaign.title},
+        "node": {"id": p.node_id},
+    }
+    if p.row.trigger is not None:
+        context["trigger"] = p.row.trigger
+    return context
+
+
+def _skip(
+    p: _Pending,
+    *,
+    reason: str,
+    now: datetime,
+    counts: Counter[tuple[str, str]],
+    trace: list[tuple[Journey, list[Action]]],
+    sub: Subscriber | None,
+) -> dict[str, Any]:
+    """The journey takes its no-convert edge at once; the next batch of this tick goes on from there."""
+    view = _subscriber_view(sub, p.row.subscriber_id, None)
+    result = engine.skip_send(p.state, campaign=p.campaign, subscriber=view, reason=reason, now=now)
+    counts[(p.node_id, "skipped")] += 1
+    _count(list(result.actions), counts)
+    trace.append((p.row, list(result.actions)))
+    values = _row_values(result.state)
+    values["id"] = p.row.id
+    return values
+
+
+def _record_outcomes(
+    ctx: Context,
+    *,
+    campaign: str,
+    requests: list[SendRequest],
+    outcomes: list[SendOutcome],
+    now: datetime,
+) -> None:
+    by_id = {r.send_id: r for r in requests}
+    counts: Counter[tuple[str, str]] = Counter()
+    rows = []
+    for o in outcomes:
+        rows.append(
+            {
+                "id": o.send_id,
+                "outcome": o.outcome,
+                "status_code": o.status_code,
+                "detail": (o.detail or None) and o.detail[:1024],
+                "finished_at": now,
+            }
+        )
+        counts[(by_id[o.send_id].node, o.outcome)] += 1
+    gone = [e for o in outcomes for e in o.gone_endpoints]
+    with ctx.session() as s, s.begin():
+        s.execute(update(Send), rows)
+        repo.bump(s, campaign=campaign, counts=counts)
+        if gone:
+            repo.delete_subscriptions(s, gone)
+
+
+# ------------------------------------------------------------------ counting and audit
+
+
+def _count(actions: list[Action], counts: Counter[tuple[str, str]]) -> None:
+    for a in actions:
+        if a.type == "enroll":
+            counts[(a.node, "entered")] += 1
+            if a.holdout:
+                counts[(a.node, "holdout")] += 1
+        elif a.type == "send":
+            counts[(a.node, "sent")] += 1
+        elif a.type in ("convert", "no_convert"):
+            counts[(a.node, "converted" if a.type == "convert" else "no_convert")] += 1
+            if a.to and a.to != "end":
+                counts[(a.to, "entered")] += 1
+        elif a.type == "route":
+            if a.to and a.to != "end":
+                counts[(a.to, "entered")] += 1
+            counts[(a.node, f"route:{a.to}")] += 1
+        elif a.type == "defer":
+            counts[(a.node, "deferred")] += 1
+        elif a.type == "exit":
+            counts[(a.node, f"exit:{a.reason}")] += 1
+
+
+def trace_line(
+    action: Action, *, subscriber: str, campaign: str, subcampaign: str
+) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "t": action.at.isoformat(),
+        "subscriber": subscriber,
+        "campaign": campaign,
+        "subcampaign": subcampaign,
+        "type": action.type,
+        "node": action.node,
+    }
+    if action.to is not None:
+        line["to"] = action.to
+    if action.reason is not None:
+        line["reason"] = action.reason
+    if action.until is not None:
+        line["until"] = action.until.isoformat()
+    if action.step is not None:
+        line["step"] = action.step
+    if action.type == "enroll" and action.holdout:
+        line["holdout"] = True
+    return line
+
+
+def _audit(
+    ctx: Context, campaign: str, subcampaign: str, trace: list[tuple[str, list[Action]]]
+) -> None:
+    if ctx.audit is None:
+        return
+    lines = [
+        trace_line(a, subscriber=sid, campaign=campaign, subcampaign=subcampaign)
+        for sid, actions in trace
+        for a in actions
+    ]
+    if lines:
+        ctx.audit(lines)
+
+
+def _audit_rows(ctx: Context, campaign: str, trace: list[tuple[Journey, list[Action]]]) -> None:
+    if ctx.audit is None:
+        return
+    lines = [
+        trace_line(a, subscriber=r.subscriber_id, campaign=campaign, subcampaign=r.subcampaign)
+        for r, actions in trace
+        for a in actions
+    ]
+    if lines:
+        ctx.audit(sorted(lines, key=lambda x: x["t"]))
