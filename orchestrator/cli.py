@@ -297,6 +297,81 @@ def status(
     )
 
 
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="a campaign file")],
+    subscribers: Annotated[int, typer.Option("--subscribers", min=1, max=2_000_000)] = 1000,
+    population: Annotated[
+        Path | None, typer.Option("--population", help="JSONL population")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    rate: Annotated[
+        list[str] | None, typer.Option("--rate", help="NODE=P conversion probability")
+    ] = None,
+    default_rate: Annotated[float, typer.Option("--default-rate", min=0.0, max=1.0)] = 0.1,
+    start: Annotated[
+        str | None, typer.Option("--start", help="ISO start (default 2026-01-05T09:00Z)")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="stop at this ISO time")] = None,
+    trace: Annotated[
+        Path | None, typer.Option("--trace", help="write the JSONL trace here")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
+    from orchestrator.errors import CampaignError
+    from orchestrator.simulate import simulate as run
+
+    rates: dict[str, float] = {}
+    for item in rate or []:
+        node, sep, value = item.partition("=")
+        try:
+            rates[node] = float(value)
+            assert sep and 0 <= rates[node] <= 1
+        except (ValueError, AssertionError):
+            typer.echo(f"--rate {item!r}: expected NODE=P with P between 0 and 1", err=True)
+            raise typer.Exit(1) from None
+    try:
+        result = run(
+            file,
+            subscribers=subscribers,
+            population=population,
+            seed=seed,
+            rates=rates,
+            default_rate=default_rate,
+            start=_now(start or "2026-01-05T09:00:00Z"),
+            until=_now(until) if until else None,
+            trace=trace,
+        )
+    except CampaignError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    figures = result.as_dict()
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    _print_funnel(figures)
+    typer.echo(
+        f"{result.subscribers} subscribers, {result.ticks} ticks from {result.start:%Y-%m-%d %H:%M} "
+        f"to {result.end:%Y-%m-%d %H:%M}, {result.steps} journey steps in {result.seconds:.1f}s "
+        f"({figures['steps_per_s']} steps/s), {result.unfinished} unfinished"
+    )
+
+
+def _print_funnel(figures: dict[str, Any]) -> None:
+    typer.echo(
+        f"{'node':<24}{'entered':>9}{'sent':>8}{'deliv.':>8}{'conv.':>8}{'no conv.':>10}{'deferred':>10}"
+    )
+    for node, m in sorted(figures["nodes"].items()):
+        typer.echo(
+            f"{node:<24}{m.get('entered', 0):>9}{m.get('sent', 0):>8}{m.get('delivered', 0):>8}"
+            f"{m.get('converted', 0):>8}{m.get('no_convert', 0):>10}{m.get('deferred', 0):>10}"
+        )
+    typer.echo(
+        "exits: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["exits"].items())) or "none")
+    )
+
+
 def main() -> None:
     app()
 

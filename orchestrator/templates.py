@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateSyntaxError, meta, nodes
+from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.exceptions import SecurityError, TemplateError, UndefinedError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -88,13 +88,17 @@ def _first_line_of(ast: nodes.Template, name: str) -> int:
     return 0
 
 
+@lru_cache(maxsize=4096)
+def _compiled(source: str, strict: bool) -> Template:
+    return environment(strict=strict).from_string(source)
+
+
 def render(source: str, context: dict[str, Any], *, strict: bool = True) -> str:
     """Render one template. Raises TemplateRenderError with a reason an author understands."""
     if not is_template(source):
         return source
     try:
-        template = environment(strict=strict).from_string(source)
-        return template.render(context)
+        return _compiled(source, strict).render(context)
     except UndefinedError as exc:
         raise TemplateRenderError(f"undefined value: {exc.message}") from None
     except SecurityError as exc:

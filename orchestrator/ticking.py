@@ -85,6 +85,7 @@ def tick_campaign(
     now: datetime,
     batch_size: int = 500,
     on_batch: Callable[[str, BatchResult], None] | None = None,
+    enrol_segments: bool = True,
 ) -> CampaignTick:
     assert (
         load.loaded is not None and load.loaded.campaign is not None and load.version_id is not None
@@ -112,11 +113,17 @@ def tick_campaign(
 # ------------------------------------------------------------------ enrolment
 
 
-def enrol(ctx: Context, *, campaign: Campaign, version_id: int, now: datetime) -> tuple[int, int]:
-    """New journeys: segment members in priority order, then trigger events. Returns (enrolled, holdout)."""
+def enrol(
+    ctx: Context, *, campaign: Campaign, version_id: int, now: datetime, segments_too: bool = True
+) -> tuple[int, int]:
+    """New journeys: segment members in priority order, then trigger events. Returns (enrolled, holdout).
+
+    `segments_too=False` skips re-evaluating segment membership (the simulator does it hourly)."""
     enrolled = holdout = 0
     for name, sub in campaign.subcampaigns.items():
         if sub.trigger is None:
+            if not segments_too:
+                continue
             assert sub.segment is not None
             ids = _eligible_members(ctx, campaign=campaign, segment=sub.segment, now=now)
             entries = [(sid, None) for sid in ids]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import textwrap
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,46 @@ def load_yaml(tmp_path: Path) -> Callable[..., loader.LoadedCampaign]:
         return loader.load(path)
 
     return _load
+
+
+# ------------------------------------------------------------------ databases
+
+PG_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def _pg_available() -> bool:
+    import psycopg
+
+    try:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", connect_timeout=3
+        ):
+            return True
+    except psycopg.OperationalError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh database: a SQLite file, or a private schema on the local PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    if not _pg_available():
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is not reachable (CI must start it)")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(
+        "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
+    ) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    try:
+        yield f"{PG_URL}?options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(
+            "host=127.0.0.1 port=5432 user=postgres dbname=test", autocommit=True
+        ) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')

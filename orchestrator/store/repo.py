@@ -267,7 +267,7 @@ def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> 
     stmt = (
         select(Journey)
         .where(col(Journey.campaign) == campaign, col(Journey.claim_at) <= now)
-        .order_by(col(Journey.claim_at))
+        .order_by(col(Journey.claim_at), col(Journey.id))
         .limit(limit)
     )
     if dialect(session) == "postgresql":

@@ -1,0 +1,283 @@
+"""`campaign simulate`: the real engine and storage on a virtual clock, no sends leaving the process.
+
+A temporary SQLite database, a synthetic (or given) population, conversion
+rates per node. The clock jumps to the next moment anything is due, in steps
+of `resolution` (the scheduled deployment's tick). Same seed, same result.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlmodel import col
+
+from orchestrator import loader
+from orchestrator.config import Config
+from orchestrator.delivery import RecordingDelivery
+from orchestrator.errors import CampaignError
+from orchestrator.population import synthesize
+from orchestrator.records import EventRecord, RecordError, parse_subscriber, parse_time
+from orchestrator.service import CampaignLoad, load_current, open_context, read_jsonl, status
+from orchestrator.spec import Campaign, NotificationNode
+from orchestrator.store import repo
+from orchestrator.store.models import Event, Journey
+from orchestrator.ticking import tick_campaign
+
+SEGMENT_ENROL_EVERY = timedelta(hours=1)
+MAX_TICKS = 200_000
+
+
+@dataclass
+class SimulationResult:
+    campaign: str
+    subscribers: int
+    start: datetime
+    end: datetime
+    ticks: int = 0
+    steps: int = 0
+    sends: int = 0
+    conversions: int = 0
+    seconds: float = 0.0
+    funnel: dict[str, Any] = field(default_factory=dict)
+    unfinished: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "subscribers": self.subscribers,
+            "start": self.start.isoformat(),
+            "end": self.end.isoformat(),
+            "ticks": self.ticks,
+            "steps": self.steps,
+            "sends": self.sends,
+            "conversions": self.conversions,
+            "unfinished_journeys": self.unfinished,
+            "seconds": round(self.seconds, 3),
+            "steps_per_s": round(self.steps / self.seconds, 1) if self.seconds else None,
+            **self.funnel,
+        }
+
+
+@dataclass
+class _Collector:
+    lines: list[dict[str, Any]] = field(default_factory=list)
+
+    def __call__(self, lines: list[dict[str, Any]]) -> None:
+        self.lines.extend(lines)
+
+
+def _population(
+    campaign: Campaign, *, path: Path | None, count: int, seed: int, start: datetime
+) -> list[dict[str, Any]]:
+    if path is None:
+        return synthesize(campaign, count=count, seed=seed, start=start)
+    lines = []
+    for number, raw in read_jsonl(path):
+        if isinstance(raw, RecordError):
+            raise CampaignError(f"{path}:{number}: {raw}")
+        lines.append(raw)
+    return lines
+
+
+def _store_population(ctx: Any, lines: list[dict[str, Any]]) -> int:
+    records, events = [], []
+    for number, raw in enumerate(lines, start=1):
+        try:
+            body = {k: v for k, v in raw.items() if k != "events"} if isinstance(raw, dict) else raw
+            record = parse_subscriber(body, allowed=())
+            for e in raw.get("events", []):
+                events.append(
+                    EventRecord(
+                        record.id,
+                        str(e["name"]),
+                        parse_time(e["at"]),
+                        dict(e.get("properties", {})),
+                    )
+                )
+        except (RecordError, KeyError, TypeError, AttributeError) as exc:
+            raise CampaignError(f"population line {number}: {exc}") from None
+        records.append(record)
+    with ctx.session() as s, s.begin():
+        for i in range(0, len(records), 5000):
+            repo.upsert_subscribers(s, records[i : i + 5000])
+        repo.add_events(s, sorted(events, key=lambda e: e.at))
+    return len(records)
+
+
+def _conversions(
+    campaign: Campaign,
+    requests: list[Any],
+    *,
+    now: datetime,
+    seed: int,
+    rates: dict[str, float],
+    default_rate: float,
+) -> list[EventRecord]:
+    out = []
+    for r in requests:
+        rng = random.Random(f"{seed}:{r.journey_id}:{r.step}")
+        if rng.random() >= rates.get(r.node, default_rate):
+            continue
+        node = campaign.node(r.node)
+        assert isinstance(node, NotificationNode)
+        window = node.window or campaign.settings.window
+        at = now + timedelta(seconds=rng.uniform(1, max(window.total_seconds() - 1, 2)))
+        goal = node.goal or campaign.goal
+        if goal == "click":
+            out.append(EventRecord(r.subscriber_id, "click", at, {}, r.send_id))
+        else:
+            out.append(EventRecord(r.subscriber_id, goal, at, {"send": r.send_id}))
+    return out
+
+
+def _next_moment(ctx: Any, campaign: Campaign, *, now: datetime) -> datetime | None:
+    triggers = [sub.trigger.event for sub in campaign.subcampaigns.values() if sub.trigger]
+    with ctx.session() as s:
+        due = s.execute(
+            select(func.min(col(Journey.claim_at))).where(
+                col(Journey.campaign) == campaign.campaign, col(Journey.claim_at).is_not(None)
+            )
+        ).scalar()
+        nxt = (
+            s.execute(
+                select(func.min(col(Event.at))).where(
+                    col(Event.name).in_(triggers), col(Event.at) > now
+                )
+            ).scalar()
+            if triggers
+            else None
+        )
+    moments = [repo.utc(m) for m in (due, nxt) if m is not None]
+    return min(moments) if moments else None
+
+
+def _ceil(moment: datetime, *, start: datetime, step: timedelta) -> datetime:
+    steps = -(-(moment - start) // step)
+    return start + steps * step
+
+
+def simulate(
+    path: Path,
+    *,
+    subscribers: int = 1000,
+    population: Path | None = None,
+    seed: int = 0,
+    rates: dict[str, float] | None = None,
+    default_rate: float = 0.1,
+    start: datetime,
+    until: datetime | None = None,
+    trace: Path | None = None,
+    resolution: timedelta = timedelta(minutes=5),
+    progress: Callable[[datetime, int], None] | None = None,
+) -> SimulationResult:
+    loaded = loader.load(path)
+    if not loaded.ok or loaded.campaign is None:
+        first = next((d.format() for d in loaded.errors), "does not validate")
+        raise CampaignError(f"{path} does not validate: {first}")
+    campaign = loaded.campaign
+    unknown = sorted(set(rates or {}) - set(campaign.all_nodes()))
+    if unknown:
+        raise CampaignError(f"--rate names no node of {campaign.campaign}: {', '.join(unknown)}")
+    with tempfile.TemporaryDirectory(prefix="campaign-sim-") as tmp:
+        config = Config(db=f"sqlite:///{Path(tmp) / 'simulation.db'}", graphs=path.parent)
+        collector = _Collector()
+        delivery = RecordingDelivery()
+        ctx = open_context(config, delivery=delivery, audit=collector, simulated=True)
+        lines = _population(campaign, path=population, count=subscribers, seed=seed, start=start)
+        result = SimulationResult(campaign.campaign, _store_population(ctx, lines), start, start)
+        load = load_current(ctx, path)
+        if load.problem:
+            raise CampaignError(load.problem)
+        started = time.perf_counter()
+        _run(
+            ctx,
+            load,
+            campaign,
+            result=result,
+            delivery=delivery,
+            seed=seed,
+            rates=rates or {},
+            default_rate=default_rate,
+            until=until,
+            resolution=resolution,
+            progress=progress,
+        )
+        result.seconds = time.perf_counter() - started
+        result.steps = len(collector.lines)
+        result.funnel = status(ctx, campaign.campaign)
+        with ctx.session() as s:
+            result.unfinished = int(
+                s.execute(
+                    select(func.count())
+                    .select_from(Journey)
+                    .where(
+                        col(Journey.campaign) == campaign.campaign, col(Journey.phase) != "ended"
+                    )
+                ).scalar()
+                or 0
+            )
+        if trace is not None:
+            collector.lines.sort(key=lambda line: line["t"])
+            with trace.open("w", encoding="utf-8") as out:
+                for line in collector.lines:
+                    out.write(json.dumps(line) + "\n")
+        ctx.engine.dispose()
+    return result
+
+
+def _run(
+    ctx: Any,
+    load: CampaignLoad,
+    campaign: Campaign,
+    *,
+    result: SimulationResult,
+    delivery: RecordingDelivery,
+    seed: int,
+    rates: dict[str, float],
+    default_rate: float,
+    until: datetime | None,
+    resolution: timedelta,
+    progress: Callable[[datetime, int], None] | None,
+) -> None:
+    now = result.start
+    last_segment_enrol: datetime | None = None
+    seen = 0
+    for _ in range(MAX_TICKS):
+        enrol_segments = (
+            last_segment_enrol is None or now - last_segment_enrol >= SEGMENT_ENROL_EVERY
+        )
+        if enrol_segments:
+            last_segment_enrol = now
+        tick_campaign(ctx, load, now=now, enrol_segments=enrol_segments)
+        result.ticks += 1
+        fresh = delivery.requests[seen:]
+        seen = len(delivery.requests)
+        result.sends += len(fresh)
+        conversions = _conversions(
+            campaign, fresh, now=now, seed=seed, rates=rates, default_rate=default_rate
+        )
+        if conversions:
+            with ctx.session() as s, s.begin():
+                repo.add_events(s, conversions)
+            result.conversions += len(conversions)
+        delivery.requests.clear()
+        seen = 0
+        result.end = now
+        if progress:
+            progress(now, result.sends)
+        nxt = _next_moment(ctx, campaign, now=now)
+        if nxt is None:
+            return
+        now = max(now + resolution, _ceil(nxt, start=result.start, step=resolution))
+        if until is not None and now > until:
+            return
+    raise CampaignError(f"simulation did not finish within {MAX_TICKS} ticks")

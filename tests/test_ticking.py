@@ -1,0 +1,290 @@
+"""Ticks against real databases (SQLite file and PostgreSQL), with the recording delivery fake."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import textwrap
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+
+from orchestrator.config import Config
+from orchestrator.delivery import RecordingDelivery
+from orchestrator.records import EventRecord, RecordError
+from orchestrator.service import Context, add_events, import_subscribers, open_context, status
+from orchestrator.store.models import Journey, Send
+from orchestrator.ticking import tick
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+CAMPAIGN = """
+campaign: launch
+title: Launch
+goal: signup
+settings: {spacing: 1h, window: 1d, followup_cap: 1}
+segments:
+  pros: {match: {attr: plan, eq: pro}}
+subcampaigns:
+  pros:
+    segment: pros
+    start: hello
+    nodes:
+      hello:
+        notification: {title: "Hi {{ subscriber.attributes.name }}", body: "Try it", url: "https://example.com/a"}
+        on_convert: thanks
+        on_no_convert: {to: again, delay: 1h}
+      again: {notification: {title: Again, url: "https://example.com/b"}}
+      thanks: {notification: {title: Thanks}}
+  carts:
+    trigger: {event: cart_abandoned, delay: 1h}
+    start: nudge
+    nodes:
+      nudge: {notification: {title: "Still want {{ trigger.properties.product }}?"}}
+"""
+
+
+def _key() -> str:
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    return base64.urlsafe_b64encode(point).decode().rstrip("=")
+
+
+def _line(sid: str, **attributes: object) -> str:
+    sub = {
+        "endpoint": f"https://fcm.googleapis.com/fcm/send/{sid}",
+        "keys": {
+            "p256dh": _key(),
+            "auth": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
+        },
+    }
+    return json.dumps({"id": sid, "attributes": attributes, "subscription": sub})
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str) -> tuple[Context, RecordingDelivery, Path]:
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    delivery = RecordingDelivery()
+    ctx = open_context(Config(db=db_url, graphs=graphs), delivery=delivery)
+    people = tmp_path / "people.jsonl"
+    people.write_text(
+        "\n".join(
+            [
+                _line("ann", plan="pro", name="Ann"),
+                _line("bob", plan="pro", name="Bob"),
+                _line("cat", plan="free"),
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    assert import_subscribers(ctx, people).bad == []
+    yield ctx, delivery, graphs
+    ctx.engine.dispose()
+
+
+def _sends(ctx: Context) -> int:
+    with ctx.session() as s:
+        return int(s.execute(select(func.count()).select_from(Send)).scalar() or 0)
+
+
+def test_tick_enrols_segment_members_and_sends_their_start_node(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, _ = world
+    report = tick(ctx, now=T0)
+    assert report.refused == {}
+    assert {(r.subscriber_id, r.node) for r in delivery.requests} == {
+        ("ann", "hello"),
+        ("bob", "hello"),
+    }
+    first = json.loads(next(r for r in delivery.requests if r.subscriber_id == "ann").payload)
+    assert first["title"] == "Hi Ann"
+    assert first["data"]["url"].startswith("http://127.0.0.1:8000/c/")
+    assert status(ctx, "launch")["sends"] == {"delivered": 2}
+
+
+def test_a_second_tick_at_the_same_moment_sends_nothing_again(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, _ = world
+    tick(ctx, now=T0)
+    tick(ctx, now=T0)
+    tick(ctx, now=T0 + timedelta(minutes=5))
+    assert len(delivery.requests) == 2
+    assert _sends(ctx) == 2
+
+
+def test_the_ledger_refuses_a_second_row_for_the_same_step(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, _, _ = world
+    tick(ctx, now=T0)
+    with ctx.session() as s:
+        row = s.execute(select(Send)).scalars().first()
+        assert row is not None
+        dup = Send(
+            journey_id=row.journey_id,
+            step=row.step,
+            campaign=row.campaign,
+            node=row.node,
+            subscriber_id=row.subscriber_id,
+            claimed_at=T0,
+        )
+        s.add(dup)
+        with pytest.raises(IntegrityError):
+            s.commit()
+
+
+def test_no_convert_then_follow_up_then_cap(world: tuple[Context, RecordingDelivery, Path]) -> None:
+    ctx, delivery, _ = world
+    tick(ctx, now=T0)
+    tick(ctx, now=T0 + timedelta(days=1, hours=1))  # window over + 1h edge delay
+    assert [r.node for r in delivery.requests if r.subscriber_id == "ann"] == ["hello", "again"]
+    tick(ctx, now=T0 + timedelta(days=3))
+    with ctx.session() as s:
+        reasons = {j.subscriber_id: j.exit_reason for j in s.execute(select(Journey)).scalars()}
+    assert reasons == {"ann": "completed", "bob": "completed"}
+
+
+def test_goal_event_takes_the_convert_edge_at_the_next_tick(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, _ = world
+    tick(ctx, now=T0)
+    add_events(ctx, [EventRecord("ann", "signup", T0 + timedelta(hours=2))])
+    tick(ctx, now=T0 + timedelta(hours=2, minutes=5))
+    assert [r.node for r in delivery.requests if r.subscriber_id == "ann"] == ["hello", "thanks"]
+    assert status(ctx, "launch")["nodes"]["hello"]["converted"] == 1
+
+
+def test_trigger_event_enrols_after_its_delay_with_its_properties(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, _ = world
+    add_events(ctx, [EventRecord("cat", "cart_abandoned", T0, {"product": "Lamp"})])
+    tick(ctx, now=T0 + timedelta(minutes=30))
+    assert [r.node for r in delivery.requests if r.subscriber_id == "cat"] == []
+    tick(ctx, now=T0 + timedelta(hours=1))
+    cat = [r for r in delivery.requests if r.subscriber_id == "cat"]
+    assert [r.node for r in cat] == ["nudge"]
+    assert json.loads(cat[0].payload)["title"] == "Still want Lamp?"
+
+
+def test_template_error_skips_the_send_and_follows_no_convert(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, graphs = world
+    text = (
+        (graphs / "launch.yaml")
+        .read_text()
+        .replace("subscriber.attributes.name", "subscriber.attributes.nickname")
+    )
+    (graphs / "launch.yaml").write_text(text)
+    tick(ctx, now=T0)
+    tick(ctx, now=T0 + timedelta(hours=1))
+    assert {(r.subscriber_id, r.node) for r in delivery.requests} == {
+        ("ann", "again"),
+        ("bob", "again"),
+    }
+    with ctx.session() as s:
+        skipped = s.execute(select(Send).where(Send.outcome == "skipped")).scalars().all()
+    assert len(skipped) == 2 and all((r.detail or "").startswith("template_error") for r in skipped)
+
+
+def test_an_edited_file_is_a_new_version_and_journeys_keep_theirs(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, graphs = world
+    tick(ctx, now=T0)
+    text = (graphs / "launch.yaml").read_text().replace("title: Again,", "title: Edited,")
+    (graphs / "launch.yaml").write_text(text)
+    tick(ctx, now=T0 + timedelta(days=1, hours=1))
+    titles = {json.loads(r.payload)["title"] for r in delivery.requests if r.node == "again"}
+    assert titles == {"Again"}
+    with ctx.session() as s:
+        versions = {j.version_id for j in s.execute(select(Journey)).scalars()}
+    assert len(versions) == 1
+
+
+def test_a_campaign_that_no_longer_validates_is_refused_and_others_go_on(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, graphs = world
+    other = (graphs / "launch.yaml").read_text().replace("campaign: launch", "campaign: other")
+    (graphs / "other.yaml").write_text(other)
+    (graphs / "launch.yaml").write_text(
+        (graphs / "launch.yaml").read_text().replace("to: again", "to: agian")
+    )
+    report = tick(ctx, now=T0)
+    assert list(report.refused) == [str(graphs / "launch.yaml")]
+    assert "names no node" in report.refused[str(graphs / "launch.yaml")]
+    assert {r.campaign for r in delivery.requests} == {"other"}
+
+
+def test_import_reports_bad_lines_keeps_good_ones_and_reimport_changes_nothing(
+    world: tuple[Context, RecordingDelivery, Path],
+    tmp_path: Path,
+) -> None:
+    ctx, _, _ = world
+    path = tmp_path / "mixed.jsonl"
+    path.write_text(
+        "\n".join(
+            [
+                _line("dan", plan="pro"),
+                "{not json",
+                json.dumps({"attributes": {}}),
+                json.dumps({"id": "eve", "timezone": "Mars/Base"}),
+                json.dumps(
+                    {
+                        "id": "fay",
+                        "subscription": {
+                            "endpoint": "https://evil.example/x",
+                            "keys": {"p256dh": _key(), "auth": "AAAAAAAAAAAAAAAAAAAAAA"},
+                        },
+                    }
+                ),
+                json.dumps(
+                    {
+                        "id": "gus",
+                        "subscription": {
+                            "endpoint": "https://fcm.googleapis.com/x",
+                            "keys": {"p256dh": "AAAA", "auth": "AAAAAAAAAAAAAAAAAAAAAA"},
+                        },
+                    }
+                ),
+            ]
+        )
+        + "\n"
+    )
+    report = import_subscribers(ctx, path)
+    assert report.added == 1
+    assert [n for n, _ in report.bad] == [2, 3, 4, 5, 6]
+    messages = dict(report.bad)
+    assert "not JSON" in messages[2] and "id: missing" in messages[3] and "Mars/Base" in messages[4]
+    assert "not an allowed push service origin" in messages[5] and "P-256" in messages[6]
+    again = import_subscribers(ctx, path)
+    assert (again.added, again.changed, again.unchanged) == (0, 0, 1)
+
+
+def test_events_for_unknown_subscribers_are_refused_whole(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, _, _ = world
+    with pytest.raises(RecordError, match="unknown subscriber: zed"):
+        add_events(ctx, [EventRecord("ann", "signup", T0), EventRecord("zed", "signup", T0)])
+    with ctx.session() as s:
+        from orchestrator.store.models import Event
+
+        assert s.execute(select(func.count()).select_from(Event)).scalar() == 0
