@@ -18,7 +18,7 @@ from orchestrator.delivery import Delivery, RecordingDelivery
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
 from orchestrator.records import EventRecord, RecordError, parse_subscriber
 from orchestrator.spec import Campaign
-from orchestrator.store import db, repo
+from orchestrator.store import db, migrate, repo
 from orchestrator.store.models import Setting
 
 AuditSink = Callable[[list[dict[str, Any]]], None]
@@ -90,7 +90,7 @@ def open_context(
 ) -> Context:
     cfg = config or load_config()
     engine = db.make_engine(cfg.db)
-    db.create_all(engine)
+    migrate.upgrade(engine)
     if audit is None and cfg.audit_log is not None:
         audit = jsonl_sink(cfg.audit_log)
     return Context(
