@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
-from enum import StrEnum
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -119,7 +119,13 @@ def render(
             f"{loaded.display}: does not validate; fix the errors above to draw it", err=True
         )
         raise typer.Exit(1)
-    text = drawing.render(loaded.campaign, format.value)
+    figures = exits = None
+    if counts:
+        from orchestrator.service import status as get_status
+
+        live = get_status(_context(), loaded.campaign.campaign)
+        figures, exits = live["nodes"], live["exits"]
+    text = drawing.render(loaded.campaign, format.value, counts=figures, exits=exits)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")
     else:
@@ -370,6 +376,47 @@ def _print_funnel(figures: dict[str, Any]) -> None:
     typer.echo(
         "exits: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["exits"].items())) or "none")
     )
+
+
+@app.command()
+def migrate(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only list who would move where")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    now: Annotated[str | None, typer.Option("--now")] = None,
+) -> None:
+    """Move in-flight journeys to the newest version; a removed node ends its journeys."""
+    from orchestrator import versions
+    from orchestrator.errors import CampaignError
+
+    ctx = _context()
+    try:
+        migration = versions.plan(ctx, campaign)
+    except CampaignError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({**migration.summary(), "applied": not dry_run}, indent=2))
+    else:
+        for m in migration.moves:
+            how = "resumes" if m.resumes else "re-enters"
+            typer.echo(
+                f"move  {m.subscriber_id}: {m.from_subcampaign}/{m.node} v{m.from_version} -> "
+                f"{m.to_subcampaign}/{m.node} v{m.to_version} ({how})"
+            )
+        for m in migration.ends:
+            typer.echo(
+                f"end   {m.subscriber_id}: {m.from_subcampaign}/{m.node} v{m.from_version} (removed_node)"
+            )
+        verb = "would move" if dry_run else "moved"
+        typer.echo(
+            f"{migration.campaign}: {verb} {len(migration.moves)} journeys to version {migration.to_version}, "
+            f"{'would end' if dry_run else 'ended'} {len(migration.ends)} (removed node)"
+        )
+    if not dry_run:
+        versions.apply(ctx, migration, now=_now(now))
 
 
 def main() -> None:

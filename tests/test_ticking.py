@@ -288,3 +288,49 @@ def test_events_for_unknown_subscribers_are_refused_whole(
         from orchestrator.store.models import Event
 
         assert s.execute(select(func.count()).select_from(Event)).scalar() == 0
+
+
+def test_migrate_dry_run_lists_moves_and_applying_moves_them(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    from orchestrator import versions
+
+    ctx, delivery, graphs = world
+    tick(ctx, now=T0)
+    path = graphs / "launch.yaml"
+    path.write_text(path.read_text().replace("title: Again,", "title: Edited,"))
+    plan = versions.plan(ctx, "launch")
+    assert sorted((m.subscriber_id, m.node, m.resumes) for m in plan.moves) == [
+        ("ann", "hello", True),
+        ("bob", "hello", True),
+    ]
+    assert plan.ends == []
+    with ctx.session() as s:
+        assert {j.version_id for j in s.execute(select(Journey)).scalars()} == {
+            plan.moves[0].from_version
+        }
+    versions.apply(ctx, plan, now=T0)
+    tick(ctx, now=T0 + timedelta(days=1, hours=1))
+    assert {json.loads(r.payload)["title"] for r in delivery.requests if r.node == "again"} == {
+        "Edited"
+    }
+
+
+def test_migrate_ends_journeys_whose_node_was_removed(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    from orchestrator import versions
+
+    ctx, _, graphs = world
+    tick(ctx, now=T0)
+    path = graphs / "launch.yaml"
+    path.write_text(
+        path.read_text().replace("start: hello", "start: hi").replace("      hello:", "      hi:")
+    )
+    plan = versions.plan(ctx, "launch")
+    assert plan.moves == [] and sorted(m.subscriber_id for m in plan.ends) == ["ann", "bob"]
+    versions.apply(ctx, plan, now=T0)
+    with ctx.session() as s:
+        reasons = {j.exit_reason for j in s.execute(select(Journey)).scalars()}
+    assert reasons == {"removed_node"}
+    assert status(ctx, "launch")["nodes"]["hello"]["exit:removed_node"] == 2
