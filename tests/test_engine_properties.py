@@ -1,0 +1,263 @@
+"""Hypothesis state machine over random campaigns: the engine's invariants hold on every trace.
+
+- no two sends of a journey closer than `spacing`
+- never more than `followup_cap` no-convert follow-ups in a row
+- nothing sent inside quiet hours (subscriber's timezone)
+- a holdout journey is never sent
+- every send, route, convert and no-convert follows an edge of the graph
+- every journey ends
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from orchestrator import engine
+from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
+from orchestrator.spec import END, BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
+
+T0 = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)  # a week before Europe's spring DST change
+TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
+
+
+@st.composite
+def campaigns(draw: st.DrawFn) -> Campaign:
+    n = draw(st.integers(2, 7))
+    kinds = [
+        draw(
+            st.sampled_from(
+                ["notification", "notification", "notification", "split", "branch", "wait"]
+            )
+        )
+        for _ in range(n)
+    ]
+
+    def later(i: int) -> list[str]:
+        return [f"n{j}" for j in range(i + 1, n)] + [END]
+
+    def target(i: int) -> str:
+        return draw(st.sampled_from(later(i)))
+
+    nodes: dict[str, Any] = {}
+    for i, kind in enumerate(kinds):
+        options = later(i)
+        if kind == "split" and len(options) >= 2:
+            a, b = draw(st.lists(st.sampled_from(options), min_size=2, max_size=2, unique=True))
+            w = draw(st.integers(1, 99))
+            nodes[f"n{i}"] = {"split": {a: w, b: 100 - w}}
+        elif kind == "branch":
+            nodes[f"n{i}"] = {"branch": [{"segment": "vip", "to": target(i)}, {"else": target(i)}]}
+        elif kind == "wait" or kind == "split":
+            nodes[f"n{i}"] = {"wait": f"{draw(st.integers(1, 48))}h", "next": target(i)}
+        else:
+            node: dict[str, Any] = {
+                "notification": {"title": f"N{i}"},
+                "on_convert": target(i),
+                "on_no_convert": {"to": target(i), "delay": f"{draw(st.integers(0, 30))}h"},
+            }
+            if draw(st.booleans()):
+                node["window"] = f"{draw(st.integers(1, 72))}h"
+            if draw(st.booleans()):
+                node["goal"] = "purchase"
+            nodes[f"n{i}"] = node
+    notifications = [
+        i for i, k in enumerate(kinds) if f"n{i}" in nodes and "notification" in nodes[f"n{i}"]
+    ]
+    loops = len(notifications) >= 2 and draw(st.booleans())
+    if (
+        loops
+    ):  # a no-convert edge back up: bounded by the follow-up cap (and max_sends for convert paths)
+        i = max(notifications)
+        j = draw(st.sampled_from([k for k in notifications if k < i]))
+        nodes[f"n{i}"]["on_no_convert"] = {"to": f"n{j}", "delay": "1h"}
+    quiet = draw(
+        st.sampled_from([None, ("21:00", "08:00"), ("00:00", "06:30"), ("12:00", "13:00")])
+    )
+    body: dict[str, Any] = {
+        "campaign": "prop",
+        "title": "Prop",
+        "goal": draw(st.sampled_from(["click", "signup"])),
+        "settings": {
+            "spacing": f"{draw(st.integers(0, 30))}h",
+            "followup_cap": draw(st.integers(0, 3)),
+            "window": f"{draw(st.integers(1, 72))}h",
+            "holdout": f"{draw(st.sampled_from([0, 0, 20, 50]))}%",
+            "exit_on": ["unsubscribe", "refund"],
+        },
+        "segments": {"vip": {"match": {"tag": "vip"}}},
+        "subcampaigns": {"s": {"segment": "vip", "start": "n0", "nodes": nodes}},
+    }
+    if quiet:
+        body["settings"]["quiet_hours"] = {"start": quiet[0], "end": quiet[1]}
+    if loops or draw(st.booleans()):
+        body["settings"]["max_sends"] = draw(st.integers(1, 8))
+    if draw(st.booleans()):
+        body["settings"]["frequency_cap"] = {
+            "max": draw(st.integers(1, 4)),
+            "per": f"{draw(st.integers(1, 7))}d",
+        }
+    return Campaign.model_validate(body)
+
+
+def _edge_targets(node: Any) -> dict[str, set[str]]:
+    if isinstance(node, NotificationNode):
+        return {
+            "convert": {node.on_convert.to if node.on_convert else END},
+            "no_convert": {node.on_no_convert.to if node.on_no_convert else END},
+        }
+    if isinstance(node, SplitNode):
+        return {"route": set(node.split)}
+    if isinstance(node, BranchNode):
+        return {"route": {c.target for c in node.branch}}
+    assert isinstance(node, WaitNode)
+    return {"next": {node.next}}
+
+
+class Journeys(RuleBasedStateMachine):
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = T0
+        self.campaign: Campaign
+        self.people: list[SubscriberView] = []
+        self.states: list[JourneyState] = []
+        self.actions: list[list[Action]] = []
+        self.events: list[list[EventView]] = []
+
+    @initialize(
+        campaign=campaigns(),
+        people=st.lists(
+            st.tuples(st.sampled_from(TIMEZONES), st.booleans()), min_size=1, max_size=4
+        ),
+    )
+    def setup(self, campaign: Campaign, people: list[tuple[str, bool]]) -> None:
+        self.campaign = campaign
+        for i, (tz, vip) in enumerate(people):
+            view = SubscriberView(id=f"p{i}", timezone=tz, tags=("vip",) if vip else ())
+            result = engine.enroll(
+                campaign=campaign, subcampaign="s", subscriber_id=view.id, at=self.now
+            )
+            self.people.append(view)
+            self.states.append(result.state)
+            self.actions.append(list(result.actions))
+            self.events.append([])
+
+    def _advance_all(self) -> None:
+        for i, state in enumerate(self.states):
+            person = self.people[i]
+            result = engine.advance(
+                state,
+                campaign=self.campaign,
+                subscriber=person,
+                events=[e for e in self.events[i] if e.at <= self.now],
+                memberships=frozenset({"vip"}) if "vip" in person.tags else frozenset(),
+                recent_sends=[a.at for a in self.actions[i] if a.type == "send"],
+                now=self.now,
+            )
+            new = result.state
+            for action in result.actions:
+                if action.type == "send":
+                    assert action.step is not None
+                    new = replace(new, last_send_id=1000 * i + action.step)
+            self.states[i] = new
+            self.actions[i].extend(result.actions)
+
+    @rule(hours=st.integers(0, 60), minutes=st.integers(0, 59))
+    def time_passes(self, hours: int, minutes: int) -> None:
+        self.now += timedelta(hours=hours, minutes=minutes)
+        self._advance_all()
+
+    @precondition(lambda self: bool(self.people))
+    @rule(who=st.integers(0, 3), name=st.sampled_from(["signup", "purchase", "refund", "other"]))
+    def event_happens(self, who: int, name: str) -> None:
+        i = who % len(self.people)
+        self.events[i].append(EventView(name, self.now))
+        self._advance_all()
+
+    @precondition(lambda self: bool(self.people))
+    @rule(who=st.integers(0, 3))
+    def notification_clicked(self, who: int) -> None:
+        i = who % len(self.people)
+        send_id = self.states[i].last_send_id
+        if send_id is not None:
+            self.events[i].append(EventView("click", self.now, send_id=send_id))
+            self._advance_all()
+
+    @precondition(lambda self: bool(self.people))
+    @rule(who=st.integers(0, 3))
+    def unsubscribes(self, who: int) -> None:
+        i = who % len(self.people)
+        self.people[i] = replace(self.people[i], status="unsubscribed")
+        self._advance_all()
+
+    @invariant()
+    def traces_keep_the_rules(self) -> None:
+        for i, actions in enumerate(self.actions):
+            _check_trace(self.campaign, self.people[i], actions)
+
+    def teardown(self) -> None:
+        if not self.people:
+            return
+        for _ in range(400):
+            if all(s.ended for s in self.states):
+                break
+            self.now += timedelta(hours=12)
+            self._advance_all()
+        assert all(s.ended for s in self.states), "every journey ends"
+        for i, actions in enumerate(self.actions):
+            _check_trace(self.campaign, self.people[i], actions)
+
+
+def _check_trace(campaign: Campaign, person: SubscriberView, actions: list[Action]) -> None:
+    s = campaign.settings
+    sends = [a for a in actions if a.type == "send"]
+    for a, b in zip(sends, sends[1:], strict=False):
+        assert b.at - a.at >= s.spacing, "spacing"
+    for send in sends:
+        assert engine.quiet_until(s.quiet_hours, person.timezone, send.at) is None, "quiet hours"
+    if s.max_sends is not None:
+        assert len(sends) <= s.max_sends, "max_sends"
+    if actions and actions[0].holdout:
+        assert not sends, "holdout never sent"
+    followups, pending = 0, False
+    current: str | None = None
+    for action in actions:
+        if action.type == "enroll":
+            current = action.node
+            continue
+        if action.type == "exit" and current == END:
+            continue  # an edge to end: the exit names the node that led there
+        while current not in (None, END) and action.node != current:
+            node = campaign.node(current)  # a wait node moves on without an action of its own
+            assert isinstance(node, WaitNode), (
+                f"{action.type} at {action.node} but journey is at {current}"
+            )
+            current = node.next
+        assert action.node == current, f"{action.type} at {action.node} but journey is at {current}"
+        if action.type == "convert":
+            followups, pending = 0, False
+        elif action.type == "no_convert":
+            pending = True
+        elif action.type == "send":
+            if pending:
+                followups += 1
+                pending = False
+            assert followups <= s.followup_cap, "follow-up cap"
+        if action.type in ("route", "convert", "no_convert"):
+            kind = "route" if action.type == "route" else action.type
+            assert action.to in _edge_targets(campaign.node(action.node))[kind], "follows an edge"
+            current = action.to
+
+
+TestJourneys = Journeys.TestCase
+TestJourneys.settings = settings(
+    max_examples=150,
+    stateful_step_count=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
+)
