@@ -40,7 +40,9 @@ def run(
     _check_nodes(campaign, source=source, reporter=reporter, broken=broken)
     if refs_ok and not broken.any():
         _check_graph(campaign, source=source, reporter=reporter)
-    _check_unused_segments(campaign, source=source, loaded=loaded, reporter=reporter)
+    if not any(d.code == "unknown-segment" for d in reporter.items):
+        # A misspelt reference would make the segment it meant look unused: say it once.
+        _check_unused_segments(campaign, source=source, loaded=loaded, reporter=reporter)
 
 
 def _node_path(campaign: Campaign, node_id: str) -> Path_:
@@ -69,7 +71,9 @@ def _check_references(
         if name == END or name in nodes or name in broken.nodes:
             return
         ok = False
-        reporter.value(
+        # A split target is a key (`split: {target: weight}`); the others are values.
+        report = reporter.key if what == "split target" else reporter.value
+        report(
             source,
             path,
             f"{what} {name!r} names no node{did_you_mean(name, [*node_ids, END])}",
@@ -240,12 +244,19 @@ def _check_unused_segments(
     campaign: Campaign, *, source: Source, loaded: LoadedCampaign, reporter: Reporter
 ) -> None:
     used: set[str] = set()
-    for sub in campaign.subcampaigns.values():
-        if sub.segment:
-            used.add(sub.segment)
-        for node in sub.nodes.values():
-            if isinstance(node, BranchNode):
-                used.update(c.segment for c in node.branch if c.segment)
+    # Read the YAML, not the models: a sub-campaign or node with an error still uses its segments.
+    raw_subs = source.located.data_at(("subcampaigns",))
+    if not isinstance(raw_subs, dict):
+        return  # no readable sub-campaigns: whether a segment is used is unknown
+    for sub_name, sub_raw in raw_subs.items():
+        if not isinstance(sub_raw, dict):
+            continue
+        if isinstance(sub_raw.get("segment"), str):
+            used.add(sub_raw["segment"])
+        nodes = sub_raw.get("nodes")
+        for node_id, node_raw in (nodes if isinstance(nodes, dict) else {}).items():
+            path: Path_ = ("subcampaigns", sub_name, "nodes", node_id)
+            used.update(r.name for r in _references(source, path, node_raw) if r.what == "segment")
     for seg in campaign.segments.values():
         refs: list[str] = []
         _walk_refs(seg.match, refs)

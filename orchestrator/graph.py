@@ -144,15 +144,16 @@ class CampaignGraph:
                 if not simple.has_edge(only, only):
                     continue
             quiet = [n for n in component if n != END and self.kind(n) != "notification"]
-            quiet_graph = simple.subgraph(quiet)
+            quiet_graph = self._ordered(quiet)
             for quiet_component in nx.strongly_connected_components(quiet_graph):
-                q = next(iter(quiet_component))
+                members = self._ordered(quiet_component)
+                q = next(iter(members))  # the first in file order: the same report every run
                 if len(quiet_component) > 1 or quiet_graph.has_edge(q, q):
-                    cycle = nx.find_cycle(quiet_graph.subgraph(quiet_component), source=q)
+                    cycle = nx.find_cycle(members, source=q)
                     problems.append(CycleProblem(_cycle_nodes(cycle), "no_notification"))
             if max_sends is not None:
                 continue
-            sub = simple.subgraph(component)
+            sub = self._ordered(component)
             for e in self.edges:
                 if e.kind == "convert" and e.source in component and e.target in component:
                     back = nx.shortest_path(sub, e.target, e.source)
@@ -161,6 +162,16 @@ class CampaignGraph:
                     )
                     break
         return problems
+
+    def _ordered(self, members: set[str] | list[str]) -> nx.DiGraph:
+        """The subgraph of some nodes, built in file order so that every walk is deterministic."""
+        wanted = set(members)
+        graph = nx.DiGraph()
+        graph.add_nodes_from(n for n in (*self.nodes, END) if n in wanted)
+        graph.add_edges_from(
+            (e.source, e.target) for e in self.edges if e.source in wanted and e.target in wanted
+        )
+        return graph
 
     # ------------------------------------------------------------ follow-ups
 

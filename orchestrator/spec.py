@@ -54,7 +54,9 @@ def parse_duration(value: Any) -> timedelta:
             f"{value!r} is not a duration: use a number and a unit "
             "(s, m, h, d, w), largest unit first, like 30s, 15m, 12h, 7d, 2w or 1d12h"
         )
-    seconds = sum(int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g)
+    seconds = sum(
+        int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g
+    )
     return timedelta(seconds=seconds)
 
 
@@ -206,7 +208,7 @@ Percent: TypeAlias = Annotated[
 NodeId: TypeAlias = Annotated[
     str,
     BeforeValidator(lambda v: _check_id(v, "node id")),
-    WithJsonSchema({"type": "string", "pattern": ID_RE.pattern}),
+    WithJsonSchema({"type": "string", "pattern": ID_RE.pattern, "not": {"const": END}}),
 ]
 Name: TypeAlias = Annotated[
     str,
@@ -589,11 +591,18 @@ class Trigger(Strict):
 
 
 class SubCampaign(Strict):
+    model_config = ConfigDict(
+        **Strict.model_config,
+        json_schema_extra={"anyOf": [{"required": ["segment"]}, {"required": ["trigger"]}]},
+    )
+
     description: str | None = None
     segment: Name | None = None
     trigger: Trigger | None = None
     start: NodeId
-    nodes: dict[NodeId, Node] = Field(min_length=1)
+    nodes: dict[NodeId, Node] = Field(
+        min_length=1, json_schema_extra={"propertyNames": {"not": {"const": END}}}
+    )
 
     @model_validator(mode="after")
     def _entry(self) -> SubCampaign:
@@ -669,7 +678,44 @@ def rule_children(rule: AnyRuleModel) -> list[AnyRuleModel]:
 
 
 def json_schema() -> dict[str, Any]:
-    schema = Campaign.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "campaign-flow campaign graph, version 1"
-    return schema
+    """The schema of a campaign file, or of a segment file (only `segments:` and `include:`).
+
+    The two are told apart as the loader does: a file without `campaign:` and
+    `subcampaigns:` but with `segments:` is a segment file.
+    """
+    campaign = Campaign.model_json_schema(by_alias=True)
+    segment_file = SegmentFile.model_json_schema(by_alias=True)
+    defs = {**segment_file.pop("$defs", {}), **campaign.pop("$defs", {})}
+    defs["Campaign"], defs["SegmentFile"] = campaign, segment_file
+    _close_pattern_properties(defs)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "campaign-flow campaign graph, version 1",
+        "type": "object",
+        "if": {
+            "anyOf": [
+                {"required": ["campaign"]},
+                {"required": ["subcampaigns"]},
+                {"not": {"required": ["segments"]}},
+            ]
+        },
+        "then": {"$ref": "#/$defs/Campaign"},
+        "else": {"$ref": "#/$defs/SegmentFile"},
+        "$defs": defs,
+    }
+
+
+def _close_pattern_properties(schema: Any) -> None:
+    """Mappings keyed by ids (`nodes`, `segments`, ...) reject keys that are not valid ids.
+
+    pydantic writes `patternProperties` for them but leaves other keys open; the loader
+    rejects such keys, so the schema must too.
+    """
+    if isinstance(schema, dict):
+        if "patternProperties" in schema:
+            schema.setdefault("additionalProperties", False)
+        for value in schema.values():
+            _close_pattern_properties(value)
+    elif isinstance(schema, list):
+        for item in schema:
+            _close_pattern_properties(item)

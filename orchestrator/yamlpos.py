@@ -145,19 +145,71 @@ def _scalar(loader: _CoreLoader, node: yaml.ScalarNode) -> Any:
     return node.value
 
 
+def _syntax_error(exc: yaml.MarkedYAMLError) -> YamlSyntaxError:
+    """PyYAML's error, worded for a campaign author and placed where the mistake is."""
+    problem = exc.problem or exc.context or "invalid YAML"
+    context = exc.context or ""
+    start, mark = exc.context_mark, exc.problem_mark or exc.context_mark
+    pos = Pos(mark.line + 1, mark.column + 1) if mark else Pos(1, 1)
+    if start is not None and "quoted scalar" in context and "end of stream" in problem:
+        # Reported at the end of the file; the mistake is the opening quote.
+        buffer, pointer = getattr(start, "buffer", None), getattr(start, "pointer", -1)
+        quote = buffer[pointer] if buffer and 0 <= pointer < len(buffer) else "quote"
+        message = f"unclosed quote: the file ends before the closing {quote}"
+        return YamlSyntaxError(
+            Pos(start.line + 1, start.column + 1), f"YAML syntax error: {message}"
+        )
+    flow = context.startswith("while parsing a flow")
+    if flow and start is not None and mark is not None and mark.line != start.line:
+        # `{a: 1, b: 2` without its `}`: point at the bracket that is not closed.
+        opener = "[" if "sequence" in context else "{"
+        message = f"unclosed {opener!r}: {problem} at line {mark.line + 1}, col {mark.column + 1}"
+        return YamlSyntaxError(
+            Pos(start.line + 1, start.column + 1), f"YAML syntax error: {message}"
+        )
+    if flow and problem.endswith(("':'", "'?'", "','", "'['", "'{'")):
+        problem += " (inside {...} or [...], quote text that contains : ? , [ ] { or })"
+    if start is not None and context == "while scanning a simple key":
+        # A line without `key:`; PyYAML notices only on the next line.
+        pos = Pos(start.line + 1, start.column + 1)
+        problem = "expected 'key: value' (could not find the ':')"
+    elif "'\\t'" in problem:
+        problem = "tab character: indent with spaces, not tabs"
+    elif problem == "expected <block end>, but found '<block mapping start>'":
+        problem = "bad indentation: this line does not line up with the lines above it"
+    elif problem == "mapping values are not allowed here":
+        problem += " (is this line indented too far, or does an unquoted value contain ': '?)"
+    elif context.startswith("expected"):
+        problem = f"{context}, {problem}"
+    return YamlSyntaxError(pos, f"YAML syntax error: {problem}")
+
+
+def _reader_error(text: str, exc: yaml.reader.ReaderError) -> YamlSyntaxError:
+    """A character YAML does not allow (NUL, other control characters), with its position."""
+    at = min(max(exc.position, 0), len(text))
+    line = text.count("\n", 0, at) + 1
+    col = at - (text.rfind("\n", 0, at) + 1) + 1
+    char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "?")
+    return YamlSyntaxError(
+        Pos(line, col), f"YAML syntax error: character U+{char:04X} is not allowed in a YAML file"
+    )
+
+
 def parse(text: str) -> Located:
     """Parse one YAML document. Raises YamlSyntaxError with a position."""
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlSyntaxError(Pos(1, 1), f"file is larger than {MAX_BYTES:,} bytes")
-    loader = _CoreLoader(text)
+    try:
+        loader = _CoreLoader(text)  # the reader rejects control characters here
+    except yaml.reader.ReaderError as exc:
+        raise _reader_error(text, exc) from None
     try:
         try:
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            pos = Pos(mark.line + 1, mark.column + 1) if mark else Pos(1, 1)
-            problem = exc.problem or exc.context or "invalid YAML"
-            raise YamlSyntaxError(pos, f"YAML syntax error: {problem}") from None
+            raise _syntax_error(exc) from None
+        except yaml.reader.ReaderError as exc:
+            raise _reader_error(text, exc) from None
         except yaml.YAMLError as exc:
             raise YamlSyntaxError(Pos(1, 1), f"YAML syntax error: {exc}") from None
     finally:
@@ -174,7 +226,10 @@ def parse(text: str) -> Located:
         if depth > MAX_DEPTH:
             raise YamlSyntaxError(_mark(node), f"document is nested deeper than {MAX_DEPTH} levels")
         if node.tag not in _ALLOWED_TAGS:
-            raise YamlSyntaxError(_mark(node), f"YAML tag {node.tag!r} is not allowed")
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!", 1)  # as the author wrote it
+            raise YamlSyntaxError(
+                _mark(node), f"YAML tag {tag!r} is not allowed: a campaign file is plain data"
+            )
         located.values[path] = _mark(node)
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -216,7 +217,7 @@ class Journeys(RuleBasedStateMachine):
 def _check_trace(campaign: Campaign, person: SubscriberView, actions: list[Action]) -> None:
     s = campaign.settings
     sends = [a for a in actions if a.type == "send"]
-    for a, b in zip(sends, sends[1:], strict=False):
+    for a, b in itertools.pairwise(sends):
         assert b.at - a.at >= s.spacing, "spacing"
     for send in sends:
         assert engine.quiet_until(s.quiet_hours, person.timezone, send.at) is None, "quiet hours"
