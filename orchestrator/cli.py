@@ -121,10 +121,12 @@ def render(
         raise typer.Exit(1)
     figures = exits = None
     if counts:
+        from orchestrator.service import drawing_counts
         from orchestrator.service import status as get_status
 
-        live = get_status(_context(), loaded.campaign.campaign)
-        figures, exits = live["nodes"], live["exits"]
+        ctx = _context()
+        figures = drawing_counts(ctx, loaded.campaign)
+        exits = get_status(ctx, loaded.campaign.campaign)["exits"]
     text = drawing.render(loaded.campaign, format.value, counts=figures, exits=exits)
     if output is None:
         sys.stdout.write(text if text.endswith("\n") else text + "\n")

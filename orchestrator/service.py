@@ -252,9 +252,22 @@ def status(ctx: Context, campaign: str) -> dict[str, Any]:
         }
 
 
-def node_counts(ctx: Context, campaign: str) -> dict[str, dict[str, int]]:
+def drawing_counts(ctx: Context, campaign: Campaign) -> dict[str, dict[str, int]]:
+    """Per-node figures for the flowchart, plus each sub-campaign's end node (`end:SUB`)
+    with its exits by reason."""
     with ctx.session() as s:
-        return repo.node_stats(s, campaign)
+        stats = repo.node_stats(s, campaign.campaign)
+    out = dict(stats)
+    for sub_name, sub in campaign.subcampaigns.items():
+        exits: dict[str, int] = {}
+        for node_id in sub.nodes:
+            for metric, n in stats.get(node_id, {}).items():
+                if metric.startswith("exit:"):
+                    reason = metric.removeprefix("exit:")
+                    exits[reason] = exits.get(reason, 0) + n
+        if exits:
+            out[f"end:{sub_name}"] = exits
+    return out
 
 
 def parse_now(value: str | None) -> datetime | None:
