@@ -1,0 +1,25 @@
+"""The README's two commands exist, and its drawn examples match the campaign files."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_readme_examples_are_drawn_from_the_current_campaign_files() -> None:
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "readme_examples.py"), "--check"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def test_readme_quick_start_is_make_demo_and_make_test() -> None:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "make demo" in text and "make test" in text
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert "\ndemo:" in makefile and "\ntest:" in makefile
