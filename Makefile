@@ -28,8 +28,8 @@ demo: install
 	done
 
 lint: install
-	$(BIN)/ruff check orchestrator flows tests
-	$(BIN)/ruff format --check orchestrator flows tests
+	$(BIN)/ruff check orchestrator flows tests scripts
+	$(BIN)/ruff format --check orchestrator flows tests scripts
 
 typecheck: install
 	$(BIN)/mypy orchestrator
