@@ -421,6 +421,25 @@ def migrate(
         versions.apply(ctx, migration, now=_now(now))
 
 
+@app.command("bench-scale")
+def bench_scale(
+    subscribers: Annotated[int, typer.Option("--subscribers", min=100, max=5_000_000)] = 100_000,
+    db: Annotated[
+        str | None, typer.Option("--db", help="database URL (default: a fresh SQLite file)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import, enrolment, a full tick and an idle tick at scale."""
+    from orchestrator.bench_scale import bench_scale as run
+
+    figures = run(subscribers=subscribers, db_url=db)
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        typer.echo(f"{key:>18}: {value}")
+
+
 def main() -> None:
     app()
 

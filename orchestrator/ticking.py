@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import exists, insert, select, update
+from sqlalchemy import Row, exists, insert, select
 from sqlmodel import Session, col
 
 from orchestrator import engine, payload, tokens
@@ -322,7 +322,7 @@ def _row_values(state: JourneyState) -> dict[str, Any]:
     return values
 
 
-def _state_of(row: Journey) -> JourneyState:
+def _state_of(row: Row[Any]) -> JourneyState:
     values = {name: getattr(row, name) for name in _STATE_FIELDS}
     for name in _TIME_FIELDS:
         values[name] = repo.aware(values[name])
@@ -337,7 +337,7 @@ def topic_for(journey_id: int, step: int) -> str:
 
 @dataclass
 class _Pending:
-    row: Journey
+    row: Row[Any]
     campaign: Campaign
     node_id: str
     node: NotificationNode
@@ -367,8 +367,8 @@ def run_batch(
 
 
 def _advance_rows(
-    ctx: Context, s: Session, rows: list[Journey], *, now: datetime
-) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Journey, list[Action]]]]:
+    ctx: Context, s: Session, rows: list[Row[Any]], *, now: datetime
+) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Row[Any], list[Action]]]]:
     ids = [r.subscriber_id for r in rows]
     subs = repo.subscribers(s, ids)
     has_sub = repo.subscription_counts(s, ids) if not ctx.simulated else None
@@ -379,7 +379,7 @@ def _advance_rows(
     memberships = _memberships(s, rows, campaigns, now=now)
     recent = _recent(s, ids, campaigns, now=now)
     counts: Counter[tuple[str, str]] = Counter()
-    trace: list[tuple[Journey, list[Action]]] = []
+    trace: list[tuple[Row[Any], list[Action]]] = []
     pending: list[_Pending] = []
     updates: list[dict[str, Any]] = []
     for row in rows:
@@ -412,13 +412,13 @@ def _advance_rows(
         _count(actions, counts)
         trace.append((row, actions))
     if updates:
-        s.execute(update(Journey), updates)
+        repo.update_by_id(s, Journey, updates)
     requests = _claim_sends(ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace)
     return requests, counts, trace
 
 
 def _subscriber_view(
-    sub: Subscriber | None, sid: str, has_sub: Counter[str] | None
+    sub: Row[Any] | None, sid: str, has_sub: Counter[str] | None
 ) -> SubscriberView:
     if sub is None:
         return SubscriberView(id=sid, status="deleted", has_subscription=False)
@@ -434,7 +434,7 @@ def _subscriber_view(
 
 
 def _memberships(
-    s: Session, rows: list[Journey], campaigns: dict[int, Campaign], *, now: datetime
+    s: Session, rows: list[Row[Any]], campaigns: dict[int, Campaign], *, now: datetime
 ) -> dict[str, set[str]]:
     out: dict[str, set[str]] = {}
     for version_id, c in campaigns.items():
@@ -471,10 +471,10 @@ def _claim_sends(
     s: Session,
     pending: list[_Pending],
     *,
-    subs: dict[str, Subscriber],
+    subs: dict[str, Row[Any]],
     now: datetime,
     counts: Counter[tuple[str, str]],
-    trace: list[tuple[Journey, list[Action]]],
+    trace: list[tuple[Row[Any], list[Action]]],
 ) -> list[SendRequest]:
     """Write the ledger rows, then render; a send that cannot be rendered is skipped (template_error)."""
     if not pending:
@@ -551,13 +551,13 @@ def _claim_sends(
             )
         )
     if skipped:
-        s.execute(update(Send), skipped)
+        repo.update_by_id(s, Send, skipped)
     if journey_updates:
-        s.execute(update(Journey), journey_updates)
+        repo.update_by_id(s, Journey, journey_updates)
     return requests
 
 
-def _template_context(p: _Pending, sub: Subscriber | None) -> dict[str, Any]:
+def _template_context(p: _Pending, sub: Row[Any] | None) -> dict[str, Any]:
     context: dict[str, Any] = {
         "subscriber": {
             "id": p.row.subscriber_id,
@@ -579,8 +579,8 @@ def _skip(
     reason: str,
     now: datetime,
     counts: Counter[tuple[str, str]],
-    trace: list[tuple[Journey, list[Action]]],
-    sub: Subscriber | None,
+    trace: list[tuple[Row[Any], list[Action]]],
+    sub: Row[Any] | None,
 ) -> dict[str, Any]:
     """The journey takes its no-convert edge at once; the next batch of this tick goes on from there."""
     view = _subscriber_view(sub, p.row.subscriber_id, None)
@@ -617,7 +617,7 @@ def _record_outcomes(
         counts[(by_id[o.send_id].node, o.outcome)] += 1
     gone = [e for o in outcomes for e in o.gone_endpoints]
     with ctx.session() as s, s.begin():
-        s.execute(update(Send), rows)
+        repo.update_by_id(s, Send, rows)
         repo.bump(s, campaign=campaign, counts=counts)
         if gone:
             repo.delete_subscriptions(s, gone)
@@ -686,7 +686,7 @@ def _audit(
         ctx.audit(lines)
 
 
-def _audit_rows(ctx: Context, campaign: str, trace: list[tuple[Journey, list[Action]]]) -> None:
+def _audit_rows(ctx: Context, campaign: str, trace: list[tuple[Row[Any], list[Action]]]) -> None:
     if ctx.audit is None:
         return
     lines = [

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, func, or_, select, update
+from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -47,80 +47,87 @@ def utc(moment: datetime) -> datetime:
 
 
 def upsert_subscribers(session: Session, records: Sequence[SubscriberRecord]) -> tuple[int, int]:
-    """Add or update subscribers and their subscriptions. Returns (added, changed); same data = no write."""
+    """Add or update subscribers and their subscriptions. Returns (added, changed); same data = no write.
+
+    Bulk statements (one INSERT and one UPDATE per batch), so a million-line import stays fast."""
     if not records:
         return 0, 0
     ids = [r.id for r in records]
     existing = {
-        s.id: s
-        for s in session.execute(select(Subscriber).where(col(Subscriber.id).in_(ids))).scalars()
+        row[0]: (row[1], row[2], row[3])
+        for row in session.execute(
+            select(
+                col(Subscriber.id),
+                col(Subscriber.timezone),
+                col(Subscriber.attributes),
+                col(Subscriber.tags),
+            ).where(col(Subscriber.id).in_(ids))
+        )
     }
-    added = changed = 0
     now = utcnow()
-    for record in records:
-        row = existing.get(record.id)
-        if row is None:
-            session.add(
-                Subscriber(
-                    id=record.id,
-                    timezone=record.timezone,
-                    attributes=record.attributes,
-                    tags=list(record.tags),
-                    created_at=now,
-                    updated_at=now,
-                )
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for r in records:
+        values = {"timezone": r.timezone, "attributes": r.attributes, "tags": list(r.tags)}
+        old = existing.get(r.id)
+        if old is None:
+            inserts.append(
+                {"id": r.id, **values, "status": "active", "created_at": now, "updated_at": now}
             )
-            added += 1
-        elif (row.timezone, row.attributes, row.tags) != (
-            record.timezone,
-            record.attributes,
-            list(record.tags),
-        ):
-            row.timezone, row.attributes, row.tags, row.updated_at = (
-                record.timezone,
-                record.attributes,
-                list(record.tags),
-                now,
-            )
-            session.add(row)
-            changed += 1
-    session.flush()
-    subs = [(r.id, s) for r in records for s in r.subscriptions]
-    if subs:
-        endpoints = [s.endpoint for _, s in subs]
-        known = {
-            p.endpoint: p
-            for p in session.execute(
-                select(PushSubscription).where(col(PushSubscription.endpoint).in_(endpoints))
-            ).scalars()
-        }
-        for sid, s in subs:
-            row2 = known.get(s.endpoint)
-            if row2 is None:
-                row2 = PushSubscription(
-                    subscriber_id=sid,
-                    endpoint=s.endpoint,
-                    p256dh=s.p256dh,
-                    auth=s.auth,
-                    created_at=now,
-                )
-                session.add(row2)
-                known[s.endpoint] = row2
-            elif (row2.subscriber_id, row2.p256dh, row2.auth) != (sid, s.p256dh, s.auth):
-                row2.subscriber_id, row2.p256dh, row2.auth = sid, s.p256dh, s.auth
-                session.add(row2)
-    session.flush()
-    return added, changed
+        elif old != (r.timezone, r.attributes, list(r.tags)):
+            updates.append({"id": r.id, **values, "updated_at": now})
+    if inserts:
+        session.execute(insert(Subscriber), inserts)
+    if updates:
+        session.execute(update(Subscriber), updates)
+    _upsert_subscriptions(session, records, now=now)
+    return len(inserts), len(updates)
 
 
-def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Subscriber]:
-    id_list = list(set(ids))
-    return {
-        s.id: s
-        for s in session.execute(
-            select(Subscriber).where(col(Subscriber.id).in_(id_list))
-        ).scalars()
+def _upsert_subscriptions(
+    session: Session, records: Sequence[SubscriberRecord], *, now: datetime
+) -> None:
+    pairs = {s.endpoint: (r.id, s) for r in records for s in r.subscriptions}  # the last line wins
+    if not pairs:
+        return
+    known = {
+        row[1]: (row[0], row[2], row[3], row[4])
+        for row in session.execute(
+            select(
+                col(PushSubscription.id),
+                col(PushSubscription.endpoint),
+                col(PushSubscription.subscriber_id),
+                col(PushSubscription.p256dh),
+                col(PushSubscription.auth),
+            ).where(col(PushSubscription.endpoint).in_(list(pairs)))
+        )
     }
+    inserts, updates = [], []
+    for endpoint, (sid, s) in pairs.items():
+        old = known.get(endpoint)
+        if old is None:
+            inserts.append(
+                {
+                    "subscriber_id": sid,
+                    "endpoint": endpoint,
+                    "p256dh": s.p256dh,
+                    "auth": s.auth,
+                    "created_at": now,
+                }
+            )
+        elif old[1:] != (sid, s.p256dh, s.auth):
+            updates.append({"id": old[0], "subscriber_id": sid, "p256dh": s.p256dh, "auth": s.auth})
+    if inserts:
+        session.execute(insert(PushSubscription), inserts)
+    if updates:
+        session.execute(update(PushSubscription), updates)
+
+
+def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
+    """Subscriber rows by id (plain rows: attribute access, no ORM bookkeeping)."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    id_list = list(set(ids))
+    return {row.id: row for row in session.execute(select(table).where(table.c.id.in_(id_list)))}
 
 
 def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
@@ -258,21 +265,38 @@ def latest_version(session: Session, campaign: str) -> CampaignVersion | None:
 # ------------------------------------------------------------------ journeys
 
 
-def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Journey]:
+def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> None:
+    """UPDATE … WHERE id = :id for many rows, as plain executemany (no ORM bookkeeping)."""
+    table = model.__table__
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for row in rows:
+        keys = tuple(sorted(k for k in row if k != "id"))
+        groups.setdefault(keys, []).append(row)
+    for keys, group in groups.items():
+        stmt = (
+            table.update()
+            .where(table.c.id == bindparam("_id"))
+            .values({k: bindparam(k) for k in keys})
+        )
+        session.execute(stmt, [{"_id": r["id"], **{k: r[k] for k in keys}} for r in group])
+
+
+def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
     """Due journeys of a campaign, oldest first: one range scan of ix_journey_claim.
 
     On PostgreSQL the rows are locked with SKIP LOCKED, so two ticks never take
     the same journey; on SQLite the caller holds the write lock (BEGIN IMMEDIATE).
     """
+    table = Journey.__table__  # type: ignore[attr-defined]
     stmt = (
-        select(Journey)
+        select(table)
         .where(col(Journey.campaign) == campaign, col(Journey.claim_at) <= now)
         .order_by(col(Journey.claim_at), col(Journey.id))
         .limit(limit)
     )
     if dialect(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.execute(stmt).scalars())
+    return list(session.execute(stmt).all())
 
 
 def blocking_journey(

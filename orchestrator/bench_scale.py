@@ -1,0 +1,156 @@
+"""`campaign bench-scale`: import, enrolment and ticks at scale, on SQLite or PostgreSQL.
+
+Prints `{"subscribers", "import_s", "enroll_s", "idle_tick_s", "tick_sends_per_s",
+"peak_rss_mb", "db"}` (interfaces spec). Sends go to a counting sink, so the
+figure is the tick path itself: claim, advance, render, ledger, outcome write.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import random
+import resource
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from orchestrator.config import Config
+from orchestrator.delivery import SendOutcome, SendRequest
+from orchestrator.service import import_subscribers, load_current, open_context
+from orchestrator.ticking import enrol, run_batch
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+ORIGIN = "https://push.bench.invalid"
+CAMPAIGN = """
+campaign: bench
+title: Bench
+goal: signup
+settings: {spacing: 1h, window: 1d, followup_cap: 1}
+segments:
+  everyone: {match: {attr: plan, exists: true}}
+subcampaigns:
+  all:
+    segment: everyone
+    start: hello
+    nodes:
+      hello:
+        notification:
+          title: "Hello {{ subscriber.attributes.first_name | default('there') }}"
+          body: "A short body of a realistic length for a push notification."
+          url: https://example.com/hello
+        on_no_convert: {to: again, delay: 1h}
+      again: {notification: {title: Again, url: https://example.com/again}}
+"""
+
+
+@dataclass
+class CountingDelivery:
+    sent: int = 0
+
+    def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
+        self.sent += len(requests)
+        return [SendOutcome(r.send_id, "delivered", 201) for r in requests]
+
+
+def _keys(count: int) -> list[str]:
+    out = []
+    for _ in range(count):
+        point = (
+            ec.generate_private_key(ec.SECP256R1())
+            .public_key()
+            .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+        )
+        out.append(base64.urlsafe_b64encode(point).decode().rstrip("="))
+    return out
+
+
+def write_population(path: Path, count: int, *, seed: int = 0) -> None:
+    rng = random.Random(seed)
+    keys = _keys(32)
+    auth = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(count):
+            line = {
+                "id": f"b{i:08d}",
+                "timezone": "UTC",
+                "attributes": {
+                    "plan": rng.choice(["free", "pro"]),
+                    "first_name": "Ana",
+                    "company_size": rng.randint(1, 500),
+                },
+                "tags": ["bench"],
+                "subscription": {
+                    "endpoint": f"{ORIGIN}/s/{i}",
+                    "keys": {"p256dh": keys[i % len(keys)], "auth": auth},
+                },
+            }
+            out.write(json.dumps(line) + "\n")
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - started, result
+
+
+def bench_scale(
+    *, subscribers: int, db_url: str | None = None, batch_size: int = 1000
+) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
+        folder = Path(tmp)
+        graphs = folder / "graphs"
+        graphs.mkdir()
+        (graphs / "bench.yaml").write_text(CAMPAIGN, encoding="utf-8")
+        people = folder / "people.jsonl"
+        write_population(people, subscribers)
+        url = db_url or f"sqlite:///{folder / 'bench.db'}"
+        delivery = CountingDelivery()
+        ctx = open_context(
+            Config(db=url, graphs=graphs, push_allowed_origins=(ORIGIN,)), delivery=delivery
+        )
+        import_s, report = _timed(lambda: import_subscribers(ctx, people, batch_size=5000))
+        assert not report.bad, report.bad[:3]
+        load = load_current(ctx, graphs / "bench.yaml")
+        assert (
+            load.loaded is not None
+            and load.loaded.campaign is not None
+            and load.version_id is not None
+        )
+        campaign, version = load.loaded.campaign, load.version_id
+        enroll_s, (enrolled, _) = _timed(
+            lambda: enrol(ctx, campaign=campaign, version_id=version, now=T0)
+        )
+
+        def full_tick(now: datetime) -> None:
+            enrol(ctx, campaign=campaign, version_id=version, now=now)
+            while (
+                run_batch(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size)
+                is not None
+            ):
+                pass
+
+        tick_s, _ = _timed(lambda: full_tick(T0))
+        sends = delivery.sent
+        idle_s, _ = _timed(lambda: full_tick(T0 + timedelta(minutes=5)))
+        ctx.engine.dispose()
+    return {
+        "subscribers": subscribers,
+        "import_s": round(import_s, 2),
+        "enroll_s": round(enroll_s, 2),
+        "enrolled": enrolled,
+        "idle_tick_s": round(idle_s, 3),
+        "tick_sends": sends,
+        "tick_s": round(tick_s, 2),
+        "tick_sends_per_s": round(sends / tick_s, 1) if tick_s else None,
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "db": "postgresql" if url.startswith("postgresql") else "sqlite",
+    }
