@@ -322,6 +322,17 @@ def _row_values(state: JourneyState) -> dict[str, Any]:
     return values
 
 
+_FIXED_FIELDS = ("subscriber_id", "subcampaign", "entered_at", "trigger", "holdout")
+
+
+def _changes(state: JourneyState) -> dict[str, Any]:
+    """The columns an advance can change (the fixed ones are not written again)."""
+    values = _row_values(state)
+    for name in _FIXED_FIELDS:
+        del values[name]
+    return values
+
+
 def _state_of(row: Row[Any]) -> JourneyState:
     values = {name: getattr(row, name) for name in _STATE_FIELDS}
     for name in _TIME_FIELDS:
@@ -381,7 +392,7 @@ def _advance_rows(
     counts: Counter[tuple[str, str]] = Counter()
     trace: list[tuple[Row[Any], list[Action]]] = []
     pending: list[_Pending] = []
-    updates: list[dict[str, Any]] = []
+    updates: dict[int, dict[str, Any]] = {}
     for row in rows:
         c = campaigns[row.version_id]
         view = _subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, has_sub)
@@ -406,14 +417,13 @@ def _advance_rows(
                 assert isinstance(node, NotificationNode)
                 pending.append(_Pending(row, c, action.node, node, action.step, state))
                 recent.setdefault(row.subscriber_id, []).append(now)
-        values = _row_values(state)
-        values["id"] = row.id
-        updates.append(values)
+        updates[row.id] = _changes(state)
         _count(actions, counts)
         trace.append((row, actions))
-    if updates:
-        repo.update_by_id(s, Journey, updates)
-    requests = _claim_sends(ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace)
+    requests = _claim_sends(
+        ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace, updates=updates
+    )
+    repo.update_by_id(s, Journey, [{"id": jid, **values} for jid, values in updates.items()])
     return requests, counts, trace
 
 
@@ -475,8 +485,11 @@ def _claim_sends(
     now: datetime,
     counts: Counter[tuple[str, str]],
     trace: list[tuple[Row[Any], list[Action]]],
+    updates: dict[int, dict[str, Any]],
 ) -> list[SendRequest]:
-    """Write the ledger rows, then render; a send that cannot be rendered is skipped (template_error)."""
+    """Write the ledger rows, then render; a send that cannot be rendered is skipped (template_error).
+
+    Journey changes go into `updates` (written by the caller in one statement)."""
     if not pending:
         return []
     rows = [
@@ -499,7 +512,6 @@ def _claim_sends(
     secret = ctx.secret()
     requests: list[SendRequest] = []
     skipped: list[dict[str, Any]] = []
-    journey_updates: list[dict[str, Any]] = []
     for p in pending:
         p.send_id = by_key[(p.row.id, p.step)]
         sub = subs.get(p.row.subscriber_id)
@@ -526,11 +538,11 @@ def _claim_sends(
                     "finished_at": now,
                 }
             )
-            journey_updates.append(
-                _skip(p, reason=reason, now=now, counts=counts, trace=trace, sub=sub)
+            updates[p.row.id] = _skip(
+                p, reason=reason, now=now, counts=counts, trace=trace, sub=sub
             )
             continue
-        journey_updates.append({"id": p.row.id, "last_send_id": p.send_id})
+        updates[p.row.id]["last_send_id"] = p.send_id
         settings = p.campaign.settings
         requests.append(
             SendRequest(
@@ -552,8 +564,6 @@ def _claim_sends(
         )
     if skipped:
         repo.update_by_id(s, Send, skipped)
-    if journey_updates:
-        repo.update_by_id(s, Journey, journey_updates)
     return requests
 
 
@@ -588,9 +598,7 @@ def _skip(
     counts[(p.node_id, "skipped")] += 1
     _count(list(result.actions), counts)
     trace.append((p.row, list(result.actions)))
-    values = _row_values(result.state)
-    values["id"] = p.row.id
-    return values
+    return _changes(result.state)
 
 
 def _record_outcomes(

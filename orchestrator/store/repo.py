@@ -139,11 +139,10 @@ def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
     return Counter({sid: n for sid, n in rows})
 
 
-def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[PushSubscription]]:
-    out: dict[str, list[PushSubscription]] = {}
-    for row in session.execute(
-        select(PushSubscription).where(col(PushSubscription.subscriber_id).in_(list(set(ids))))
-    ).scalars():
+def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row[Any]]]:
+    table = PushSubscription.__table__  # type: ignore[attr-defined]
+    out: dict[str, list[Row[Any]]] = {}
+    for row in session.execute(select(table).where(table.c.subscriber_id.in_(list(set(ids))))):
         out.setdefault(row.subscriber_id, []).append(row)
     return out
 
