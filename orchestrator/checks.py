@@ -246,8 +246,8 @@ def _check_unused_segments(
     used: set[str] = set()
     # Read the YAML, not the models: a sub-campaign or node with an error still uses its segments.
     raw_subs = source.located.data_at(("subcampaigns",))
-    if not isinstance(raw_subs, dict):
-        return  # no readable sub-campaigns: whether a segment is used is unknown
+    if not isinstance(raw_subs, dict) or not raw_subs:
+        return  # no readable sub-campaigns: the error about them is enough
     for sub_name, sub_raw in raw_subs.items():
         if not isinstance(sub_raw, dict):
             continue
@@ -368,9 +368,18 @@ def _check_templates(
             ok = False
             pos = source.located.value_pos(field_path)
             line = pos.line + problem.line_offset + (1 if field_path in source.located.block else 0)
-            col = pos.col if line == pos.line else 1
+            col = pos.col if line == pos.line else _indent_col(source.text, line)
             reporter.at(source, Pos(line, col), problem.message, code="template")
     return ok
+
+
+def _indent_col(text: str, line: int) -> int:
+    """The column of the first character of a line (a line inside a block scalar)."""
+    lines = text.splitlines()
+    if not 1 <= line <= len(lines):
+        return 1
+    content = lines[line - 1]
+    return len(content) - len(content.lstrip()) + 1
 
 
 def _check_notification(

@@ -336,12 +336,42 @@ def report_pydantic(
                 "starting with a letter or digit, at most 63 characters",
                 code="invalid-id",
             )
+        elif kind in _BOUNDS:
+            what = f"{name!r}" if name and not name.isdigit() else "the value"
+            bound = err.get("ctx", {}).get(_BOUNDS[kind])
+            got = err["input"]
+            if kind == "string_too_short" and bound == 1:
+                message = f"{what} must not be empty"
+            elif kind.endswith(("too_short", "too_long")):
+                most = "at least" if kind.endswith("short") else "at most"
+                one, many = (
+                    ("character", "characters") if "string" in kind else ("entry", "entries")
+                )
+                units = one if bound == 1 else many
+                message = f"{what} must have {most} {bound} {units}, got {len(got)}"
+            else:
+                words = {"ge": "at least", "gt": "more than", "le": "at most", "lt": "less than"}
+                message = f"{what} must be {words[_BOUNDS[kind]]} {bound}, got {got!r}"
+            reporter.value(source, path, message, code="invalid-value")
         else:
             label = f"{name}: " if name and not name.isdigit() else ""
             message = str(err["msg"])
             reporter.value(
                 source, path, f"{label}{message[0].lower()}{message[1:]}", code="invalid-value"
             )
+
+
+# pydantic's bound errors and the ctx key that holds the bound.
+_BOUNDS = {
+    "greater_than_equal": "ge",
+    "greater_than": "gt",
+    "less_than_equal": "le",
+    "less_than": "lt",
+    "too_short": "min_length",
+    "too_long": "max_length",
+    "string_too_short": "min_length",
+    "string_too_long": "max_length",
+}
 
 
 def _noun(model: type[BaseModel] | None) -> str:

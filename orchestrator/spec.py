@@ -215,6 +215,11 @@ Name: TypeAlias = Annotated[
     BeforeValidator(lambda v: _check_id(v, "name")),
     WithJsonSchema({"type": "string", "pattern": ID_RE.pattern}),
 ]
+SegmentName: TypeAlias = Annotated[  # a reference to a segment: `segment: NAME`
+    str,
+    BeforeValidator(lambda v: _check_id(v, "segment name")),
+    WithJsonSchema({"type": "string", "pattern": ID_RE.pattern}),
+]
 Target: TypeAlias = Annotated[
     str,
     BeforeValidator(_check_ref),
@@ -370,7 +375,7 @@ class EventRule(Strict):
 
 
 class SegmentRef(Strict):
-    segment: Name
+    segment: SegmentName
 
 
 _RULE_KEYS = ("all", "any", "not", "attr", "tag", "event", "segment")
@@ -520,7 +525,7 @@ class SplitNode(Strict):
 
 
 class BranchCase(Strict):
-    segment: Name | None = None
+    segment: SegmentName | None = None
     to: Target | None = None
     else_: Target | None = Field(default=None, alias="else")
 
@@ -597,7 +602,7 @@ class SubCampaign(Strict):
     )
 
     description: str | None = None
-    segment: Name | None = None
+    segment: SegmentName | None = None
     trigger: Trigger | None = None
     start: NodeId
     nodes: dict[NodeId, Node] = Field(

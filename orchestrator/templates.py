@@ -9,6 +9,7 @@ properties, at). The sandbox refuses attribute access to internals
 from __future__ import annotations
 
 import difflib
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -20,6 +21,10 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from orchestrator.errors import TemplateRenderError
 
 TOP_LEVEL_NAMES = ("subscriber", "campaign", "node", "trigger")
+
+# Longest text or list a template may build with `*` or `%`: far beyond any payload
+# (3,993 bytes), far below what would exhaust memory (`{{ 'x' * 10**12 }}`).
+MAX_BUILT = 100_000
 
 # Longest values the engine allows (enforced at import / event intake).
 MAX_SUBSCRIBER_ID = 128
@@ -37,9 +42,30 @@ def _finalize(value: Any) -> Any:
     return "" if value is None else value
 
 
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, also refusing `*` and `%` that would build huge text or lists."""
+
+    intercepted_binops = frozenset({"*", "%"})
+
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "*":
+            for seq, count in ((left, right), (right, left)):
+                sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
+                if sized and len(seq) * count > MAX_BUILT:
+                    raise SecurityError(f"'*' would build more than {MAX_BUILT:,} items")
+        if operator == "%" and isinstance(left, str):
+            widths = [int(n) for spec in _PRINTF_WIDTH.findall(left) for n in spec if n]
+            if max(widths, default=0) > MAX_BUILT:
+                raise SecurityError(f"'%' would build more than {MAX_BUILT:,} characters")
+        return super().call_binop(context, operator, left, right)
+
+
+_PRINTF_WIDTH = re.compile(r"%[-#0 +]*(\d*)(?:\.(\d+))?")  # `%0999999999d`: width, precision
+
+
 @lru_cache(maxsize=2)
 def environment(*, strict: bool = True) -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _Sandbox(
         autoescape=False,
         undefined=StrictUndefined if strict else ChainableUndefined,
         finalize=_finalize,
@@ -105,5 +131,7 @@ def render(source: str, context: dict[str, Any], *, strict: bool = True) -> str:
         raise TemplateRenderError(f"refused by the template sandbox: {exc}") from None
     except TemplateError as exc:
         raise TemplateRenderError(f"template error: {exc}") from None
+    except MemoryError:
+        raise TemplateRenderError("template error: rendering it needs too much memory") from None
     except (ArithmeticError, TypeError, ValueError, LookupError, AttributeError) as exc:
         raise TemplateRenderError(f"template error: {type(exc).__name__}: {exc}") from None
