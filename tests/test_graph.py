@@ -17,7 +17,9 @@ def _graph(load_yaml: Callable[..., LoadedCampaign], body: str) -> CampaignGraph
     return CampaignGraph(loaded.campaign)
 
 
-def test_followup_chain_counts_no_convert_edges_in_a_row(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_followup_chain_counts_no_convert_edges_in_a_row(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     g = _graph(
         load_yaml,
         """
@@ -37,7 +39,9 @@ subcampaigns:
     assert g.min_followups() == {"a": 0, "b": 1, "c": 1, "d": 0}
 
 
-def test_node_only_reachable_past_the_cap_is_never_sent(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_node_only_reachable_past_the_cap_is_never_sent(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     loaded = load_yaml(
         HEAD
         + """
@@ -52,7 +56,9 @@ subcampaigns:
       c: {notification: {title: C}}
 """
     )
-    assert [(d.severity, d.code) for d in loaded.diagnostics] == [("warning", "beyond-followup-cap")]
+    assert [(d.severity, d.code) for d in loaded.diagnostics] == [
+        ("warning", "beyond-followup-cap")
+    ]
     assert "node 'c' is never sent" in loaded.diagnostics[0].message
 
 
@@ -77,7 +83,9 @@ subcampaigns:
     assert looping.unbounded_cycles(max_sends=5) == []
 
 
-def test_cycle_of_waits_and_branches_is_always_unbounded(load_yaml: Callable[..., LoadedCampaign]) -> None:
+def test_cycle_of_waits_and_branches_is_always_unbounded(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
     g = _graph(
         load_yaml,
         """

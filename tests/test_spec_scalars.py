@@ -7,7 +7,15 @@ from orchestrator.spec import format_duration, parse_duration, parse_percent
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("30s", 30), ("15m", 900), ("12h", 43200), ("7d", 604800), ("2w", 1209600), ("1d12h", 129600), ("0s", 0)],
+    [
+        ("30s", 30),
+        ("15m", 900),
+        ("12h", 43200),
+        ("7d", 604800),
+        ("2w", 1209600),
+        ("1d12h", 129600),
+        ("0s", 0),
+    ],
 )
 def test_durations_parse_every_unit_and_combinations(text: str, seconds: int) -> None:
     assert parse_duration(text) == timedelta(seconds=seconds)
@@ -24,7 +32,9 @@ def test_format_duration_round_trips(text: str) -> None:
     assert format_duration(parse_duration(text)) == text
 
 
-@pytest.mark.parametrize(("value", "fraction"), [("5%", 0.05), (0.05, 0.05), ("0%", 0.0), ("12.5%", 0.125)])
+@pytest.mark.parametrize(
+    ("value", "fraction"), [("5%", 0.05), (0.05, 0.05), ("0%", 0.0), ("12.5%", 0.125)]
+)
 def test_percents_accept_sign_or_fraction(value: object, fraction: float) -> None:
     assert parse_percent(value) == pytest.approx(fraction)
 
