@@ -32,7 +32,7 @@ from orchestrator.store import repo
 from orchestrator.store.models import Event, Journey
 from orchestrator.ticking import tick_campaign
 
-SEGMENT_ENROL_EVERY = timedelta(hours=1)
+SEGMENT_ENROL_EVERY = timedelta(days=1)
 MAX_TICKS = 200_000
 
 
