@@ -1,0 +1,91 @@
+"""Simulating each example campaign: every journey ends, and the funnel and trace follow the graph."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from orchestrator import loader
+from orchestrator.engine import Action, SubscriberView
+from orchestrator.population import synthesize
+from orchestrator.simulate import simulate
+from orchestrator.spec import BranchNode, Campaign, NotificationNode, SplitNode
+from tests.test_engine_properties import _check_trace
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "campaign_graphs").glob("*.yaml"))
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+
+pytestmark = pytest.mark.slow
+
+
+def _journeys(trace: Path) -> dict[str, list[list[dict[str, object]]]]:
+    """Trace lines grouped by subscriber, then split into journeys at each enrol."""
+    out: dict[str, list[list[dict[str, object]]]] = {}
+    for line in trace.read_text().splitlines():
+        event = json.loads(line)
+        journeys = out.setdefault(str(event["subscriber"]), [])
+        if event["type"] == "enroll" or not journeys:
+            journeys.append([])
+        journeys[-1].append(event)
+    return out
+
+
+def _action(line: dict[str, object]) -> Action:
+    return Action(
+        type=line["type"],  # type: ignore[arg-type]
+        at=datetime.fromisoformat(str(line["t"])),
+        node=str(line["node"]),
+        to=line.get("to"),  # type: ignore[arg-type]
+        reason=line.get("reason"),  # type: ignore[arg-type]
+        holdout=bool(line.get("holdout", False)),
+    )
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_simulated_example_ends_every_journey_along_its_graph(path: Path, tmp_path: Path) -> None:
+    loaded = loader.load(path)
+    assert loaded.campaign is not None
+    campaign: Campaign = loaded.campaign
+    trace = tmp_path / "trace.jsonl"
+    result = simulate(path, subscribers=400, seed=7, default_rate=0.25, start=START, trace=trace)
+    assert result.unfinished == 0
+    enrolled = sum(1 for line in trace.read_text().splitlines() if '"type": "enroll"' in line)
+    assert enrolled > 0
+    assert sum(result.funnel["exits"].values()) == enrolled
+    nodes = campaign.all_nodes()
+    for node_id, figures in result.funnel["nodes"].items():
+        node = nodes[node_id]
+        if not isinstance(node, NotificationNode):
+            assert figures.get("sent", 0) == 0
+        else:
+            assert figures.get("converted", 0) + figures.get("no_convert", 0) <= figures.get(
+                "sent", 0
+            )
+        for metric in figures:
+            if metric.startswith("route:"):
+                assert isinstance(node, SplitNode | BranchNode)
+    people = {p["id"]: p for p in synthesize(campaign, count=400, seed=7, start=START)}
+    for sid, journeys in _journeys(trace).items():
+        view = SubscriberView(id=sid, timezone=str(people[sid]["timezone"]))
+        for journey in journeys:
+            actions = [_action(line) for line in journey]
+            sub = campaign.subcampaigns[str(journey[0]["subcampaign"])]
+            assert journey[0]["node"] == sub.start
+            _check_trace(campaign, view, actions)
+            assert actions[-1].type == "exit"
+
+
+def test_the_same_seed_gives_the_same_simulation() -> None:
+    path = ROOT / "campaign_graphs" / "coffee-carafe-ab.yaml"
+    first = simulate(path, subscribers=150, seed=3, start=START)
+    second = simulate(path, subscribers=150, seed=3, start=START)
+    assert first.funnel == second.funnel
+    assert (first.steps, first.sends, first.conversions) == (
+        second.steps,
+        second.sends,
+        second.conversions,
+    )
