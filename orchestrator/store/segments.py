@@ -1,0 +1,430 @@
+"""Segment rules compiled to SQL over `subscriber`, evaluated entirely in the database.
+
+Every value is a bound parameter. SQLite reads JSON with json_type/json_extract/json_each,
+PostgreSQL with ->, ->>, @> and jsonb_typeof; both give the same answers:
+
+- eq/in compare JSON scalars type-correctly: numbers as numbers (12 == 12.0), strings as
+  strings, booleans as booleans, never across types.
+- ne/not_in are the negations of eq/in: true when the attribute is missing or null.
+- gt/gte/lt/lte compare numbers when the rule value is a number and strings (code point
+  order, so ISO dates work) when it is a string; an attribute of another type never matches.
+- contains: an element of a list attribute (type-correct), or a case-sensitive substring of
+  a string attribute (string values only).
+- exists: true/false for "key present and not JSON null". Attribute names are plain
+  top-level keys; a dot is part of the name.
+- tag: the string is in `tags`.
+- event: at least N events of that name with `at <= now` (and `at > now - within` when
+  given) whose `where` properties all equal, type-correctly.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import operator
+import re
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, NamedTuple, Protocol, TextIO
+
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Select,
+    String,
+    Table,
+    and_,
+    case,
+    collate,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+)
+from sqlalchemy import cast as sql_cast
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import Session
+from sqlmodel import SQLModel
+
+from orchestrator.errors import ConfigurationError, ValidationError
+from orchestrator.spec import (
+    AllRule,
+    AnyRule,
+    AnyRuleModel,
+    AttrRule,
+    EventRule,
+    NotRule,
+    Scalar,
+    Segment,
+    TagRule,
+)
+from orchestrator.store import models  # noqa: F401  (registers the tables)
+
+SUBSCRIBER: Table = SQLModel.metadata.tables["subscriber"]
+EVENT: Table = SQLModel.metadata.tables["event"]
+MAX_SEGMENT_DEPTH = 32
+BATCH = 1000  # rows per fetch when streaming, ids per IN (...) list
+MAX_PAIR_COLUMNS = 500  # overlap sums per SELECT (PostgreSQL allows 1664 columns)
+
+Expr = ColumnElement[Any]
+Pred = ColumnElement[bool]
+_CMP: dict[str, Callable[[Any, Any], Any]] = {
+    "gt": operator.gt,
+    "gte": operator.ge,
+    "lt": operator.lt,
+    "lte": operator.le,
+}
+_SAFE_KEY = re.compile(r"[A-Za-z0-9_.-]+")  # fullmatch: addressable as SQLite path '$."key"'
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _definite(pred: Pred) -> Pred:
+    """NULL (missing key) becomes false, so `not` is always the complement."""
+    return func.coalesce(pred, false(), type_=Boolean)
+
+
+# ---------------------------------------------------------------- JSON per dialect
+
+
+class JsonKey(NamedTuple):
+    """A top-level key of a JSON object column."""
+
+    col: Expr
+    key: str
+
+
+class JsonOps(Protocol):
+    """Definite (never NULL) predicates on a JSON key for one SQL dialect."""
+
+    def eq(self, ref: JsonKey, value: Scalar) -> Pred: ...
+    def compare(self, ref: JsonKey, *, op: str, value: Any) -> Pred: ...
+    def contains(self, ref: JsonKey, value: Scalar) -> Pred: ...
+    def present(self, ref: JsonKey) -> Pred: ...
+    def has_tag(self, col: Expr, tag: str) -> Pred: ...
+
+
+SlotTest = Callable[[Expr, Expr], Pred]  # (json type name, SQL value) -> predicate
+
+
+def _sqlite_each(json_text: Expr) -> Any:
+    return func.json_each(json_text).table_valued("key", "value", "type").alias()
+
+
+def _sqlite_eq(kind: Expr, value: Expr, v: Scalar) -> Pred:
+    if isinstance(v, bool):
+        return kind == ("true" if v else "false")
+    if _is_number(v):
+        return and_(kind.in_(("integer", "real")), value == v)
+    return and_(kind == "text", value == v)
+
+
+class SqliteJson:
+    """json_type/json_extract by path for plain keys, json_each for any other key."""
+
+    def _slot(self, ref: JsonKey, test: SlotTest) -> Pred:
+        col, key = ref
+        if _SAFE_KEY.fullmatch(key):
+            path = literal('$."' + key + '"', String)
+            return _definite(test(func.json_type(col, path), func.json_extract(col, path)))
+        each = _sqlite_each(col)
+        return exists(
+            select(literal(1))
+            .select_from(each)
+            .where(each.c.key == key, test(each.c.type, each.c.value))
+        )
+
+    def eq(self, ref: JsonKey, value: Scalar) -> Pred:
+        return self._slot(ref, lambda k, x: _sqlite_eq(k, x, value))
+
+    def compare(self, ref: JsonKey, *, op: str, value: Any) -> Pred:
+        kinds = ("integer", "real") if _is_number(value) else ("text",)
+        return self._slot(ref, lambda k, x: and_(k.in_(kinds), _CMP[op](x, value)))
+
+    def contains(self, ref: JsonKey, value: Scalar) -> Pred:
+        def test(kind: Expr, x: Expr) -> Pred:
+            each = _sqlite_each(case((kind == "array", x)))
+            found = exists(
+                select(literal(1))
+                .select_from(each)
+                .where(_sqlite_eq(each.c.type, each.c.value, value))
+            )
+            if not isinstance(value, str):
+                return found
+            return or_(found, and_(kind == "text", func.instr(x, value) > 0))
+
+        return self._slot(ref, test)
+
+    def present(self, ref: JsonKey) -> Pred:
+        return self._slot(ref, lambda k, _x: k != "null")
+
+    def has_tag(self, col: Expr, tag: str) -> Pred:
+        each = _sqlite_each(col)
+        return exists(
+            select(literal(1)).select_from(each).where(each.c.type == "text", each.c.value == tag)
+        )
+
+
+def _jsonb(value: Any) -> Expr:
+    return sql_cast(literal(json.dumps(value), String), JSONB)
+
+
+class PostgresJson:
+    """JSONB operators; the key is always a bound parameter."""
+
+    def _slot(self, ref: JsonKey) -> Expr:
+        return ref.col.op("->", return_type=JSONB)(literal(ref.key, String))
+
+    def _text(self, ref: JsonKey) -> Expr:
+        return ref.col.op("->>", return_type=String)(literal(ref.key, String))
+
+    def _kind(self, ref: JsonKey) -> Expr:
+        return func.jsonb_typeof(self._slot(ref), type_=String)
+
+    def eq(self, ref: JsonKey, value: Scalar) -> Pred:
+        return _definite(self._slot(ref).op("=", is_comparison=True)(_jsonb(value)))
+
+    def compare(self, ref: JsonKey, *, op: str, value: Any) -> Pred:
+        if _is_number(value):  # jsonb orders numbers numerically
+            test = and_(self._kind(ref) == "number", _CMP[op](self._slot(ref), _jsonb(value)))
+        else:  # byte order of UTF-8 = code point order, as on SQLite
+            text = collate(self._text(ref), "C")
+            test = and_(self._kind(ref) == "string", _CMP[op](text, literal(value, String)))
+        return _definite(test)
+
+    def contains(self, ref: JsonKey, value: Scalar) -> Pred:
+        member = self._slot(ref).op("@>", is_comparison=True)(_jsonb([value]))
+        test = and_(self._kind(ref) == "array", member)
+        if isinstance(value, str):
+            substring = func.strpos(self._text(ref), literal(value, String)) > 0
+            test = or_(test, and_(self._kind(ref) == "string", substring))
+        return _definite(test)
+
+    def present(self, ref: JsonKey) -> Pred:
+        return func.coalesce(self._kind(ref), "null") != "null"
+
+    def has_tag(self, col: Expr, tag: str) -> Pred:
+        return _definite(col.op("@>", is_comparison=True)(_jsonb([tag])))
+
+
+def json_ops(dialect: str) -> JsonOps:
+    if dialect == "sqlite":
+        return SqliteJson()
+    if dialect == "postgresql":
+        return PostgresJson()
+    raise ConfigurationError(f"segments support sqlite and postgresql, not {dialect!r}")
+
+
+# ---------------------------------------------------------------- rules
+
+
+def _utc(now: datetime) -> datetime:
+    """Naive times are UTC; aware ones are converted (SQLite stores UTC wall time)."""
+    return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
+
+
+@dataclass(kw_only=True)
+class _Compiler:
+    segments: Mapping[str, Segment]
+    now: datetime
+    ops: JsonOps
+    _stack: list[str] = field(default_factory=list)
+    _done: dict[str, Pred] = field(default_factory=dict)
+
+    def rule(self, rule: AnyRuleModel) -> Pred:
+        if isinstance(rule, AllRule):
+            return and_(*(self.rule(r) for r in rule.all))
+        if isinstance(rule, AnyRule):
+            return or_(*(self.rule(r) for r in rule.any))
+        if isinstance(rule, NotRule):
+            return not_(self.rule(rule.not_))
+        if isinstance(rule, AttrRule):
+            return self.attr(rule)
+        if isinstance(rule, TagRule):
+            return self.ops.has_tag(SUBSCRIBER.c.tags, rule.tag)
+        if isinstance(rule, EventRule):
+            return self.event(rule)
+        return self.segment(rule.segment)
+
+    def segment(self, name: str) -> Pred:
+        if name in self._done:
+            return self._done[name]
+        if name not in self.segments:
+            raise ValidationError(f"unknown segment {name!r}")
+        if name in self._stack or len(self._stack) >= MAX_SEGMENT_DEPTH:
+            chain = " -> ".join([*self._stack, name])
+            raise ValidationError(f"segment references loop or nest too deeply: {chain}")
+        self._stack.append(name)
+        try:
+            self._done[name] = self.rule(self.segments[name].match)
+        finally:
+            self._stack.pop()
+        return self._done[name]
+
+    def attr(self, rule: AttrRule) -> Pred:
+        ref, op, value = JsonKey(SUBSCRIBER.c.attributes, rule.attr), rule.op, rule.value
+        if op in ("eq", "ne"):
+            test = self.ops.eq(ref, value)
+        elif op in ("in", "not_in"):
+            test = or_(*(self.ops.eq(ref, v) for v in value))
+        elif op in _CMP:
+            test = self.ops.compare(ref, op=op, value=value)
+        elif op == "contains":
+            test = self.ops.contains(ref, value)
+        else:
+            test = self.ops.present(ref)
+        negate = op in ("ne", "not_in") or (op == "exists" and value is False)
+        return not_(test) if negate else test
+
+    def event(self, rule: EventRule) -> Pred:
+        now = _utc(self.now)
+        conds = [
+            EVENT.c.subscriber_id == SUBSCRIBER.c.id,
+            EVENT.c.name == rule.event,
+            EVENT.c.at <= now,
+        ]
+        if rule.within is not None:
+            conds.append(EVENT.c.at > now - rule.within)
+        conds += [self.ops.eq(JsonKey(EVENT.c.properties, k), v) for k, v in rule.where.items()]
+        query = select(literal(1)).select_from(EVENT).where(*conds)
+        if rule.at_least > 1:  # the N-th matching row exists: stops after N index entries
+            query = query.limit(1).offset(rule.at_least - 1)
+        return exists(query)
+
+
+def compile_rule(
+    rule: AnyRuleModel, *, segments: Mapping[str, Segment], now: datetime, dialect: str
+) -> Pred:
+    """A WHERE clause over `subscriber` that is true for the rule's members (never NULL)."""
+    return _Compiler(segments=segments, now=now, ops=json_ops(dialect)).rule(rule)
+
+
+def members_query(
+    segment_name: str, *, segments: Mapping[str, Segment], now: datetime, dialect: str
+) -> Select[str]:
+    """SELECT subscriber.id of the active members of a segment (unordered)."""
+    where = _membership(segment_name, segments=segments, now=now, dialect=dialect)
+    return select(SUBSCRIBER.c.id).where(where)
+
+
+def _membership(name: str, *, segments: Mapping[str, Segment], now: datetime, dialect: str) -> Pred:
+    rule = _Compiler(segments=segments, now=now, ops=json_ops(dialect)).segment(name)
+    return and_(rule, SUBSCRIBER.c.status == "active")
+
+
+# ---------------------------------------------------------------- queries
+
+
+def _dialect(session: Session) -> str:
+    return session.get_bind().dialect.name
+
+
+def members(
+    session: Session, segment_name: str, *, segments: Mapping[str, Segment], now: datetime
+) -> Iterator[str]:
+    """Stream the ids of a segment's active members, ordered by id."""
+    query = members_query(segment_name, segments=segments, now=now, dialect=_dialect(session))
+    query = query.order_by(SUBSCRIBER.c.id).execution_options(yield_per=BATCH)
+    yield from session.connection().execute(query).scalars()
+
+
+def is_member_of(
+    session: Session,
+    subscriber_ids: Sequence[str],
+    segment_names: Sequence[str],
+    *,
+    segments: Mapping[str, Segment],
+    now: datetime,
+) -> dict[str, set[str]]:
+    """Each given subscriber -> the given segments it belongs to; one query per segment."""
+    ids = list(dict.fromkeys(subscriber_ids))
+    found: dict[str, set[str]] = {sid: set() for sid in ids}
+    for name in dict.fromkeys(segment_names):
+        query = members_query(name, segments=segments, now=now, dialect=_dialect(session))
+        for start in range(0, len(ids), BATCH):
+            chunk = query.where(SUBSCRIBER.c.id.in_(ids[start : start + BATCH]))
+            for sid in session.connection().execute(chunk).scalars():
+                found[sid].add(name)
+    return found
+
+
+def overlap(
+    session: Session,
+    segment_names: Sequence[str],
+    *,
+    segments: Mapping[str, Segment],
+    now: datetime,
+) -> dict[tuple[str, str], int]:
+    """Members in both segments for every ordered pair; (a, a) is the size of a.
+
+    One scan: a MATERIALIZED CTE evaluates each rule once per active subscriber as a 0/1
+    flag, and SUM(flag_a * flag_b) counts every pair.
+    """
+    names = list(dict.fromkeys(segment_names))
+    compiler = _Compiler(segments=segments, now=now, ops=json_ops(_dialect(session)))
+    flag_cols = [
+        case((compiler.segment(n), 1), else_=0).label(f"f{i}") for i, n in enumerate(names)
+    ]
+    flags = select(*flag_cols).where(SUBSCRIBER.c.status == "active").cte("flags")
+    flags = flags.prefix_with(
+        "MATERIALIZED"
+    )  # PostgreSQL would otherwise inline each rule per pair
+    pairs = [(i, j) for i in range(len(names)) for j in range(i, len(names))]
+    counts: dict[tuple[str, str], int] = {}
+    for start in range(0, len(pairs), MAX_PAIR_COLUMNS):
+        chunk = pairs[start : start + MAX_PAIR_COLUMNS]
+        sums = [func.coalesce(func.sum(flags.c[f"f{i}"] * flags.c[f"f{j}"]), 0) for i, j in chunk]
+        row = session.connection().execute(select(*sums)).one()
+        for (i, j), count in zip(chunk, row, strict=True):
+            counts[names[i], names[j]] = counts[names[j], names[i]] = int(count)
+    return counts
+
+
+# ---------------------------------------------------------------- export
+
+
+def _json_cell(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def export(
+    session: Session,
+    segment_name: str,
+    *,
+    segments: Mapping[str, Segment],
+    now: datetime,
+    fmt: Literal["csv", "jsonl"],
+    out: TextIO,
+) -> int:
+    """Write id, timezone, attributes, tags of each member (ordered by id); return the count.
+
+    csv has a header row and JSON text in the attributes and tags cells; jsonl has one
+    object per line. JSON keys are sorted so both databases give the same bytes.
+    """
+    if fmt not in ("csv", "jsonl"):
+        raise ValueError(f"export format is csv or jsonl, not {fmt!r}")
+    where = _membership(segment_name, segments=segments, now=now, dialect=_dialect(session))
+    cols = SUBSCRIBER.c
+    query = select(cols.id, cols.timezone, cols.attributes, cols.tags).where(where)
+    query = query.order_by(cols.id).execution_options(yield_per=BATCH)
+    writer = csv.writer(out, lineterminator="\n")
+    if fmt == "csv":
+        writer.writerow(["id", "timezone", "attributes", "tags"])
+    count = 0
+    for sid, timezone, attributes, tags in session.connection().execute(query):
+        if fmt == "csv":
+            writer.writerow([sid, timezone, _json_cell(attributes), _json_cell(tags)])
+        else:
+            parts = (_json_cell(v) for v in (sid, timezone, attributes, tags))
+            keys = ("id", "timezone", "attributes", "tags")
+            out.write(
+                "{" + ",".join(f'"{k}":{p}' for k, p in zip(keys, parts, strict=True)) + "}\n"
+            )
+        count += 1
+    return count
