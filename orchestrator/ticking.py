@@ -162,9 +162,7 @@ def _eligible_members(
     ctx: Context, *, campaign: Campaign, segment: str, now: datetime
 ) -> list[str]:
     with ctx.session() as s:
-        query = segments.members_query(
-            segment, segments=campaign.segments, now=now, dialect=repo.dialect(s)
-        )
+        query = segments.members_query(segment, segments=campaign.segments, dialect=repo.dialect(s))
         query = query.where(~_blocked(campaign, now))
         if not ctx.simulated:
             query = query.where(
@@ -174,7 +172,8 @@ def _eligible_members(
                     )
                 )
             )
-        return [row[0] for row in s.execute(query)]
+        with segments.as_of(now):
+            return [row[0] for row in s.execute(query)]
 
 
 def _insert_journeys(

@@ -589,7 +589,7 @@ def test_no_value_or_name_is_spliced_into_the_sql_text(dialect_class: Any) -> No
         )
     )
     sql = str(
-        seg.members_query("h", segments={"h": hostile}, now=NOW, dialect=dialect.name).compile(
+        seg.members_query("h", segments={"h": hostile}, dialect=dialect.name).compile(
             dialect=dialect
         )
     )
@@ -691,18 +691,18 @@ def test_unknown_and_looping_segments_are_errors() -> None:
         "b": Segment(match=AnyRule(any=[TagRule(tag="x"), SegmentRef(segment="a")])),
     }
     with pytest.raises(ValidationError, match="unknown segment 'ghost'"):
-        seg.members_query("ghost", segments=NAMED, now=NOW, dialect="sqlite")
+        seg.members_query("ghost", segments=NAMED, dialect="sqlite")
     with pytest.raises(ValidationError, match="a -> b -> a"):
-        seg.members_query("a", segments=loop, now=NOW, dialect="sqlite")
+        seg.members_query("a", segments=loop, dialect="sqlite")
     chain = {f"s{i}": Segment(match=SegmentRef(segment=f"s{i + 1}")) for i in range(40)}
     chain["s40"] = Segment(match=TagRule(tag="vip"))
     with pytest.raises(ValidationError, match="too deeply"):
-        seg.members_query("s0", segments=chain, now=NOW, dialect="sqlite")
+        seg.members_query("s0", segments=chain, dialect="sqlite")
 
 
 def test_event_rules_use_the_subscriber_time_index_on_sqlite(tmp_path: Path) -> None:
     with database("sqlite", tmp_path) as engine:
-        query = seg.members_query("recent", segments=NAMED, now=NOW, dialect="sqlite")
+        query = seg.members_query("recent", segments=NAMED, dialect="sqlite")
         compiled = query.compile(dialect=engine.dialect)
         blanks = tuple(None for _ in compiled.positiontup or ())
         with engine.connect() as conn:
@@ -824,11 +824,10 @@ def sql_members_of_each(
     """Members of every rule at once: one 0/1 column per rule."""
     dialect = engine.dialect.name
     flags = [
-        case((seg.compile_rule(x, segments=named, now=NOW, dialect=dialect), 1), else_=0)
-        for x in rules_
+        case((seg.compile_rule(x, segments=named, dialect=dialect), 1), else_=0) for x in rules_
     ]
     query = select(seg.SUBSCRIBER.c.id, *flags).where(seg.SUBSCRIBER.c.status == "active")
-    with engine.connect() as conn:
+    with engine.connect() as conn, seg.as_of(NOW):
         rows = conn.execute(query).all()
     return [{row[0] for row in rows if row[i + 1]} for i in range(len(rules_))]
 

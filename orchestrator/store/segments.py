@@ -23,7 +23,10 @@ import csv
 import json
 import operator
 import re
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple, Protocol, TextIO
@@ -35,6 +38,7 @@ from sqlalchemy import (
     String,
     Table,
     and_,
+    bindparam,
     case,
     collate,
     exists,
@@ -229,10 +233,32 @@ def _utc(now: datetime) -> datetime:
     return now.replace(tzinfo=UTC) if now.tzinfo is None else now.astimezone(UTC)
 
 
+_AS_OF: ContextVar[datetime] = ContextVar("segments_as_of")
+
+
+@contextmanager
+def as_of(now: datetime) -> Iterator[None]:
+    """Evaluate segment SQL as of `now` (event windows) while inside this block."""
+    token = _AS_OF.set(_utc(now))
+    try:
+        yield
+    finally:
+        _AS_OF.reset(token)
+
+
+def _as_of() -> datetime:
+    try:
+        return _AS_OF.get()
+    except LookupError:
+        raise RuntimeError("segment SQL executed outside `segments.as_of(now)`") from None
+
+
 @dataclass(kw_only=True)
 class _Compiler:
+    """Builds the SQL once; the instant it is evaluated at is bound at execution time
+    (`as_of`), so a compiled segment is reused tick after tick."""
+
     segments: Mapping[str, Segment]
-    now: datetime
     ops: JsonOps
     _stack: list[str] = field(default_factory=list)
     _done: dict[str, Pred] = field(default_factory=dict)
@@ -283,14 +309,15 @@ class _Compiler:
         return not_(test) if negate else test
 
     def event(self, rule: EventRule) -> Pred:
-        now = _utc(self.now)
         conds = [
             EVENT.c.subscriber_id == SUBSCRIBER.c.id,
             EVENT.c.name == rule.event,
-            EVENT.c.at <= now,
+            EVENT.c.at <= bindparam(None, callable_=_as_of, type_=EVENT.c.at.type),
         ]
         if rule.within is not None:
-            conds.append(EVENT.c.at > now - rule.within)
+            within = rule.within
+            since = bindparam(None, callable_=lambda: _as_of() - within, type_=EVENT.c.at.type)
+            conds.append(EVENT.c.at > since)
         conds += [self.ops.eq(JsonKey(EVENT.c.properties, k), v) for k, v in rule.where.items()]
         query = select(literal(1)).select_from(EVENT).where(*conds)
         if rule.at_least > 1:  # the N-th matching row exists: stops after N index entries
@@ -298,24 +325,39 @@ class _Compiler:
         return exists(query)
 
 
-def compile_rule(
-    rule: AnyRuleModel, *, segments: Mapping[str, Segment], now: datetime, dialect: str
-) -> Pred:
-    """A WHERE clause over `subscriber` that is true for the rule's members (never NULL)."""
-    return _Compiler(segments=segments, now=now, ops=json_ops(dialect)).rule(rule)
+def compile_rule(rule: AnyRuleModel, *, segments: Mapping[str, Segment], dialect: str) -> Pred:
+    """A WHERE clause over `subscriber` that is true for the rule's members (never NULL).
+
+    Execute it inside `as_of(now)`."""
+    return _Compiler(segments=segments, ops=json_ops(dialect)).rule(rule)
 
 
 def members_query(
-    segment_name: str, *, segments: Mapping[str, Segment], now: datetime, dialect: str
+    segment_name: str, *, segments: Mapping[str, Segment], dialect: str
 ) -> Select[str]:
-    """SELECT subscriber.id of the active members of a segment (unordered)."""
-    where = _membership(segment_name, segments=segments, now=now, dialect=dialect)
-    return select(SUBSCRIBER.c.id).where(where)
+    """SELECT subscriber.id of the active members of a segment (unordered); run inside `as_of(now)`."""
+    return select(SUBSCRIBER.c.id).where(
+        _membership(segment_name, segments=segments, dialect=dialect)
+    )
 
 
-def _membership(name: str, *, segments: Mapping[str, Segment], now: datetime, dialect: str) -> Pred:
-    rule = _Compiler(segments=segments, now=now, ops=json_ops(dialect)).segment(name)
-    return and_(rule, SUBSCRIBER.c.status == "active")
+_CACHE: OrderedDict[tuple[int, str, str], tuple[Mapping[str, Segment], Pred]] = OrderedDict()
+_CACHE_SIZE = 256
+
+
+def _membership(name: str, *, segments: Mapping[str, Segment], dialect: str) -> Pred:
+    """Compiled once per (segments mapping, name, dialect): building SQL costs more than running it."""
+    key = (id(segments), name, dialect)
+    hit = _CACHE.get(key)
+    if hit is not None and hit[0] is segments:
+        _CACHE.move_to_end(key)
+        return hit[1]
+    rule = _Compiler(segments=segments, ops=json_ops(dialect)).segment(name)
+    clause = and_(rule, SUBSCRIBER.c.status == "active")
+    _CACHE[key] = (segments, clause)  # the mapping is kept alive, so its id is not reused
+    if len(_CACHE) > _CACHE_SIZE:
+        _CACHE.popitem(last=False)
+    return clause
 
 
 # ---------------------------------------------------------------- queries
@@ -329,9 +371,10 @@ def members(
     session: Session, segment_name: str, *, segments: Mapping[str, Segment], now: datetime
 ) -> Iterator[str]:
     """Stream the ids of a segment's active members, ordered by id."""
-    query = members_query(segment_name, segments=segments, now=now, dialect=_dialect(session))
+    query = members_query(segment_name, segments=segments, dialect=_dialect(session))
     query = query.order_by(SUBSCRIBER.c.id).execution_options(yield_per=BATCH)
-    yield from session.connection().execute(query).scalars()
+    with as_of(now):
+        yield from session.connection().execute(query).scalars()
 
 
 def is_member_of(
@@ -346,11 +389,12 @@ def is_member_of(
     ids = list(dict.fromkeys(subscriber_ids))
     found: dict[str, set[str]] = {sid: set() for sid in ids}
     for name in dict.fromkeys(segment_names):
-        query = members_query(name, segments=segments, now=now, dialect=_dialect(session))
+        query = members_query(name, segments=segments, dialect=_dialect(session))
         for start in range(0, len(ids), BATCH):
             chunk = query.where(SUBSCRIBER.c.id.in_(ids[start : start + BATCH]))
-            for sid in session.connection().execute(chunk).scalars():
-                found[sid].add(name)
+            with as_of(now):
+                for sid in session.connection().execute(chunk).scalars():
+                    found[sid].add(name)
     return found
 
 
@@ -367,7 +411,7 @@ def overlap(
     flag, and SUM(flag_a * flag_b) counts every pair.
     """
     names = list(dict.fromkeys(segment_names))
-    compiler = _Compiler(segments=segments, now=now, ops=json_ops(_dialect(session)))
+    compiler = _Compiler(segments=segments, ops=json_ops(_dialect(session)))
     flag_cols = [
         case((compiler.segment(n), 1), else_=0).label(f"f{i}") for i, n in enumerate(names)
     ]
@@ -380,7 +424,8 @@ def overlap(
     for start in range(0, len(pairs), MAX_PAIR_COLUMNS):
         chunk = pairs[start : start + MAX_PAIR_COLUMNS]
         sums = [func.coalesce(func.sum(flags.c[f"f{i}"] * flags.c[f"f{j}"]), 0) for i, j in chunk]
-        row = session.connection().execute(select(*sums)).one()
+        with as_of(now):
+            row = session.connection().execute(select(*sums)).one()
         for (i, j), count in zip(chunk, row, strict=True):
             counts[names[i], names[j]] = counts[names[j], names[i]] = int(count)
     return counts
@@ -409,7 +454,7 @@ def export(
     """
     if fmt not in ("csv", "jsonl"):
         raise ValueError(f"export format is csv or jsonl, not {fmt!r}")
-    where = _membership(segment_name, segments=segments, now=now, dialect=_dialect(session))
+    where = _membership(segment_name, segments=segments, dialect=_dialect(session))
     cols = SUBSCRIBER.c
     query = select(cols.id, cols.timezone, cols.attributes, cols.tags).where(where)
     query = query.order_by(cols.id).execution_options(yield_per=BATCH)
@@ -417,7 +462,9 @@ def export(
     if fmt == "csv":
         writer.writerow(["id", "timezone", "attributes", "tags"])
     count = 0
-    for sid, timezone, attributes, tags in session.connection().execute(query):
+    with as_of(now):
+        rows = list(session.connection().execute(query))
+    for sid, timezone, attributes, tags in rows:
         if fmt == "csv":
             writer.writerow([sid, timezone, _json_cell(attributes), _json_cell(tags)])
         else:
