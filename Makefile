@@ -26,6 +26,9 @@ demo: install
 	  n=$$(basename $$f .yaml); \
 	  $(BIN)/campaign render $$f --format html -o out/$$n.html 2>/dev/null && echo "drew out/$$n.html"; \
 	done
+	@echo "simulating campaign_graphs/cloud-storage-launch.yaml over 2,000 synthetic subscribers:"
+	@$(BIN)/campaign simulate campaign_graphs/cloud-storage-launch.yaml --subscribers 2000 --resolution 1h --trace out/cloud-storage-launch.trace.jsonl
+	@echo "open out/*.html for the flowcharts; the simulation's trace is out/cloud-storage-launch.trace.jsonl"
 
 lint: install
 	$(BIN)/ruff check orchestrator flows tests scripts

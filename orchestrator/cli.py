@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -324,6 +324,10 @@ def simulate(
     trace: Annotated[
         Path | None, typer.Option("--trace", help="write the JSONL trace here")
     ] = None,
+    resolution: Annotated[
+        str,
+        typer.Option("--resolution", help="virtual tick interval (the schedule's, e.g. 5m, 1h)"),
+    ] = "5m",
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
@@ -350,6 +354,7 @@ def simulate(
             start=_now(start or "2026-01-05T09:00:00Z"),
             until=_now(until) if until else None,
             trace=trace,
+            resolution=_duration(resolution, "--resolution"),
         )
     except CampaignError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -364,6 +369,18 @@ def simulate(
         f"to {result.end:%Y-%m-%d %H:%M}, {result.steps} journey steps in {result.seconds:.1f}s "
         f"({figures['steps_per_s']} steps/s), {result.unfinished} unfinished"
     )
+
+
+def _duration(text: str, option: str) -> timedelta:
+    from orchestrator.spec import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    if value <= timedelta(0):
+        raise typer.BadParameter("must be longer than zero", param_hint=option)
+    return value
 
 
 def _print_funnel(figures: dict[str, Any]) -> None:

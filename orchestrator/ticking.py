@@ -94,7 +94,7 @@ def tick_campaign(
     started = time.perf_counter()
     result = CampaignTick(campaign.campaign, load.version_id)
     result.enrolled, result.holdout = enrol(
-        ctx, campaign=campaign, version_id=load.version_id, now=now
+        ctx, campaign=campaign, version_id=load.version_id, now=now, segments_too=enrol_segments
     )
     while True:
         batch = run_batch(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size)
@@ -118,7 +118,7 @@ def enrol(
 ) -> tuple[int, int]:
     """New journeys: segment members in priority order, then trigger events. Returns (enrolled, holdout).
 
-    `segments_too=False` skips re-evaluating segment membership (the simulator does it hourly)."""
+    `segments_too=False` skips re-evaluating segment membership (the simulator does it daily)."""
     enrolled = holdout = 0
     for name, sub in campaign.subcampaigns.items():
         if sub.trigger is None:

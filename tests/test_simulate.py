@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -51,7 +51,15 @@ def test_simulated_example_ends_every_journey_along_its_graph(path: Path, tmp_pa
     assert loaded.campaign is not None
     campaign: Campaign = loaded.campaign
     trace = tmp_path / "trace.jsonl"
-    result = simulate(path, subscribers=400, seed=7, default_rate=0.25, start=START, trace=trace)
+    result = simulate(
+        path,
+        subscribers=400,
+        seed=7,
+        default_rate=0.25,
+        start=START,
+        trace=trace,
+        resolution=timedelta(hours=1),
+    )
     assert result.unfinished == 0
     enrolled = sum(1 for line in trace.read_text().splitlines() if '"type": "enroll"' in line)
     assert enrolled > 0
