@@ -397,6 +397,68 @@ def _print_funnel(figures: dict[str, Any]) -> None:
     )
 
 
+segments_app = typer.Typer(
+    help="Check segments against the stored subscribers.", no_args_is_help=True
+)
+app.add_typer(segments_app, name="segments")
+
+
+@segments_app.command("export")
+def segments_export(
+    name: Annotated[str, typer.Argument(help="segment name")],
+    campaign: Annotated[str | None, typer.Option("--campaign", help="campaign defining it")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    now: Annotated[str | None, typer.Option("--now", help="evaluate as of this ISO time")] = None,
+) -> None:
+    """Write a segment's members (id, timezone, attributes, tags), to check a segment before use."""
+    from orchestrator.errors import ConfigurationError
+    from orchestrator.service import export_segment
+
+    if fmt not in ("csv", "jsonl"):
+        raise typer.BadParameter("csv or jsonl", param_hint="--format")
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        count = export_segment(
+            _context(), name=name, campaign=campaign, fmt=fmt, out=out, now=_now(now)
+        )
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if output:
+            out.close()
+    typer.echo(f"{count} member{'s' * (count != 1)} of {name}", err=True)
+
+
+@segments_app.command("overlap")
+def segments_overlap(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    now: Annotated[str | None, typer.Option("--now")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Member counts for every pair of a campaign's segments: where do they overlap?"""
+    from orchestrator.errors import ConfigurationError
+    from orchestrator.service import segment_overlap
+
+    try:
+        names, counts = segment_overlap(_context(), campaign=campaign, now=_now(now))
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"segments": names, "counts": [[counts[a, b] for b in names] for a in names]}
+            )
+        )
+        return
+    width = max([len(n) for n in names] + [8])
+    typer.echo(" " * width + "".join(f"{n[:12]:>14}" for n in names))
+    for a in names:
+        typer.echo(f"{a:<{width}}" + "".join(f"{counts[a, b]:>14}" for b in names))
+
+
 @app.command()
 def migrate(
     campaign: Annotated[str, typer.Argument(help="campaign id")],

@@ -238,6 +238,71 @@ def add_events(ctx: Context, records: list[EventRecord]) -> list[int]:
         return repo.add_events(s, records)
 
 
+# ------------------------------------------------------------------ segments
+
+
+def find_segments(
+    ctx: Context, *, campaign: str | None, name: str | None = None
+) -> tuple[str, Campaign]:
+    """The campaign whose segments to use: the named one, or the only one defining `name`."""
+    from orchestrator.errors import ConfigurationError
+
+    if campaign is not None:
+        paths = campaign_paths(ctx, [campaign])
+    else:
+        paths = campaign_paths(ctx)
+    found: list[Campaign] = []
+    for path in paths:
+        try:
+            loaded = loader.load(path)
+        except UnreadableFileError as exc:
+            if campaign is not None:
+                raise ConfigurationError(str(exc)) from None
+            continue
+        if loaded.campaign is None or not loaded.ok:
+            if campaign is not None:
+                raise ConfigurationError(f"{path}: does not validate (run campaign validate)")
+            continue
+        if name is None or name in loaded.campaign.segments:
+            found.append(loaded.campaign)
+    if not found:
+        where = f"campaign {campaign!r}" if campaign else f"any campaign in {ctx.config.graphs}"
+        raise ConfigurationError(
+            f"segment {name!r} is not defined in {where}"
+            if name
+            else f"no campaign found in {where}"
+        )
+    if len(found) > 1 and name is not None:
+        same = {repr(c.segments[name]) for c in found}
+        if len(same) > 1:
+            names = ", ".join(c.campaign for c in found)
+            raise ConfigurationError(
+                f"segment {name!r} is defined differently in {names}: pass --campaign"
+            )
+    return found[0].campaign, found[0]
+
+
+def export_segment(
+    ctx: Context, *, name: str, campaign: str | None, fmt: str, out: Any, now: datetime
+) -> int:
+    from orchestrator.store import segments
+
+    _, model = find_segments(ctx, campaign=campaign, name=name)
+    with ctx.session() as s:
+        return segments.export(s, name, segments=model.segments, now=now, fmt=fmt, out=out)  # type: ignore[arg-type]
+
+
+def segment_overlap(
+    ctx: Context, *, campaign: str, now: datetime
+) -> tuple[list[str], dict[tuple[str, str], int]]:
+    from orchestrator.store import segments
+
+    _, model = find_segments(ctx, campaign=campaign)
+    names = list(model.segments)
+    with ctx.session() as s:
+        return names, segments.overlap(s, names, segments=model.segments, now=now)
+
+
 # ------------------------------------------------------------------ status
 
 

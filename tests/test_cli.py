@@ -1,0 +1,118 @@
+"""The command line end to end on a SQLite file: import, events, tick, status, segments, migrate."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from orchestrator.cli import app
+from tests.test_ticking import CAMPAIGN, _line
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    people = tmp_path / "people.jsonl"
+    people.write_text(
+        "\n".join(
+            [
+                _line("ann", plan="pro", name="Ann"),
+                _line("bob", plan="pro", name="Bob"),
+                _line("cat", plan="free"),
+                "{oops",
+            ]
+        )
+        + "\n"
+    )
+    return {
+        "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
+        "CAMPAIGN_GRAPHS": str(graphs),
+        "PEOPLE": str(people),
+    }
+
+
+def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    result = runner.invoke(app, list(args), env=env)
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_import_tick_status_round_trip(env: dict[str, str]) -> None:
+    code, out, err = run(env, "subscribers", "import", env["PEOPLE"])
+    assert code == 1 and "3 added" in out and ":4: not JSON" in err
+    code, out, _ = run(env, "tick", "--now", "2026-01-05T09:00:00Z", "--json")
+    assert code == 0
+    report = json.loads(out)
+    assert report["campaigns"][0]["sends"] == 2 and report["refused"] == {}
+    code, out, _ = run(env, "status", "launch", "--json")
+    figures = json.loads(out)
+    assert figures["nodes"]["hello"]["sent"] == 2 and figures["sends"] == {"delivered": 2}
+
+
+def test_events_add_refuses_an_unknown_subscriber_and_records_a_known_one(
+    env: dict[str, str],
+) -> None:
+    run(env, "subscribers", "import", env["PEOPLE"])
+    code, _, err = run(env, "events", "add", "--subscriber", "zed", "--event", "signup")
+    assert code == 1 and "unknown subscriber: zed" in err
+    code, out, _ = run(
+        env,
+        "events",
+        "add",
+        "--subscriber",
+        "ann",
+        "--event",
+        "cart_abandoned",
+        "--prop",
+        "product=Lamp",
+        "--prop",
+        "qty=2",
+    )
+    assert code == 0 and "recorded event" in out
+    code, _, err = run(
+        env, "events", "add", "--subscriber", "ann", "--event", "x", "--prop", "novalue"
+    )
+    assert code == 1 and "KEY=VALUE" in err
+
+
+def test_segments_export_and_overlap(env: dict[str, str], tmp_path: Path) -> None:
+    run(env, "subscribers", "import", env["PEOPLE"])
+    out_file = tmp_path / "pros.jsonl"
+    code, _, err = run(env, "segments", "export", "pros", "--format", "jsonl", "-o", str(out_file))
+    assert code == 0 and "2 members of pros" in err
+    assert [json.loads(line)["id"] for line in out_file.read_text().splitlines()] == ["ann", "bob"]
+    code, out, _ = run(env, "segments", "overlap", "launch", "--json")
+    assert json.loads(out) == {"segments": ["pros"], "counts": [[2]]}
+    code, _, err = run(env, "segments", "export", "ghosts")
+    assert code == 1 and "'ghosts' is not defined" in err
+
+
+def test_migrate_dry_run_changes_nothing(env: dict[str, str]) -> None:
+    run(env, "subscribers", "import", env["PEOPLE"])
+    run(env, "tick", "--now", "2026-01-05T09:00:00Z")
+    path = Path(env["CAMPAIGN_GRAPHS"]) / "launch.yaml"
+    path.write_text(
+        path.read_text().replace("start: hello", "start: hi").replace("      hello:", "      hi:")
+    )
+    code, out, _ = run(env, "migrate", "launch", "--dry-run")
+    assert code == 0 and out.count("end   ") == 2 and "would end 2" in out
+    code, out, _ = run(env, "migrate", "launch", "--dry-run", "--json")
+    assert len(json.loads(out)["ends"]) == 2
+    code, out, _ = run(env, "migrate", "launch")
+    assert "ended 2" in out
+    code, out, _ = run(env, "migrate", "launch", "--dry-run")
+    assert "would move 0 journeys" in out and "would end 0" in out
+
+
+def test_tick_refuses_a_broken_campaign_with_exit_1(env: dict[str, str]) -> None:
+    path = Path(env["CAMPAIGN_GRAPHS"]) / "launch.yaml"
+    path.write_text(path.read_text().replace("to: again", "to: agian"))
+    code, _, err = run(env, "tick", "--now", "2026-01-05T09:00:00Z")
+    assert code == 1 and "refused" in err and "names no node" in err
