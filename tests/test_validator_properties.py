@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 from typing import Any
@@ -314,7 +315,9 @@ def mutated_text(draw: st.DrawFn) -> str:
         base_text = draw(st.sampled_from(files)).read_text(encoding="utf-8")
         data = yaml.safe_load(base_text)
     else:
-        data = draw(valid_campaign())
+        # A deep copy: the strategy shares constant parts between examples, and mutating
+        # them in place would make generation depend on earlier examples.
+        data = copy.deepcopy(draw(valid_campaign()))
         base_text = dump(data)
     mutation = draw(
         st.sampled_from(["delete", "rename", "retype", "retarget", "garbage", "truncate"])
