@@ -334,3 +334,33 @@ def test_migrate_ends_journeys_whose_node_was_removed(
         reasons = {j.exit_reason for j in s.execute(select(Journey)).scalars()}
     assert reasons == {"removed_node"}
     assert status(ctx, "launch")["nodes"]["hello"]["exit:removed_node"] == 2
+
+
+def test_two_ticks_at_once_send_every_due_notification_exactly_once(
+    world: tuple[Context, RecordingDelivery, Path], tmp_path: Path
+) -> None:
+    import threading
+
+    ctx, delivery, _ = world
+    people = tmp_path / "more.jsonl"
+    people.write_text(
+        "\n".join(_line(f"p{i}", plan="pro", name=f"P{i}") for i in range(120)) + "\n"
+    )
+    import_subscribers(ctx, people)
+    errors: list[BaseException] = []
+
+    def worker() -> None:
+        try:
+            tick(ctx, now=T0, batch_size=7)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    sent = [(r.journey_id, r.step) for r in delivery.requests]
+    assert len(sent) == len(set(sent)) == 122
+    assert _sends(ctx) == 122
