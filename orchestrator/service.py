@@ -247,10 +247,7 @@ def find_segments(
     """The campaign whose segments to use: the named one, or the only one defining `name`."""
     from orchestrator.errors import ConfigurationError
 
-    if campaign is not None:
-        paths = campaign_paths(ctx, [campaign])
-    else:
-        paths = campaign_paths(ctx)
+    paths = campaign_paths(ctx, [campaign]) if campaign is not None else campaign_paths(ctx)
     found: list[Campaign] = []
     for path in paths:
         try:
