@@ -13,10 +13,10 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, exists, insert, select
+from sqlalchemy import Row, exists, func, insert, or_, select
 from sqlmodel import Session, col
 
 from orchestrator import engine, payload, tokens
@@ -26,9 +26,10 @@ from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.service import CampaignLoad, Context, campaign_paths, load_current
 from orchestrator.spec import BranchNode, Campaign, NotificationNode
 from orchestrator.store import repo, segments
-from orchestrator.store.models import Journey, PushSubscription, Send, Subscriber
+from orchestrator.store.models import EnrolMark, Event, Journey, PushSubscription, Send, Subscriber
 
 ENROL_CHUNK = 5000
+FULL_PASS_EVERY = timedelta(hours=1)  # for segments whose rules change with time alone
 
 
 @dataclass
@@ -125,7 +126,7 @@ def enrol(
             if not segments_too:
                 continue
             assert sub.segment is not None
-            ids = _eligible_members(ctx, campaign=campaign, segment=sub.segment, now=now)
+            ids, mark = _eligible_members(ctx, campaign=campaign, subcampaign=name, now=now)
             entries = [(sid, None) for sid in ids]
             e, h = _insert_journeys(
                 ctx,
@@ -135,6 +136,8 @@ def enrol(
                 entries=entries,
                 now=now,
             )
+            with ctx.session() as s, s.begin():  # only once the journeys are in
+                repo.save_enrol_mark(s, mark)
         else:
             e, h = _enrol_triggered(
                 ctx, campaign=campaign, version_id=version_id, subcampaign=name, now=now
@@ -159,9 +162,29 @@ def _blocked(campaign: Campaign, now: datetime) -> Any:
 
 
 def _eligible_members(
-    ctx: Context, *, campaign: Campaign, segment: str, now: datetime
-) -> list[str]:
+    ctx: Context, *, campaign: Campaign, subcampaign: str, now: datetime
+) -> tuple[list[str], EnrolMark]:
+    """Members of the entry segment who may enrol, and the enrolment mark to store after.
+
+    Incremental: only subscribers changed or with new events since the last pass are
+    looked at, except for a full pass on the first tick, after FULL_PASS_EVERY when the
+    rule changes with time alone, and when the clock goes backwards (`--now` back-fills)."""
+    segment = campaign.subcampaigns[subcampaign].segment
+    assert segment is not None
     with ctx.session() as s:
+        old = s.get(EnrolMark, (campaign.campaign, subcampaign))
+        newest_sub = s.execute(select(func.max(col(Subscriber.updated_at)))).scalar()
+        newest_event = int(s.execute(select(func.max(col(Event.id)))).scalar() or 0)
+        last_full = repo.aware(old.full_at) if old else None
+        full = (
+            old is None
+            or last_full is None
+            or now < last_full
+            or (
+                segments.changes_with_time(segment, segments=campaign.segments)
+                and now - last_full >= FULL_PASS_EVERY
+            )
+        )
         query = segments.members_query(segment, segments=campaign.segments, dialect=repo.dialect(s))
         query = query.where(~_blocked(campaign, now))
         if not ctx.simulated:
@@ -172,8 +195,26 @@ def _eligible_members(
                     )
                 )
             )
+        if not full:
+            assert old is not None
+            changed: list[Any] = [
+                col(Subscriber.id).in_(
+                    select(col(Event.subscriber_id)).where(col(Event.id) > old.event_id)
+                )
+            ]
+            if old.subscribers_at is not None:
+                changed.append(col(Subscriber.updated_at) >= old.subscribers_at)
+            query = query.where(or_(*changed))
         with segments.as_of(now):
-            return [row[0] for row in s.execute(query)]
+            ids = [row[0] for row in s.execute(query)]
+    mark = EnrolMark(
+        campaign=campaign.campaign,
+        subcampaign=subcampaign,
+        full_at=now if full else last_full,
+        subscribers_at=newest_sub,
+        event_id=newest_event,
+    )
+    return ids, mark
 
 
 def _insert_journeys(

@@ -364,3 +364,50 @@ def test_two_ticks_at_once_send_every_due_notification_exactly_once(
     sent = [(r.journey_id, r.step) for r in delivery.requests]
     assert len(sent) == len(set(sent)) == 122
     assert _sends(ctx) == 122
+
+
+def test_later_subscribers_and_changed_attributes_enrol_on_the_next_tick(
+    world: tuple[Context, RecordingDelivery, Path], tmp_path: Path
+) -> None:
+    ctx, delivery, _ = world
+    tick(ctx, now=T0)
+    later = tmp_path / "later.jsonl"
+    later.write_text(_line("dan", plan="pro", name="Dan") + "\n")
+    import_subscribers(ctx, later)
+    cat = json.loads(_line("cat", plan="pro", name="Cat"))
+    changed = tmp_path / "changed.jsonl"
+    changed.write_text(json.dumps({"id": "cat", "attributes": cat["attributes"]}) + "\n")
+    import_subscribers(ctx, changed)  # cat had a subscription already; now she is a pro
+    tick(ctx, now=T0 + timedelta(minutes=5))
+    assert sorted(r.subscriber_id for r in delivery.requests if r.node == "hello") == [
+        "ann",
+        "bob",
+        "cat",
+        "dan",
+    ]
+
+
+def test_a_segment_that_changes_with_time_is_re_evaluated_in_full(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    ctx, delivery, graphs = world
+    path = graphs / "launch.yaml"
+    path.write_text(
+        path.read_text().replace(
+            "pros: {match: {attr: plan, eq: pro}}",
+            "pros: {match: {not: {event: visit, within: 1d}}}",
+        )
+    )
+    add_events(
+        ctx, [EventRecord(sid, "visit", T0 - timedelta(hours=1)) for sid in ("ann", "bob", "cat")]
+    )
+    assert tick(ctx, now=T0).refused == {}
+    assert delivery.requests == []  # everyone visited in the last day
+    tick(ctx, now=T0 + timedelta(hours=2))
+    assert delivery.requests == []
+    tick(
+        ctx, now=T0 + timedelta(days=1)
+    )  # the visits have left the window: nobody changed, yet all enter
+    with ctx.session() as s:
+        enrolled = sorted(j.subscriber_id for j in s.execute(select(Journey)).scalars())
+    assert enrolled == ["ann", "bob", "cat"]

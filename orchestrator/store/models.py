@@ -35,7 +35,7 @@ class Subscriber(SQLModel, table=True):
     status: str = Field(default="active", max_length=16)  # active | unsubscribed | deleted
     paused_until: datetime | None = None
     created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow, index=True)
 
 
 class PushSubscription(SQLModel, table=True):
@@ -153,6 +153,20 @@ class NodeStat(SQLModel, table=True):
     node: str = Field(primary_key=True, max_length=64)
     metric: str = Field(primary_key=True, max_length=48)
     count: int = 0
+
+
+class EnrolMark(SQLModel, table=True):
+    """How far segment enrolment of a sub-campaign has looked: a tick re-evaluates only
+    subscribers changed (or with new events) since, plus a full pass now and then for
+    rules that change with time alone (`event … within`)."""
+
+    __tablename__ = "enrol_mark"
+
+    campaign: str = Field(primary_key=True, max_length=63)
+    subcampaign: str = Field(primary_key=True, max_length=64)
+    full_at: datetime | None = None  # the tick time (`now`) of the last full pass
+    subscribers_at: datetime | None = None  # newest subscriber.updated_at seen
+    event_id: int = 0  # newest event id seen
 
 
 class Cursor(SQLModel, table=True):

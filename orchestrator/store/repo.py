@@ -16,6 +16,7 @@ from orchestrator.records import EventRecord, SubscriberRecord
 from orchestrator.store.models import (
     CampaignVersion,
     Cursor,
+    EnrolMark,
     Event,
     Journey,
     NodeStat,
@@ -121,6 +122,11 @@ def _upsert_subscriptions(
         session.execute(insert(PushSubscription), inserts)
     if updates:
         session.execute(update(PushSubscription), updates)
+    touched = {row["subscriber_id"] for row in [*inserts, *updates]}
+    if touched:  # a new device can make a subscriber eligible: enrolment looks at updated_at
+        session.execute(
+            update(Subscriber).where(col(Subscriber.id).in_(sorted(touched))).values(updated_at=now)
+        )
 
 
 def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
@@ -317,12 +323,34 @@ def blocking_journey(
     return and_(*conditions, keep)
 
 
+def save_enrol_mark(session: Session, mark: EnrolMark) -> None:
+    """Upsert: two ticks finishing enrolment together must not collide on the key."""
+    values = {
+        "campaign": mark.campaign,
+        "subcampaign": mark.subcampaign,
+        "full_at": mark.full_at,
+        "subscribers_at": mark.subscribers_at,
+        "event_id": mark.event_id,
+    }
+    stmt = _insert(session, EnrolMark).values(values)
+    keys = ("full_at", "subscribers_at", "event_id")
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["campaign", "subcampaign"], set_={k: stmt.excluded[k] for k in keys}
+        )
+    )
+
+
 def cursor(session: Session, *, campaign: str, subcampaign: str) -> Cursor:
+    """The trigger cursor of a sub-campaign, created at 0 if missing (safe under concurrent ticks)."""
     row = session.get(Cursor, (campaign, subcampaign))
     if row is None:
-        row = Cursor(campaign=campaign, subcampaign=subcampaign, last_event_id=0)
-        session.add(row)
-        session.flush()
+        stmt = _insert(session, Cursor).values(
+            campaign=campaign, subcampaign=subcampaign, last_event_id=0
+        )
+        session.execute(stmt.on_conflict_do_nothing(index_elements=["campaign", "subcampaign"]))
+        row = session.get(Cursor, (campaign, subcampaign))
+        assert row is not None
     return row
 
 

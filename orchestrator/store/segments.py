@@ -64,7 +64,9 @@ from orchestrator.spec import (
     NotRule,
     Scalar,
     Segment,
+    SegmentRef,
     TagRule,
+    rule_children,
 )
 from orchestrator.store import models  # noqa: F401  (registers the tables)
 
@@ -323,6 +325,24 @@ class _Compiler:
         if rule.at_least > 1:  # the N-th matching row exists: stops after N index entries
             query = query.limit(1).offset(rule.at_least - 1)
         return exists(query)
+
+
+def changes_with_time(name: str, *, segments: Mapping[str, Segment]) -> bool:
+    """True when membership can change with the clock alone (an event rule with `within`),
+    not only when a subscriber or their events change."""
+    seen: set[str] = set()
+
+    def walk(rule: AnyRuleModel) -> bool:
+        if isinstance(rule, EventRule):
+            return rule.within is not None
+        if isinstance(rule, SegmentRef):
+            if rule.segment in seen or rule.segment not in segments:
+                return False
+            seen.add(rule.segment)
+            return walk(segments[rule.segment].match)
+        return any(walk(child) for child in rule_children(rule))
+
+    return name in segments and walk(segments[name].match)
 
 
 def compile_rule(rule: AnyRuleModel, *, segments: Mapping[str, Segment], dialect: str) -> Pred:
