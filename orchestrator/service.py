@@ -19,7 +19,6 @@ from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileE
 from orchestrator.records import EventRecord, RecordError, parse_subscriber
 from orchestrator.spec import Campaign
 from orchestrator.store import db, migrate, repo
-from orchestrator.store.models import Setting
 
 AuditSink = Callable[[list[dict[str, Any]]], None]
 
@@ -73,12 +72,9 @@ class Context:
 
 
 def _stored_secret(ctx: Context) -> str:
+    """Generated once per database; concurrent first uses agree on one value."""
     with ctx.session() as s, s.begin():
-        row = s.get(Setting, "secret")
-        if row is None:
-            row = Setting(key="secret", value=tokens.new_secret())
-            s.add(row)
-        return row.value
+        return repo.setting_once(s, "secret", tokens.new_secret())
 
 
 def open_context(

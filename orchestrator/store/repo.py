@@ -22,6 +22,7 @@ from orchestrator.store.models import (
     NodeStat,
     PushSubscription,
     Send,
+    Setting,
     Subscriber,
     utcnow,
 )
@@ -321,6 +322,14 @@ def blocking_journey(
             col(Journey.ended_at) > now - timedelta(seconds=reentry_seconds),
         )
     return and_(*conditions, keep)
+
+
+def setting_once(session: Session, key: str, value: str) -> str:
+    """The stored value of `key`, storing `value` first if there is none (race-free)."""
+    stmt = _insert(session, Setting).values(key=key, value=value)
+    session.execute(stmt.on_conflict_do_nothing(index_elements=["key"]))
+    stored = session.execute(select(col(Setting.value)).where(col(Setting.key) == key)).scalar_one()
+    return str(stored)
 
 
 def save_enrol_mark(session: Session, mark: EnrolMark) -> None:
