@@ -7,8 +7,6 @@ after the commit and its outcomes are written back in one statement per batch.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -19,9 +17,9 @@ from typing import Any
 from sqlalchemy import Row, exists, func, insert, or_, select
 from sqlmodel import Session, col
 
-from orchestrator import engine, payload, tokens
+from orchestrator import engine, journeys, payload, tokens
 from orchestrator.delivery import SendOutcome, SendRequest, Target
-from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
+from orchestrator.engine import Action, EventView, JourneyState
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.service import CampaignLoad, Context, campaign_paths, load_current
 from orchestrator.spec import BranchNode, Campaign, NotificationNode
@@ -239,7 +237,7 @@ def _insert_journeys(
                 at=at,
                 trigger=context,
             )
-            row = _row_values(result.state)
+            row = journeys.row_values(result.state)
             row.update(campaign=campaign.campaign, version_id=version_id, trigger_event_id=event_id)
             rows.append(row)
             trace.append((sid, result.actions))
@@ -248,11 +246,11 @@ def _insert_journeys(
             s.execute(stmt, rows)
             counts: Counter[tuple[str, str]] = Counter()
             for _, actions in trace:
-                _count(actions, counts)
+                journeys.count(actions, counts)
             repo.bump(s, campaign=campaign.campaign, counts=counts)
         enrolled += len(rows)
         holdout += sum(1 for r in rows if r["holdout"])
-        _audit(ctx, campaign.campaign, subcampaign, trace)
+        journeys.audit(ctx, campaign.campaign, subcampaign, trace)
     return enrolled, holdout
 
 
@@ -332,60 +330,6 @@ def _blocked_ids(s: Session, *, campaign: Campaign, ids: set[str], now: datetime
 # ------------------------------------------------------------------ batches
 
 
-_STATE_FIELDS = (
-    "subscriber_id",
-    "subcampaign",
-    "node",
-    "phase",
-    "due_at",
-    "entered_at",
-    "followups",
-    "pending_followup",
-    "sends",
-    "step",
-    "last_send_at",
-    "last_send_id",
-    "arm",
-    "holdout",
-    "via",
-    "exit_reason",
-    "ended_at",
-    "trigger",
-    "seen_until",
-)
-_TIME_FIELDS = ("due_at", "entered_at", "last_send_at", "ended_at", "seen_until")
-
-
-def _row_values(state: JourneyState) -> dict[str, Any]:
-    values = {name: getattr(state, name) for name in _STATE_FIELDS}
-    values["claim_at"] = state.due_at
-    return values
-
-
-_FIXED_FIELDS = ("subscriber_id", "subcampaign", "entered_at", "trigger", "holdout")
-
-
-def _changes(state: JourneyState) -> dict[str, Any]:
-    """The columns an advance can change (the fixed ones are not written again)."""
-    values = _row_values(state)
-    for name in _FIXED_FIELDS:
-        del values[name]
-    return values
-
-
-def _state_of(row: Row[Any]) -> JourneyState:
-    values = {name: getattr(row, name) for name in _STATE_FIELDS}
-    for name in _TIME_FIELDS:
-        values[name] = repo.aware(values[name])
-    return JourneyState(**values)
-
-
-def topic_for(journey_id: int, step: int) -> str:
-    """≤ 32 base64url characters, the same for every retry of one step (RFC 8030 Topic)."""
-    digest = hashlib.sha256(f"{journey_id}:{step}".encode()).digest()
-    return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:32]
-
-
 @dataclass
 class _Pending:
     row: Row[Any]
@@ -409,7 +353,7 @@ def run_batch(
             return None
         requests, counts, trace = _advance_rows(ctx, s, rows, now=now)
         repo.bump(s, campaign=campaign, counts=counts)
-    _audit_rows(ctx, campaign, trace)
+    journeys.audit_rows(ctx, campaign, trace)
     outcomes = ctx.delivery.deliver(requests) if requests else []
     tally: Counter[str] = Counter(o.outcome for o in outcomes)
     if outcomes:
@@ -435,13 +379,13 @@ def _advance_rows(
     updates: dict[int, dict[str, Any]] = {}
     for row in rows:
         c = campaigns[row.version_id]
-        view = _subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, has_sub)
+        view = journeys.subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, has_sub)
         evs = [
             EventView(e.name, repo.utc(e.at), e.properties, e.send_id)
             for e in events.get(row.subscriber_id, [])
         ]
         result = engine.advance(
-            _state_of(row),
+            journeys.state_of(row),
             campaign=c,
             subscriber=view,
             events=evs,
@@ -457,30 +401,14 @@ def _advance_rows(
                 assert isinstance(node, NotificationNode)
                 pending.append(_Pending(row, c, action.node, node, action.step, state))
                 recent.setdefault(row.subscriber_id, []).append(now)
-        updates[row.id] = _changes(state)
-        _count(actions, counts)
+        updates[row.id] = journeys.changes(state)
+        journeys.count(actions, counts)
         trace.append((row, actions))
     requests = _claim_sends(
         ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace, updates=updates
     )
     repo.update_by_id(s, Journey, [{"id": jid, **values} for jid, values in updates.items()])
     return requests, counts, trace
-
-
-def _subscriber_view(
-    sub: Row[Any] | None, sid: str, has_sub: Counter[str] | None
-) -> SubscriberView:
-    if sub is None:
-        return SubscriberView(id=sid, status="deleted", has_subscription=False)
-    return SubscriberView(
-        id=sub.id,
-        timezone=sub.timezone,
-        attributes=sub.attributes,
-        tags=tuple(sub.tags),
-        status=sub.status,
-        has_subscription=True if has_sub is None else has_sub.get(sub.id, 0) > 0,
-        paused_until=repo.aware(sub.paused_until),
-    )
 
 
 def _memberships(
@@ -599,7 +527,7 @@ def _claim_sends(
                 ),
                 ttl=p.node.ttl if p.node.ttl is not None else settings.ttl,
                 urgency=p.node.urgency or settings.urgency,
-                topic=topic_for(p.row.id or 0, p.step),
+                topic=journeys.topic_for(p.row.id or 0, p.step),
             )
         )
     if skipped:
@@ -633,12 +561,12 @@ def _skip(
     sub: Row[Any] | None,
 ) -> dict[str, Any]:
     """The journey takes its no-convert edge at once; the next batch of this tick goes on from there."""
-    view = _subscriber_view(sub, p.row.subscriber_id, None)
+    view = journeys.subscriber_view(sub, p.row.subscriber_id, None)
     result = engine.skip_send(p.state, campaign=p.campaign, subscriber=view, reason=reason, now=now)
     counts[(p.node_id, "skipped")] += 1
-    _count(list(result.actions), counts)
+    journeys.count(list(result.actions), counts)
     trace.append((p.row, list(result.actions)))
-    return _changes(result.state)
+    return journeys.changes(result.state)
 
 
 def _record_outcomes(
@@ -669,78 +597,3 @@ def _record_outcomes(
         repo.bump(s, campaign=campaign, counts=counts)
         if gone:
             repo.delete_subscriptions(s, gone)
-
-
-# ------------------------------------------------------------------ counting and audit
-
-
-def _count(actions: list[Action], counts: Counter[tuple[str, str]]) -> None:
-    for a in actions:
-        if a.type == "enroll":
-            counts[(a.node, "entered")] += 1
-            if a.holdout:
-                counts[(a.node, "holdout")] += 1
-        elif a.type == "send":
-            counts[(a.node, "sent")] += 1
-        elif a.type in ("convert", "no_convert"):
-            counts[(a.node, "converted" if a.type == "convert" else "no_convert")] += 1
-            if a.to and a.to != "end":
-                counts[(a.to, "entered")] += 1
-        elif a.type == "route":
-            if a.to and a.to != "end":
-                counts[(a.to, "entered")] += 1
-            counts[(a.node, f"route:{a.to}")] += 1
-        elif a.type == "defer":
-            counts[(a.node, "deferred")] += 1
-        elif a.type == "exit":
-            counts[(a.node, f"exit:{a.reason}")] += 1
-
-
-def trace_line(
-    action: Action, *, subscriber: str, campaign: str, subcampaign: str
-) -> dict[str, Any]:
-    line: dict[str, Any] = {
-        "t": action.at.isoformat(),
-        "subscriber": subscriber,
-        "campaign": campaign,
-        "subcampaign": subcampaign,
-        "type": action.type,
-        "node": action.node,
-    }
-    if action.to is not None:
-        line["to"] = action.to
-    if action.reason is not None:
-        line["reason"] = action.reason
-    if action.until is not None:
-        line["until"] = action.until.isoformat()
-    if action.step is not None:
-        line["step"] = action.step
-    if action.type == "enroll" and action.holdout:
-        line["holdout"] = True
-    return line
-
-
-def _audit(
-    ctx: Context, campaign: str, subcampaign: str, trace: list[tuple[str, list[Action]]]
-) -> None:
-    if ctx.audit is None:
-        return
-    lines = [
-        trace_line(a, subscriber=sid, campaign=campaign, subcampaign=subcampaign)
-        for sid, actions in trace
-        for a in actions
-    ]
-    if lines:
-        ctx.audit(lines)
-
-
-def _audit_rows(ctx: Context, campaign: str, trace: list[tuple[Row[Any], list[Action]]]) -> None:
-    if ctx.audit is None:
-        return
-    lines = [
-        trace_line(a, subscriber=r.subscriber_id, campaign=campaign, subcampaign=r.subcampaign)
-        for r, actions in trace
-        for a in actions
-    ]
-    if lines:
-        ctx.audit(sorted(lines, key=lambda x: x["t"]))

@@ -127,6 +127,7 @@ class Send(SQLModel, table=True):
         UniqueConstraint("journey_id", "step"),
         Index("ix_send_subscriber_claimed", "subscriber_id", "claimed_at"),
         Index("ix_send_campaign_node", "campaign", "node"),
+        Index("ix_send_retry", "campaign", "retry_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -142,6 +143,9 @@ class Send(SQLModel, table=True):
     status_code: int | None = None
     detail: str | None = Field(default=None, max_length=1024)
     finished_at: datetime | None = None
+    payload: str | None = None  # the notification JSON, so a retry sends exactly the same message
+    attempts: int = 0
+    retry_at: datetime | None = None  # when an unfinished send (crash, 5xx, 429) goes out again
 
 
 class NodeStat(SQLModel, table=True):

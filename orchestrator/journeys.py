@@ -1,0 +1,159 @@
+"""Journeys between the database and the engine: row ↔ state, counters, audit lines.
+
+Shared by the tick (`ticking`) and delivery outcomes (`outcomes`).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections import Counter
+from typing import Any
+
+from sqlalchemy import Row
+
+from orchestrator.engine import Action, JourneyState, SubscriberView
+from orchestrator.service import Context
+from orchestrator.store import repo
+
+_STATE_FIELDS = (
+    "subscriber_id",
+    "subcampaign",
+    "node",
+    "phase",
+    "due_at",
+    "entered_at",
+    "followups",
+    "pending_followup",
+    "sends",
+    "step",
+    "last_send_at",
+    "last_send_id",
+    "arm",
+    "holdout",
+    "via",
+    "exit_reason",
+    "ended_at",
+    "trigger",
+    "seen_until",
+)
+_TIME_FIELDS = ("due_at", "entered_at", "last_send_at", "ended_at", "seen_until")
+
+
+def row_values(state: JourneyState) -> dict[str, Any]:
+    values = {name: getattr(state, name) for name in _STATE_FIELDS}
+    values["claim_at"] = state.due_at
+    return values
+
+
+_FIXED_FIELDS = ("subscriber_id", "subcampaign", "entered_at", "trigger", "holdout")
+
+
+def changes(state: JourneyState) -> dict[str, Any]:
+    """The columns an advance can change (the fixed ones are not written again)."""
+    values = row_values(state)
+    for name in _FIXED_FIELDS:
+        del values[name]
+    return values
+
+
+def state_of(row: Row[Any]) -> JourneyState:
+    values = {name: getattr(row, name) for name in _STATE_FIELDS}
+    for name in _TIME_FIELDS:
+        values[name] = repo.aware(values[name])
+    return JourneyState(**values)
+
+
+def topic_for(journey_id: int, step: int) -> str:
+    """≤ 32 base64url characters, the same for every retry of one step (RFC 8030 Topic)."""
+    digest = hashlib.sha256(f"{journey_id}:{step}".encode()).digest()
+    return base64.urlsafe_b64encode(digest).decode().rstrip("=")[:32]
+
+
+def subscriber_view(sub: Row[Any] | None, sid: str, has_sub: Counter[str] | None) -> SubscriberView:
+    if sub is None:
+        return SubscriberView(id=sid, status="deleted", has_subscription=False)
+    return SubscriberView(
+        id=sub.id,
+        timezone=sub.timezone,
+        attributes=sub.attributes,
+        tags=tuple(sub.tags),
+        status=sub.status,
+        has_subscription=True if has_sub is None else has_sub.get(sub.id, 0) > 0,
+        paused_until=repo.aware(sub.paused_until),
+    )
+
+
+# ------------------------------------------------------------------ counting and audit
+
+
+def count(actions: list[Action], counts: Counter[tuple[str, str]]) -> None:
+    for a in actions:
+        if a.type == "enroll":
+            counts[(a.node, "entered")] += 1
+            if a.holdout:
+                counts[(a.node, "holdout")] += 1
+        elif a.type == "send":
+            counts[(a.node, "sent")] += 1
+        elif a.type in ("convert", "no_convert"):
+            counts[(a.node, "converted" if a.type == "convert" else "no_convert")] += 1
+            if a.to and a.to != "end":
+                counts[(a.to, "entered")] += 1
+        elif a.type == "route":
+            if a.to and a.to != "end":
+                counts[(a.to, "entered")] += 1
+            counts[(a.node, f"route:{a.to}")] += 1
+        elif a.type == "defer":
+            counts[(a.node, "deferred")] += 1
+        elif a.type == "exit":
+            counts[(a.node, f"exit:{a.reason}")] += 1
+
+
+def trace_line(
+    action: Action, *, subscriber: str, campaign: str, subcampaign: str
+) -> dict[str, Any]:
+    line: dict[str, Any] = {
+        "t": action.at.isoformat(),
+        "subscriber": subscriber,
+        "campaign": campaign,
+        "subcampaign": subcampaign,
+        "type": action.type,
+        "node": action.node,
+    }
+    if action.to is not None:
+        line["to"] = action.to
+    if action.reason is not None:
+        line["reason"] = action.reason
+    if action.until is not None:
+        line["until"] = action.until.isoformat()
+    if action.step is not None:
+        line["step"] = action.step
+    if action.type == "enroll" and action.holdout:
+        line["holdout"] = True
+    return line
+
+
+def audit(
+    ctx: Context, campaign: str, subcampaign: str, trace: list[tuple[str, list[Action]]]
+) -> None:
+    if ctx.audit is None:
+        return
+    lines = [
+        trace_line(a, subscriber=sid, campaign=campaign, subcampaign=subcampaign)
+        for sid, actions in trace
+        for a in actions
+    ]
+    if lines:
+        ctx.audit(lines)
+
+
+def audit_rows(ctx: Context, campaign: str, trace: list[tuple[Row[Any], list[Action]]]) -> None:
+    if ctx.audit is None:
+        return
+    lines = [
+        trace_line(a, subscriber=r.subscriber_id, campaign=campaign, subcampaign=r.subcampaign)
+        for r, actions in trace
+        for a in actions
+    ]
+    if lines:
+        ctx.audit(sorted(lines, key=lambda x: x["t"]))
