@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import Row, exists, func, insert, or_, select
 from sqlmodel import Session, col
 
-from orchestrator import engine, journeys, payload, tokens
-from orchestrator.delivery import SendOutcome, SendRequest, Target
+from orchestrator import engine, journeys, outcomes, payload, tokens
+from orchestrator.delivery import SendRequest, Target
 from orchestrator.engine import Action, EventView, JourneyState
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.service import CampaignLoad, Context, campaign_paths, load_current
@@ -39,6 +39,7 @@ class CampaignTick:
     journeys: int = 0
     batches: int = 0
     sends: int = 0
+    resent: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
 
@@ -95,6 +96,12 @@ def tick_campaign(
     result.enrolled, result.holdout = enrol(
         ctx, campaign=campaign, version_id=load.version_id, now=now, segments_too=enrol_segments
     )
+    while True:
+        again = outcomes.resend_due(ctx, campaign=campaign.campaign, now=now, limit=batch_size)
+        if again is None:
+            break
+        result.resent += again.sends
+        result.outcomes.update(again.outcomes)
     while True:
         batch = run_batch(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size)
         if batch is None:
@@ -354,10 +361,17 @@ def run_batch(
         requests, counts, trace = _advance_rows(ctx, s, rows, now=now)
         repo.bump(s, campaign=campaign, counts=counts)
     journeys.audit_rows(ctx, campaign, trace)
-    outcomes = ctx.delivery.deliver(requests) if requests else []
-    tally: Counter[str] = Counter(o.outcome for o in outcomes)
-    if outcomes:
-        _record_outcomes(ctx, campaign=campaign, requests=requests, outcomes=outcomes, now=now)
+    answers = ctx.delivery.deliver(requests) if requests else []
+    tally: Counter[str] = Counter()
+    if answers:
+        tally = outcomes.record(
+            ctx,
+            campaign=campaign,
+            requests=requests,
+            outcomes=answers,
+            attempts={r.send_id: 1 for r in requests},
+            now=now,
+        )
     return BatchResult(journeys=len(rows), sends=len(requests), outcomes=tally)
 
 
@@ -469,6 +483,8 @@ def _claim_sends(
             "subscriber_id": p.row.subscriber_id,
             "claimed_at": now,
             "outcome": "claimed",
+            "attempts": 1,
+            "retry_at": now + outcomes.CLAIM_GRACE,  # sent again by a later tick if we die here
         }
         for p in pending
     ]
@@ -480,6 +496,7 @@ def _claim_sends(
     secret = ctx.secret()
     requests: list[SendRequest] = []
     skipped: list[dict[str, Any]] = []
+    stored: list[dict[str, Any]] = []
     for p in pending:
         p.send_id = by_key[(p.row.id, p.step)]
         sub = subs.get(p.row.subscriber_id)
@@ -504,6 +521,7 @@ def _claim_sends(
                     "outcome": "skipped",
                     "detail": f"{reason}: {exc}"[:1024],
                     "finished_at": now,
+                    "retry_at": None,
                 }
             )
             updates[p.row.id] = _skip(
@@ -511,6 +529,7 @@ def _claim_sends(
             )
             continue
         updates[p.row.id]["last_send_id"] = p.send_id
+        stored.append({"id": p.send_id, "payload": p.payload.decode()})
         settings = p.campaign.settings
         requests.append(
             SendRequest(
@@ -530,8 +549,7 @@ def _claim_sends(
                 topic=journeys.topic_for(p.row.id or 0, p.step),
             )
         )
-    if skipped:
-        repo.update_by_id(s, Send, skipped)
+    repo.update_by_id(s, Send, [*skipped, *stored])
     return requests
 
 
@@ -567,33 +585,3 @@ def _skip(
     journeys.count(list(result.actions), counts)
     trace.append((p.row, list(result.actions)))
     return journeys.changes(result.state)
-
-
-def _record_outcomes(
-    ctx: Context,
-    *,
-    campaign: str,
-    requests: list[SendRequest],
-    outcomes: list[SendOutcome],
-    now: datetime,
-) -> None:
-    by_id = {r.send_id: r for r in requests}
-    counts: Counter[tuple[str, str]] = Counter()
-    rows = []
-    for o in outcomes:
-        rows.append(
-            {
-                "id": o.send_id,
-                "outcome": o.outcome,
-                "status_code": o.status_code,
-                "detail": (o.detail or None) and o.detail[:1024],
-                "finished_at": now,
-            }
-        )
-        counts[(by_id[o.send_id].node, o.outcome)] += 1
-    gone = [e for o in outcomes for e in o.gone_endpoints]
-    with ctx.session() as s, s.begin():
-        repo.update_by_id(s, Send, rows)
-        repo.bump(s, campaign=campaign, counts=counts)
-        if gone:
-            repo.delete_subscriptions(s, gone)

@@ -305,6 +305,24 @@ def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> 
     return list(session.execute(stmt).all())
 
 
+def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
+    """Sends due to go out again (a retry, or a claim whose process never wrote an outcome)."""
+    table = Send.__table__  # type: ignore[attr-defined]
+    stmt = (
+        select(table)
+        .where(
+            table.c.campaign == campaign,
+            table.c.retry_at <= now,
+            table.c.outcome.in_(("claimed", "retry")),
+        )
+        .order_by(table.c.retry_at, table.c.id)
+        .limit(limit)
+    )
+    if dialect(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(session.execute(stmt).all())
+
+
 def blocking_journey(
     *, campaign: str, now: datetime, reentry_seconds: float | None, subcampaign: str | None = None
 ) -> Any:

@@ -1,0 +1,220 @@
+"""What happens after a push service answers: the ledger, subscriptions and journeys.
+
+- delivered: done.
+- gone (404/410): the subscription is deleted; the subscriber's journeys are woken so
+  those without any subscription left end (`subscription_gone`) at once.
+- rate_limited (429), failed (5xx or network, after the client's own retries),
+  vapid_rejected (401/403): the send is kept for a later tick (`retry`, with
+  `retry_at`), the very same message with the same Topic, up to MAX_ATTEMPTS; then
+  it is `failed`.
+- payload_error (413), rejected (400 and other 4xx), disallowed (origin not
+  allowed), and a send that finally failed: the journey does not go on as if it
+  had been sent: it takes its no-convert edge at once, the reason recorded.
+
+A claimed send whose process died before its outcome was written has `retry_at`
+= claim time + CLAIM_GRACE, so a later tick sends it again the same way.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Row, select
+from sqlmodel import Session
+
+from orchestrator import engine, journeys
+from orchestrator.delivery import SendOutcome, SendRequest, Target
+from orchestrator.engine import Action
+from orchestrator.service import Context
+from orchestrator.spec import NotificationNode
+from orchestrator.store import repo
+from orchestrator.store.models import Journey, Send
+
+MAX_ATTEMPTS = 5
+CLAIM_GRACE = timedelta(minutes=10)
+RETRY_BASE = timedelta(minutes=2)
+RETRY_CAP = timedelta(hours=1)
+TRANSIENT = frozenset({"rate_limited", "failed", "vapid_rejected"})
+PERMANENT = frozenset({"payload_error", "rejected", "disallowed"})
+
+
+@dataclass
+class ResendResult:
+    sends: int
+    outcomes: Counter[str]
+
+
+def backoff(attempts: int) -> timedelta:
+    delay: timedelta = RETRY_BASE * (2 ** max(attempts - 1, 0))
+    return min(delay, RETRY_CAP)
+
+
+def record(
+    ctx: Context,
+    *,
+    campaign: str,
+    requests: Sequence[SendRequest],
+    outcomes: Sequence[SendOutcome],
+    attempts: dict[int, int],
+    now: datetime,
+) -> Counter[str]:
+    """Write outcomes in one statement; returns the final outcome per send as counted."""
+    by_id = {r.send_id: r for r in requests}
+    counts: Counter[tuple[str, str]] = Counter()
+    tally: Counter[str] = Counter()
+    rows: list[dict[str, Any]] = []
+    abandon: list[tuple[int, str]] = []
+    for o in outcomes:
+        outcome, retry_at = o.outcome, None
+        if o.outcome in TRANSIENT:
+            if attempts.get(o.send_id, 1) < MAX_ATTEMPTS:
+                outcome, retry_at = "retry", now + backoff(attempts.get(o.send_id, 1))
+            else:
+                outcome = "failed"
+                abandon.append((o.send_id, f"delivery_{o.outcome}"))
+        elif o.outcome in PERMANENT:
+            abandon.append((o.send_id, o.outcome))
+        rows.append(
+            {
+                "id": o.send_id,
+                "outcome": outcome,
+                "status_code": o.status_code,
+                "detail": o.detail[:1024] if o.detail else None,
+                "finished_at": None if outcome == "retry" else now,
+                "retry_at": retry_at,
+            }
+        )
+        counts[(by_id[o.send_id].node, outcome)] += 1
+        tally[outcome] += 1
+    gone = [e for o in outcomes for e in o.gone_endpoints]
+    with ctx.session() as s, s.begin():
+        repo.update_by_id(s, Send, rows)
+        if gone:
+            repo.delete_subscriptions(s, gone)
+            for sid in {by_id[o.send_id].subscriber_id for o in outcomes if o.gone_endpoints}:
+                repo.wake(s, subscriber_id=sid, at=now)
+        if abandon:
+            _abandon(ctx, s, abandon, now=now, counts=counts)
+        repo.bump(s, campaign=campaign, counts=counts)
+    return tally
+
+
+def _abandon(
+    ctx: Context,
+    s: Session,
+    sends: list[tuple[int, str]],
+    *,
+    now: datetime,
+    counts: Counter[tuple[str, str]],
+) -> None:
+    """Journeys still waiting on a send that will never arrive take their no-convert edge now."""
+    reasons = dict(sends)
+    table = Journey.__table__  # type: ignore[attr-defined]
+    rows = s.execute(
+        select(table).where(table.c.last_send_id.in_(list(reasons)), table.c.phase == "await")
+    ).all()
+    subs = repo.subscribers(s, (r.subscriber_id for r in rows))
+    updates = []
+    trace: list[tuple[Row[Any], list[Action]]] = []
+    for row in rows:
+        campaign = ctx.campaign_of_version(row.version_id, s)
+        if not isinstance(campaign.node(row.node), NotificationNode):
+            continue
+        view = journeys.subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, None)
+        result = engine.skip_send(
+            journeys.state_of(row),
+            campaign=campaign,
+            subscriber=view,
+            reason=reasons[row.last_send_id],
+            now=now,
+        )
+        journeys.count(list(result.actions), counts)
+        trace.append((row, list(result.actions)))
+        updates.append({"id": row.id, **journeys.changes(result.state)})
+    repo.update_by_id(s, Journey, updates)
+    if rows:
+        journeys.audit_rows(ctx, rows[0].campaign, trace)
+
+
+def resend_due(
+    ctx: Context, *, campaign: str, now: datetime, limit: int = 500
+) -> ResendResult | None:
+    """Send again, unchanged, the sends that are due for a retry or were left unfinished."""
+    with ctx.session() as s, s.begin():
+        rows = repo.claim_retries(s, campaign=campaign, now=now, limit=limit)
+        if not rows:
+            return None
+        attempts = {r.id: r.attempts + 1 for r in rows}
+        repo.update_by_id(
+            s,
+            Send,
+            [{"id": r.id, "attempts": attempts[r.id], "retry_at": now + CLAIM_GRACE} for r in rows],
+        )
+        requests = _requests(ctx, s, rows)
+    outcomes = ctx.delivery.deliver(requests) if requests else []
+    unsent = {r.id for r in rows} - {q.send_id for q in requests}
+    if unsent:  # no stored payload: nothing can be sent again
+        outcomes = [
+            *outcomes,
+            *(SendOutcome(i, "rejected", None, "no stored payload") for i in unsent),
+        ]
+        requests = [*requests, *(_stub(r) for r in rows if r.id in unsent)]
+    tally = record(
+        ctx, campaign=campaign, requests=requests, outcomes=outcomes, attempts=attempts, now=now
+    )
+    return ResendResult(sends=len(requests), outcomes=tally)
+
+
+def _requests(ctx: Context, s: Session, rows: Sequence[Row[Any]]) -> list[SendRequest]:
+    table = Journey.__table__  # type: ignore[attr-defined]
+    by_journey = {
+        j.id: j
+        for j in s.execute(select(table).where(table.c.id.in_([r.journey_id for r in rows]))).all()
+    }
+    targets = repo.subscriptions_of(s, (r.subscriber_id for r in rows))
+    out = []
+    for r in rows:
+        journey = by_journey.get(r.journey_id)
+        if r.payload is None or journey is None:
+            continue
+        campaign = ctx.campaign_of_version(journey.version_id, s)
+        node = campaign.node(r.node)
+        assert isinstance(node, NotificationNode)
+        out.append(
+            SendRequest(
+                send_id=r.id,
+                journey_id=r.journey_id,
+                step=r.step,
+                campaign=r.campaign,
+                node=r.node,
+                subscriber_id=r.subscriber_id,
+                payload=r.payload.encode(),
+                targets=tuple(
+                    Target(t.endpoint, t.p256dh, t.auth) for t in targets.get(r.subscriber_id, [])
+                ),
+                ttl=node.ttl if node.ttl is not None else campaign.settings.ttl,
+                urgency=node.urgency or campaign.settings.urgency,
+                topic=journeys.topic_for(r.journey_id, r.step),
+            )
+        )
+    return out
+
+
+def _stub(row: Row[Any]) -> SendRequest:
+    return SendRequest(
+        send_id=row.id,
+        journey_id=row.journey_id,
+        step=row.step,
+        campaign=row.campaign,
+        node=row.node,
+        subscriber_id=row.subscriber_id,
+        payload=b"",
+        targets=(),
+        ttl=timedelta(0),
+        urgency="normal",
+        topic=journeys.topic_for(row.journey_id, row.step),
+    )

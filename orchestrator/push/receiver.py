@@ -1,0 +1,517 @@
+"""A small, real Web Push service on 127.0.0.1 for the demo, tests and benchmarks.
+
+It speaks RFC 8030 (HTTP push), checks RFC 8292 VAPID and decrypts RFC 8291
+aes128gcm messages with keys it made the way a browser would. Run it in-process
+(`with Receiver() as r:`, a background thread with its own asyncio loop) or as a
+process: `python -m orchestrator.push.receiver --port 8090 --latency-ms 25`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import os
+import random
+import re
+import secrets
+import signal
+import socket
+import threading
+import time
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Self
+
+import http_ece
+from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, utils
+
+MAX_BODY = 4096  # RFC 8291 §4: a push message body of at most 4096 octets
+_URGENCIES = frozenset({"very-low", "low", "normal", "high"})
+_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
+_TTL = re.compile(r"[0-9]{1,10}")
+_MAX_EXP_S = 24 * 3600  # RFC 8292 §2: exp no more than 24 hours ahead
+_CLOCK_SKEW_S = 60
+_AUTH_CACHE_SIZE = 4096
+_RECORDED = ("TTL", "Urgency", "Topic", "Content-Encoding", "Content-Type")
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One message the receiver accepted (201) and decrypted."""
+
+    endpoint: str
+    payload: bytes
+    headers: dict[str, str]
+    vapid_sub: str
+    at: float
+    message_id: str
+
+
+@dataclass
+class _Subscription:
+    private_key: ec.EllipticCurvePrivateKey
+    auth_secret: bytes
+    server_key: bytes | None
+    expired: bool = False
+
+
+@dataclass(frozen=True)
+class _Fault:
+    status: int
+    share: float
+    retry_after: int | None
+    sub_id: str | None
+
+
+class _Reject(Exception):
+    """Any answer but 201, raised by the checks and turned into a response."""
+
+    def __init__(self, status: int, reason: str, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.headers = dict(headers or {})
+
+    def response(self) -> web.Response:
+        return web.Response(status=self.status, text=str(self), headers=self.headers)
+
+
+def _unauthorized(reason: str) -> _Reject:
+    return _Reject(401, reason, {"WWW-Authenticate": "vapid"})
+
+
+def b64url_decode(text: str) -> bytes:
+    """Decode base64url with or without padding (raises ValueError)."""
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def b64url_encode(data: bytes) -> str:
+    """Encode as unpadded base64url, as browsers and VAPID do."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _point(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+
+
+def _sub_id(endpoint: str) -> str:
+    return endpoint.rstrip("/").rsplit("/", 1)[-1]
+
+
+def _server_key(application_server_key: str) -> bytes:
+    """The raw P-256 point of an applicationServerKey; ValueError if it is not one."""
+    raw = b64url_decode(application_server_key)
+    ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+    return raw
+
+
+def check_headers(headers: Mapping[str, str], body: bytes) -> dict[str, str]:
+    """Validate the RFC 8030 / RFC 8291 headers; return those worth recording."""
+    ttl = headers.get("TTL")
+    if ttl is None or not _TTL.fullmatch(ttl):
+        raise _Reject(400, "TTL header missing or not a non-negative integer")
+    urgency = headers.get("Urgency")
+    if urgency is not None and urgency not in _URGENCIES:
+        raise _Reject(400, "Urgency must be very-low, low, normal or high")
+    topic = headers.get("Topic")
+    if topic is not None and not _TOPIC.fullmatch(topic):
+        raise _Reject(400, "Topic must be 1 to 32 base64url characters")
+    encoding = headers.get("Content-Encoding")
+    if body and encoding is None:
+        raise _Reject(400, "Content-Encoding missing (RFC 8291 needs aes128gcm)")
+    if encoding is not None and encoding.lower() != "aes128gcm":
+        raise _Reject(415, "Content-Encoding must be aes128gcm")
+    return {name: headers[name] for name in _RECORDED if name in headers}
+
+
+def parse_vapid(authorization: str | None) -> tuple[str, bytes]:
+    """Split `vapid t=<JWT>, k=<key>` into the token and the raw public key."""
+    scheme, _, rest = (authorization or "").strip().partition(" ")
+    if scheme.lower() != "vapid":
+        raise _unauthorized("Authorization must use the vapid scheme (RFC 8292)")
+    params: dict[str, str] = {}
+    for part in rest.split(","):
+        name, _, value = part.strip().partition("=")
+        params[name.strip().lower()] = value.strip()
+    token, key = params.get("t"), params.get("k")
+    if not token or not key:
+        raise _unauthorized("vapid Authorization needs both t= and k=")
+    try:
+        return token, b64url_decode(key)
+    except ValueError as exc:
+        raise _unauthorized("vapid k= is not base64url") from exc
+
+
+def verify_jwt(token: str, key: bytes) -> dict[str, Any]:
+    """Check an ES256 JWT's signature with a raw P-256 public key; return its claims."""
+    try:
+        head, body, sig = token.split(".")
+        signature = b64url_decode(sig)
+        if json.loads(b64url_decode(head)).get("alg") != "ES256" or len(signature) != 64:
+            raise ValueError("not an ES256 JWT")
+        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key)
+        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+        der = utils.encode_dss_signature(r, s)
+        public.verify(der, f"{head}.{body}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
+        claims = json.loads(b64url_decode(body))
+    except (ValueError, AttributeError, InvalidSignature) as exc:
+        raise _unauthorized("VAPID token does not verify with k") from exc
+    if not isinstance(claims, dict):
+        raise _unauthorized("VAPID claims are not a JSON object")
+    return claims
+
+
+def check_claims(claims: Mapping[str, Any], *, audience: str, now: float) -> str:
+    """Check aud, exp and sub (RFC 8292 §2); return sub."""
+    if claims.get("aud") != audience:
+        raise _unauthorized(f"VAPID aud must be {audience}")
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= now:
+        raise _unauthorized("VAPID token expired or without exp")
+    if exp > now + _MAX_EXP_S + _CLOCK_SKEW_S:
+        raise _unauthorized("VAPID exp is more than 24 hours ahead")
+    sub = claims.get("sub")
+    if not isinstance(sub, str) or not sub.startswith(("mailto:", "https:")):
+        raise _unauthorized("VAPID sub must be a mailto: or https: contact")
+    return sub
+
+
+def decrypt(body: bytes, *, private_key: ec.EllipticCurvePrivateKey, auth_secret: bytes) -> bytes:
+    """Decrypt one RFC 8291 aes128gcm message the way a user agent does."""
+    if len(body) < 21 or body[20] != 65:
+        raise _Reject(400, "aes128gcm header must carry the sender's 65-octet key")
+    try:
+        plain = http_ece.decrypt(
+            body, private_key=private_key, auth_secret=auth_secret, version="aes128gcm"
+        )
+    except Exception as exc:  # http_ece raises ECEException, ValueError, struct.error
+        raise _Reject(400, "body does not decrypt (RFC 8291 aes128gcm)") from exc
+    return bytes(plain)
+
+
+class Receiver:
+    """A local push service; `with Receiver() as r:` serves it on a background thread."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        latency_ms: float = 0.0,
+        jitter_ms: float = 0.0,
+        seed: int | None = None,
+        keep: bool = True,
+    ) -> None:
+        self.host, self.port = host, port
+        self.latency_ms, self.jitter_ms = latency_ms, jitter_ms
+        self.keep = keep  # False: decrypt and count, but store no messages (benchmarks)
+        self._fault_rng, self._jitter_rng = random.Random(seed), random.Random(seed)
+        self._lock = threading.Lock()
+        self._subs: dict[str, _Subscription] = {}
+        self._messages: dict[str, Delivered] = {}
+        self._topics: dict[tuple[str, str], str] = {}
+        self._faults: list[_Fault] = []
+        self._auth_cache: dict[str, tuple[dict[str, Any], bytes]] = {}
+        self._counts: Counter[str] = Counter()
+        self._by_status: Counter[int] = Counter()
+        self._origin: str | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    @property
+    def origin(self) -> str:
+        """`http://127.0.0.1:PORT`, the VAPID aud senders must use."""
+        if self._origin is None:
+            raise RuntimeError("the receiver is not started")
+        return self._origin
+
+    def start(self) -> Self:
+        """Bind the port and serve on a background thread; return once listening."""
+        if self._thread is not None:
+            raise RuntimeError("the receiver is already started")
+        sock = socket.create_server((self.host, self.port), backlog=4096)
+        self.port = sock.getsockname()[1]
+        self._origin = f"http://{self.host}:{self.port}"
+        self._loop = asyncio.new_event_loop()
+        ready = threading.Event()
+        failed: list[BaseException] = []
+        self._thread = threading.Thread(
+            target=self._serve, args=(self._loop, sock, ready, failed), daemon=True
+        )
+        self._thread.start()
+        ready.wait()
+        if failed:
+            self._thread = None
+            raise RuntimeError("the receiver did not start") from failed[0]
+        return self
+
+    def stop(self) -> None:
+        """Close the server and its thread (idempotent)."""
+        if self._thread is None or self._loop is None:
+            return
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=10)
+        self._thread = self._loop = None
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def _serve(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        ready: threading.Event,
+        failed: list[BaseException],
+    ) -> None:
+        asyncio.set_event_loop(loop)
+        runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=1.0)
+        try:
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.SockSite(runner, sock, backlog=4096).start())
+        except BaseException as exc:
+            failed.append(exc)
+            sock.close()
+            loop.close()
+            return
+        finally:
+            ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            loop.run_until_complete(runner.cleanup())
+            loop.close()
+
+    def _app(self) -> web.Application:
+        app = web.Application(client_max_size=64 * 1024)
+        app.add_routes(
+            [
+                web.post("/push/{id}", self._on_push),
+                web.post("/subscriptions", self._on_subscribe),
+                web.get("/stats", self._on_stats),
+            ]
+        )
+        return app
+
+    # ------------------------------------------------------------ the test-facing API
+
+    def subscribe(self, *, application_server_key: str | None = None) -> dict[str, Any]:
+        """A new subscription, as the browser's `PushSubscription.toJSON()`."""
+        server_key = _server_key(application_server_key) if application_server_key else None
+        private_key = ec.generate_private_key(ec.SECP256R1())
+        auth_secret = os.urandom(16)
+        sub_id = secrets.token_urlsafe(24)
+        endpoint = f"{self.origin}/push/{sub_id}"
+        with self._lock:
+            self._subs[sub_id] = _Subscription(private_key, auth_secret, server_key)
+        keys = {"p256dh": b64url_encode(_point(private_key)), "auth": b64url_encode(auth_secret)}
+        return {"endpoint": endpoint, "expirationTime": None, "keys": keys}
+
+    def received(self, endpoint: str | None = None) -> list[Delivered]:
+        """Messages held for the user agent, oldest first (all endpoints, or one)."""
+        with self._lock:
+            messages = list(self._messages.values())
+        if endpoint is None:
+            return messages
+        return [m for m in messages if _sub_id(m.endpoint) == _sub_id(endpoint)]
+
+    def take(self, endpoint: str | None = None) -> list[Delivered]:
+        """Hand messages to the user agent: returned and removed, no longer replaceable by Topic."""
+        taken = self.received(endpoint)
+        with self._lock:
+            for message in taken:
+                self._messages.pop(message.message_id, None)
+            self._topics = {k: v for k, v in self._topics.items() if v in self._messages}
+        return taken
+
+    def expire(self, endpoint: str) -> None:
+        """The user unsubscribed: later pushes to this endpoint get 410 Gone."""
+        with self._lock:
+            self._subs[_sub_id(endpoint)].expired = True
+
+    def fault(
+        self,
+        *,
+        status: int,
+        share: float = 1.0,
+        retry_after: int | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        """Answer `status` to a random `share` of pushes (to one endpoint, or all)."""
+        if not 400 <= status <= 599 or not 0.0 <= share <= 1.0:
+            raise ValueError("fault needs a 4xx/5xx status and a share within [0, 1]")
+        fault = _Fault(status, share, retry_after, _sub_id(endpoint) if endpoint else None)
+        with self._lock:  # endpoint faults are consulted before global ones
+            self._faults.insert(0 if endpoint else len(self._faults), fault)
+
+    def clear_faults(self) -> None:
+        """Answer normally again."""
+        with self._lock:
+            self._faults.clear()
+
+    def stats(self) -> dict[str, Any]:
+        """Counters: requests, delivered, replaced (Topic), subscriptions, by_status."""
+        with self._lock:
+            by_status = {str(code): n for code, n in sorted(self._by_status.items())}
+            counts = {name: self._counts[name] for name in ("requests", "delivered", "replaced")}
+            return {**counts, "subscriptions": len(self._subs), "by_status": by_status}
+
+    # ------------------------------------------------------------ HTTP handlers
+
+    async def _on_push(self, request: web.Request) -> web.Response:
+        with self._lock:
+            self._counts["requests"] += 1
+        await self._delay()
+        try:
+            response = await self._accept(request)
+        except _Reject as reject:
+            response = reject.response()
+        with self._lock:
+            self._by_status[response.status] += 1
+        return response
+
+    async def _accept(self, request: web.Request) -> web.Response:
+        sub_id = request.match_info["id"]
+        self._maybe_fault(sub_id)
+        sub = self._lookup(sub_id)
+        body = await _read_body(request)
+        recorded = check_headers(request.headers, body)
+        vapid_sub = self._authorize(request.headers.get("Authorization"), sub)
+        payload = (
+            decrypt(body, private_key=sub.private_key, auth_secret=sub.auth_secret) if body else b""
+        )
+        message_id = self._store(sub_id, payload, recorded, vapid_sub)
+        location = f"{self.origin}/message/{message_id}"
+        return web.Response(status=201, headers={"Location": location, "TTL": recorded["TTL"]})
+
+    async def _on_subscribe(self, request: web.Request) -> web.Response:
+        try:
+            data = await request.json() if request.can_read_body else {}
+            key = data.get("applicationServerKey") if isinstance(data, dict) else None
+            return web.json_response(self.subscribe(application_server_key=key), status=201)
+        except ValueError as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+
+    async def _on_stats(self, request: web.Request) -> web.Response:
+        return web.json_response(self.stats())
+
+    # ------------------------------------------------------------ steps of a push
+
+    async def _delay(self) -> None:
+        if self.latency_ms <= 0 and self.jitter_ms <= 0:
+            return
+        with self._lock:
+            jitter = self._jitter_rng.uniform(-self.jitter_ms, self.jitter_ms)
+        await asyncio.sleep(max(0.0, self.latency_ms + jitter) / 1000)
+
+    def _maybe_fault(self, sub_id: str) -> None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.sub_id in (None, sub_id) and self._fault_rng.random() < fault.share:
+                    headers = (
+                        {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+                    )
+                    raise _Reject(fault.status, "injected fault", headers)
+
+    def _lookup(self, sub_id: str) -> _Subscription:
+        with self._lock:
+            sub = self._subs.get(sub_id)
+        if sub is None:
+            raise _Reject(404, "no such subscription")
+        if sub.expired:
+            raise _Reject(410, "subscription expired")
+        return sub
+
+    def _authorize(self, authorization: str | None, sub: _Subscription) -> str:
+        """Verify VAPID (signatures cached per header value); return the sub claim."""
+        cached = self._auth_cache.get(authorization) if authorization else None
+        if cached is None:
+            token, key = parse_vapid(authorization)
+            cached = (verify_jwt(token, key), key)
+            if len(self._auth_cache) >= _AUTH_CACHE_SIZE:
+                self._auth_cache.clear()
+            self._auth_cache[authorization or ""] = cached
+        claims, key = cached
+        vapid_sub = check_claims(claims, audience=self.origin, now=time.time())
+        if sub.server_key is not None and key != sub.server_key:
+            raise _Reject(403, "VAPID key is not this subscription's applicationServerKey")
+        return vapid_sub
+
+    def _store(self, sub_id: str, payload: bytes, headers: dict[str, str], vapid_sub: str) -> str:
+        endpoint = f"{self.origin}/push/{sub_id}"
+        message_id = secrets.token_urlsafe(16)
+        message = Delivered(endpoint, payload, headers, vapid_sub, time.time(), message_id)
+        with self._lock:
+            self._counts["delivered"] += 1
+            if not self.keep:
+                return message_id
+            topic = headers.get("Topic")
+            if topic is not None:  # RFC 8030 §5.4: replace the undelivered one
+                earlier = self._topics.get((sub_id, topic))
+                if earlier is not None and self._messages.pop(earlier, None) is not None:
+                    self._counts["replaced"] += 1
+                self._topics[(sub_id, topic)] = message_id
+            self._messages[message_id] = message
+        return message_id
+
+
+async def _read_body(request: web.Request) -> bytes:
+    if (request.content_length or 0) > MAX_BODY:
+        raise _Reject(413, f"body larger than {MAX_BODY} octets")
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _Reject(413, f"body larger than {MAX_BODY} octets") from exc
+    if len(body) > MAX_BODY:
+        raise _Reject(413, f"body larger than {MAX_BODY} octets")
+    return body
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the receiver as a process; print its origin; stop on Ctrl-C or SIGTERM."""
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.push.receiver")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--latency-ms", type=float, default=0.0)
+    parser.add_argument("--jitter-ms", type=float, default=0.0)
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--keep", action="store_true", help="hold messages (memory grows)")
+    args = parser.parse_args(argv)
+    stopping = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopping.set())
+    receiver = Receiver(
+        host=args.host,
+        port=args.port,
+        latency_ms=args.latency_ms,
+        jitter_ms=args.jitter_ms,
+        seed=args.seed,
+        keep=args.keep,
+    )
+    with receiver:
+        print(receiver.origin, flush=True)
+        try:
+            while not stopping.wait(0.5):
+                pass
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()
