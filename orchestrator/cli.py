@@ -235,9 +235,17 @@ def tick(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One pass: enrol, then advance every due journey, sending what is due."""
+    from orchestrator.errors import ConfigurationError
+    from orchestrator.push.setup import check_ready
     from orchestrator.ticking import tick as run_tick
 
-    report = run_tick(_context(), now=_now(now), names=campaigns or None, batch_size=batch_size)
+    ctx = _context()
+    try:
+        check_ready(ctx.config)  # before anything is claimed
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    report = run_tick(ctx, now=_now(now), names=campaigns or None, batch_size=batch_size)
     if as_json:
         typer.echo(
             json.dumps(
@@ -517,6 +525,36 @@ def bench_scale(
         return
     for key, value in figures.items():
         typer.echo(f"{key:>18}: {value}")
+
+
+vapid_app = typer.Typer(help="The VAPID key pair that signs every push.", no_args_is_help=True)
+app.add_typer(vapid_app, name="vapid")
+
+
+@vapid_app.command("init")
+def vapid_init(
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            "--path",
+            help="where to write the PEM (default: CAMPAIGN_VAPID_PRIVATE_KEY or vapid_private.pem)",
+        ),
+    ] = None,
+) -> None:
+    """Make a VAPID key pair; print the public key (the applicationServerKey for subscribe.js)."""
+    from orchestrator.config import load_config
+    from orchestrator.push.vapid import VapidKey
+
+    target = path or Path(load_config().vapid_private_key)
+    if target.exists():
+        typer.echo(
+            f"error: {target} exists; refusing to overwrite a key subscriptions depend on", err=True
+        )
+        raise typer.Exit(1)
+    key = VapidKey.generate()
+    key.save(target)
+    typer.echo(f"wrote {target} (mode 0600)", err=True)
+    typer.echo(key.public_key_b64())
 
 
 def main() -> None:

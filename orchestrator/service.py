@@ -14,7 +14,7 @@ from sqlmodel import Session
 
 from orchestrator import loader, tokens
 from orchestrator.config import Config, load_config
-from orchestrator.delivery import Delivery, RecordingDelivery
+from orchestrator.delivery import Delivery
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
 from orchestrator.records import EventRecord, RecordError, parse_subscriber
 from orchestrator.spec import Campaign
@@ -89,10 +89,14 @@ def open_context(
     migrate.upgrade(engine)
     if audit is None and cfg.audit_log is not None:
         audit = jsonl_sink(cfg.audit_log)
+    if delivery is None:
+        from orchestrator.push.setup import WebPushDelivery  # real Web Push unless told otherwise
+
+        delivery = WebPushDelivery(cfg)
     return Context(
         config=cfg,
         engine=engine,
-        delivery=delivery or RecordingDelivery(),
+        delivery=delivery,
         audit=audit,
         simulated=simulated,
     )

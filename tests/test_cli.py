@@ -4,37 +4,50 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from tests.test_ticking import CAMPAIGN, _line
+from orchestrator.push.receiver import Receiver
+from orchestrator.push.vapid import VapidKey
+from tests.test_ticking import CAMPAIGN
 
 runner = CliRunner()
 
 
 @pytest.fixture
-def env(tmp_path: Path) -> dict[str, str]:
+def receiver() -> Iterator[Receiver]:
+    with Receiver() as r:
+        yield r
+
+
+@pytest.fixture
+def env(tmp_path: Path, receiver: Receiver) -> dict[str, str]:
+    """A working directory as a user would set it up: campaigns, a VAPID key, a local push service."""
     graphs = tmp_path / "graphs"
     graphs.mkdir()
     (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
     people = tmp_path / "people.jsonl"
-    people.write_text(
-        "\n".join(
-            [
-                _line("ann", plan="pro", name="Ann"),
-                _line("bob", plan="pro", name="Bob"),
-                _line("cat", plan="free"),
-                "{oops",
-            ]
+    lines = [
+        json.dumps({"id": sid, "attributes": attrs, "subscription": receiver.subscribe()})
+        for sid, attrs in (
+            ("ann", {"plan": "pro", "name": "Ann"}),
+            ("bob", {"plan": "pro", "name": "Bob"}),
+            ("cat", {"plan": "free"}),
         )
-        + "\n"
-    )
+    ]
+    people.write_text("\n".join([*lines, "{oops"]) + "\n")
+    key = tmp_path / "vapid.pem"
+    VapidKey.generate().save(key)
     return {
         "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
         "CAMPAIGN_GRAPHS": str(graphs),
+        "CAMPAIGN_VAPID_PRIVATE_KEY": str(key),
+        "CAMPAIGN_VAPID_SUBJECT": "mailto:ops@example.com",
+        "CAMPAIGN_PUSH_ALLOWED_ORIGINS": receiver.origin,
         "PEOPLE": str(people),
     }
 
@@ -44,13 +57,17 @@ def run(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     return result.exit_code, result.stdout, result.stderr
 
 
-def test_import_tick_status_round_trip(env: dict[str, str]) -> None:
+def test_import_tick_status_round_trip_with_real_pushes(
+    env: dict[str, str], receiver: Receiver
+) -> None:
     code, out, err = run(env, "subscribers", "import", env["PEOPLE"])
     assert code == 1 and "3 added" in out and ":4: not JSON" in err
     code, out, _ = run(env, "tick", "--now", "2026-01-05T09:00:00Z", "--json")
     assert code == 0
     report = json.loads(out)
     assert report["campaigns"][0]["sends"] == 2 and report["refused"] == {}
+    titles = sorted(json.loads(m.payload)["title"] for m in receiver.received())
+    assert titles == ["Hi Ann", "Hi Bob"]
     code, out, _ = run(env, "status", "launch", "--json")
     figures = json.loads(out)
     assert figures["nodes"]["hello"]["sent"] == 2 and figures["sends"] == {"delivered": 2}
@@ -109,6 +126,26 @@ def test_migrate_dry_run_changes_nothing(env: dict[str, str]) -> None:
     assert "ended 2" in out
     code, out, _ = run(env, "migrate", "launch", "--dry-run")
     assert "would move 0 journeys" in out and "would end 0" in out
+
+
+def test_tick_without_a_vapid_subject_fails_before_claiming_anything(env: dict[str, str]) -> None:
+    run(env, "subscribers", "import", env["PEOPLE"])
+    code, _, err = run(
+        {**env, "CAMPAIGN_VAPID_SUBJECT": ""}, "tick", "--now", "2026-01-05T09:00:00Z"
+    )
+    assert code == 1 and "CAMPAIGN_VAPID_SUBJECT is not set" in err
+    code, out, _ = run(env, "status", "launch", "--json")
+    assert json.loads(out)["sends"] == {}
+
+
+def test_vapid_init_writes_a_private_key_only_its_owner_reads(tmp_path: Path) -> None:
+    target = tmp_path / "k.pem"
+    code, out, _ = run({}, "vapid", "init", "--path", str(target))
+    assert code == 0 and len(out.strip()) == 87  # 65-byte point, base64url
+    assert (target.stat().st_mode & 0o777) == 0o600
+    assert "PRIVATE KEY" not in out
+    code, _, err = run({}, "vapid", "init", "--path", str(target))
+    assert code == 1 and "refusing to overwrite" in err
 
 
 def test_tick_refuses_a_broken_campaign_with_exit_1(env: dict[str, str]) -> None:
