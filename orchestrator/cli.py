@@ -508,6 +508,23 @@ def migrate(
         versions.apply(ctx, migration, now=_now(now))
 
 
+@app.command()
+def bench(
+    sends: Annotated[int, typer.Option("--sends", min=100, max=1_000_000)] = 5000,
+    latency_ms: Annotated[float, typer.Option("--latency-ms", min=0)] = 25.0,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delivery throughput: naive pywebpush loop vs bare encrypt+POST vs the full tick pipeline."""
+    from orchestrator.bench import bench as run
+
+    figures = run(sends=sends, latency_ms=latency_ms)
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    for key, value in figures.items():
+        typer.echo(f"{key:>22}: {value}")
+
+
 @app.command("bench-scale")
 def bench_scale(
     subscribers: Annotated[int, typer.Option("--subscribers", min=100, max=5_000_000)] = 100_000,

@@ -1,0 +1,208 @@
+"""`campaign bench`: delivery throughput against a local push service answering after `latency_ms`.
+
+Measured in one run, against the same receiver process:
+- naive: a plain loop of `pywebpush.webpush()` (what a user would write first);
+- bare: the fastest encrypt + POST path, no database (our push client on ready requests);
+- pipeline: the full tick (claim due journeys, render, encrypt, send, record the outcome).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pywebpush
+
+from orchestrator.config import Config
+from orchestrator.delivery import SendRequest, Target
+from orchestrator.push.client import PushClient
+from orchestrator.push.setup import WebPushDelivery
+from orchestrator.push.vapid import TokenCache, VapidKey
+from orchestrator.service import import_subscribers, load_current, open_context
+from orchestrator.ticking import enrol, run_batch
+
+T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+SUBJECT = "mailto:bench@example.com"
+PAYLOAD = json.dumps(
+    {
+        "title": "Back up the whole team for $5 a seat",
+        "body": "Never lose a file again.",
+        "data": {"url": "http://127.0.0.1:8000/c/" + "x" * 30},
+    }
+).encode()
+CAMPAIGN = """
+campaign: bench
+title: Bench
+settings: {spacing: 1h, window: 1d}
+segments:
+  everyone: {match: {attr: plan, exists: true}}
+subcampaigns:
+  all:
+    segment: everyone
+    start: hello
+    nodes:
+      hello:
+        notification:
+          title: "Hello {{ subscriber.attributes.first_name | default('there') }}"
+          body: "Back up the whole team for $5 a seat. Never lose a file again."
+          url: https://example.com/hello
+"""
+
+
+class _ReceiverProcess:
+    def __init__(self, latency_ms: float) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "orchestrator.push.receiver", "--latency-ms", str(latency_ms)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.origin = self.proc.stdout.readline().strip()
+        if not self.origin.startswith("http://"):
+            self.close()
+            raise RuntimeError("the local push service did not start")
+
+    def subscriptions(self, count: int) -> list[dict[str, Any]]:
+        with httpx.Client(base_url=self.origin, timeout=30) as client:
+            return [client.post("/subscriptions", json={}).json() for _ in range(count)]
+
+    def stats(self) -> dict[str, Any]:
+        return dict(httpx.get(f"{self.origin}/stats", timeout=10).json())
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _naive(subs: list[dict[str, Any]], key_pem: str, count: int) -> float:
+    started = time.perf_counter()
+    for sub in subs[:count]:
+        pywebpush.webpush(
+            subscription_info=sub,
+            data=PAYLOAD,
+            vapid_private_key=key_pem,
+            vapid_claims={"sub": SUBJECT},  # a fresh dict: pywebpush mutates it
+            ttl=60,
+            headers={"Content-Type": "application/octet-stream"},
+        )
+    return count / (time.perf_counter() - started)
+
+
+def _bare(subs: list[dict[str, Any]], key: VapidKey, origin: str) -> float:
+    client = PushClient(tokens=TokenCache(key=key, subject=SUBJECT), allowed_origins=(origin,))
+    requests = [
+        SendRequest(
+            send_id=i,
+            journey_id=i,
+            step=1,
+            campaign="bench",
+            node="hello",
+            subscriber_id=f"b{i}",
+            payload=PAYLOAD,
+            targets=(Target(s["endpoint"], s["keys"]["p256dh"], s["keys"]["auth"]),),
+            ttl=timedelta(hours=1),
+            urgency="normal",
+            topic=f"t{i}",
+        )
+        for i, s in enumerate(subs)
+    ]
+    try:
+        client.deliver(requests[:50])  # warm up: connections, token
+        started = time.perf_counter()
+        for i in range(0, len(requests), 1000):
+            outcomes = client.deliver(requests[i : i + 1000])
+            assert all(o.outcome == "delivered" for o in outcomes), outcomes[:3]
+        return len(requests) / (time.perf_counter() - started)
+    finally:
+        client.close()
+
+
+def _pipeline(
+    subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path, batch_size: int
+) -> float:
+    graphs = folder / "graphs"
+    graphs.mkdir()
+    (graphs / "bench.yaml").write_text(CAMPAIGN, encoding="utf-8")
+    people = folder / "people.jsonl"
+    with people.open("w") as out:
+        for i, sub in enumerate(subs):
+            out.write(
+                json.dumps(
+                    {
+                        "id": f"b{i:07d}",
+                        "attributes": {"plan": "pro", "first_name": "Ana"},
+                        "subscription": sub,
+                    }
+                )
+                + "\n"
+            )
+    config = Config(
+        db=f"sqlite:///{folder / 'bench.db'}",
+        graphs=graphs,
+        vapid_private_key=str(key_path),
+        vapid_subject=SUBJECT,
+        push_allowed_origins=(origin,),
+    )
+    delivery = WebPushDelivery(config)
+    ctx = open_context(config, delivery=delivery)
+    try:
+        import_subscribers(ctx, people)
+        load = load_current(ctx, graphs / "bench.yaml")
+        assert (
+            load.loaded is not None
+            and load.loaded.campaign is not None
+            and load.version_id is not None
+        )
+        enrol(ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=T0)
+        sent = 0
+        started = time.perf_counter()
+        while (
+            batch := run_batch(ctx, campaign="bench", now=T0, batch_size=batch_size)
+        ) is not None:
+            sent += batch.outcomes.get("delivered", 0)
+        elapsed = time.perf_counter() - started
+        assert sent == len(subs), f"{sent} of {len(subs)} delivered"
+        return sent / elapsed
+    finally:
+        delivery.close()
+        ctx.engine.dispose()
+
+
+def bench(
+    *, sends: int = 5000, latency_ms: float = 25.0, naive_sends: int = 200, batch_size: int = 1000
+) -> dict[str, Any]:
+    receiver = _ReceiverProcess(latency_ms)
+    try:
+        subs = receiver.subscriptions(sends)
+        with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
+            folder = Path(tmp)
+            key = VapidKey.generate()
+            key_path = folder / "vapid.pem"
+            key.save(key_path)
+            naive = _naive(subs, str(key_path), min(naive_sends, sends))
+            bare = _bare(subs, key, receiver.origin)
+            pipeline = _pipeline(subs, key_path, receiver.origin, folder, batch_size)
+        stats = receiver.stats()
+    finally:
+        receiver.close()
+    return {
+        "sends": sends,
+        "latency_ms": latency_ms,
+        "pipeline_sends_per_s": round(pipeline, 1),
+        "naive_sends_per_s": round(naive, 1),
+        "speedup_vs_naive": round(pipeline / naive, 1),
+        "bare_sends_per_s": round(bare, 1),
+        "pipeline_vs_bare": round(pipeline / bare, 2),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "receiver": {k: stats[k] for k in ("delivered",) if k in stats},
+        "cpus": os.cpu_count(),
+    }
