@@ -64,7 +64,7 @@ class _Origin:
 @dataclass
 class ClientSettings:
     concurrency: int = 256
-    per_origin: int = 128
+    per_origin: int = 256
     timeout_s: float = 10.0
     attempts: int = 3  # for 5xx and network errors
     backoff_s: float = 0.2  # doubled per attempt, with jitter
@@ -93,7 +93,8 @@ class PushClient:
     # -------------------------------------------------------------- public
 
     def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
-        jobs = [self._prepare(r) for r in requests]
+        seen: dict[str, bool] = {}
+        jobs = [self._prepare(r, seen) for r in requests]
         future = asyncio.run_coroutine_threadsafe(self._deliver_all(jobs), self._loop)
         return future.result()
 
@@ -106,12 +107,22 @@ class PushClient:
 
     # -------------------------------------------------------------- preparation (caller's thread)
 
+    def _allowed(self, endpoint: str, seen: dict[str, bool]) -> bool:
+        """The allow-list check, once per origin and call (an endpoint with userinfo always in full)."""
+        if "@" in endpoint:
+            return origin_allowed(endpoint, self.allowed_origins)
+        origin = origin_of(endpoint)
+        ok = seen.get(origin)
+        if ok is None:
+            ok = seen[origin] = origin_allowed(endpoint, self.allowed_origins)
+        return ok
+
     def _prepare(
-        self, request: SendRequest
+        self, request: SendRequest, seen: dict[str, bool]
     ) -> tuple[SendRequest, list[tuple[Target, bytes | Attempt, dict[str, str]]]]:
         prepared: list[tuple[Target, bytes | Attempt, dict[str, str]]] = []
         for target in request.targets:
-            if not origin_allowed(target.endpoint, self.allowed_origins):
+            if not self._allowed(target.endpoint, seen):
                 prepared.append(
                     (
                         target,
@@ -142,7 +153,9 @@ class PushClient:
     ) -> list[SendOutcome]:
         if self._session is None:
             connector = aiohttp.TCPConnector(
-                limit=self.settings.concurrency, limit_per_host=self.settings.per_origin
+                limit=self.settings.concurrency,
+                limit_per_host=self.settings.per_origin,
+                ttl_dns_cache=300,
             )
             timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
             self._session = aiohttp.ClientSession(
