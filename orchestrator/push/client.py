@@ -175,6 +175,14 @@ class PushClient:
         prepared: list[tuple[Target, bytes | Attempt, dict[str, str]]],
         origins: dict[str, _Origin],
     ) -> SendOutcome:
+        if len(prepared) == 1:  # the common case: one device, no extra task
+            target, body, headers = prepared[0]
+            only = (
+                await self._target(target, body, headers, origins)
+                if isinstance(body, bytes)
+                else body
+            )
+            return _aggregate(request.send_id, [only])
         attempts = await asyncio.gather(
             *(
                 self._target(target, body, headers, origins)
@@ -219,8 +227,6 @@ class PushClient:
         assert self._session is not None and self._total is not None
         try:
             async with (
-                self._total,
-                origin.semaphore,
                 self._session.post(
                     target.endpoint, data=body, headers=headers, allow_redirects=False
                 ) as response,
