@@ -4,9 +4,15 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test test-fast lint typecheck install lock clean
+.PHONY: demo test test-fast lint typecheck install lock clean node
 
 install: $(STAMP)
+
+node: node_modules/.installed
+
+node_modules/.installed: package.json package-lock.json
+	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --silent && touch $@; \
+	 else echo "npm not found: the web-push-testing integration test needs Node 20 and npm" >&2; fi
 
 $(STAMP): requirements.lock pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -37,7 +43,7 @@ lint: install
 typecheck: install
 	$(BIN)/mypy orchestrator
 
-test: install lint typecheck
+test: install node lint typecheck
 	$(BIN)/pytest -q
 
 test-fast: install
