@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 import pywebpush
 
+from orchestrator.bench_scale import CAMPAIGN
 from orchestrator.config import Config
 from orchestrator.delivery import SendRequest, Target
 from orchestrator.push.client import PushClient
@@ -39,23 +40,6 @@ PAYLOAD = json.dumps(
         "data": {"url": "http://127.0.0.1:8000/c/" + "x" * 30},
     }
 ).encode()
-CAMPAIGN = """
-campaign: bench
-title: Bench
-settings: {spacing: 1h, window: 1d}
-segments:
-  everyone: {match: {attr: plan, exists: true}}
-subcampaigns:
-  all:
-    segment: everyone
-    start: hello
-    nodes:
-      hello:
-        notification:
-          title: "Hello {{ subscriber.attributes.first_name | default('there') }}"
-          body: "Back up the whole team for $5 a seat. Never lose a file again."
-          url: https://example.com/hello
-"""
 
 
 class _ReceiverProcess:
