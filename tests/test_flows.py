@@ -1,0 +1,70 @@
+"""The Prefect tick flow with Prefect's test harness: batches as task runs, artifacts with counts."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from orchestrator.config import Config
+from orchestrator.delivery import RecordingDelivery
+from orchestrator.service import Context, import_subscribers, open_context
+from tests.test_ticking import CAMPAIGN, _line
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def ctx(tmp_path: Path) -> Iterator[Context]:
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    context = open_context(
+        Config(db=f"sqlite:///{tmp_path / 'c.db'}", graphs=graphs), delivery=RecordingDelivery()
+    )
+    people = tmp_path / "people.jsonl"
+    people.write_text("\n".join(_line(f"p{i}", plan="pro", name=f"P{i}") for i in range(25)) + "\n")
+    import_subscribers(context, people)
+    yield context
+    context.engine.dispose()
+
+
+def test_tick_flow_sends_in_batches_and_publishes_the_flowchart_and_funnel(
+    harness: None, ctx: Context
+) -> None:
+    import asyncio
+
+    from prefect.client.orchestration import get_client
+
+    from flows.tick import artifact_key, tick_flow
+
+    summary = tick_flow(campaign="launch", now="2026-01-05T09:00:00Z", batch_size=10, ctx=ctx)
+    assert (
+        summary["sends"] == 25
+        and summary["batches"] == 3
+        and summary["outcomes"] == {"delivered": 25}
+    )
+
+    async def artifacts() -> dict[str, str]:
+        async with get_client() as client:
+            found = await client.read_artifacts()
+        return {a.key: a.data for a in found if a.key}
+
+    stored = asyncio.run(artifacts())
+    chart = stored[artifact_key("launch", "flowchart")]
+    assert "```mermaid" in chart and "flowchart" in chart and "sent 25" in chart
+    table = stored[artifact_key("launch", "funnel")]
+    rows = json.loads(table) if isinstance(table, str) else table
+    hello = next(r for r in rows if r["node"] == "hello")
+    assert hello["sent"] == 25 and hello["delivered"] == 25
