@@ -27,14 +27,7 @@ lock:
 
 demo: install
 	@$(BIN)/campaign validate campaign_graphs/
-	@mkdir -p out
-	@for f in campaign_graphs/*.yaml; do \
-	  n=$$(basename $$f .yaml); \
-	  $(BIN)/campaign render $$f --format html -o out/$$n.html 2>/dev/null && echo "drew out/$$n.html"; \
-	done
-	@echo "simulating campaign_graphs/cloud-storage-launch.yaml over 2,000 synthetic subscribers:"
-	@$(BIN)/campaign simulate campaign_graphs/cloud-storage-launch.yaml --subscribers 2000 --resolution 1h --trace out/cloud-storage-launch.trace.jsonl
-	@echo "open out/*.html for the flowcharts; the simulation's trace is out/cloud-storage-launch.trace.jsonl"
+	@$(BIN)/campaign demo
 
 lint: install
 	$(BIN)/ruff check orchestrator flows tests scripts

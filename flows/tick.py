@@ -15,6 +15,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
@@ -147,7 +148,7 @@ def tick_flow(
         raise ValueError(f"{campaign}: {load.problem}")
     resent = resend_task(ctx, campaign, moment, batch_size)
     enrolled, holdout = enrol_task(ctx, load, moment)
-    progress = create_progress_artifact(
+    progress: UUID = create_progress_artifact(  # type: ignore[assignment]
         0.0, key=artifact_key(campaign, "progress"), description=f"{campaign}: batches"
     )
     tally: Counter[str] = Counter()

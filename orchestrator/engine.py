@@ -224,6 +224,7 @@ def advance(
         if run.state.phase == "wait":
             node = campaign.node(run.state.node)
             assert isinstance(node, WaitNode)
+            run.emit(Action("route", due, run.state.node, to=node.next))
             _move(run, node.next, at=due, via="next")
             continue
         if not _arrive(run):

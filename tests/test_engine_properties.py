@@ -117,7 +117,7 @@ def _edge_targets(node: Any) -> dict[str, set[str]]:
     if isinstance(node, BranchNode):
         return {"route": {c.target for c in node.branch}}
     assert isinstance(node, WaitNode)
-    return {"next": {node.next}}
+    return {"route": {node.next}}
 
 
 class Journeys(RuleBasedStateMachine):

@@ -68,3 +68,25 @@ def test_tick_flow_sends_in_batches_and_publishes_the_flowchart_and_funnel(
     rows = json.loads(table) if isinstance(table, str) else table
     hello = next(r for r in rows if r["node"] == "hello")
     assert hello["sent"] == 25 and hello["delivered"] == 25
+
+
+def test_the_demo_walks_every_example_to_the_end_with_real_pushes(
+    harness: None, tmp_path: Path
+) -> None:
+    from flows.demo import demo_flow
+
+    root = Path(__file__).resolve().parent.parent
+    result = demo_flow(
+        workdir=str(tmp_path / "demo"), graphs=str(root / "campaign_graphs"), per_campaign=25
+    )
+    funnels = result["funnels"]
+    assert set(funnels) == {p.stem for p in (root / "campaign_graphs").glob("*.yaml")}
+    delivered = 0
+    for campaign, figures in funnels.items():
+        assert set(figures["journeys"]) <= {"ended"}, f"{campaign} has journeys in flight"
+        assert sum(figures["exits"].values()) == figures["journeys"].get("ended", 0)
+        delivered += figures["sends"].get("delivered", 0)
+        sent = sum(m.get("sent", 0) for m in figures["nodes"].values())
+        assert figures["sends"].get("delivered", 0) == sent, campaign
+    assert delivered > 0 and result["receiver"]["delivered"] == delivered
+    assert Path(result["report"]).exists()

@@ -12,7 +12,7 @@ from orchestrator import loader
 from orchestrator.engine import Action, SubscriberView
 from orchestrator.population import synthesize
 from orchestrator.simulate import simulate
-from orchestrator.spec import BranchNode, Campaign, NotificationNode, SplitNode
+from orchestrator.spec import BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
 from tests.test_engine_properties import _check_trace
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,7 +75,7 @@ def test_simulated_example_ends_every_journey_along_its_graph(path: Path, tmp_pa
             )
         for metric in figures:
             if metric.startswith("route:"):
-                assert isinstance(node, SplitNode | BranchNode)
+                assert isinstance(node, SplitNode | BranchNode | WaitNode)
     people = {p["id"]: p for p in synthesize(campaign, count=400, seed=7, start=START)}
     for sid, journeys in _journeys(trace).items():
         view = SubscriberView(id=sid, timezone=str(people[sid]["timezone"]))

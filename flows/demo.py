@@ -1,0 +1,231 @@
+"""`campaign demo`: every example campaign, a few thousand synthetic subscribers, real Web Push
+to a local push service, walked by Prefect on a fast-forward clock until every journey ends.
+
+One Prefect flow run ("campaign-demo") whose virtual steps tick each campaign that has work
+due as a task run; the same tick code as production, the same ledger, real encrypted
+pushes that the local push service decrypts.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.tick import publish
+from orchestrator import loader
+from orchestrator.config import Config
+from orchestrator.delivery import SendOutcome, SendRequest
+from orchestrator.population import synthesize
+from orchestrator.push.receiver import Receiver
+from orchestrator.push.setup import WebPushDelivery
+from orchestrator.push.vapid import VapidKey
+from orchestrator.records import EventRecord, parse_subscriber, parse_time
+from orchestrator.render import to_html
+from orchestrator.service import (
+    CampaignLoad,
+    Context,
+    drawing_counts,
+    load_current,
+    open_context,
+    status,
+)
+from orchestrator.simulate import _conversions, _next_moment
+from orchestrator.spec import Campaign
+from orchestrator.store import repo
+from orchestrator.ticking import tick_campaign
+
+START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+STEP = timedelta(hours=6)  # the fast-forward clock's tick
+MAX_STEPS = 5000
+CONVERSION_RATE = 0.15
+
+
+@dataclass
+class Watching:
+    """Wraps the real delivery to see what was sent (for the demo's simulated conversions)."""
+
+    inner: WebPushDelivery
+    fresh: list[tuple[SendRequest, SendOutcome]] = field(default_factory=list)
+
+    def deliver(self, requests: Any) -> list[SendOutcome]:
+        outcomes = self.inner.deliver(requests)
+        by_id = {r.send_id: r for r in requests}
+        self.fresh.extend((by_id[o.send_id], o) for o in outcomes)
+        return outcomes
+
+
+@task(
+    name="tick",
+    task_run_name="tick {load.path.stem} at {now:%Y-%m-%d %H:%M}",
+    cache_policy=NO_CACHE,
+)
+def tick_task(ctx: Context, load: CampaignLoad, now: datetime, segments_too: bool) -> int:
+    return tick_campaign(ctx, load, now=now, enrol_segments=segments_too, batch_size=1000).sends
+
+
+def _population(
+    ctx: Context, campaigns: list[Campaign], receiver: Receiver, per_campaign: int
+) -> int:
+    records, events = [], []
+    for campaign in campaigns:
+        for line in synthesize(campaign, count=per_campaign, seed=11, start=START):
+            line["id"] = f"{campaign.campaign}-{line['id']}"
+            line["subscription"] = receiver.subscribe()
+            raw_events = line.pop("events")
+            record = parse_subscriber(line, allowed=ctx.config.push_allowed_origins)
+            records.append(record)
+            events += [
+                EventRecord(
+                    record.id, e["name"], parse_time(e["at"]), dict(e.get("properties", {}))
+                )
+                for e in raw_events
+            ]
+    with ctx.session() as s, s.begin():
+        for i in range(0, len(records), 2000):
+            repo.upsert_subscribers(s, records[i : i + 2000])
+        repo.add_events(s, sorted(events, key=lambda e: e.at))
+    return len(records)
+
+
+@flow(name="campaign-demo", flow_run_name="demo: every example campaign", log_prints=False)
+def demo_flow(
+    workdir: str, graphs: str = "campaign_graphs", per_campaign: int = 500, progress: Any = None
+) -> dict[str, Any]:
+    folder = Path(workdir)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    key = folder / "vapid_private.pem"
+    VapidKey.generate().save(key)
+    with Receiver(keep=False) as receiver:
+        config = Config(
+            db=f"sqlite:///{folder / 'campaign.db'}",
+            graphs=Path(graphs),
+            vapid_private_key=str(key),
+            vapid_subject="mailto:demo@example.com",
+            push_allowed_origins=(receiver.origin,),
+            public_url="http://127.0.0.1:8000",
+        )
+        delivery = Watching(WebPushDelivery(config))
+        ctx = open_context(config, delivery=delivery)
+        try:
+            loads = [load_current(ctx, p) for p in loader.campaign_files([Path(graphs)])]
+            loads = [ld for ld in loads if ld.problem is None and ld.loaded and ld.loaded.campaign]
+            campaigns = [ld.loaded.campaign for ld in loads if ld.loaded and ld.loaded.campaign]
+            people = _population(ctx, campaigns, receiver, per_campaign)
+            steps = _walk(ctx, loads, delivery, progress)
+            for ld in loads:
+                publish(ctx, ld)
+            report = _report(ctx, campaigns, folder)
+            funnels = {c.campaign: status(ctx, c.campaign) for c in campaigns}
+            stats = receiver.stats()
+        finally:
+            delivery.inner.close()
+            ctx.engine.dispose()
+    return {
+        "subscribers": people,
+        "steps": steps,
+        "report": str(report),
+        "receiver": stats,
+        "funnels": funnels,
+    }
+
+
+def _walk(
+    ctx: Context,
+    loads: list[CampaignLoad],
+    delivery: Watching,
+    progress: Callable[[datetime], None] | None,
+) -> int:
+    now, last_segments = START, None
+    rng = random.Random(5)
+    for step in range(MAX_STEPS):
+        segments_too = last_segments is None or now - last_segments >= timedelta(days=1)
+        if segments_too:
+            last_segments = now
+        for ld in loads:
+            due = (
+                ld.loaded and ld.loaded.campaign and _next_moment(ctx, ld.loaded.campaign, now=now)
+            )
+            if segments_too or (due and due <= now):  # a campaign with nothing due is not ticked
+                tick_task(ctx, ld, now, segments_too)
+        _convert(ctx, loads, delivery, now=now, rng=rng)
+        if progress:
+            progress(now)
+        moments = [
+            m
+            for ld in loads
+            if ld.loaded and ld.loaded.campaign
+            for m in [_next_moment(ctx, ld.loaded.campaign, now=now)]
+            if m is not None
+        ]
+        if not moments:
+            return step + 1
+        now = max(now + STEP, START + -(-(min(moments) - START) // STEP) * STEP)
+    return MAX_STEPS
+
+
+def _convert(
+    ctx: Context,
+    loads: list[CampaignLoad],
+    delivery: Watching,
+    *,
+    now: datetime,
+    rng: random.Random,
+) -> None:
+    """Some subscribers act on what they received: goal events or clicks inside the window."""
+    by_campaign = {
+        ld.loaded.campaign.campaign: ld.loaded.campaign
+        for ld in loads
+        if ld.loaded and ld.loaded.campaign
+    }
+    delivered = [r for r, o in delivery.fresh if o.outcome == "delivered"]
+    delivery.fresh.clear()
+    events: list[EventRecord] = []
+    for name, campaign in by_campaign.items():
+        mine = [r for r in delivered if r.campaign == name]
+        events += _conversions(
+            campaign,
+            mine,
+            now=now,
+            seed=rng.randint(0, 10**9),
+            rates={},
+            default_rate=CONVERSION_RATE,
+        )
+    if events:
+        with ctx.session() as s, s.begin():
+            repo.add_events(s, events)
+
+
+def _report(ctx: Context, campaigns: list[Campaign], folder: Path) -> Path:
+    pages = []
+    for campaign in campaigns:
+        live = status(ctx, campaign.campaign)
+        page = folder / f"{campaign.campaign}.html"
+        page.write_text(
+            to_html(campaign, counts=drawing_counts(ctx, campaign), exits=live["exits"]),
+            encoding="utf-8",
+        )
+        pages.append(page)
+    index = folder / "index.html"
+    links = "".join(f'<li><a href="{p.name}">{p.stem}</a></li>' for p in pages)
+    index.write_text(
+        f"<!doctype html><meta charset=utf-8><title>campaign-flow demo</title><h1>campaign-flow demo</h1><ul>{links}</ul>",
+        encoding="utf-8",
+    )
+    return index
+
+
+def quiet_prefect() -> None:
+    """The demo's terminal shows our progress, not Prefect's run logs or shutdown noise."""
+    for name in ("prefect", "prefect.events", "prefect._internal", "httpx", "uvicorn", "docket"):
+        logging.getLogger(name).setLevel(logging.CRITICAL)
