@@ -509,6 +509,31 @@ def migrate(
 
 
 @app.command()
+def deploy(
+    campaigns: Annotated[
+        list[str] | None, typer.Argument(help="campaign file stems (default: all)")
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="Prefect work pool for the runs")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register one scheduled Prefect deployment per campaign (its settings.schedule, concurrency 1)."""
+    from flows.deploy import apply
+    from orchestrator.config import load_config
+
+    result = apply(load_config().graphs, campaigns or None, pool=pool)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for name, ident in result["deployments"].items():
+            typer.echo(f"deployed campaign-tick/{name} ({ident})")
+        for path, reason in result["refused"].items():
+            typer.echo(f"{path}: not deployed: {reason}", err=True)
+    raise typer.Exit(1 if result["refused"] else 0)
+
+
+@app.command()
 def demo(
     subscribers: Annotated[
         int, typer.Option("--subscribers", min=10, max=20_000, help="per campaign")

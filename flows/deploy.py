@@ -1,0 +1,67 @@
+"""One scheduled Prefect deployment per campaign file: `campaign deploy`.
+
+Each deployment runs the tick flow for its campaign on the campaign's
+`settings.schedule` (cron, in `settings.timezone`), with a concurrency limit of
+1 so two ticks of one campaign never overlap, tagged `campaign-flow` and
+`campaign:ID`. With `--pool`, runs go to that work pool (start workers with
+`prefect worker start --pool NAME` from the project folder); without it they
+are served in-process by `flows.deploy.serve`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
+from prefect.deployments.runner import RunnerDeployment
+
+from flows.tick import tick_flow
+from orchestrator import loader
+
+
+def deployments(
+    graphs: Path, names: list[str] | None = None
+) -> tuple[list[RunnerDeployment], dict[str, str]]:
+    """Deployments for the valid campaigns; problems of the others by file."""
+    out: list[RunnerDeployment] = []
+    refused: dict[str, str] = {}
+    for path in loader.campaign_files([graphs]):
+        if names and path.stem not in names:
+            continue
+        loaded = loader.load(path)
+        if not loaded.ok or loaded.campaign is None:
+            first = next((d.format() for d in loaded.errors), "does not validate")
+            refused[str(path)] = first
+            continue
+        c = loaded.campaign
+        deployment: RunnerDeployment = tick_flow.to_deployment(  # type: ignore[assignment]
+            name=f"tick-{c.campaign}",
+            cron=c.settings.schedule,
+            parameters={"campaign": path.stem},
+            concurrency_limit=ConcurrencyLimitConfig(
+                limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
+            ),
+            tags=["campaign-flow", f"campaign:{c.campaign}"],
+            description=f"{c.title}: tick every {c.settings.schedule} ({c.settings.timezone})",
+        )
+        for schedule in deployment.schedules or []:  # the cron runs in the campaign's timezone
+            schedule.schedule.timezone = c.settings.timezone  # type: ignore[union-attr]
+        out.append(deployment)
+    return out, refused
+
+
+def apply(
+    graphs: Path, names: list[str] | None = None, *, pool: str | None = None
+) -> dict[str, Any]:
+    found, refused = deployments(graphs, names)
+    ids = {d.name: str(d.apply(work_pool_name=pool)) for d in found}
+    return {"deployments": ids, "refused": refused}
+
+
+def serve(graphs: Path, names: list[str] | None = None) -> None:
+    """Run the deployments' schedules in this process (a single machine, no workers)."""
+    from prefect import serve as prefect_serve
+
+    found, _ = deployments(graphs, names)
+    prefect_serve(*found)
