@@ -595,12 +595,7 @@ def bench(
     """Delivery throughput: naive pywebpush loop vs bare encrypt+POST vs the full tick pipeline."""
     from orchestrator.bench import bench as run
 
-    figures = run(sends=sends, latency_ms=latency_ms)
-    if as_json:
-        typer.echo(json.dumps(figures))
-        return
-    for key, value in figures.items():
-        typer.echo(f"{key:>22}: {value}")
+    _print_figures(run(sends=sends, latency_ms=latency_ms), as_json=as_json)
 
 
 @app.command("bench-scale")
@@ -614,12 +609,17 @@ def bench_scale(
     """Import, enrolment, a full tick and an idle tick at scale."""
     from orchestrator.bench_scale import bench_scale as run
 
-    figures = run(subscribers=subscribers, db_url=db)
+    _print_figures(run(subscribers=subscribers, db_url=db), as_json=as_json)
+
+
+def _print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
+    """A benchmark's figures: one JSON object (the interfaces spec), or aligned lines."""
     if as_json:
         typer.echo(json.dumps(figures))
         return
+    width = max(len(key) for key in figures)
     for key, value in figures.items():
-        typer.echo(f"{key:>18}: {value}")
+        typer.echo(f"{key:>{width}}: {value}")
 
 
 vapid_app = typer.Typer(help="The VAPID key pair that signs every push.", no_args_is_help=True)

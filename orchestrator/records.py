@@ -15,9 +15,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cryptography.hazmat.primitives.asymmetric import ec
+
+from orchestrator.spec import check_timezone_name
 
 SUBSCRIBER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
 EVENT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
@@ -150,13 +151,11 @@ def check_subscriber_id(value: Any, where: str = "id") -> str:
 
 
 def check_timezone(value: Any, where: str = "timezone") -> str:
-    if not isinstance(value, str) or not value:
-        raise RecordError(f"{where}: expected an IANA timezone name")
+    """The campaign language's timezone check, worded for a record."""
     try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise RecordError(f"{where}: unknown timezone {value!r}") from None
-    return value
+        return check_timezone_name(value)
+    except ValueError as exc:
+        raise RecordError(f"{where}: {exc}") from None
 
 
 def parse_subscriber(

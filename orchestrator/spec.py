@@ -145,7 +145,7 @@ def _check_cron(value: Any) -> str:
     return value
 
 
-def _check_timezone(value: Any) -> str:
+def check_timezone_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"a timezone is an IANA name like Europe/Berlin, got {value!r}")
     try:
@@ -235,7 +235,7 @@ Cron: TypeAlias = Annotated[
 ]
 Timezone: TypeAlias = Annotated[
     str,
-    BeforeValidator(_check_timezone),
+    BeforeValidator(check_timezone_name),
     WithJsonSchema({"type": "string", "description": "IANA timezone, e.g. Europe/Berlin"}),
 ]
 Clock: TypeAlias = Annotated[
