@@ -95,8 +95,9 @@ def record(
         repo.update_by_id(s, Send, rows)
         if gone:
             repo.delete_subscriptions(s, gone)
-            for sid in {by_id[o.send_id].subscriber_id for o in outcomes if o.gone_endpoints}:
-                repo.wake(s, subscriber_id=sid, at=now)
+            repo.wake_many(
+                s, {by_id[o.send_id].subscriber_id: now for o in outcomes if o.gone_endpoints}
+            )
         if abandon:
             _abandon(ctx, s, abandon, now=now, counts=counts)
         repo.bump(s, campaign=campaign, counts=counts)

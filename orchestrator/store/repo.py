@@ -158,34 +158,56 @@ def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row
 
 
 def add_events(session: Session, records: Sequence[EventRecord]) -> list[int]:
-    """Store events and wake the subscribers' journeys so conversions and exits are seen at once."""
+    """Store events and wake the subscribers' journeys so conversions and exits are seen at once.
+
+    One multi-row INSERT … RETURNING (ids in the order given) and one executemany
+    UPDATE for the wake-ups, however many events there are."""
+    if not records:
+        return []
+    recorded = utcnow()
+    rows = [
+        {
+            "subscriber_id": r.subscriber_id,
+            "name": r.name,
+            "at": r.at,
+            "properties": r.properties,
+            "send_id": r.send_id,
+            "recorded_at": recorded,
+        }
+        for r in records
+    ]
+    table = Event.__table__  # type: ignore[attr-defined]
     ids: list[int] = []
-    for r in records:
-        row = Event(
-            subscriber_id=r.subscriber_id,
-            name=r.name,
-            at=r.at,
-            properties=r.properties,
-            send_id=r.send_id,
+    for i in range(0, len(rows), 5000):
+        result = session.execute(
+            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows[i : i + 5000]
         )
-        session.add(row)
-        session.flush()
-        assert row.id is not None
-        ids.append(row.id)
+        ids.extend(int(x) for x in result.scalars())
     earliest: dict[str, datetime] = {}
     for r in records:
         earliest[r.subscriber_id] = min(r.at, earliest.get(r.subscriber_id, r.at))
-    for sid, at in earliest.items():
-        wake(session, subscriber_id=sid, at=at)
+    wake_many(session, earliest)
     return ids
 
 
 def wake(session: Session, *, subscriber_id: str, at: datetime) -> None:
-    session.execute(
-        update(Journey)
-        .where(col(Journey.subscriber_id) == subscriber_id, col(Journey.claim_at) > at)
-        .values(claim_at=at)
+    wake_many(session, {subscriber_id: at})
+
+
+_WAKE = (
+    update(Journey.__table__)  # type: ignore[attr-defined]
+    .where(
+        Journey.__table__.c.subscriber_id == bindparam("_sid"),  # type: ignore[attr-defined]
+        Journey.__table__.c.claim_at > bindparam("_at"),  # type: ignore[attr-defined]
     )
+    .values(claim_at=bindparam("_at"))
+)
+
+
+def wake_many(session: Session, moments: dict[str, datetime]) -> None:
+    """Bring forward the next claim of these subscribers' journeys (one executemany)."""
+    if moments:
+        session.execute(_WAKE, [{"_sid": sid, "_at": at} for sid, at in moments.items()])
 
 
 def events_for(
