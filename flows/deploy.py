@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
-from prefect.deployments.runner import RunnerDeployment
+from prefect.deployments.runner import EntrypointType, RunnerDeployment
 
 from flows.tick import tick_flow
 from orchestrator import loader
@@ -37,6 +37,8 @@ def deployments(
         c = loaded.campaign
         deployment: RunnerDeployment = tick_flow.to_deployment(  # type: ignore[assignment]
             name=f"tick-{c.campaign}",
+            # Workers import `flows.tick` from the installed package, wherever they run.
+            entrypoint_type=EntrypointType.MODULE_PATH,
             cron=c.settings.schedule,
             parameters={"campaign": path.stem},
             concurrency_limit=ConcurrencyLimitConfig(
@@ -57,6 +59,55 @@ def apply(
     found, refused = deployments(graphs, names)
     ids = {d.name: str(d.apply(work_pool_name=pool)) for d in found}
     return {"deployments": ids, "refused": refused}
+
+
+def prefect_yaml(graphs: Path, *, pool: str = "campaign-flow") -> str:
+    """`prefect.yaml` for `prefect deploy --all`: the same deployments `campaign deploy` makes.
+
+    The pull step runs the flow from the folder `prefect deploy` was run in (the
+    project), so a process worker on this machine finds `flows/tick.py`."""
+    import prefect
+    import yaml
+
+    entries: list[dict[str, Any]] = []
+    for path in loader.campaign_files([graphs]):
+        loaded = loader.load(path)
+        if not loaded.ok or loaded.campaign is None:
+            continue
+        c = loaded.campaign
+        entries.append(
+            {
+                "name": f"tick-{c.campaign}",
+                "description": f"{c.title}: tick every {c.settings.schedule} "
+                f"({c.settings.timezone})",
+                "entrypoint": "flows/tick.py:tick_flow",
+                "parameters": {"campaign": path.stem},
+                "tags": ["campaign-flow", f"campaign:{c.campaign}"],
+                "schedules": [{"cron": c.settings.schedule, "timezone": c.settings.timezone}],
+                "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},
+                "work_pool": {"name": pool},
+            }
+        )
+    document = {
+        "name": "campaign-flow",
+        "prefect-version": prefect.__version__,
+        "build": None,
+        "push": None,
+        "pull": [
+            {
+                "prefect.deployments.steps.set_working_directory": {
+                    "directory": "{{ $PWD }}",
+                }
+            }
+        ],
+        "deployments": entries,
+    }
+    header = (
+        "# Written by `campaign deploy --prefect-yaml` from campaign_graphs/: do not edit by hand.\n"
+        "# `prefect work-pool create campaign-flow --type process`, then\n"
+        "# `prefect deploy --all` from this folder and `prefect worker start --pool campaign-flow`.\n"
+    )
+    return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
 def serve(graphs: Path, names: list[str] | None = None) -> None:

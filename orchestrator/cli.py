@@ -516,13 +516,40 @@ def deploy(
     pool: Annotated[
         str | None, typer.Option("--pool", help="Prefect work pool for the runs")
     ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="run the schedules in this process (one machine, no workers)"),
+    ] = False,
+    prefect_yaml: Annotated[
+        Path | None,
+        typer.Option("--prefect-yaml", help="write the deployments as a prefect.yaml instead"),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Register one scheduled Prefect deployment per campaign (its settings.schedule, concurrency 1)."""
-    from flows.deploy import apply
     from orchestrator.config import load_config
 
-    result = apply(load_config().graphs, campaigns or None, pool=pool)
+    graphs = load_config().graphs
+    if prefect_yaml is not None:
+        from flows.deploy import prefect_yaml as render_yaml
+
+        prefect_yaml.write_text(render_yaml(graphs, pool=pool or "campaign-flow"), encoding="utf-8")
+        typer.echo(f"wrote {prefect_yaml}")
+        return
+    if serve:
+        from flows.deploy import serve as serve_deployments
+
+        if pool:
+            typer.echo(
+                "--serve runs the deployments here; --pool hands them to workers: pick one",
+                err=True,
+            )
+            raise typer.Exit(2)
+        serve_deployments(graphs, campaigns or None)
+        return
+    from flows.deploy import apply
+
+    result = apply(graphs, campaigns or None, pool=pool)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:

@@ -58,7 +58,7 @@ class SimulationResult:
             "end": self.end.isoformat(),
             "ticks": self.ticks,
             "steps": self.steps,
-            "sends": self.sends,
+            "sent": self.sends,
             "conversions": self.conversions,
             "unfinished_journeys": self.unfinished,
             "seconds": round(self.seconds, 3),

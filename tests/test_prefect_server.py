@@ -4,16 +4,22 @@ deployment per campaign, with its cron, timezone, concurrency limit and tags."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+
+from orchestrator.push.receiver import Receiver
+from orchestrator.push.vapid import VapidKey
+from tests.test_ticking import CAMPAIGN
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -105,3 +111,202 @@ def test_campaign_deploy_registers_a_scheduled_deployment_per_campaign(
     assert schedule["schedule"]["timezone"] == "America/New_York"
     limit = cloud.get("global_concurrency_limit") or {}
     assert cloud.get("concurrency_limit") == 1 or limit.get("limit") == 1
+
+
+# ---------------------------------------------------------------- a run through a real worker
+
+T0 = "2026-01-05T09:00:00+00:00"
+
+
+def _bin(name: str) -> str:
+    return str(Path(sys.executable).parent / name)
+
+
+@pytest.fixture
+def project(tmp_path: Path, server: str) -> Iterator[tuple[dict[str, str], Receiver]]:
+    """A campaign, 30 subscribers on a local push service, and the environment a worker needs."""
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    key = VapidKey.generate()
+    key.save(tmp_path / "vapid.pem")
+    with Receiver() as receiver:
+        people = tmp_path / "people.jsonl"
+        people.write_text(
+            "\n".join(
+                json.dumps(
+                    {
+                        "id": f"p{i}",
+                        "attributes": {"plan": "pro", "name": f"P{i}"},
+                        "subscription": receiver.subscribe(),
+                    }
+                )
+                for i in range(30)
+            )
+            + "\n"
+        )
+        env = {
+            **os.environ,
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+            "PREFECT_API_URL": server,
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "CAMPAIGN_GRAPHS": str(graphs),
+            "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
+            "CAMPAIGN_VAPID_PRIVATE_KEY": str(tmp_path / "vapid.pem"),
+            "CAMPAIGN_VAPID_SUBJECT": "mailto:ops@example.com",
+            "CAMPAIGN_PUSH_ALLOWED_ORIGINS": receiver.origin,
+            "CAMPAIGN_SECRET": "s" * 32,
+        }
+        done = subprocess.run(
+            [_bin("campaign"), "subscribers", "import", str(people)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        yield env, receiver
+
+
+def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
+    project: tuple[dict[str, str], Receiver], server: str
+) -> None:
+    env, receiver = project
+    pool = "campaign-test-pool"
+    created = subprocess.run(
+        [_bin("prefect"), "work-pool", "create", pool, "--type", "process", "--overwrite"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr[-2000:] + created.stdout[-2000:]
+    done = subprocess.run(
+        [_bin("campaign"), "deploy", "launch", "--pool", pool, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    deployment_id = json.loads(done.stdout)["deployments"]["tick-launch"]
+    api = httpx.Client(base_url=server, timeout=30)
+    # The cron would start runs on the wall clock; this test drives the clock itself.
+    assert api.post(f"/deployments/{deployment_id}/pause_deployment").status_code < 300
+    run = api.post(
+        f"/deployments/{deployment_id}/create_flow_run", json={"parameters": {"now": T0}}
+    ).json()
+    log = Path(env["CAMPAIGN_GRAPHS"]).parent / "worker.log"
+    with log.open("wb") as out:
+        worker = subprocess.Popen(
+            [_bin("prefect"), "worker", "start", "--pool", pool, "--type", "process"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        state: dict[str, object] = {}
+        for _ in range(360):
+            state = api.get(f"/flow_runs/{run['id']}").json()["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(0.5)
+        assert state.get("type") == "COMPLETED", (state, log.read_text()[-4000:])
+    finally:
+        worker.terminate()
+        worker.wait(timeout=30)
+
+    messages = receiver.received()
+    assert len(messages) == 30
+    titles = sorted(json.loads(m.payload)["title"] for m in messages)
+    assert titles == sorted(f"Hi P{i}" for i in range(30))
+
+    tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
+    assert "launch batch 1" in {t["name"] for t in tasks}
+    found = api.post(
+        "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    ).json()
+    by_key = {a["key"]: a for a in found if a.get("key")}
+    chart = by_key["launch-flowchart"]["data"]
+    assert "```mermaid" in chart and "sent 30" in chart
+    table = by_key["launch-funnel"]["data"]
+    rows = json.loads(table) if isinstance(table, str) else table
+    hello = next(r for r in rows if r["node"] == "hello")
+    assert (hello["entered"], hello["sent"], hello["delivered"]) == (30, 30, 30)
+    assert by_key["launch-progress"]["data"] == 100.0
+
+
+def test_prefect_yaml_deploys_the_same_deployments_with_prefect_deploy(server: str) -> None:
+    env = {**os.environ, "PREFECT_API_URL": server, "PWD": str(ROOT)}
+    created = subprocess.run(
+        [_bin("prefect"), "work-pool", "create", "campaign-flow", "--type", "process"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert created.returncode == 0, created.stderr[-2000:]
+    done = subprocess.run(
+        [_bin("prefect"), "--no-prompt", "deploy", "--all"],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    found = {
+        d["name"]: d
+        for d in httpx.post(f"{server}/deployments/filter", json={}, timeout=30).json()
+        if d["work_pool_name"] == "campaign-flow"
+    }
+    assert set(found) == {f"tick-{p.stem}" for p in (ROOT / "campaign_graphs").glob("*.yaml")}
+    cart = found["tick-cart-recovery"]
+    assert cart["parameters"] == {"campaign": "cart-recovery"}
+    assert cart["entrypoint"] == "flows/tick.py:tick_flow"
+    assert cart["pull_steps"] == [
+        {"prefect.deployments.steps.set_working_directory": {"directory": str(ROOT)}}
+    ]
+    (schedule,) = cart["schedules"]
+    assert schedule["schedule"]["timezone"] == "Europe/Berlin"
+
+
+def test_campaign_deploy_serve_runs_the_deployment_in_process(
+    project: tuple[dict[str, str], Receiver], server: str
+) -> None:
+    env, receiver = project
+    api = httpx.Client(base_url=server, timeout=30)
+    log = Path(env["CAMPAIGN_GRAPHS"]).parent / "serve.log"
+    with log.open("wb") as out:
+        served = subprocess.Popen(
+            [_bin("campaign"), "deploy", "launch", "--serve"],
+            env=env,
+            cwd=ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        deployment: dict[str, object] = {}
+        for _ in range(240):
+            if "prefect deployment run" in log.read_text():  # printed once it is serving
+                deployment = api.get("/deployments/name/campaign-tick/tick-launch").json()
+                break
+            assert served.poll() is None, log.read_text()[-3000:]
+            time.sleep(0.5)
+        assert deployment, log.read_text()[-3000:]
+        run = api.post(
+            f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"now": T0}}
+        ).json()
+        state: dict[str, object] = {}
+        for _ in range(360):
+            state = api.get(f"/flow_runs/{run['id']}").json()["state"]
+            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+                break
+            time.sleep(0.5)
+        assert state.get("type") == "COMPLETED", (state, log.read_text()[-4000:])
+    finally:
+        served.terminate()
+        served.wait(timeout=30)
+    assert len(receiver.received()) == 30

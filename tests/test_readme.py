@@ -23,3 +23,12 @@ def test_readme_quick_start_is_make_demo_and_make_test() -> None:
     assert "make demo" in text and "make test" in text
     makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
     assert "\ndemo:" in makefile and "\ntest:" in makefile
+
+
+def test_prefect_yaml_is_written_from_the_current_campaign_files() -> None:
+    from flows.deploy import prefect_yaml
+
+    committed = (ROOT / "prefect.yaml").read_text(encoding="utf-8")
+    assert committed == prefect_yaml(ROOT / "campaign_graphs"), (
+        "prefect.yaml is stale: run `campaign deploy --prefect-yaml prefect.yaml`"
+    )
