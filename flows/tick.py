@@ -10,6 +10,7 @@ table, and a progress bar while batches run.
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ from orchestrator.service import (
     open_context,
     status,
 )
-from orchestrator.ticking import BatchResult, enrol, run_batch
+from orchestrator.ticking import BatchResult, enrol, run_batch, work_due
 
 
 def artifact_key(campaign: str, what: str) -> str:
@@ -146,14 +147,19 @@ def tick_flow(
     if load.problem is not None:
         logger.error("%s refused: %s", campaign, load.problem)
         raise ValueError(f"{campaign}: {load.problem}")
-    resent = resend_task(ctx, campaign, moment, batch_size)
+    _, again = work_due(ctx, campaign=campaign, now=moment)
+    resent = resend_task(ctx, campaign, moment, batch_size) if again else 0
     enrolled, holdout = enrol_task(ctx, load, moment)
     progress: UUID = create_progress_artifact(  # type: ignore[assignment]
         0.0, key=artifact_key(campaign, "progress"), description=f"{campaign}: batches"
     )
     tally: Counter[str] = Counter()
     journeys = sends = number = 0
-    while (batch := batch_task(ctx, campaign, moment, number + 1, batch_size)) is not None:
+    # A task run only when something is due: an idle tick costs no empty batch run.
+    while work_due(ctx, campaign=campaign, now=moment)[0]:
+        batch = batch_task(ctx, campaign, moment, number + 1, batch_size)
+        if batch is None:
+            break
         number += 1
         journeys, sends = journeys + batch.journeys, sends + batch.sends
         tally.update(batch.outcomes)
@@ -171,6 +177,11 @@ def tick_flow(
         "sends": sends,
         "outcomes": dict(tally),
     }
+    create_table_artifact(
+        [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in summary.items()}],
+        key=artifact_key(campaign, "tick"),
+        description=f"{campaign}: what this tick did",
+    )
     logger.info("%s: %s", campaign, summary)
     return summary
 

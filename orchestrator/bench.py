@@ -3,7 +3,9 @@
 Measured in one run, against the same receiver process:
 - naive: a plain loop of `pywebpush.webpush()` (what a user would write first);
 - bare: the fastest encrypt + POST path, no database (our push client on ready requests);
-- pipeline: the full tick (claim due journeys, render, encrypt, send, record the outcome).
+- pipeline: the full tick (claim due journeys, render, encrypt, send, record the outcome);
+- with Prefect (`flows/bench.py`): a whole tick (enrol, then the batches) called directly
+  against the same tick run as the `campaign-tick` flow, and the flow's idle tick.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,7 +31,13 @@ from orchestrator.delivery import SendRequest, Target
 from orchestrator.push.client import PushClient
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import TokenCache, VapidKey
-from orchestrator.service import import_subscribers, load_current, open_context
+from orchestrator.service import (
+    CampaignLoad,
+    Context,
+    import_subscribers,
+    load_current,
+    open_context,
+)
 from orchestrator.ticking import enrol, run_batch
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -118,11 +127,12 @@ def _bare(subs: list[dict[str, Any]], key: VapidKey, origin: str) -> float:
         client.close()
 
 
-def _pipeline(
-    subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path, batch_size: int
-) -> float:
+def _world(
+    subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path
+) -> tuple[Context, CampaignLoad, Callable[[], None]]:
+    """A fresh database in `folder` with one subscriber per subscription, the bench campaign loaded."""
     graphs = folder / "graphs"
-    graphs.mkdir()
+    graphs.mkdir(parents=True)
     (graphs / "bench.yaml").write_text(CAMPAIGN, encoding="utf-8")
     people = folder / "people.jsonl"
     with people.open("w") as out:
@@ -146,14 +156,24 @@ def _pipeline(
     )
     delivery = WebPushDelivery(config)
     ctx = open_context(config, delivery=delivery)
+    import_subscribers(ctx, people)
+    load = load_current(ctx, graphs / "bench.yaml")
+    assert load.loaded is not None and load.loaded.campaign is not None
+
+    def close() -> None:
+        delivery.close()
+        ctx.engine.dispose()
+
+    return ctx, load, close
+
+
+def _pipeline(
+    subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path, batch_size: int
+) -> float:
+    ctx, load, close = _world(subs, key_path, origin, folder)
     try:
-        import_subscribers(ctx, people)
-        load = load_current(ctx, graphs / "bench.yaml")
-        assert (
-            load.loaded is not None
-            and load.loaded.campaign is not None
-            and load.version_id is not None
-        )
+        assert load.loaded is not None and load.loaded.campaign is not None
+        assert load.version_id is not None
         enrol(ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=T0)
         sent = 0
         started = time.perf_counter()
@@ -165,12 +185,16 @@ def _pipeline(
         assert sent == len(subs), f"{sent} of {len(subs)} delivered"
         return sent / elapsed
     finally:
-        delivery.close()
-        ctx.engine.dispose()
+        close()
 
 
 def bench(
-    *, sends: int = 5000, latency_ms: float = 25.0, naive_sends: int = 200, batch_size: int = 1000
+    *,
+    sends: int = 5000,
+    latency_ms: float = 25.0,
+    naive_sends: int = 200,
+    batch_size: int = 1000,
+    with_prefect: bool = True,
 ) -> dict[str, Any]:
     receiver = _ReceiverProcess(latency_ms)
     try:
@@ -182,7 +206,17 @@ def bench(
             key.save(key_path)
             naive = _naive(subs, str(key_path), min(naive_sends, sends))
             bare = _bare(subs, key, receiver.origin)
-            pipeline = _pipeline(subs, key_path, receiver.origin, folder, batch_size)
+            pipeline = _pipeline(subs, key_path, receiver.origin, folder / "pipeline", batch_size)
+            orchestrated: dict[str, Any] = {}
+            if with_prefect:
+                from flows.bench import prefect_leg
+
+                orchestrated = prefect_leg(
+                    lambda name: _world(subs, key_path, receiver.origin, folder / name),
+                    now=T0,
+                    batch_size=batch_size,
+                    expected=sends,
+                )
         stats = receiver.stats()
     finally:
         receiver.close()
@@ -194,6 +228,7 @@ def bench(
         "speedup_vs_naive": round(pipeline / naive, 1),
         "bare_sends_per_s": round(bare, 1),
         "pipeline_vs_bare": round(pipeline / bare, 2),
+        **orchestrated,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "receiver": {k: stats.get(k) for k in ("delivered", "decrypted")},
         "cpus": os.cpu_count(),

@@ -560,6 +560,18 @@ def deploy(
     raise typer.Exit(1 if result["refused"] else 0)
 
 
+def _quiet_prefect() -> None:
+    """Before prefect is imported: no run logs or telemetry on our terminal."""
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    # The first start of the ephemeral API migrates its database: more than the default 20 s
+    # on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
 @app.command()
 def demo(
     subscribers: Annotated[
@@ -569,11 +581,7 @@ def demo(
 ) -> None:
     """The main job on the example campaigns: Prefect walks synthetic subscribers through every
     flowchart on a fast-forward clock, sending real encrypted pushes to a local push service."""
-    import os
-
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    _quiet_prefect()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.demo import START, demo_flow, quiet_prefect
@@ -617,12 +625,18 @@ def demo(
 def bench(
     sends: Annotated[int, typer.Option("--sends", min=100, max=1_000_000)] = 5000,
     latency_ms: Annotated[float, typer.Option("--latency-ms", min=0)] = 25.0,
+    prefect: Annotated[
+        bool, typer.Option("--prefect/--no-prefect", help="also the tick through the Prefect flow")
+    ] = True,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Delivery throughput: naive pywebpush loop vs bare encrypt+POST vs the full tick pipeline."""
+    """Delivery throughput: naive pywebpush loop vs bare encrypt+POST vs the full tick pipeline,
+    and the same tick run directly and as the Prefect flow."""
+    if prefect:
+        _quiet_prefect()
     from orchestrator.bench import bench as run
 
-    _print_figures(run(sends=sends, latency_ms=latency_ms), as_json=as_json)
+    _print_figures(run(sends=sends, latency_ms=latency_ms, with_prefect=prefect), as_json=as_json)
 
 
 @app.command("bench-scale")

@@ -650,6 +650,33 @@ def _load_subcampaigns(
     return out
 
 
+_VALID: dict[Path, LoadedCampaign] = {}
+
+
+def load_unchanged(path: Path) -> LoadedCampaign:
+    """`load(path)`, reusing the last valid result while every file it read still reads the same.
+
+    A tick loads its campaign on every run; reading a few files back is far cheaper
+    than parsing and validating them again (which scheduled ticks would repeat
+    every few minutes)."""
+    key = path.resolve()
+    cached = _VALID.get(key)
+    if cached is not None:
+        try:
+            if all(read_text(src.path) == src.text for src in cached.sources):
+                return cached
+        except UnreadableFileError:
+            pass
+    loaded = load(path)
+    if loaded.ok:
+        if len(_VALID) >= 256:
+            _VALID.clear()
+        _VALID[key] = loaded
+    else:
+        _VALID.pop(key, None)
+    return loaded
+
+
 def load(path: Path, *, reader: Callable[[Path], str] | None = None) -> LoadedCampaign:
     """Load and validate one campaign file. Raises UnreadableFileError if it cannot be read.
 

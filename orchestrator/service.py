@@ -139,7 +139,7 @@ class CampaignLoad:
 def load_current(ctx: Context, path: Path) -> CampaignLoad:
     """Load a campaign file and register its content as a version (new content, new version)."""
     try:
-        loaded = loader.load(path)
+        loaded = loader.load_unchanged(path)
     except UnreadableFileError as exc:
         return CampaignLoad(path, None, None, str(exc))
     if not loaded.ok or loaded.campaign is None:

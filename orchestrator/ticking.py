@@ -349,6 +349,12 @@ class _Pending:
     payload: bytes = b""
 
 
+def work_due(ctx: Context, *, campaign: str, now: datetime) -> tuple[bool, bool]:
+    """(journeys are due, sends are due again) — lets the flow skip task runs with nothing to do."""
+    with ctx.session() as s:
+        return repo.work_due(s, campaign=campaign, now=now)
+
+
 def run_batch(
     ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
 ) -> BatchResult | None:

@@ -122,50 +122,72 @@ def _bin(name: str) -> str:
     return str(Path(sys.executable).parent / name)
 
 
-@pytest.fixture
-def project(tmp_path: Path, server: str) -> Iterator[tuple[dict[str, str], Receiver]]:
-    """A campaign, 30 subscribers on a local push service, and the environment a worker needs."""
+def _environment(
+    tmp_path: Path, server: str, receiver: Receiver, *, db: str, people: int
+) -> dict[str, str]:
+    """A campaign, `people` subscribers on the receiver, imported; the environment a worker needs."""
     graphs = tmp_path / "graphs"
     graphs.mkdir()
     (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
     key = VapidKey.generate()
     key.save(tmp_path / "vapid.pem")
-    with Receiver() as receiver:
-        people = tmp_path / "people.jsonl"
-        people.write_text(
-            "\n".join(
-                json.dumps(
-                    {
-                        "id": f"p{i}",
-                        "attributes": {"plan": "pro", "name": f"P{i}"},
-                        "subscription": receiver.subscribe(),
-                    }
-                )
-                for i in range(30)
+    lines = tmp_path / "people.jsonl"
+    lines.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": f"p{i}",
+                    "attributes": {"plan": "pro", "name": f"P{i}"},
+                    "subscription": receiver.subscribe(),
+                }
             )
-            + "\n"
+            for i in range(people)
         )
-        env = {
-            **os.environ,
-            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-            "PREFECT_API_URL": server,
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "CAMPAIGN_GRAPHS": str(graphs),
-            "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
-            "CAMPAIGN_VAPID_PRIVATE_KEY": str(tmp_path / "vapid.pem"),
-            "CAMPAIGN_VAPID_SUBJECT": "mailto:ops@example.com",
-            "CAMPAIGN_PUSH_ALLOWED_ORIGINS": receiver.origin,
-            "CAMPAIGN_SECRET": "s" * 32,
-        }
-        done = subprocess.run(
-            [_bin("campaign"), "subscribers", "import", str(people)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        + "\n"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "PREFECT_API_URL": server,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "CAMPAIGN_GRAPHS": str(graphs),
+        "CAMPAIGN_DB": db,
+        "CAMPAIGN_VAPID_PRIVATE_KEY": str(tmp_path / "vapid.pem"),
+        "CAMPAIGN_VAPID_SUBJECT": "mailto:ops@example.com",
+        "CAMPAIGN_PUSH_ALLOWED_ORIGINS": receiver.origin,
+        "CAMPAIGN_SECRET": "s" * 32,
+    }
+    done = subprocess.run(
+        [_bin("campaign"), "subscribers", "import", str(lines)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return env
+
+
+@pytest.fixture
+def project(tmp_path: Path, server: str) -> Iterator[tuple[dict[str, str], Receiver]]:
+    """30 subscribers in a SQLite file, on a local push service."""
+    with Receiver() as receiver:
+        yield (
+            _environment(
+                tmp_path, server, receiver, db=f"sqlite:///{tmp_path / 'c.db'}", people=30
+            ),
+            receiver,
         )
-        assert done.returncode == 0, done.stderr[-2000:]
-        yield env, receiver
+
+
+def _wait_for(api: httpx.Client, run_id: str, log: Path, *, seconds: float = 180) -> None:
+    state: dict[str, object] = {}
+    for _ in range(int(seconds * 2)):
+        state = api.get(f"/flow_runs/{run_id}").json()["state"]
+        if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
+            break
+        time.sleep(0.5)
+    assert state.get("type") == "COMPLETED", (state, log.read_text()[-4000:])
 
 
 def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
@@ -207,13 +229,7 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
             stderr=subprocess.STDOUT,
         )
     try:
-        state: dict[str, object] = {}
-        for _ in range(360):
-            state = api.get(f"/flow_runs/{run['id']}").json()["state"]
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(0.5)
-        assert state.get("type") == "COMPLETED", (state, log.read_text()[-4000:])
+        _wait_for(api, run["id"], log)
     finally:
         worker.terminate()
         worker.wait(timeout=30)
@@ -299,14 +315,120 @@ def test_campaign_deploy_serve_runs_the_deployment_in_process(
         run = api.post(
             f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"now": T0}}
         ).json()
-        state: dict[str, object] = {}
-        for _ in range(360):
-            state = api.get(f"/flow_runs/{run['id']}").json()["state"]
-            if state["type"] in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED"):
-                break
-            time.sleep(0.5)
-        assert state.get("type") == "COMPLETED", (state, log.read_text()[-4000:])
+        _wait_for(api, run["id"], log)
     finally:
         served.terminate()
         served.wait(timeout=30)
     assert len(receiver.received()) == 30
+
+
+def test_two_workers_ticking_one_campaign_at_once_on_postgresql_send_each_step_once(
+    tmp_path: Path, server: str, pg_url: str
+) -> None:
+    """Scale-out (docs/scale-out.md): two `prefect worker` processes on one pool, one PostgreSQL.
+
+    The deployment here has no concurrency limit, so two runs of the same tick overlap on
+    purpose; FOR UPDATE SKIP LOCKED and the ledger's unique (journey, step) must keep every
+    due notification to exactly one send."""
+    from sqlalchemy import create_engine, text
+
+    people, pool = 1500, "campaign-scale-pool"
+    with Receiver(latency_ms=40) as receiver:
+        env = _environment(tmp_path, server, receiver, db=pg_url, people=people)
+        api = httpx.Client(base_url=server, timeout=30)
+        created = subprocess.run(
+            [_bin("prefect"), "work-pool", "create", pool, "--type", "process", "--overwrite"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert created.returncode == 0, created.stderr[-2000:]
+        flow_id = api.post("/flows/", json={"name": "campaign-tick"}).json()["id"]
+        deployment = api.post(
+            "/deployments/",
+            json={
+                "name": "tick-launch-unlimited",
+                "flow_id": flow_id,
+                "entrypoint": "flows.tick.tick_flow",
+                "work_pool_name": pool,
+                "parameters": {"campaign": "launch", "batch_size": 25},
+            },
+        ).json()
+        log = tmp_path / "workers.log"
+        env = {**env, "PREFECT_WORKER_QUERY_SECONDS": "1"}
+        with log.open("wb") as out:
+            workers = [
+                subprocess.Popen(
+                    [
+                        *(_bin("prefect"), "worker", "start", "--pool", pool),
+                        *("--type", "process", "--limit", "1", "--name", f"worker-{n}"),
+                    ],
+                    env=env,
+                    cwd=tmp_path,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+                for n in (1, 2)
+            ]
+        try:
+            for _ in range(240):  # both workers polling before there is work to take
+                online = api.post(f"/work_pools/{pool}/workers/filter", json={}).json()
+                if len(online) == 2:
+                    break
+                time.sleep(0.5)
+            runs = [
+                api.post(
+                    f"/deployments/{deployment['id']}/create_flow_run",
+                    json={"parameters": {"now": T0}},
+                ).json()
+                for _ in range(2)
+            ]
+            for run in runs:
+                _wait_for(api, run["id"], log, seconds=300)
+        finally:
+            for worker in workers:
+                worker.terminate()
+            for worker in workers:
+                worker.wait(timeout=30)
+        finished = [api.get(f"/flow_runs/{run['id']}").json() for run in runs]
+        stats = receiver.stats()
+        endpoints = {m.endpoint for m in receiver.received()}
+
+    # The two runs were on different workers and overlapped in time.
+    assert len({f["infrastructure_pid"] for f in finished}) == 2
+    first, second = sorted(finished, key=lambda f: f["start_time"])
+    assert second["start_time"] < first["end_time"], (first["start_time"], first["end_time"])
+    # Every subscriber got the first notification exactly once.
+    assert stats["requests"] == people and stats["delivered"] == people
+    assert len(endpoints) == people
+    engine = create_engine(pg_url)
+    with engine.connect() as c:
+        sends, distinct = c.execute(
+            text("SELECT count(*), count(DISTINCT (journey_id, step)) FROM send")
+        ).one()
+        journeys = c.execute(
+            text("SELECT count(*), count(DISTINCT subscriber_id) FROM journey")
+        ).one()
+        outcomes = dict(
+            c.execute(text("SELECT outcome, count(*) FROM send GROUP BY outcome")).all()
+        )
+    engine.dispose()
+    assert (sends, distinct) == (people, people)
+    assert tuple(journeys) == (people, people)
+    assert outcomes == {"delivered": people}
+    # Both runs did part of the work: each logged its share, and the shares add up.
+    shares = []
+    for run in runs:  # each run's own "what this tick did" artifact
+        (tick,) = api.post(
+            "/artifacts/filter",
+            json={
+                "artifacts": {
+                    "flow_run_id": {"any_": [run["id"]]},
+                    "key": {"any_": ["launch-tick"]},
+                }
+            },
+        ).json()
+        rows = json.loads(tick["data"]) if isinstance(tick["data"], str) else tick["data"]
+        shares.append(int(rows[0]["sends"]))
+    assert len(shares) == 2 and sum(shares) == people and min(shares) > 0, shares

@@ -327,6 +327,27 @@ def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> 
     return list(session.execute(stmt).all())
 
 
+def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, bool]:
+    """(a journey is due, a send is due again): two index probes, nothing locked or read."""
+    journeys = Journey.__table__  # type: ignore[attr-defined]
+    sends = Send.__table__  # type: ignore[attr-defined]
+    journey = session.execute(
+        select(journeys.c.id)
+        .where(journeys.c.campaign == campaign, journeys.c.claim_at <= now)
+        .limit(1)
+    ).first()
+    again = session.execute(
+        select(sends.c.id)
+        .where(
+            sends.c.campaign == campaign,
+            sends.c.retry_at <= now,
+            sends.c.outcome.in_(("claimed", "retry")),
+        )
+        .limit(1)
+    ).first()
+    return journey is not None, again is not None
+
+
 def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
     """Sends due to go out again (a retry, or a claim whose process never wrote an outcome)."""
     table = Send.__table__  # type: ignore[attr-defined]
