@@ -663,6 +663,36 @@ def _print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
         typer.echo(f"{key:>{width}}: {value}")
 
 
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
+) -> None:
+    """The HTTP service and dashboard (FastAPI; OpenAPI at /docs)."""
+    import uvicorn
+
+    from orchestrator.config import load_config
+
+    config = load_config()
+    if not (config.dashboard_password or config.api_key):
+        typer.echo(
+            "note: no CAMPAIGN_DASHBOARD_PASSWORD or CAMPAIGN_API_KEY: the dashboard and "
+            "POST /api/events stay closed until one is set",
+            err=True,
+        )
+    typer.echo(f"campaign-flow on http://{host}:{port} (dashboard /, API docs /docs)", err=True)
+    uvicorn.run(
+        "orchestrator.web:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        proxy_headers=True,
+    )
+
+
 vapid_app = typer.Typer(help="The VAPID key pair that signs every push.", no_args_is_help=True)
 app.add_typer(vapid_app, name="vapid")
 

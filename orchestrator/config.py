@@ -27,6 +27,9 @@ class Config:
     api_key: str | None = None
     public_url: str = "http://127.0.0.1:8000"
     audit_log: Path | None = None
+    # attributes a subscriber may correct on their own profile page
+    profile_editable: tuple[str, ...] = ("first_name", "name", "city", "language")
+    dashboard_password: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -57,4 +60,10 @@ def load_config(env: dict[str, str] | None = None, *, dotenv: Path | None = Path
         api_key=get("CAMPAIGN_API_KEY"),
         public_url=(get("CAMPAIGN_PUBLIC_URL") or Config.public_url).rstrip("/"),
         audit_log=Path(audit) if audit else None,
+        profile_editable=(
+            tuple(a.strip() for a in editable.split(",") if a.strip())
+            if (editable := get("CAMPAIGN_PROFILE_EDITABLE")) is not None
+            else Config.profile_editable
+        ),
+        dashboard_password=get("CAMPAIGN_DASHBOARD_PASSWORD"),
     )

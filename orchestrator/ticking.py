@@ -397,6 +397,7 @@ def _advance_rows(
     trace: list[tuple[Row[Any], list[Action]]] = []
     pending: list[_Pending] = []
     updates: dict[int, dict[str, Any]] = {}
+    converted: list[dict[str, Any]] = []
     for row in rows:
         c = campaigns[row.version_id]
         view = journeys.subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, has_sub)
@@ -422,12 +423,18 @@ def _advance_rows(
                 pending.append(_Pending(row, c, action.node, node, action.step, state))
                 recent.setdefault(row.subscriber_id, []).append(now)
         updates[row.id] = journeys.changes(state)
+        converted.extend(
+            {"id": row.last_send_id, "converted_at": a.at}
+            for a in actions
+            if a.type == "convert" and row.last_send_id is not None
+        )
         journeys.count(actions, counts)
         trace.append((row, actions))
     requests = _claim_sends(
         ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace, updates=updates
     )
     repo.update_by_id(s, Journey, [{"id": jid, **values} for jid, values in updates.items()])
+    repo.update_by_id(s, Send, converted)
     return requests, counts, trace
 
 
@@ -535,7 +542,9 @@ def _claim_sends(
             )
             continue
         updates[p.row.id]["last_send_id"] = p.send_id
-        stored.append({"id": p.send_id, "payload": p.payload.decode()})
+        stored.append(
+            {"id": p.send_id, "payload": p.payload.decode(), "target_url": rendered.get("url")}
+        )
         settings = p.campaign.settings
         requests.append(
             SendRequest(

@@ -144,6 +144,8 @@ class Send(SQLModel, table=True):
     detail: str | None = Field(default=None, max_length=1024)
     finished_at: datetime | None = None
     payload: str | None = None  # the notification JSON, so a retry sends exactly the same message
+    target_url: str | None = Field(default=None, max_length=2048)  # where its click link leads
+    converted_at: datetime | None = None  # the conversion credited to this send
     attempts: int = 0
     retry_at: datetime | None = None  # when an unfinished send (crash, 5xx, 429) goes out again
 

@@ -1,0 +1,336 @@
+"""The figures the dashboard draws: per node, per A/B arm, holdout lift, and the seed's metrics.
+
+All counting happens in the database (GROUP BY queries); Python only shapes
+the rows. A/B arms are compared with a two-proportion z-test on conversions
+per send; holdout lift compares the goal rate of treated and held-out journeys
+over the same span.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, select
+from sqlmodel import col
+
+from orchestrator import loader
+from orchestrator.service import Context, status
+from orchestrator.spec import Campaign, SplitNode
+from orchestrator.store import segments as segment_sql
+from orchestrator.store.models import Event, Journey, Send, Subscriber
+
+DAYS = 30
+
+
+@dataclass
+class CampaignSummary:
+    id: str
+    title: str
+    path: str
+    problem: str | None = None
+    journeys: int = 0
+    in_flight: int = 0
+    sent: int = 0
+    delivered: int = 0
+    converted: int = 0
+
+    @property
+    def conversion_rate(self) -> float | None:
+        return self.converted / self.sent if self.sent else None
+
+
+@dataclass
+class ArmFigures:
+    split: str
+    arm: str
+    share: float
+    journeys: int
+    sends: int
+    conversions: int
+
+    @property
+    def rate(self) -> float | None:
+        return self.conversions / self.sends if self.sends else None
+
+
+@dataclass
+class SplitTest:
+    split: str
+    arms: list[ArmFigures]
+    p_value: float | None  # two-proportion z-test between the two largest arms
+    leader: str | None
+
+    @property
+    def significant(self) -> bool:
+        return self.p_value is not None and self.p_value < 0.05
+
+
+@dataclass
+class Holdout:
+    treated: int
+    treated_converted: int
+    held_out: int
+    held_out_converted: int
+
+    @property
+    def lift(self) -> float | None:
+        if not self.held_out or not self.treated or not self.held_out_converted:
+            return None
+        base = self.held_out_converted / self.held_out
+        return (self.treated_converted / self.treated - base) / base
+
+
+@dataclass
+class CampaignDetail:
+    campaign: Campaign
+    figures: dict[str, Any]
+    nodes: list[dict[str, Any]] = field(default_factory=list)
+    tests: list[SplitTest] = field(default_factory=list)
+    holdout: Holdout | None = None
+    daily: list[tuple[date, int, int]] = field(default_factory=list)  # day, sends, converted
+
+
+def campaigns(ctx: Context) -> list[CampaignSummary]:
+    out = []
+    for path in loader.campaign_files([ctx.config.graphs]):
+        try:
+            loaded = loader.load_unchanged(path)
+        except Exception as exc:  # unreadable: shown on the list, not a 500
+            out.append(CampaignSummary(path.stem, path.stem, str(path), problem=str(exc)))
+            continue
+        if loaded.campaign is None or not loaded.ok:
+            first = next((d.format() for d in loaded.errors), "does not validate")
+            out.append(CampaignSummary(path.stem, path.stem, str(path), problem=first))
+            continue
+        c = loaded.campaign
+        figures = status(ctx, c.campaign)
+        phases = figures["journeys"]
+        sends = figures["sends"]
+        converted = sum(m.get("converted", 0) for m in figures["nodes"].values())
+        out.append(
+            CampaignSummary(
+                c.campaign,
+                c.title,
+                str(path),
+                journeys=sum(phases.values()),
+                in_flight=sum(n for p, n in phases.items() if p != "ended"),
+                sent=sum(n for o, n in sends.items() if o != "skipped"),
+                delivered=sends.get("delivered", 0),
+                converted=converted,
+            )
+        )
+    return out
+
+
+def campaign_detail(ctx: Context, campaign: Campaign, *, now: datetime) -> CampaignDetail:
+    figures = status(ctx, campaign.campaign)
+    detail = CampaignDetail(campaign, figures)
+    for node_id, node in campaign.all_nodes().items():
+        m = figures["nodes"].get(node_id, {})
+        sent, converted = m.get("sent", 0), m.get("converted", 0)
+        detail.nodes.append(
+            {
+                "node": node_id,
+                "kind": type(node).__name__.removesuffix("Node").lower(),
+                "entered": m.get("entered", 0),
+                "sent": sent,
+                "delivered": m.get("delivered", 0),
+                "converted": converted,
+                "no_convert": m.get("no_convert", 0),
+                "deferred": m.get("deferred", 0),
+                "rate": converted / sent if sent else None,
+            }
+        )
+    detail.tests = _split_tests(ctx, campaign)
+    detail.holdout = _holdout(ctx, campaign, now=now)
+    detail.daily = _daily(ctx, campaign.campaign, now=now)
+    return detail
+
+
+def _split_tests(ctx: Context, campaign: Campaign) -> list[SplitTest]:
+    splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
+    if not splits:
+        return []
+    with ctx.session() as s:
+        rows = s.execute(
+            select(
+                col(Journey.arm),
+                func.count(func.distinct(col(Journey.id))),
+                func.count(col(Send.id)),
+                func.count(col(Send.converted_at)),
+            )
+            .select_from(Journey)
+            .outerjoin(
+                Send,
+                and_(col(Send.journey_id) == col(Journey.id), col(Send.outcome) != "skipped"),
+            )
+            .where(col(Journey.campaign) == campaign.campaign, col(Journey.arm).is_not(None))
+            .group_by(col(Journey.arm))
+        ).all()
+    by_arm = {str(arm): (int(j), int(sn), int(cv)) for arm, j, sn, cv in rows}
+    tests = []
+    for split_id, node in splits.items():
+        total = float(sum(_weight(w) for w in node.split.values())) or 1.0
+        arms = []
+        for key, weight in node.split.items():
+            j, sn, cv = by_arm.get(str(key), (0, 0, 0))
+            arms.append(ArmFigures(split_id, str(key), _weight(weight) / total, j, sn, cv))
+        ranked = sorted(arms, key=lambda a: a.sends, reverse=True)[:2]
+        p = _two_proportion_p(ranked[0], ranked[1]) if len(ranked) == 2 else None
+        leader = max(arms, key=lambda a: a.rate or 0.0).arm if any(a.sends for a in arms) else None
+        tests.append(SplitTest(split_id, arms, p, leader))
+    return tests
+
+
+def _weight(value: Any) -> float:
+    """A split weight: a number, or a percentage text like "50%"."""
+    if isinstance(value, str):
+        return float(value.rstrip("%"))
+    return float(value)
+
+
+def _two_proportion_p(a: ArmFigures, b: ArmFigures) -> float | None:
+    """Two-sided p-value of a two-proportion z-test (conversions per send)."""
+    if a.sends < 1 or b.sends < 1:
+        return None
+    pooled = (a.conversions + b.conversions) / (a.sends + b.sends)
+    se = math.sqrt(pooled * (1 - pooled) * (1 / a.sends + 1 / b.sends))
+    if se == 0:
+        return None
+    z = (a.conversions / a.sends - b.conversions / b.sends) / se
+    return math.erfc(abs(z) / math.sqrt(2))
+
+
+def _holdout(ctx: Context, campaign: Campaign, *, now: datetime) -> Holdout | None:
+    """Journeys that reached the goal event while in the campaign: treated against held out."""
+    if not campaign.settings.holdout:
+        return None
+    goal = campaign.goal
+    name = "click" if goal == "click" else goal
+    reached = exists().where(
+        col(Event.subscriber_id) == col(Journey.subscriber_id),
+        col(Event.name) == name,
+        col(Event.at) >= col(Journey.entered_at),
+        col(Event.at) <= func.coalesce(col(Journey.ended_at), now),
+    )
+    with ctx.session() as s:
+        rows = s.execute(
+            select(
+                col(Journey.holdout),
+                func.count(),
+                func.sum(case((reached, 1), else_=0)),
+            )
+            .where(col(Journey.campaign) == campaign.campaign)
+            .group_by(col(Journey.holdout))
+        ).all()
+    by = {bool(h): (int(n), int(c or 0)) for h, n, c in rows}
+    treated, held = by.get(False, (0, 0)), by.get(True, (0, 0))
+    return Holdout(treated[0], treated[1], held[0], held[1])
+
+
+def _daily(ctx: Context, campaign: str | None, *, now: datetime) -> list[tuple[date, int, int]]:
+    """Sends and the conversions credited to them, by the day they were sent (last 30 days)."""
+    since = now - timedelta(days=DAYS)
+    day = func.date(col(Send.claimed_at))
+    conditions = [col(Send.claimed_at) >= since, col(Send.outcome) != "skipped"]
+    if campaign is not None:
+        conditions.append(col(Send.campaign) == campaign)
+    with ctx.session() as s:
+        rows = s.execute(
+            select(day, func.count(), func.count(col(Send.converted_at)))
+            .where(*conditions)
+            .group_by(day)
+            .order_by(day)
+        ).all()
+    return [(_as_date(d), int(n), int(c)) for d, n, c in rows]
+
+
+def _as_date(value: Any) -> date:
+    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+
+
+# ------------------------------------------------------------------ the seed's short-term metrics
+
+
+@dataclass
+class Metrics:
+    opt_ins: list[tuple[date, int]]
+    opt_outs: list[tuple[date, int]]
+    daily: list[tuple[date, int, int]]
+    per_week: list[tuple[str, int]]  # sends per subscriber in the last 7 days: bucket, subscribers
+    quiet_segments: list[tuple[str, str, int]]  # campaign, segment, members (none notified in 7 d)
+
+
+def metrics(ctx: Context, *, now: datetime) -> Metrics:
+    since = now - timedelta(days=DAYS)
+    day = func.date(col(Event.at))
+    with ctx.session() as s:
+        rows = s.execute(
+            select(col(Event.name), day, func.count())
+            .where(col(Event.name).in_(("subscribed", "unsubscribed")), col(Event.at) >= since)
+            .group_by(col(Event.name), day)
+            .order_by(day)
+        ).all()
+        week = now - timedelta(days=7)
+        per_subscriber = (
+            select(col(Send.subscriber_id), func.count().label("n"))
+            .where(col(Send.claimed_at) >= week, col(Send.outcome) != "skipped")
+            .group_by(col(Send.subscriber_id))
+            .subquery()
+        )
+        counts = s.execute(
+            select(per_subscriber.c.n, func.count()).group_by(per_subscriber.c.n)
+        ).all()
+        active = s.execute(
+            select(func.count()).select_from(Subscriber).where(col(Subscriber.status) == "active")
+        ).scalar_one()
+    opt_ins = [(_as_date(d), int(n)) for name, d, n in rows if name == "subscribed"]
+    opt_outs = [(_as_date(d), int(n)) for name, d, n in rows if name == "unsubscribed"]
+    buckets: Counter[str] = Counter()
+    notified = 0
+    for n, subscribers in counts:
+        buckets["5+" if n >= 5 else str(n)] += int(subscribers)
+        notified += int(subscribers)
+    buckets["0"] = max(int(active) - notified, 0)
+    per_week = [(b, buckets.get(b, 0)) for b in ("0", "1", "2", "3", "4", "5+")]
+    return Metrics(
+        opt_ins, opt_outs, _daily(ctx, None, now=now), per_week, _quiet_segments(ctx, now=now)
+    )
+
+
+def _quiet_segments(ctx: Context, *, now: datetime) -> list[tuple[str, str, int]]:
+    """Segments with members of whom none got a notification in the last 7 days."""
+    week = now - timedelta(days=7)
+    out = []
+    for path in loader.campaign_files([ctx.config.graphs]):
+        try:
+            loaded = loader.load_unchanged(path)
+        except Exception:
+            continue
+        if loaded.campaign is None or not loaded.ok:
+            continue
+        c = loaded.campaign
+        with ctx.session() as s:
+            dialect = s.get_bind().dialect.name
+            for name in c.segments:
+                members = segment_sql.members_query(
+                    name, segments=c.segments, dialect=dialect
+                ).subquery()
+                notified = exists().where(
+                    col(Send.subscriber_id) == members.c.id,
+                    col(Send.claimed_at) >= week,
+                    col(Send.outcome) != "skipped",
+                )
+                with segment_sql.as_of(now):
+                    total, reached = s.execute(
+                        select(func.count(), func.sum(case((notified, 1), else_=0))).select_from(
+                            members
+                        )
+                    ).one()
+                if total and not reached:
+                    out.append((c.campaign, name, int(total)))
+    return out

@@ -1,0 +1,39 @@
+"""`campaign serve`: the HTTP service (FastAPI, OpenAPI at /docs) and the dashboard.
+
+- `visitors`: what a website and its visitors call — subscriptions, the click
+  link, the subscriber's own profile page, the service worker and snippet;
+- `api`: `POST /api/events` for the site's backend (bearer `CAMPAIGN_API_KEY`);
+- `dashboard`: the campaign author's pages, behind a login.
+
+Thin over `orchestrator.visitors`, `orchestrator.service` and `orchestrator.insights`.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from orchestrator.records import RecordError
+from orchestrator.service import Context, open_context
+from orchestrator.web import api, dashboard, site
+from orchestrator.web.common import STATE_KEY
+
+
+def create_app(ctx: Context | None = None) -> FastAPI:
+    """The app over `ctx` (default: a context from the environment, opened at start-up)."""
+    app = FastAPI(
+        title="campaign-flow",
+        version="0.1.0",
+        description="Push-notification campaigns drawn as flowcharts: subscriptions, "
+        "events, click links, subscriber profiles and the campaign dashboard.",
+    )
+    setattr(app.state, STATE_KEY, ctx if ctx is not None else open_context())
+
+    @app.exception_handler(RecordError)
+    async def _bad_record(request: Request, exc: RecordError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    app.include_router(site.router)
+    app.include_router(api.router)
+    app.include_router(dashboard.router)
+    return app

@@ -1,0 +1,202 @@
+"""The campaign author's pages: campaign list with the seed's metrics, and each campaign's flowchart."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from orchestrator import insights, loader
+from orchestrator.render import to_svg
+from orchestrator.service import drawing_counts
+from orchestrator.web import charts
+from orchestrator.web.common import (
+    SESSION_COOKIE,
+    SESSION_HOURS,
+    context,
+    now,
+    passwords,
+    session_cookie,
+    session_valid,
+    templates,
+)
+
+router = APIRouter(include_in_schema=False)
+
+
+def _logged_in(request: Request) -> bool:
+    return session_valid(context(request), request.cookies.get(SESSION_COOKIE))
+
+
+def _login_redirect(request: Request) -> RedirectResponse:
+    target = request.url.path
+    return RedirectResponse(f"/login?next={target}", status_code=303)
+
+
+def _safe_next(value: str | None) -> str:
+    """Only a path on this site: never `//host` or `https://…` (no open redirect after login)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+@router.get("/login")
+def login_page(request: Request, next: str | None = None, failed: int = 0) -> HTMLResponse:
+    configured = bool(passwords(context(request)))
+    html = templates.get_template("login.html").render(
+        configured=configured, next=_safe_next(next), failed=bool(failed)
+    )
+    return HTMLResponse(html, status_code=200 if configured else 503)
+
+
+@router.post("/login")
+async def login(request: Request) -> Response:
+    ctx = context(request)
+    form = await request.form()
+    given = str(form.get("password", ""))
+    target = _safe_next(str(form.get("next", "/")))
+    if not any(hmac.compare_digest(given, p) for p in passwords(ctx)):
+        return RedirectResponse(f"/login?failed=1&next={target}", status_code=303)
+    response = RedirectResponse(target, status_code=303)
+    response.set_cookie(
+        SESSION_COOKIE,
+        session_cookie(ctx),
+        max_age=SESSION_HOURS * 3600,
+        httponly=True,
+        samesite="lax",
+        secure=ctx.config.public_url.startswith("https://"),
+    )
+    return response
+
+
+@router.post("/logout")
+def logout() -> Response:
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE)
+    return response
+
+
+@router.get("/", response_model=None)
+def index(request: Request) -> Response:
+    if not _logged_in(request):
+        return _login_redirect(request)
+    ctx = context(request)
+    moment = now()
+    figures = insights.metrics(ctx, now=moment)
+    days = sorted({d for d, _ in figures.opt_ins} | {d for d, _ in figures.opt_outs})
+    ins, outs = dict(figures.opt_ins), dict(figures.opt_outs)
+    sent_days = [d for d, _, _ in figures.daily]
+    rendered = {
+        "optins": charts.lines(
+            "Opt-ins and opt-outs per day",
+            days,
+            {"opt-ins": [ins.get(d, 0) for d in days], "opt-outs": [outs.get(d, 0) for d in days]},
+            empty="nobody subscribed or unsubscribed in the last 30 days",
+        ),
+        "conversion": charts.lines(
+            "Conversion rate of sends, by day sent",
+            sent_days,
+            {"converted / sent": [c / n if n else 0.0 for _, n, c in figures.daily]},
+            percent=True,
+            empty="nothing sent in the last 30 days",
+        ),
+        "per_week": charts.bars(
+            "Subscribers by notifications received in the last 7 days",
+            figures.per_week,
+            empty="no active subscribers",
+        ),
+        "sends": charts.bars(
+            "Notifications sent per day",
+            [(d.strftime("%d %b"), float(n)) for d, n, _ in figures.daily],
+            empty="nothing sent in the last 30 days",
+        ),
+    }
+    html = templates.get_template("index.html").render(
+        campaigns=insights.campaigns(ctx),
+        charts=rendered,
+        quiet=figures.quiet_segments,
+        graphs=ctx.config.graphs,
+    )
+    return HTMLResponse(html)
+
+
+def _campaign(request: Request, campaign_id: str) -> Any:
+    ctx = context(request)
+    for path in loader.campaign_files([ctx.config.graphs]):
+        if path.stem != campaign_id:
+            continue
+        loaded = loader.load_unchanged(path)
+        if loaded.ok and loaded.campaign is not None:
+            return loaded.campaign
+    return None
+
+
+@router.get("/campaigns/{campaign_id}", response_model=None)
+def campaign_page(request: Request, campaign_id: str) -> Response:
+    if not _logged_in(request):
+        return _login_redirect(request)
+    ctx = context(request)
+    campaign = _campaign(request, campaign_id)
+    if campaign is None:
+        html = templates.get_template("message.html").render(
+            heading="No such campaign",
+            text=f"There is no valid campaign file {campaign_id}.yaml in {ctx.config.graphs}.",
+        )
+        return HTMLResponse(html, status_code=404)
+    detail = insights.campaign_detail(ctx, campaign, now=now())
+    phases = detail.figures["journeys"]
+    sends = detail.figures["sends"]
+    sent = sum(n for o, n in sends.items() if o != "skipped")
+    converted = sum(n["converted"] for n in detail.nodes)
+    totals = {
+        "journeys": sum(phases.values()),
+        "in_flight": sum(n for p, n in phases.items() if p != "ended"),
+        "sent": sent,
+        "delivered": sends.get("delivered", 0),
+        "converted": converted,
+        "rate": converted / sent if sent else None,
+    }
+    days = [d for d, _, _ in detail.daily]
+    html = templates.get_template("campaign.html").render(
+        c=campaign,
+        totals=totals,
+        svg=to_svg(campaign, counts=drawing_counts(ctx, campaign)),
+        nodes=detail.nodes,
+        tests=detail.tests,
+        holdout=detail.holdout,
+        exits=sorted(detail.figures["exits"].items(), key=lambda kv: -kv[1]),
+        daily_chart=charts.bars(
+            "Sends per day",
+            [(d.strftime("%d %b"), float(n)) for d, n, _ in detail.daily],
+            empty="nothing sent in the last 30 days",
+        ),
+        rate_chart=charts.lines(
+            "Conversion rate by day sent",
+            days,
+            {"converted / sent": [c / n if n else 0.0 for _, n, c in detail.daily]},
+            percent=True,
+            empty="nothing sent in the last 30 days",
+        ),
+    )
+    return HTMLResponse(html)
+
+
+@router.get("/campaigns/{campaign_id}/flowchart.svg", response_model=None)
+def flowchart(request: Request, campaign_id: str) -> Response:
+    if not _logged_in(request):
+        return _login_redirect(request)
+    campaign = _campaign(request, campaign_id)
+    if campaign is None:
+        return Response("no such campaign", status_code=404, media_type="text/plain")
+    svg = to_svg(campaign, counts=drawing_counts(context(request), campaign))
+    return Response(svg, media_type="image/svg+xml")
+
+
+@router.get("/try")
+def try_page(request: Request) -> Response:
+    if not _logged_in(request):
+        return _login_redirect(request)
+    html = templates.get_template("try.html").render(public_url=context(request).config.public_url)
+    return HTMLResponse(html)

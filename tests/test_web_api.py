@@ -1,0 +1,410 @@
+"""The HTTP service against the real app and a real database (SQLite file and PostgreSQL)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from orchestrator import tokens
+from orchestrator.config import Config
+from orchestrator.delivery import RecordingDelivery
+from orchestrator.push.vapid import VapidKey
+from orchestrator.service import Context, open_context
+from orchestrator.store.models import Event, Journey, PushSubscription, Send, Subscriber
+from orchestrator.ticking import tick
+from orchestrator.web import create_app
+from tests.test_ticking import _key
+
+CAMPAIGN = """
+campaign: launch
+title: Launch
+goal: click
+settings: {spacing: 1h, window: 1d, followup_cap: 1}
+segments:
+  pros: {match: {attr: plan, eq: pro}}
+  stargazers: {match: {tag: "topic:space"}}
+subcampaigns:
+  pros:
+    segment: pros
+    start: hello
+    nodes:
+      hello:
+        notification:
+          title: "Hi {{ subscriber.attributes.first_name }}"
+          url: "https://example.com/pro?who={{ subscriber.id }}"
+          actions:
+            - {action: docs, title: Read the docs, url: "https://example.com/docs"}
+        on_convert: thanks
+        on_no_convert: {to: again, delay: 1h}
+      again: {notification: {title: Again, url: "https://example.com/b"}}
+      thanks: {notification: {title: Thanks}}
+"""
+API_KEY = "k" * 40
+PASSWORD = "correct horse battery staple"
+ORIGIN = "https://fcm.googleapis.com"
+
+
+@dataclass
+class World:
+    client: TestClient
+    ctx: Context
+    delivery: RecordingDelivery
+
+
+@pytest.fixture
+def world(tmp_path: Path, db_url: str) -> Iterator[World]:
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    key_path = tmp_path / "vapid.pem"
+    VapidKey.generate().save(key_path)
+    config = Config(
+        db=db_url,
+        graphs=graphs,
+        api_key=API_KEY,
+        dashboard_password=PASSWORD,
+        vapid_private_key=str(key_path),
+        public_url="https://push.example.com",
+    )
+    delivery = RecordingDelivery()
+    ctx = open_context(config, delivery=delivery)
+    with TestClient(
+        create_app(ctx), base_url="https://testserver", follow_redirects=False
+    ) as client:
+        yield World(client, ctx, delivery)
+    ctx.engine.dispose()
+
+
+def _subscription(name: str = "a") -> dict[str, object]:
+    return {
+        "endpoint": f"{ORIGIN}/fcm/send/{name}",
+        "expirationTime": None,
+        "keys": {
+            "p256dh": _key(),
+            "auth": base64.urlsafe_b64encode(b"0123456789abcdef").decode().rstrip("="),
+        },
+    }
+
+
+def _count(ctx: Context, model: type) -> int:
+    with ctx.session() as s:
+        return int(s.execute(select(func.count()).select_from(model)).scalar_one())
+
+
+def _subscribe(w: World, **extra: object) -> dict[str, object]:
+    body = {"subscription": _subscription(str(extra.pop("name", "a"))), **extra}
+    answer = w.client.post("/api/subscriptions", json=body)
+    assert answer.status_code in (200, 201), answer.text
+    return dict(answer.json())
+
+
+# ------------------------------------------------------------------ subscriptions
+
+
+def test_subscribing_stores_the_subscriber_once_and_again_is_a_no_op(world: World) -> None:
+    body = {
+        "subscription": _subscription(),
+        "timezone": "Europe/Berlin",
+        "attributes": {"plan": "pro", "first_name": "Ana"},
+        "tags": ["topic:space"],
+    }
+    first = world.client.post("/api/subscriptions", json=body)
+    assert first.status_code == 201, first.text
+    again = world.client.post("/api/subscriptions", json={"subscription": body["subscription"]})
+    assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
+    assert first.json()["profile_url"].startswith("https://push.example.com/me/")
+    assert _count(world.ctx, Subscriber) == 1 and _count(world.ctx, PushSubscription) == 1
+    with world.ctx.session() as s:
+        sub = s.get(Subscriber, first.json()["id"])
+        assert sub is not None
+        # left out on the second call: kept, not wiped
+        assert (sub.timezone, sub.attributes, sub.tags) == (
+            "Europe/Berlin",
+            {"plan": "pro", "first_name": "Ana"},
+            ["topic:space"],
+        )
+        opt_ins = s.execute(select(Event).where(Event.name == "subscribed")).scalars().all()
+    assert len(opt_ins) == 1
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"endpoint": "http://fcm.googleapis.com/fcm/send/x"}, "not an allowed push service"),
+        ({"endpoint": "https://10.0.0.1/push/x"}, "not an allowed push service"),
+        ({"keys": {"p256dh": "AAAA", "auth": "MDEyMzQ1Njc4OWFiY2RlZg"}}, "P-256"),
+        ({"keys": {"p256dh": _key(), "auth": "MDEyMzQ1Njc4OWFiY2Rl"}}, "16 bytes"),
+        ({"endpoint": None}, "endpoint: missing"),
+    ],
+)
+def test_a_bad_subscription_is_refused_with_the_reason_and_nothing_stored(
+    world: World, change: dict[str, object], expected: str
+) -> None:
+    sub = {**_subscription(), **change}
+    answer = world.client.post("/api/subscriptions", json={"subscription": sub})
+    assert answer.status_code == 422 and expected in answer.json()["detail"], answer.text
+    assert _count(world.ctx, Subscriber) == 0
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"{not json", "not JSON"),
+        (b"", "empty"),
+        (b"[1, 2]", "expected a JSON object"),
+        (json.dumps({"subscription": {}, "colour": "red"}).encode(), "unknown field(s): colour"),
+        (
+            json.dumps({"subscription": _subscription(), "timezone": "Mars/Olympus"}).encode(),
+            "timezone",
+        ),
+        (
+            json.dumps({"subscription": _subscription(), "id": "has space"}).encode(),
+            "subscriber id",
+        ),
+    ],
+)
+def test_bad_bodies_get_a_422_that_says_what(world: World, raw: bytes, expected: str) -> None:
+    answer = world.client.post(
+        "/api/subscriptions", content=raw, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422 and expected in answer.json()["detail"], answer.text
+
+
+def test_deleting_the_last_subscription_unsubscribes_and_ends_journeys(world: World) -> None:
+    sid = _subscribe(world, attributes={"plan": "pro", "first_name": "Ana"})["id"]
+    tick(world.ctx, now=datetime.now(UTC))
+    assert len(world.delivery.requests) == 1
+    answer = world.client.request(
+        "DELETE", "/api/subscriptions", json={"endpoint": f"{ORIGIN}/fcm/send/a"}
+    )
+    assert answer.status_code == 200 and answer.json() == {"removed": True}
+    again = world.client.request(
+        "DELETE", "/api/subscriptions", json={"endpoint": f"{ORIGIN}/fcm/send/a"}
+    )
+    assert again.json() == {"removed": False}
+    tick(world.ctx, now=datetime.now(UTC) + timedelta(minutes=1))
+    with world.ctx.session() as s:
+        sub = s.get(Subscriber, sid)
+        (journey,) = s.execute(select(Journey)).scalars()
+    assert sub is not None and sub.status == "unsubscribed"
+    assert journey.exit_reason == "unsubscribed"
+
+
+# ------------------------------------------------------------------ events
+
+
+def _auth(key: str = API_KEY) -> dict[str, str]:
+    return {"authorization": f"Bearer {key}"}
+
+
+def test_events_need_the_api_key(world: World) -> None:
+    sid = _subscribe(world)["id"]
+    event = {"subscriber": sid, "name": "purchase"}
+    assert world.client.post("/api/events", json=event).status_code == 401
+    assert world.client.post("/api/events", json=event, headers=_auth("wrong")).status_code == 401
+    assert _count(world.ctx, Event) == 1  # only the opt-in
+
+
+def test_events_single_list_and_wrapped_are_stored(world: World) -> None:
+    sid = _subscribe(world)["id"]
+    one = world.client.post(
+        "/api/events",
+        json={"subscriber": sid, "name": "cart_abandoned", "properties": {"product": "Carafe"}},
+        headers=_auth(),
+    )
+    assert one.status_code == 202 and one.json()["stored"] == 1
+    many = world.client.post(
+        "/api/events",
+        json=[{"subscriber": sid, "name": "purchase", "at": "2026-11-20T10:00:00Z"}] * 3,
+        headers=_auth(),
+    )
+    wrapped = world.client.post(
+        "/api/events", json={"events": [{"subscriber": sid, "name": "x"}]}, headers=_auth()
+    )
+    assert many.json()["stored"] == 3 and wrapped.json()["stored"] == 1
+    assert _count(world.ctx, Event) == 1 + 1 + 3 + 1
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            {
+                "events": [
+                    {"subscriber": "S", "name": "ok"},
+                    {"subscriber": "S", "name": "bad name"},
+                ]
+            },
+            "events[1].name",
+        ),
+        (
+            [
+                {"subscriber": "S", "name": "ok"},
+                {"subscriber": "S", "name": "ok", "at": "yesterday"},
+            ],
+            "[1].at",
+        ),
+        ({"subscriber": "S", "name": "ok", "extra": 1}, "unknown field(s): extra"),
+        ({"subscriber": "nobody", "name": "ok"}, "unknown subscriber: nobody"),
+        ({"events": []}, "no events"),
+        ([{"subscriber": "S", "name": "ok"}] * 1001, "at most 1,000"),
+    ],
+)
+def test_a_bad_event_refuses_the_whole_request(world: World, body: object, expected: str) -> None:
+    sid = str(_subscribe(world)["id"])
+    raw = json.dumps(body).replace('"S"', json.dumps(sid))
+    answer = world.client.post(
+        "/api/events",
+        content=raw,
+        headers={**_auth(), "content-type": "application/json"},
+    )
+    assert answer.status_code == 422 and expected in answer.json()["detail"], answer.text
+    assert _count(world.ctx, Event) == 1  # the opt-in only: nothing of the request
+
+
+# ------------------------------------------------------------------ clicks
+
+
+def _sent_link(w: World) -> str:
+    tick(w.ctx, now=datetime.now(UTC))
+    (request,) = w.delivery.requests
+    return str(json.loads(request.payload)["data"]["url"])
+
+
+def test_a_click_is_recorded_against_its_send_converts_and_redirects(world: World) -> None:
+    sid = _subscribe(world, attributes={"plan": "pro", "first_name": "Ana"})["id"]
+    link = _sent_link(world)
+    answer = world.client.get(urlsplit(link).path)
+    assert answer.status_code == 303
+    assert answer.headers["location"] == f"https://example.com/pro?who={sid}"
+    action = world.client.get(urlsplit(link).path + "?a=docs")
+    assert action.headers["location"] == "https://example.com/docs"
+    with world.ctx.session() as s:
+        clicks = s.execute(select(Event).where(Event.name == "click")).scalars().all()
+        (send,) = s.execute(select(Send)).scalars()
+    assert len(clicks) == 2 and {c.send_id for c in clicks} == {send.id}
+    tick(world.ctx, now=datetime.now(UTC) + timedelta(seconds=5))
+    with world.ctx.session() as s:
+        (journey,) = s.execute(select(Journey)).scalars()
+        converted = s.get(Send, send.id)
+    assert journey.node == "thanks" and converted is not None and converted.converted_at
+
+
+def test_a_tampered_or_unknown_click_link_records_nothing(world: World) -> None:
+    _subscribe(world, attributes={"plan": "pro", "first_name": "Ana"})
+    token = urlsplit(_sent_link(world)).path.removeprefix("/c/")
+    forged = token[:-2] + ("AA" if token[-2:] != "AA" else "BB")
+    other = tokens.sign(world.ctx.secret(), "click", 999_999)
+    for bad in (forged, other, "x", tokens.sign("another secret", "click", 1)):
+        answer = world.client.get(f"/c/{bad}?a=https://evil.example")
+        assert answer.status_code == 404 and "location" not in answer.headers
+    with world.ctx.session() as s:
+        assert s.execute(select(Event).where(Event.name == "click")).first() is None
+
+
+def test_an_action_parameter_cannot_redirect_elsewhere(world: World) -> None:
+    _subscribe(world, attributes={"plan": "pro", "first_name": "Ana"})
+    path = urlsplit(_sent_link(world)).path
+    for action in ("https://evil.example", "//evil.example", "nope"):
+        answer = world.client.get(path, params={"a": action})
+        assert answer.headers["location"].startswith("https://example.com/pro")
+
+
+# ------------------------------------------------------------------ the profile page
+
+
+def _profile_path(answer: dict[str, object]) -> str:
+    return urlsplit(str(answer["profile_url"])).path
+
+
+def test_the_profile_page_shows_edits_pauses_exports_and_deletes(world: World) -> None:
+    made = _subscribe(world, attributes={"plan": "pro", "first_name": "Ana"})
+    path, sid = _profile_path(made), str(made["id"])
+    page = world.client.get(path)
+    assert page.status_code == 200 and "Ana" in page.text and "space" in page.text
+    saved = world.client.post(
+        path, data={"attr:first_name": "Anna", "topic": "space", "topics_shown": "1"}
+    )
+    assert saved.status_code == 303
+    refused = world.client.post(path, data={"attr:plan": "enterprise"})
+    assert refused.status_code == 200 and "not editable here: plan" in refused.text
+    with world.ctx.session() as s:
+        sub = s.get(Subscriber, sid)
+        assert sub is not None and sub.attributes == {"plan": "pro", "first_name": "Anna"}
+        assert sub.tags == ["topic:space"]
+    assert world.client.post(path + "/pause").status_code == 303
+    assert "Paused until" in world.client.get(path).text
+    exported = world.client.get(path + "/export")
+    data = exported.json()
+    assert data["attributes"]["first_name"] == "Anna" and data["paused_until"]
+    assert {e["name"] for e in data["events"]} == {"subscribed", "paused"}
+    assert "attachment" in exported.headers["content-disposition"]
+    assert world.client.post(path + "/delete", data={}).status_code == 200  # needs the box ticked
+    assert _count(world.ctx, PushSubscription) == 1
+    gone = world.client.post(path + "/delete", data={"confirm": "yes"})
+    assert gone.status_code == 200 and "deleted" in gone.text
+    with world.ctx.session() as s:
+        sub = s.get(Subscriber, sid)
+        assert sub is not None and (sub.status, sub.attributes, sub.tags) == ("deleted", {}, [])
+        assert s.execute(select(Event).where(Event.subscriber_id == sid)).first() is None
+    assert _count(world.ctx, PushSubscription) == 0
+    assert world.client.get(path).status_code == 404
+
+
+def test_profile_links_that_are_forged_expired_or_for_someone_else_are_refused(
+    world: World,
+) -> None:
+    made = _subscribe(world, attributes={"plan": "pro"})
+    sid = str(made["id"])
+    secret = world.ctx.secret()
+    expired = tokens.sign_profile(secret, sid, expires=int(datetime.now(UTC).timestamp()) - 1)
+    foreign = tokens.sign_profile("not our secret", sid, expires=2_000_000_000)
+    token = _profile_path(made).removeprefix("/me/")
+    swapped = tokens.sign_profile(secret, "someone-else", expires=2_000_000_000)
+    for bad in (expired, foreign, token[:-3] + "AAA", swapped):
+        assert world.client.get(f"/me/{bad}").status_code == 404
+        assert world.client.post(f"/me/{bad}/delete", data={"confirm": "yes"}).status_code == 404
+    assert _count(world.ctx, PushSubscription) == 1
+
+
+# ------------------------------------------------------------------ scripts and dashboard
+
+
+def test_the_scripts_are_served_with_our_public_key(world: World) -> None:
+    sw = world.client.get("/sw.js")
+    assert sw.status_code == 200 and "showNotification" in sw.text
+    assert sw.headers["content-type"].startswith("text/javascript")
+    snippet = world.client.get("/subscribe.js").text
+    key = VapidKey.load(world.ctx.config.vapid_private_key).public_key_b64()
+    assert key in snippet and "__VAPID_PUBLIC_KEY__" not in snippet
+    assert "requestPermission" in snippet
+
+
+def test_the_dashboard_needs_a_login_and_shows_the_campaign(world: World) -> None:
+    _subscribe(world, attributes={"plan": "pro", "first_name": "Ana"})
+    tick(world.ctx, now=datetime.now(UTC))
+    assert world.client.get("/").headers["location"].startswith("/login")
+    assert world.client.get("/campaigns/launch").status_code == 303
+    wrong = world.client.post("/login", data={"password": "nope", "next": "/"})
+    assert "failed=1" in wrong.headers["location"]
+    evil = world.client.post("/login", data={"password": PASSWORD, "next": "//evil.example/x"})
+    assert evil.headers["location"] == "/"
+    page = world.client.get("/")
+    assert page.status_code == 200 and "Launch" in page.text and "<svg" in page.text
+    detail = world.client.get("/campaigns/launch")
+    assert detail.status_code == 200
+    assert 'id="flowchart"' in detail.text and "hello" in detail.text
+    assert world.client.get("/campaigns/nope").status_code == 404
+    world.client.post("/logout")
+    world.client.cookies.clear()
+    assert world.client.get("/").status_code == 303
