@@ -180,6 +180,17 @@ def project(tmp_path: Path, server: str) -> Iterator[tuple[dict[str, str], Recei
         )
 
 
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL: a worker busy with a slow API on a loaded machine may not
+    finish its graceful shutdown in time, and the test is over either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)
+
+
 def _wait_for(api: httpx.Client, run_id: str, log: Path, *, seconds: float = 180) -> None:
     state: dict[str, object] = {}
     for _ in range(int(seconds * 2)):
@@ -231,8 +242,7 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
     try:
         _wait_for(api, run["id"], log)
     finally:
-        worker.terminate()
-        worker.wait(timeout=30)
+        _stop(worker)
 
     messages = receiver.received()
     assert len(messages) == 30
@@ -317,8 +327,7 @@ def test_campaign_deploy_serve_runs_the_deployment_in_process(
         ).json()
         _wait_for(api, run["id"], log)
     finally:
-        served.terminate()
-        served.wait(timeout=30)
+        _stop(served)
     assert len(receiver.received()) == 30
 
 
@@ -390,7 +399,7 @@ def test_two_workers_ticking_one_campaign_at_once_on_postgresql_send_each_step_o
             for worker in workers:
                 worker.terminate()
             for worker in workers:
-                worker.wait(timeout=30)
+                _stop(worker)
         finished = [api.get(f"/flow_runs/{run['id']}").json() for run in runs]
         stats = receiver.stats()
         endpoints = {m.endpoint for m in receiver.received()}
