@@ -653,6 +653,23 @@ def bench_scale(
     _print_figures(run(subscribers=subscribers, db_url=db), as_json=as_json)
 
 
+@app.command("bench-web")
+def bench_web(
+    seconds: Annotated[float, typer.Option("--seconds", min=1, max=3600)] = 60.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024)] = 64,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=16)] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """POST /api/subscriptions, then POST /api/events, held for --seconds each against
+    `campaign serve`; then checks every accepted request is stored exactly once."""
+    from orchestrator.bench_web import bench_web as run
+
+    figures = run(seconds=seconds, concurrency=concurrency, workers=workers)
+    _print_figures(figures, as_json=as_json)
+    if figures["lost_or_doubled"]:
+        raise typer.Exit(1)
+
+
 def _print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
     """A benchmark's figures: one JSON object (the interfaces spec), or aligned lines."""
     if as_json:

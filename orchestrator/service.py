@@ -227,6 +227,33 @@ def import_subscribers(
     return report
 
 
+def add_event_batches(
+    ctx: Context, batches: list[list[EventRecord]]
+) -> list[list[int] | RecordError]:
+    """Several requests' events in one transaction; a request naming an unknown subscriber is
+    refused whole (its RecordError in its place) and the others are stored."""
+    with ctx.session() as s, s.begin():
+        known = repo.known_subscribers(s, (r.subscriber_id for b in batches for r in b))
+        out: list[list[int] | RecordError] = []
+        accepted: list[EventRecord] = []
+        sizes: list[int] = []
+        for batch in batches:
+            missing = sorted({r.subscriber_id for r in batch} - known)
+            if missing:
+                shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
+                out.append(RecordError(f"unknown subscriber{'s' * (len(missing) > 1)}: {shown}"))
+                sizes.append(-1)
+            else:
+                out.append([])
+                sizes.append(len(batch))
+                accepted.extend(batch)
+        ids = iter(repo.add_events(s, accepted))
+        for i, size in enumerate(sizes):
+            if size >= 0:
+                out[i] = [next(ids) for _ in range(size)]
+        return out
+
+
 def add_events(ctx: Context, records: list[EventRecord]) -> list[int]:
     """Record events (all or nothing); unknown subscribers are refused with their ids."""
     with ctx.session() as s, s.begin():

@@ -19,6 +19,7 @@ from sqlmodel import col
 from orchestrator import tokens
 from orchestrator.records import (
     EventRecord,
+    PushSubscriptionRecord,
     RecordError,
     SubscriberRecord,
     check_subscriber_id,
@@ -54,13 +55,20 @@ def profile_url(ctx: Context, subscriber_id: str, *, now: datetime) -> str:
     return f"{ctx.config.public_url}/me/{token}"
 
 
-def subscribe(ctx: Context, body: Any, *, now: datetime) -> Subscribed:
-    """Store a browser's PushSubscription (the body, or `body.subscription`) for a subscriber.
+@dataclass(frozen=True)
+class SubscribeRequest:
+    """A validated `POST /api/subscriptions` body."""
 
-    Idempotent: the same endpoint again changes nothing and names the same
-    subscriber. Without an `id`, an endpoint seen before keeps its subscriber
-    and a new one gets a fresh id. Attributes, tags and timezone, when given,
-    replace the stored ones; left out, they are kept."""
+    subscription: PushSubscriptionRecord
+    id: str | None = None
+    timezone: str | None = None
+    attributes: dict[str, Any] | None = None
+    tags: tuple[str, ...] | None = None
+
+
+def parse_subscribe(body: Any, *, allowed: tuple[str, ...]) -> SubscribeRequest:
+    """Check a subscribe body: a PushSubscription (as `subscription`, or the object itself)
+    with optional id, timezone, attributes and tags. Raises RecordError saying what is wrong."""
     if not isinstance(body, dict):
         raise RecordError("expected a JSON object")
     unknown = set(body) - SUBSCRIBE_FIELDS - {"expirationTime"}
@@ -72,9 +80,7 @@ def subscribe(ctx: Context, body: Any, *, now: datetime) -> Subscribed:
     if raw_sub is body:
         raw_sub = {k: body[k] for k in ("endpoint", "keys", "expirationTime") if k in body}
     where = "subscription" if "subscription" in body else "body"
-    subscription = parse_subscription(raw_sub, allowed=ctx.config.push_allowed_origins, where=where)
-    given_id = check_subscriber_id(body["id"]) if "id" in body else None
-    timezone = check_timezone(body["timezone"]) if "timezone" in body else None
+    subscription = parse_subscription(raw_sub, allowed=allowed, where=where)
     attributes = body.get("attributes")
     if attributes is not None and (
         not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes)
@@ -87,37 +93,105 @@ def subscribe(ctx: Context, body: Any, *, now: datetime) -> Subscribed:
         not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags)
     ):
         raise RecordError("tags: expected a list of short texts")
+    return SubscribeRequest(
+        subscription=subscription,
+        id=check_subscriber_id(body["id"]) if "id" in body else None,
+        timezone=check_timezone(body["timezone"]) if "timezone" in body else None,
+        attributes=dict(attributes) if attributes is not None else None,
+        tags=tuple(dict.fromkeys(tags)) if tags is not None else None,
+    )
+
+
+def subscribe(ctx: Context, body: Any, *, now: datetime) -> Subscribed:
+    """Store one browser's PushSubscription; see `subscribe_many`."""
+    (result,) = subscribe_many(
+        ctx, [parse_subscribe(body, allowed=ctx.config.push_allowed_origins)], now=now
+    )
+    return result
+
+
+def subscribe_many(
+    ctx: Context, requests: list[SubscribeRequest], *, now: datetime
+) -> list[Subscribed]:
+    """Store subscriptions in one transaction, in order (the web service's group commit).
+
+    Idempotent: the same endpoint again changes nothing and names the same
+    subscriber. Without an `id`, an endpoint seen before keeps its subscriber
+    and a new one gets a fresh id. Attributes, tags and timezone, when given,
+    replace the stored ones; left out, they are kept."""
+    results: list[Subscribed] = []
+    ctx.secret()  # read (or create) it before this transaction takes the write lock
     with ctx.session() as s, s.begin():
-        owner = s.execute(
-            select(col(PushSubscription.subscriber_id)).where(
-                col(PushSubscription.endpoint) == subscription.endpoint
+        pending: list[SubscribeRequest] = []
+        for request in requests:
+            clash = any(
+                p.subscription.endpoint == request.subscription.endpoint
+                or (p.id is not None and p.id == request.id)
+                for p in pending
             )
-        ).scalar_one_or_none()
-        sid = given_id or owner or f"v_{secrets.token_hex(8)}"
-        current = s.get(Subscriber, sid)
-        record = SubscriberRecord(
-            id=sid,
-            timezone=timezone or (current.timezone if current else "UTC"),
-            attributes=dict(attributes)
-            if attributes is not None
-            else (dict(current.attributes) if current else {}),
-            tags=tuple(dict.fromkeys(tags))
-            if tags is not None
-            else (tuple(current.tags) if current else ()),
-            subscriptions=(subscription,),
+            if clash:  # a later request about the same subscriber sees the earlier one stored
+                results += _store_subscriptions(ctx, s, pending, now=now)
+                pending = []
+            pending.append(request)
+        results += _store_subscriptions(ctx, s, pending, now=now)
+    return results
+
+
+def _store_subscriptions(
+    ctx: Context, s: Any, requests: list[SubscribeRequest], *, now: datetime
+) -> list[Subscribed]:
+    if not requests:
+        return []
+    known = repo.known_subscriptions(s, (r.subscription.endpoint for r in requests))
+    owners = {endpoint: row[1] for endpoint, row in known.items()}
+    sids = [
+        r.id or owners.get(r.subscription.endpoint) or f"v_{secrets.token_hex(8)}" for r in requests
+    ]
+    current = {
+        row.id: row
+        for row in s.execute(
+            select(
+                col(Subscriber.id),
+                col(Subscriber.timezone),
+                col(Subscriber.attributes),
+                col(Subscriber.tags),
+                col(Subscriber.status),
+            ).where(col(Subscriber.id).in_(sids))
         )
-        repo.upsert_subscribers(s, [record])
-        fresh = owner != sid
-        if current is not None and current.status != "active":
-            s.execute(
-                update(Subscriber)
-                .where(col(Subscriber.id) == sid)
-                .values(status="active", paused_until=None, updated_at=now)
+    }
+    records, fresh_ids, revived = [], [], []
+    out = []
+    for r, sid in zip(requests, sids, strict=True):
+        cur = current.get(sid)
+        records.append(
+            SubscriberRecord(
+                id=sid,
+                timezone=r.timezone or (cur.timezone if cur else "UTC"),
+                attributes=r.attributes
+                if r.attributes is not None
+                else (dict(cur.attributes) if cur else {}),
+                tags=r.tags if r.tags is not None else (tuple(cur.tags) if cur else ()),
+                subscriptions=(r.subscription,),
             )
+        )
+        fresh = owners.get(r.subscription.endpoint) != sid
+        if cur is not None and cur.status != "active":
+            revived.append(sid)
             fresh = True
         if fresh:
-            repo.add_events(s, [EventRecord(sid, "subscribed", now, {})])
-    return Subscribed(sid, fresh, profile_url(ctx, sid, now=now))
+            fresh_ids.append(sid)
+        out.append(Subscribed(sid, fresh, profile_url(ctx, sid, now=now)))
+    existing = {sid: (c.timezone, c.attributes, c.tags) for sid, c in current.items()}
+    repo.upsert_subscribers(s, records, existing=existing, known=known)
+    if revived:
+        s.execute(
+            update(Subscriber)
+            .where(col(Subscriber.id).in_(revived))
+            .values(status="active", paused_until=None, updated_at=now)
+        )
+    if fresh_ids:
+        repo.add_events(s, [EventRecord(sid, "subscribed", now, {}) for sid in fresh_ids])
+    return out
 
 
 def unsubscribe(ctx: Context, endpoint: Any, *, now: datetime) -> bool:

@@ -48,14 +48,11 @@ def utc(moment: datetime) -> datetime:
 # ------------------------------------------------------------------ subscribers
 
 
-def upsert_subscribers(session: Session, records: Sequence[SubscriberRecord]) -> tuple[int, int]:
-    """Add or update subscribers and their subscriptions. Returns (added, changed); same data = no write.
-
-    Bulk statements (one INSERT and one UPDATE per batch), so a million-line import stays fast."""
-    if not records:
-        return 0, 0
-    ids = [r.id for r in records]
-    existing = {
+def existing_subscribers(
+    session: Session, ids: Iterable[str]
+) -> dict[str, tuple[str, dict[str, Any], list[str]]]:
+    """(timezone, attributes, tags) of the stored subscribers among `ids`."""
+    return {
         row[0]: (row[1], row[2], row[3])
         for row in session.execute(
             select(
@@ -63,9 +60,44 @@ def upsert_subscribers(session: Session, records: Sequence[SubscriberRecord]) ->
                 col(Subscriber.timezone),
                 col(Subscriber.attributes),
                 col(Subscriber.tags),
-            ).where(col(Subscriber.id).in_(ids))
+            ).where(col(Subscriber.id).in_(list(set(ids))))
         )
     }
+
+
+def known_subscriptions(
+    session: Session, endpoints: Iterable[str]
+) -> dict[str, tuple[int, str, str, str]]:
+    """endpoint -> (row id, subscriber id, p256dh, auth) of the stored ones among `endpoints`."""
+    return {
+        row[1]: (row[0], row[2], row[3], row[4])
+        for row in session.execute(
+            select(
+                col(PushSubscription.id),
+                col(PushSubscription.endpoint),
+                col(PushSubscription.subscriber_id),
+                col(PushSubscription.p256dh),
+                col(PushSubscription.auth),
+            ).where(col(PushSubscription.endpoint).in_(list(set(endpoints))))
+        )
+    }
+
+
+def upsert_subscribers(
+    session: Session,
+    records: Sequence[SubscriberRecord],
+    *,
+    existing: dict[str, tuple[str, dict[str, Any], list[str]]] | None = None,
+    known: dict[str, tuple[int, str, str, str]] | None = None,
+) -> tuple[int, int]:
+    """Add or update subscribers and their subscriptions. Returns (added, changed); same data = no write.
+
+    Bulk statements (one INSERT and one UPDATE per batch), so a million-line import stays fast.
+    A caller that already read `existing_subscribers` / `known_subscriptions` passes them in."""
+    if not records:
+        return 0, 0
+    if existing is None:
+        existing = existing_subscribers(session, (r.id for r in records))
     now = utcnow()
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
@@ -82,28 +114,22 @@ def upsert_subscribers(session: Session, records: Sequence[SubscriberRecord]) ->
         session.execute(insert(Subscriber), inserts)
     if updates:
         session.execute(update(Subscriber), updates)
-    _upsert_subscriptions(session, records, now=now)
+    _upsert_subscriptions(session, records, now=now, known=known)
     return len(inserts), len(updates)
 
 
 def _upsert_subscriptions(
-    session: Session, records: Sequence[SubscriberRecord], *, now: datetime
+    session: Session,
+    records: Sequence[SubscriberRecord],
+    *,
+    now: datetime,
+    known: dict[str, tuple[int, str, str, str]] | None,
 ) -> None:
     pairs = {s.endpoint: (r.id, s) for r in records for s in r.subscriptions}  # the last line wins
     if not pairs:
         return
-    known = {
-        row[1]: (row[0], row[2], row[3], row[4])
-        for row in session.execute(
-            select(
-                col(PushSubscription.id),
-                col(PushSubscription.endpoint),
-                col(PushSubscription.subscriber_id),
-                col(PushSubscription.p256dh),
-                col(PushSubscription.auth),
-            ).where(col(PushSubscription.endpoint).in_(list(pairs)))
-        )
-    }
+    if known is None:
+        known = known_subscriptions(session, pairs)
     inserts, updates = [], []
     for endpoint, (sid, s) in pairs.items():
         old = known.get(endpoint)
@@ -135,6 +161,12 @@ def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
     table = Subscriber.__table__  # type: ignore[attr-defined]
     id_list = list(set(ids))
     return {row.id: row for row in session.execute(select(table).where(table.c.id.in_(id_list)))}
+
+
+def known_subscribers(session: Session, ids: Iterable[str]) -> set[str]:
+    """Which of these ids are stored subscribers (ids only: no attributes decoded)."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    return set(session.execute(select(table.c.id).where(table.c.id.in_(list(set(ids))))).scalars())
 
 
 def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:

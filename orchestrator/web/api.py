@@ -8,8 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.records import RecordError, parse_event
-from orchestrator.service import add_events
-from orchestrator.web.common import context, json_body, now, require_api_key
+from orchestrator.web.common import json_body, now, require_api_key, writers
 
 router = APIRouter()
 MAX_EVENTS = 1000
@@ -82,5 +81,5 @@ async def events(request: Request) -> JSONResponse:
         except RecordError as exc:
             where = f"{prefix}[{i}]" if prefix is not None else ""
             raise RecordError(f"{where}.{exc}" if where else str(exc)) from None
-    ids = add_events(context(request), records)
+    ids: list[int] = await writers(request).events.submit(records)
     return JSONResponse({"stored": len(ids), "ids": ids}, status_code=202)

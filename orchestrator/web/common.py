@@ -6,6 +6,7 @@ import hashlib
 import hmac
 import json
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from orchestrator.records import RecordError
 from orchestrator.service import Context
+from orchestrator.web.writer import GroupWriter
 
 STATE_KEY = "campaign_context"
 HERE = Path(__file__).parent
@@ -48,6 +50,32 @@ templates.globals.update(pct=pct, signed_pct=signed_pct, ratio=ratio)
 def context(request: Request) -> Context:
     ctx: Context = getattr(request.app.state, STATE_KEY)
     return ctx
+
+
+@dataclass
+class Writers:
+    """One group-commit writer per kind of write, per app."""
+
+    subscriptions: GroupWriter
+    events: GroupWriter
+
+
+WRITERS_KEY = "campaign_writers"
+
+
+def make_writers(ctx: Context) -> Writers:
+    from orchestrator import visitors
+    from orchestrator.service import add_event_batches
+
+    return Writers(
+        subscriptions=GroupWriter(lambda batch: visitors.subscribe_many(ctx, batch, now=now())),
+        events=GroupWriter(lambda batches: list(add_event_batches(ctx, batches))),
+    )
+
+
+def writers(request: Request) -> Writers:
+    found: Writers = getattr(request.app.state, WRITERS_KEY)
+    return found
 
 
 def now() -> datetime:

@@ -12,7 +12,7 @@ from orchestrator import visitors
 from orchestrator.errors import CampaignError
 from orchestrator.push.setup import load_key
 from orchestrator.records import RecordError
-from orchestrator.web.common import HERE, context, json_body, now, templates
+from orchestrator.web.common import HERE, context, json_body, now, templates, writers
 
 router = APIRouter()
 
@@ -65,7 +65,11 @@ def _message(heading: str, text: str, status: int = 200) -> HTMLResponse:
 async def subscribe(request: Request) -> JSONResponse:
     """A `PushSubscription` (as `subscription`, or the object itself) with optional id,
     timezone, attributes and tags. The same endpoint again is a no-op (200)."""
-    result = visitors.subscribe(context(request), await json_body(request), now=now())
+    ctx = context(request)
+    parsed = visitors.parse_subscribe(
+        await json_body(request), allowed=ctx.config.push_allowed_origins
+    )
+    result: visitors.Subscribed = await writers(request).subscriptions.submit(parsed)
     return JSONResponse(
         {"id": result.id, "created": result.created, "profile_url": result.profile_url},
         status_code=201 if result.created else 200,
