@@ -43,10 +43,19 @@ from orchestrator.spec import Campaign
 from orchestrator.store import repo
 from orchestrator.ticking import tick_campaign
 
-START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+DAYS_BACK = 26  # the demo's clock starts this many days ago
+
+
+def demo_start(today: datetime | None = None) -> datetime:
+    """09:00 UTC, DAYS_BACK days ago: the dashboard's last 30 days show the opt-ins and the sends."""
+    day = (today or datetime.now(UTC)).astimezone(UTC)
+    return day.replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=DAYS_BACK)
+
+
 STEP = timedelta(hours=6)  # the fast-forward clock's tick
 MAX_STEPS = 5000
-CONVERSION_RATE = 0.15
+CONVERSION_RATE = 0.15  # of delivered notifications, inside their window
+BASELINE_RATE = 0.06  # of held-out journeys, with no notification at all
 
 
 @dataclass
@@ -73,16 +82,26 @@ def tick_task(ctx: Context, load: CampaignLoad, now: datetime, segments_too: boo
 
 
 def _population(
-    ctx: Context, campaigns: list[Campaign], receiver: Receiver, per_campaign: int
+    ctx: Context,
+    campaigns: list[Campaign],
+    receiver: Receiver,
+    per_campaign: int,
+    *,
+    start: datetime,
 ) -> int:
+    """Synthetic subscribers with real subscriptions on the local push service; each opted in
+    (a `subscribed` event) some time in the three days before the campaigns start."""
     records, events = [], []
+    rng = random.Random(3)
     for campaign in campaigns:
-        for line in synthesize(campaign, count=per_campaign, seed=11, start=START):
+        for line in synthesize(campaign, count=per_campaign, seed=11, start=start):
             line["id"] = f"{campaign.campaign}-{line['id']}"
             line["subscription"] = receiver.subscribe()
             raw_events = line.pop("events")
             record = parse_subscriber(line, allowed=ctx.config.push_allowed_origins)
             records.append(record)
+            opted_in = start - timedelta(seconds=rng.uniform(0, 3 * 86400))
+            events.append(EventRecord(record.id, "subscribed", opted_in, {}))
             events += [
                 EventRecord(
                     record.id, e["name"], parse_time(e["at"]), dict(e.get("properties", {}))
@@ -98,8 +117,13 @@ def _population(
 
 @flow(name="campaign-demo", flow_run_name="demo: every example campaign", log_prints=False)
 def demo_flow(
-    workdir: str, graphs: str = "campaign_graphs", per_campaign: int = 500, progress: Any = None
+    workdir: str,
+    graphs: str = "campaign_graphs",
+    per_campaign: int = 500,
+    progress: Any = None,
+    start: datetime | None = None,
 ) -> dict[str, Any]:
+    start = start or demo_start()
     folder = Path(workdir)
     if folder.exists():
         shutil.rmtree(folder)
@@ -121,8 +145,8 @@ def demo_flow(
             loads = [load_current(ctx, p) for p in loader.campaign_files([Path(graphs)])]
             loads = [ld for ld in loads if ld.problem is None and ld.loaded and ld.loaded.campaign]
             campaigns = [ld.loaded.campaign for ld in loads if ld.loaded and ld.loaded.campaign]
-            people = _population(ctx, campaigns, receiver, per_campaign)
-            steps = _walk(ctx, loads, delivery, progress)
+            people = _population(ctx, campaigns, receiver, per_campaign, start=start)
+            steps = _walk(ctx, loads, delivery, progress, start=start)
             for ld in loads:
                 publish(ctx, ld)
             report = _report(ctx, campaigns, folder)
@@ -137,6 +161,8 @@ def demo_flow(
         "report": str(report),
         "receiver": stats,
         "funnels": funnels,
+        "db": config.db,
+        "graphs": str(graphs),
     }
 
 
@@ -145,8 +171,11 @@ def _walk(
     loads: list[CampaignLoad],
     delivery: Watching,
     progress: Callable[[datetime], None] | None,
+    *,
+    start: datetime,
 ) -> int:
-    now, last_segments = START, None
+    now, last_segments = start, None
+    previous = start - timedelta(seconds=1)
     rng = random.Random(5)
     for step in range(MAX_STEPS):
         segments_too = last_segments is None or now - last_segments >= timedelta(days=1)
@@ -159,6 +188,8 @@ def _walk(
             if segments_too or (due and due <= now):  # a campaign with nothing due is not ticked
                 tick_task(ctx, ld, now, segments_too)
         _convert(ctx, loads, delivery, now=now, rng=rng)
+        _baseline(ctx, loads, since=previous, now=now, rng=rng)
+        previous = now
         if progress:
             progress(now)
         moments = [
@@ -170,7 +201,7 @@ def _walk(
         ]
         if not moments:
             return step + 1
-        now = max(now + STEP, START + -(-(min(moments) - START) // STEP) * STEP)
+        now = max(now + STEP, start + -(-(min(moments) - start) // STEP) * STEP)
     return MAX_STEPS
 
 
@@ -201,6 +232,46 @@ def _convert(
             rates={},
             default_rate=CONVERSION_RATE,
         )
+    if events:
+        with ctx.session() as s, s.begin():
+            repo.add_events(s, events)
+
+
+def _baseline(
+    ctx: Context,
+    loads: list[CampaignLoad],
+    *,
+    since: datetime,
+    now: datetime,
+    rng: random.Random,
+) -> None:
+    """People also convert with no push at all: held-out journeys that began since the last step
+    reach the goal at BASELINE_RATE some time inside the campaign's horizon, so the dashboard's
+    holdout lift has a real baseline."""
+    from sqlalchemy import select
+    from sqlmodel import col
+
+    from orchestrator.insights import horizon
+    from orchestrator.store.models import Journey
+
+    events: list[EventRecord] = []
+    for ld in loads:
+        campaign = ld.loaded.campaign if ld.loaded else None
+        if campaign is None or not campaign.settings.holdout or campaign.goal == "click":
+            continue
+        with ctx.session() as s:
+            rows = s.execute(
+                select(col(Journey.subscriber_id)).where(
+                    col(Journey.campaign) == campaign.campaign,
+                    col(Journey.holdout).is_(True),
+                    col(Journey.entered_at) > since,
+                    col(Journey.entered_at) <= now,
+                )
+            ).scalars()
+            for sid in rows:
+                if rng.random() < BASELINE_RATE:
+                    at = now + timedelta(seconds=rng.uniform(60, horizon(campaign).total_seconds()))
+                    events.append(EventRecord(sid, campaign.goal, at, {"baseline": True}))
     if events:
         with ctx.session() as s, s.begin():
             repo.add_events(s, events)

@@ -584,10 +584,11 @@ def demo(
     _quiet_prefect()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from flows.demo import START, demo_flow, quiet_prefect
+    from flows.demo import demo_flow, demo_start, quiet_prefect
 
     quiet_prefect()
     total_days = 35
+    start = demo_start()
     with Progress(
         TextColumn("[bold]simulated time[/] {task.fields[now]}"),
         BarColumn(),
@@ -595,15 +596,17 @@ def demo(
         disable=not sys.stdout.isatty(),
         transient=True,
     ) as bar:
-        job = bar.add_task("walk", total=total_days * 24, now=START.strftime("%Y-%m-%d %H:%M"))
+        job = bar.add_task("walk", total=total_days * 24, now=start.strftime("%Y-%m-%d %H:%M"))
 
         def progress(now: datetime) -> None:
-            hours = (now - START).total_seconds() / 3600
+            hours = (now - start).total_seconds() / 3600
             bar.update(
                 job, completed=min(hours, total_days * 24), now=now.strftime("%Y-%m-%d %H:%M")
             )
 
-        result = demo_flow(workdir=str(workdir), per_campaign=subscribers, progress=progress)
+        result = demo_flow(
+            workdir=str(workdir), per_campaign=subscribers, progress=progress, start=start
+        )
     for campaign, figures in result["funnels"].items():
         typer.echo(f"\n== {campaign}")
         _print_funnel(figures)
@@ -614,6 +617,12 @@ def demo(
         f"(decrypted {received.get('decrypted', 0)})."
     )
     typer.echo(f"Report with the flowcharts and live counts: {result['report']}")
+    typer.echo(
+        "The dashboard on the same data: "
+        f"CAMPAIGN_DB={result['db']} CAMPAIGN_DASHBOARD_PASSWORD=demo "
+        f"CAMPAIGN_VAPID_PRIVATE_KEY={Path(workdir) / 'vapid_private.pem'} "
+        ".venv/bin/campaign serve, then http://127.0.0.1:8000 (password: demo)."
+    )
     typer.echo(
         "The same runs in the Prefect UI: run `.venv/bin/prefect server start` and open "
         'http://127.0.0.1:4200 (flow "campaign-demo", one task run per campaign tick; '

@@ -205,19 +205,32 @@ def _two_proportion_p(a: ArmFigures, b: ArmFigures) -> float | None:
     return math.erfc(abs(z) / math.sqrt(2))
 
 
+def horizon(campaign: Campaign) -> timedelta:
+    """How long after entering a journey a goal event still counts for the holdout comparison:
+    the conversion window once per send a journey may make (the first and its follow-ups)."""
+    return campaign.settings.window * (campaign.settings.followup_cap + 1)
+
+
 def _holdout(ctx: Context, campaign: Campaign, *, now: datetime) -> Holdout | None:
-    """Journeys that reached the goal event while in the campaign: treated against held out."""
+    """Journeys whose subscriber reached the goal within `horizon` of entering: treated
+    against held out (held-out journeys end at once, so their own span cannot be used)."""
     if not campaign.settings.holdout:
         return None
-    goal = campaign.goal
-    name = "click" if goal == "click" else goal
-    reached = exists().where(
-        col(Event.subscriber_id) == col(Journey.subscriber_id),
-        col(Event.name) == name,
-        col(Event.at) >= col(Journey.entered_at),
-        col(Event.at) <= func.coalesce(col(Journey.ended_at), now),
-    )
+    span = horizon(campaign)
     with ctx.session() as s:
+        if s.get_bind().dialect.name == "postgresql":
+            within = col(Event.at) <= col(Journey.entered_at) + span
+        else:  # SQLite stores times as text: compare as Julian days
+            within = (
+                func.julianday(col(Event.at)) - func.julianday(col(Journey.entered_at))
+                <= span.total_seconds() / 86400
+            )
+        reached = exists().where(
+            col(Event.subscriber_id) == col(Journey.subscriber_id),
+            col(Event.name) == campaign.goal,
+            col(Event.at) >= col(Journey.entered_at),
+            within,
+        )
         rows = s.execute(
             select(
                 col(Journey.holdout),
