@@ -166,6 +166,7 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
         nodes=detail.nodes,
         tests=detail.tests,
         holdout=detail.holdout,
+        horizon=_duration(insights.horizon(campaign)),
         exits=sorted(detail.figures["exits"].items(), key=lambda kv: -kv[1]),
         daily_chart=charts.bars(
             "Sends per day",
@@ -181,6 +182,11 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
         ),
     )
     return HTMLResponse(html)
+
+
+def _duration(span: Any) -> str:
+    hours = int(span.total_seconds() // 3600)
+    return f"{hours // 24} days" if hours % 24 == 0 else f"{hours} hours"
 
 
 @router.get("/campaigns/{campaign_id}/flowchart.svg", response_model=None)
