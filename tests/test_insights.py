@@ -87,5 +87,23 @@ def test_holdout_lift_and_arms_are_counted_from_the_database(tmp_path: Path, db_
         assert arms["a"].sends + arms["b"].sends == len(treated)
         assert arms["a"].conversions + arms["b"].conversions == len(treated) * 4 // 10
         assert json.dumps(test.p_value) != "null"
+        page = _dashboard_page(ctx, "/campaigns/lift")
+        assert "within 2 days of entering" in page and "Lift: <b>+" in page
+        assert 'id="split-pick"' in page
     finally:
         ctx.engine.dispose()
+
+
+def _dashboard_page(ctx: object, path: str) -> str:
+    from dataclasses import replace
+
+    from fastapi.testclient import TestClient
+
+    from orchestrator.web import create_app
+
+    ctx.config = replace(ctx.config, dashboard_password="pw")  # type: ignore[attr-defined]
+    with TestClient(create_app(ctx)) as client:  # type: ignore[arg-type]
+        client.post("/login", data={"password": "pw", "next": "/"})
+        answer = client.get(path)
+    assert answer.status_code == 200, answer.text[:300]
+    return answer.text
