@@ -73,7 +73,8 @@ def pg_schema() -> Iterator[str]:
             conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+# The fast tier (`make test-fast`) runs storage tests on SQLite; `make test` on both.
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.slow)])
 def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """A fresh database: a SQLite file, or a private schema on the local PostgreSQL."""
     if request.param == "sqlite":
