@@ -190,7 +190,7 @@ def _store_subscriptions(
             .values(status="active", paused_until=None, updated_at=now)
         )
     if fresh_ids:
-        repo.add_events(s, [EventRecord(sid, "subscribed", now, {}) for sid in fresh_ids])
+        repo.note_events(s, [EventRecord(sid, "subscribed", now, {}) for sid in fresh_ids])
     return out
 
 

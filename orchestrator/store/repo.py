@@ -110,11 +110,13 @@ def upsert_subscribers(
             )
         elif old != (r.timezone, r.attributes, list(r.tags)):
             updates.append({"id": r.id, **values, "updated_at": now})
-    if inserts:
-        session.execute(insert(Subscriber), inserts)
+    if inserts:  # Core executemany: the ORM's bulk insert costs more per row
+        session.execute(insert(Subscriber.__table__), inserts)  # type: ignore[attr-defined]
     if updates:
         session.execute(update(Subscriber), updates)
-    _upsert_subscriptions(session, records, now=now, known=known)
+    _upsert_subscriptions(
+        session, records, now=now, known=known, inserted=[row["id"] for row in inserts]
+    )
     return len(inserts), len(updates)
 
 
@@ -124,6 +126,7 @@ def _upsert_subscriptions(
     *,
     now: datetime,
     known: dict[str, tuple[int, str, str, str]] | None,
+    inserted: Iterable[str] = (),
 ) -> None:
     pairs = {s.endpoint: (r.id, s) for r in records for s in r.subscriptions}  # the last line wins
     if not pairs:
@@ -146,10 +149,11 @@ def _upsert_subscriptions(
         elif old[1:] != (sid, s.p256dh, s.auth):
             updates.append({"id": old[0], "subscriber_id": sid, "p256dh": s.p256dh, "auth": s.auth})
     if inserts:
-        session.execute(insert(PushSubscription), inserts)
+        session.execute(insert(PushSubscription.__table__), inserts)  # type: ignore[attr-defined]
     if updates:
         session.execute(update(PushSubscription), updates)
-    touched = {row["subscriber_id"] for row in [*inserts, *updates]}
+    # (subscribers inserted by this same call already carry updated_at = now)
+    touched = {row["subscriber_id"] for row in [*inserts, *updates]} - set(inserted)
     if touched:  # a new device can make a subscriber eligible: enrolment looks at updated_at
         session.execute(
             update(Subscriber).where(col(Subscriber.id).in_(sorted(touched))).values(updated_at=now)
@@ -220,6 +224,26 @@ def add_events(session: Session, records: Sequence[EventRecord]) -> list[int]:
         earliest[r.subscriber_id] = min(r.at, earliest.get(r.subscriber_id, r.at))
     wake_many(session, earliest)
     return ids
+
+
+def note_events(session: Session, records: Sequence[EventRecord]) -> None:
+    """Store events nobody waits on (opt-ins, pauses): one executemany, no ids, no wake-ups."""
+    if records:
+        recorded = utcnow()
+        session.execute(
+            insert(Event.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "subscriber_id": r.subscriber_id,
+                    "name": r.name,
+                    "at": r.at,
+                    "properties": r.properties,
+                    "send_id": r.send_id,
+                    "recorded_at": recorded,
+                }
+                for r in records
+            ],
+        )
 
 
 def wake(session: Session, *, subscriber_id: str, at: datetime) -> None:
