@@ -408,3 +408,63 @@ def test_the_dashboard_needs_a_login_and_shows_the_campaign(world: World) -> Non
     world.client.post("/logout")
     world.client.cookies.clear()
     assert world.client.get("/").status_code == 303
+
+
+def test_a_visitor_subscribes_receives_through_a_push_service_clicks_converts_and_leaves(
+    tmp_path: Path,
+) -> None:
+    """The whole visitor story on real parts: the HTTP API, the local push service (which
+    checks VAPID and decrypts like a browser), the tick, the click link and the profile page."""
+    from orchestrator.push.receiver import Receiver
+    from orchestrator.push.setup import WebPushDelivery
+
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    key = VapidKey.generate()
+    key.save(tmp_path / "vapid.pem")
+    with Receiver() as receiver:
+        config = Config(
+            db=f"sqlite:///{tmp_path / 'c.db'}",
+            graphs=graphs,
+            vapid_private_key=str(tmp_path / "vapid.pem"),
+            vapid_subject="mailto:ops@example.com",
+            push_allowed_origins=(receiver.origin,),
+            public_url="https://push.example.com",
+        )
+        delivery = WebPushDelivery(config)
+        ctx = open_context(config, delivery=delivery)
+        try:
+            with TestClient(
+                create_app(ctx), base_url="https://testserver", follow_redirects=False
+            ) as client:
+                browser = receiver.subscribe(application_server_key=key.public_key_b64())
+                made = client.post(
+                    "/api/subscriptions",
+                    json={
+                        "subscription": browser,
+                        "timezone": "Europe/Lisbon",
+                        "attributes": {"plan": "pro", "first_name": "Rui"},
+                    },
+                ).json()
+                tick(ctx, now=datetime.now(UTC))
+                (message,) = receiver.received(str(browser["endpoint"]))
+                shown = json.loads(message.payload)
+                assert shown["title"] == "Hi Rui" and message.vapid_sub == "mailto:ops@example.com"
+                clicked = client.get(urlsplit(shown["data"]["url"]).path)
+                assert clicked.headers["location"] == f"https://example.com/pro?who={made['id']}"
+                tick(ctx, now=datetime.now(UTC) + timedelta(seconds=5))
+                with ctx.session() as s:
+                    (journey,) = s.execute(select(Journey)).scalars()
+                assert journey.node == "thanks"  # converted by the click
+                profile = _profile_path(made)
+                assert "Rui" in client.get(profile).text
+                client.post(profile + "/delete", data={"confirm": "yes"})
+                tick(ctx, now=datetime.now(UTC) + timedelta(hours=2))
+                with ctx.session() as s:
+                    (journey,) = s.execute(select(Journey)).scalars()
+                assert journey.exit_reason == "unsubscribed"
+                assert len(receiver.received(str(browser["endpoint"]))) == 1  # nothing more sent
+        finally:
+            delivery.close()
+            ctx.engine.dispose()
