@@ -52,7 +52,7 @@ def demo_start(today: datetime | None = None) -> datetime:
     return day.replace(hour=9, minute=0, second=0, microsecond=0) - timedelta(days=DAYS_BACK)
 
 
-STEP = timedelta(hours=6)  # the fast-forward clock's tick
+STEP = timedelta(hours=8)  # the fast-forward clock's tick
 MAX_STEPS = 5000
 CONVERSION_RATE = 0.15  # of delivered notifications, inside their window
 BASELINE_RATE = 0.06  # of held-out journeys, with no notification at all
