@@ -1,0 +1,90 @@
+"""The `campaign` app and what its command modules share: context, clock, printing."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    name="campaign",
+    help="Push-notification campaigns drawn as flowcharts in YAML.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _context(**kwargs: Any) -> Any:
+    from orchestrator.service import open_context
+
+    return open_context(**kwargs)
+
+
+def _now(value: str | None) -> datetime:
+    from orchestrator.records import RecordError, parse_time
+
+    if value is None:
+        return datetime.now(UTC)
+    try:
+        return parse_time(value, "--now")
+    except RecordError as exc:
+        raise typer.BadParameter(str(exc)) from None
+
+
+def _scalar(text: str) -> Any:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        return text
+    return value if isinstance(value, int | float | bool) else text
+
+
+def _duration(text: str, option: str) -> timedelta:
+    from orchestrator.spec import parse_duration
+
+    try:
+        value = parse_duration(text)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+    if value <= timedelta(0):
+        raise typer.BadParameter("must be longer than zero", param_hint=option)
+    return value
+
+
+def _print_funnel(figures: dict[str, Any]) -> None:
+    typer.echo(
+        f"{'node':<24}{'entered':>9}{'sent':>8}{'deliv.':>8}{'conv.':>8}{'no conv.':>10}{'deferred':>10}"
+    )
+    for node, m in sorted(figures["nodes"].items()):
+        typer.echo(
+            f"{node:<24}{m.get('entered', 0):>9}{m.get('sent', 0):>8}{m.get('delivered', 0):>8}"
+            f"{m.get('converted', 0):>8}{m.get('no_convert', 0):>10}{m.get('deferred', 0):>10}"
+        )
+    typer.echo(
+        "exits: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["exits"].items())) or "none")
+    )
+
+
+def _quiet_prefect() -> None:
+    """Before prefect is imported: no run logs or telemetry on our terminal."""
+    import os
+
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("PREFECT_LOGGING_TO_API_ENABLED", "false")
+    # The first start of the ephemeral API migrates its database: more than the default 20 s
+    # on a busy 2-core machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+
+
+def _print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
+    """A benchmark's figures: one JSON object (the interfaces spec), or aligned lines."""
+    if as_json:
+        typer.echo(json.dumps(figures))
+        return
+    width = max(len(key) for key in figures)
+    for key, value in figures.items():
+        typer.echo(f"{key:>{width}}: {value}")

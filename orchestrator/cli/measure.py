@@ -1,0 +1,133 @@
+"""Simulation and benchmarks: simulate, bench, bench-scale, bench-web."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli._app import (
+    _duration,
+    _now,
+    _print_figures,
+    _print_funnel,
+    _quiet_prefect,
+    app,
+)
+
+
+@app.command()
+def simulate(
+    file: Annotated[Path, typer.Argument(help="a campaign file")],
+    subscribers: Annotated[int, typer.Option("--subscribers", min=1, max=2_000_000)] = 1000,
+    population: Annotated[
+        Path | None, typer.Option("--population", help="JSONL population")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    rate: Annotated[
+        list[str] | None, typer.Option("--rate", help="NODE=P conversion probability")
+    ] = None,
+    default_rate: Annotated[float, typer.Option("--default-rate", min=0.0, max=1.0)] = 0.1,
+    start: Annotated[
+        str | None, typer.Option("--start", help="ISO start (default 2026-01-05T09:00Z)")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="stop at this ISO time")] = None,
+    trace: Annotated[
+        Path | None, typer.Option("--trace", help="write the JSONL trace here")
+    ] = None,
+    resolution: Annotated[
+        str,
+        typer.Option("--resolution", help="virtual tick interval (the schedule's, e.g. 5m, 1h)"),
+    ] = "5m",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
+    from orchestrator.errors import CampaignError
+    from orchestrator.simulate import simulate as run
+
+    rates: dict[str, float] = {}
+    for item in rate or []:
+        node, sep, value = item.partition("=")
+        try:
+            rates[node] = float(value)
+            assert sep and 0 <= rates[node] <= 1
+        except (ValueError, AssertionError):
+            typer.echo(f"--rate {item!r}: expected NODE=P with P between 0 and 1", err=True)
+            raise typer.Exit(1) from None
+    try:
+        result = run(
+            file,
+            subscribers=subscribers,
+            population=population,
+            seed=seed,
+            rates=rates,
+            default_rate=default_rate,
+            start=_now(start or "2026-01-05T09:00:00Z"),
+            until=_now(until) if until else None,
+            trace=trace,
+            resolution=_duration(resolution, "--resolution"),
+        )
+    except CampaignError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    figures = result.as_dict()
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    _print_funnel(figures)
+    typer.echo(
+        f"{result.subscribers} subscribers, {result.ticks} ticks from {result.start:%Y-%m-%d %H:%M} "
+        f"to {result.end:%Y-%m-%d %H:%M}, {result.steps} journey steps in {result.seconds:.1f}s "
+        f"({figures['steps_per_s']} steps/s), {result.unfinished} unfinished"
+    )
+
+
+@app.command()
+def bench(
+    sends: Annotated[int, typer.Option("--sends", min=100, max=1_000_000)] = 5000,
+    latency_ms: Annotated[float, typer.Option("--latency-ms", min=0)] = 25.0,
+    prefect: Annotated[
+        bool, typer.Option("--prefect/--no-prefect", help="also the tick through the Prefect flow")
+    ] = True,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Delivery throughput: naive pywebpush loop vs bare encrypt+POST vs the full tick pipeline,
+    and the same tick run directly and as the Prefect flow."""
+    if prefect:
+        _quiet_prefect()
+    from orchestrator.bench import bench as run
+
+    _print_figures(run(sends=sends, latency_ms=latency_ms, with_prefect=prefect), as_json=as_json)
+
+
+@app.command("bench-scale")
+def bench_scale(
+    subscribers: Annotated[int, typer.Option("--subscribers", min=100, max=5_000_000)] = 100_000,
+    db: Annotated[
+        str | None, typer.Option("--db", help="database URL (default: a fresh SQLite file)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Import, enrolment, a full tick and an idle tick at scale."""
+    from orchestrator.bench_scale import bench_scale as run
+
+    _print_figures(run(subscribers=subscribers, db_url=db), as_json=as_json)
+
+
+@app.command("bench-web")
+def bench_web(
+    seconds: Annotated[float, typer.Option("--seconds", min=1, max=3600)] = 60.0,
+    concurrency: Annotated[int, typer.Option("--concurrency", min=1, max=1024)] = 64,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=16)] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """POST /api/subscriptions, then POST /api/events, held for --seconds each against
+    `campaign serve`; then checks every accepted request is stored exactly once."""
+    from orchestrator.bench_web import bench_web as run
+
+    figures = run(seconds=seconds, concurrency=concurrency, workers=workers)
+    _print_figures(figures, as_json=as_json)
+    if figures["lost_or_doubled"]:
+        raise typer.Exit(1)

@@ -1,0 +1,271 @@
+"""Day-to-day commands: subscribers, events, tick, status, segments, migrate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.cli._app import (
+    _context,
+    _now,
+    _scalar,
+    app,
+)
+
+subscribers_app = typer.Typer(
+    help="Subscribers and their push subscriptions.", no_args_is_help=True
+)
+app.add_typer(subscribers_app, name="subscribers")
+
+
+@subscribers_app.command("import")
+def subscribers_import(
+    file: Annotated[Path, typer.Argument(help="JSONL: one subscriber per line")],
+) -> None:
+    """Add or update subscribers; bad lines are reported with their number and skipped."""
+    from orchestrator.service import import_subscribers
+
+    if not file.is_file():
+        typer.echo(f"{file}: no such file", err=True)
+        raise typer.Exit(2)
+    ctx = _context()
+    report = import_subscribers(ctx, file)
+    for number, message in report.bad:
+        typer.echo(f"{file}:{number}: {message}", err=True)
+    typer.echo(
+        f"{report.added} added, {report.changed} updated, {report.unchanged} unchanged, "
+        f"{len(report.bad)} bad line{'s' * (len(report.bad) != 1)}"
+    )
+    raise typer.Exit(1 if report.bad else 0)
+
+
+events_app = typer.Typer(help="Events: conversions, triggers, unsubscribes.", no_args_is_help=True)
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("add")
+def events_add(
+    subscriber: Annotated[str, typer.Option("--subscriber", help="subscriber id")],
+    event: Annotated[str, typer.Option("--event", help="event name")],
+    at: Annotated[str | None, typer.Option("--at", help="ISO time (default: now)")] = None,
+    prop: Annotated[
+        list[str] | None, typer.Option("--prop", help="K=V property (repeatable)")
+    ] = None,
+) -> None:
+    """Record one event for a subscriber."""
+    from orchestrator.records import RecordError, parse_event
+    from orchestrator.service import add_events
+
+    properties: dict[str, Any] = {}
+    for item in prop or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            typer.echo(f"--prop {item!r}: expected KEY=VALUE", err=True)
+            raise typer.Exit(1)
+        properties[key] = _scalar(value)
+    raw: dict[str, Any] = {"subscriber": subscriber, "name": event, "properties": properties}
+    if at is not None:
+        raw["at"] = at
+    try:
+        record = parse_event(raw, default_at=datetime.now(UTC))
+        ids = add_events(_context(), [record])
+    except RecordError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"recorded event {ids[0]}: {event} for {subscriber} at {record.at.isoformat()}")
+
+
+@app.command()
+def tick(
+    campaigns: Annotated[
+        list[str] | None, typer.Argument(help="campaign ids (default: all)")
+    ] = None,
+    now: Annotated[str | None, typer.Option("--now", help="ISO time instead of the clock")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 500,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """One pass: enrol, then advance every due journey, sending what is due."""
+    from orchestrator.errors import ConfigurationError
+    from orchestrator.push.setup import check_ready
+    from orchestrator.ticking import tick as run_tick
+
+    ctx = _context()
+    try:
+        check_ready(ctx.config)  # before anything is claimed
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    report = run_tick(ctx, now=_now(now), names=campaigns or None, batch_size=batch_size)
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {
+                    "campaigns": [
+                        {
+                            "campaign": c.campaign,
+                            "version": c.version_id,
+                            "enrolled": c.enrolled,
+                            "holdout": c.holdout,
+                            "journeys": c.journeys,
+                            "sends": c.sends,
+                            "outcomes": dict(c.outcomes),
+                            "seconds": round(c.seconds, 3),
+                        }
+                        for c in report.campaigns
+                    ],
+                    "refused": report.refused,
+                },
+                indent=2,
+            )
+        )
+    else:
+        for c in report.campaigns:
+            outcomes = ", ".join(f"{n} {k}" for k, n in sorted(c.outcomes.items())) or "none"
+            typer.echo(
+                f"{c.campaign}: {c.enrolled} enrolled ({c.holdout} holdout), {c.journeys} journeys advanced, "
+                f"{c.sends} sends ({outcomes}) in {c.seconds:.2f}s"
+            )
+        for path, reason in report.refused.items():
+            typer.echo(f"{path}: refused: {reason}", err=True)
+    raise typer.Exit(1 if report.refused else 0)
+
+
+@app.command()
+def status(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Per-node funnel, exits by reason, sends by outcome."""
+    from orchestrator.service import status as get_status
+
+    figures = get_status(_context(), campaign)
+    if as_json:
+        typer.echo(json.dumps(figures, indent=2))
+        return
+    typer.echo(f"campaign {campaign}")
+    typer.echo(
+        f"{'node':<24}{'entered':>9}{'sent':>8}{'deliv.':>8}{'conv.':>8}{'no conv.':>10}{'deferred':>10}"
+    )
+    for node, m in sorted(figures["nodes"].items()):
+        typer.echo(
+            f"{node:<24}{m.get('entered', 0):>9}{m.get('sent', 0):>8}{m.get('delivered', 0):>8}"
+            f"{m.get('converted', 0):>8}{m.get('no_convert', 0):>10}{m.get('deferred', 0):>10}"
+        )
+    typer.echo(
+        "journeys: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(figures["journeys"].items())) or "none")
+    )
+    typer.echo(
+        "exits: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["exits"].items())) or "none")
+    )
+    typer.echo(
+        "sends: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["sends"].items())) or "none")
+    )
+
+
+segments_app = typer.Typer(
+    help="Check segments against the stored subscribers.", no_args_is_help=True
+)
+app.add_typer(segments_app, name="segments")
+
+
+@segments_app.command("export")
+def segments_export(
+    name: Annotated[str, typer.Argument(help="segment name")],
+    campaign: Annotated[str | None, typer.Option("--campaign", help="campaign defining it")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="csv or jsonl")] = "csv",
+    output: Annotated[Path | None, typer.Option("-o", "--output")] = None,
+    now: Annotated[str | None, typer.Option("--now", help="evaluate as of this ISO time")] = None,
+) -> None:
+    """Write a segment's members (id, timezone, attributes, tags), to check a segment before use."""
+    from orchestrator.errors import ConfigurationError
+    from orchestrator.service import export_segment
+
+    if fmt not in ("csv", "jsonl"):
+        raise typer.BadParameter("csv or jsonl", param_hint="--format")
+    out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
+    try:
+        count = export_segment(
+            _context(), name=name, campaign=campaign, fmt=fmt, out=out, now=_now(now)
+        )
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    finally:
+        if output:
+            out.close()
+    typer.echo(f"{count} member{'s' * (count != 1)} of {name}", err=True)
+
+
+@segments_app.command("overlap")
+def segments_overlap(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    now: Annotated[str | None, typer.Option("--now")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Member counts for every pair of a campaign's segments: where do they overlap?"""
+    from orchestrator.errors import ConfigurationError
+    from orchestrator.service import segment_overlap
+
+    try:
+        names, counts = segment_overlap(_context(), campaign=campaign, now=_now(now))
+    except ConfigurationError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(
+            json.dumps(
+                {"segments": names, "counts": [[counts[a, b] for b in names] for a in names]}
+            )
+        )
+        return
+    width = max([len(n) for n in names] + [8])
+    typer.echo(" " * width + "".join(f"{n[:12]:>14}" for n in names))
+    for a in names:
+        typer.echo(f"{a:<{width}}" + "".join(f"{counts[a, b]:>14}" for b in names))
+
+
+@app.command()
+def migrate(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="only list who would move where")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    now: Annotated[str | None, typer.Option("--now")] = None,
+) -> None:
+    """Move in-flight journeys to the newest version; a removed node ends its journeys."""
+    from orchestrator import versions
+    from orchestrator.errors import CampaignError
+
+    ctx = _context()
+    try:
+        migration = versions.plan(ctx, campaign)
+    except CampaignError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        typer.echo(json.dumps({**migration.summary(), "applied": not dry_run}, indent=2))
+    else:
+        for m in migration.moves:
+            how = "resumes" if m.resumes else "re-enters"
+            typer.echo(
+                f"move  {m.subscriber_id}: {m.from_subcampaign}/{m.node} v{m.from_version} -> "
+                f"{m.to_subcampaign}/{m.node} v{m.to_version} ({how})"
+            )
+        for m in migration.ends:
+            typer.echo(
+                f"end   {m.subscriber_id}: {m.from_subcampaign}/{m.node} v{m.from_version} (removed_node)"
+            )
+        verb = "would move" if dry_run else "moved"
+        typer.echo(
+            f"{migration.campaign}: {verb} {len(migration.moves)} journeys to version {migration.to_version}, "
+            f"{'would end' if dry_run else 'ended'} {len(migration.ends)} (removed node)"
+        )
+    if not dry_run:
+        versions.apply(ctx, migration, now=_now(now))

@@ -1,0 +1,187 @@
+"""Running it: deploy (Prefect), demo, serve, vapid init."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from orchestrator.cli._app import (
+    _print_funnel,
+    _quiet_prefect,
+    app,
+)
+
+
+@app.command()
+def deploy(
+    campaigns: Annotated[
+        list[str] | None, typer.Argument(help="campaign file stems (default: all)")
+    ] = None,
+    pool: Annotated[
+        str | None, typer.Option("--pool", help="Prefect work pool for the runs")
+    ] = None,
+    serve: Annotated[
+        bool,
+        typer.Option("--serve", help="run the schedules in this process (one machine, no workers)"),
+    ] = False,
+    prefect_yaml: Annotated[
+        Path | None,
+        typer.Option("--prefect-yaml", help="write the deployments as a prefect.yaml instead"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Register one scheduled Prefect deployment per campaign (its settings.schedule, concurrency 1)."""
+    from orchestrator.config import load_config
+
+    graphs = load_config().graphs
+    if prefect_yaml is not None:
+        from flows.deploy import prefect_yaml as render_yaml
+
+        prefect_yaml.write_text(render_yaml(graphs, pool=pool or "campaign-flow"), encoding="utf-8")
+        typer.echo(f"wrote {prefect_yaml}")
+        return
+    if serve:
+        from flows.deploy import serve as serve_deployments
+
+        if pool:
+            typer.echo(
+                "--serve runs the deployments here; --pool hands them to workers: pick one",
+                err=True,
+            )
+            raise typer.Exit(2)
+        serve_deployments(graphs, campaigns or None)
+        return
+    from flows.deploy import apply
+
+    result = apply(graphs, campaigns or None, pool=pool)
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        for name, ident in result["deployments"].items():
+            typer.echo(f"deployed campaign-tick/{name} ({ident})")
+        for path, reason in result["refused"].items():
+            typer.echo(f"{path}: not deployed: {reason}", err=True)
+    raise typer.Exit(1 if result["refused"] else 0)
+
+
+@app.command()
+def demo(
+    subscribers: Annotated[
+        int, typer.Option("--subscribers", min=10, max=20_000, help="per campaign")
+    ] = 400,
+    workdir: Annotated[Path, typer.Option("--workdir")] = Path("out/demo"),
+) -> None:
+    """The main job on the example campaigns: Prefect walks synthetic subscribers through every
+    flowchart on a fast-forward clock, sending real encrypted pushes to a local push service."""
+    _quiet_prefect()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from flows.demo import demo_flow, demo_start, quiet_prefect
+
+    quiet_prefect()
+    total_days = 35
+    start = demo_start()
+    with Progress(
+        TextColumn("[bold]simulated time[/] {task.fields[now]}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        disable=not sys.stdout.isatty(),
+        transient=True,
+    ) as bar:
+        job = bar.add_task("walk", total=total_days * 24, now=start.strftime("%Y-%m-%d %H:%M"))
+
+        def progress(now: datetime) -> None:
+            hours = (now - start).total_seconds() / 3600
+            bar.update(
+                job, completed=min(hours, total_days * 24), now=now.strftime("%Y-%m-%d %H:%M")
+            )
+
+        result = demo_flow(
+            workdir=str(workdir), per_campaign=subscribers, progress=progress, start=start
+        )
+    for campaign, figures in result["funnels"].items():
+        typer.echo(f"\n== {campaign}")
+        _print_funnel(figures)
+    received = result["receiver"]
+    typer.echo(
+        f"\n{result['subscribers']} subscribers walked in {result['steps']} virtual ticks; "
+        f"the local push service received and checked {received.get('delivered', 0)} encrypted notifications "
+        f"(decrypted {received.get('decrypted', 0)})."
+    )
+    typer.echo(f"Report with the flowcharts and live counts: {result['report']}")
+    typer.echo(
+        "The dashboard on the same data: "
+        f"CAMPAIGN_DB={result['db']} CAMPAIGN_DASHBOARD_PASSWORD=demo "
+        f"CAMPAIGN_VAPID_PRIVATE_KEY={Path(workdir) / 'vapid_private.pem'} "
+        ".venv/bin/campaign serve, then http://127.0.0.1:8000 (password: demo)."
+    )
+    typer.echo(
+        "The same runs in the Prefect UI: run `.venv/bin/prefect server start` and open "
+        'http://127.0.0.1:4200 (flow "campaign-demo", one task run per campaign tick; '
+        "artifacts: each campaign's flowchart and funnel)."
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8000,
+    workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
+) -> None:
+    """The HTTP service and dashboard (FastAPI; OpenAPI at /docs)."""
+    import uvicorn
+
+    from orchestrator.config import load_config
+
+    config = load_config()
+    if not (config.dashboard_password or config.api_key):
+        typer.echo(
+            "note: no CAMPAIGN_DASHBOARD_PASSWORD or CAMPAIGN_API_KEY: the dashboard and "
+            "POST /api/events stay closed until one is set",
+            err=True,
+        )
+    typer.echo(f"campaign-flow on http://{host}:{port} (dashboard /, API docs /docs)", err=True)
+    uvicorn.run(
+        "orchestrator.web:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="warning",
+        proxy_headers=True,
+    )
+
+
+vapid_app = typer.Typer(help="The VAPID key pair that signs every push.", no_args_is_help=True)
+app.add_typer(vapid_app, name="vapid")
+
+
+@vapid_app.command("init")
+def vapid_init(
+    path: Annotated[
+        Path | None,
+        typer.Option(
+            "--path",
+            help="where to write the PEM (default: CAMPAIGN_VAPID_PRIVATE_KEY or vapid_private.pem)",
+        ),
+    ] = None,
+) -> None:
+    """Make a VAPID key pair; print the public key (the applicationServerKey for subscribe.js)."""
+    from orchestrator.config import load_config
+    from orchestrator.push.vapid import VapidKey
+
+    target = path or Path(load_config().vapid_private_key)
+    if target.exists():
+        typer.echo(
+            f"error: {target} exists; refusing to overwrite a key subscriptions depend on", err=True
+        )
+        raise typer.Exit(1)
+    key = VapidKey.generate()
+    key.save(target)
+    typer.echo(f"wrote {target} (mode 0600)", err=True)
+    typer.echo(key.public_key_b64())
