@@ -10,18 +10,30 @@ Thin over `orchestrator.visitors`, `orchestrator.service` and `orchestrator.insi
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.records import RecordError
 from orchestrator.service import Context, open_context
 from orchestrator.web import api, dashboard, site
-from orchestrator.web.common import STATE_KEY, WRITERS_KEY, make_writers
+from orchestrator.web.common import STATE_KEY, WRITERS_KEY, Writers, make_writers
 
 
 def create_app(ctx: Context | None = None) -> FastAPI:
     """The app over `ctx` (default: a context from the environment, opened at start-up)."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        found: Writers = getattr(app.state, WRITERS_KEY)
+        await found.subscriptions.close()
+        await found.events.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="campaign-flow",
         version="0.1.0",
         description="Push-notification campaigns drawn as flowcharts: subscriptions, "

@@ -11,6 +11,7 @@ busier the service, the larger the batches and the cheaper each write.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -48,6 +49,14 @@ class GroupWriter:
         if isinstance(result, BaseException):
             raise result
         return result
+
+    async def close(self) -> None:
+        """Stop the writer task (at shutdown: nothing is queued once requests have ended)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     async def _run(self, queue: asyncio.Queue[_Item]) -> None:
         while True:
