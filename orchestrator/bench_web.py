@@ -43,6 +43,19 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def wait_until_serving(base: str, *, seconds: float = 60.0) -> None:
+    """Return once `campaign serve` at `base` answers (its /sw.js); RuntimeError after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{base}/sw.js", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.25)
+    raise RuntimeError(f"campaign serve at {base} did not answer within {seconds:.0f} s")
+
+
 def _p256dh() -> str:
     point = (
         ec.generate_private_key(ec.SECP256R1())
@@ -117,14 +130,7 @@ def bench_web(*, seconds: float = 60.0, concurrency: int = 64, workers: int = 1)
             stderr=subprocess.DEVNULL,
         )
         try:
-            for _ in range(240):
-                try:
-                    if httpx.get(f"{base}/sw.js", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.25)
-            else:
-                raise RuntimeError("campaign serve did not start")
+            wait_until_serving(base)
             keys = [_p256dh() for _ in range(500)]
             auth = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
 

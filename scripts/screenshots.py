@@ -14,10 +14,9 @@ import os
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
+from orchestrator.bench_web import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = [
@@ -61,12 +60,7 @@ def main() -> None:
     }
     server = subprocess.Popen([campaign, "serve", "--port", str(port)], env=env, cwd=ROOT)
     try:
-        for _ in range(120):
-            try:
-                httpx.get(f"{base}/sw.js", timeout=1)
-                break
-            except httpx.HTTPError:
-                time.sleep(0.25)
+        wait_until_serving(base, seconds=30)
         from playwright.sync_api import sync_playwright
 
         with sync_playwright() as p:

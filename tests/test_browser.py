@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
+from orchestrator.bench_web import wait_until_serving
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
@@ -113,14 +113,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         stderr=subprocess.DEVNULL,
     )
     try:
-        for _ in range(120):
-            try:
-                if httpx.get(f"{base}/sw.js", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.25)
-        else:
-            pytest.fail("campaign serve did not start")
+        wait_until_serving(base, seconds=30)
         people = {}
         for i, name in enumerate(["Ana", "Ben", "Cleo"]):
             sub = {

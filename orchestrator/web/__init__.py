@@ -50,6 +50,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     async def _bad_record(request: Request, exc: RecordError) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    app.add_exception_handler(site.LinkGone, site.gone)
     app.include_router(site.router)
     app.include_router(api.router)
     app.include_router(dashboard.router)

@@ -12,6 +12,7 @@ from orchestrator import visitors
 from orchestrator.errors import CampaignError
 from orchestrator.push.setup import load_key
 from orchestrator.records import RecordError
+from orchestrator.service import Context
 from orchestrator.web.common import HERE, context, json_body, now, templates, writers
 
 router = APIRouter()
@@ -146,10 +147,7 @@ def subscribe_js(request: Request) -> Response:
 
 
 def _profile(request: Request, token: str, message: str | None = None) -> HTMLResponse:
-    ctx = context(request)
-    sid = visitors.subscriber_of(ctx, token)
-    if sid is None:
-        return _gone()
+    ctx, sid = _owner(request, token)
     data = visitors.export(ctx, sid)
     return _page(
         "profile.html",
@@ -162,6 +160,23 @@ def _profile(request: Request, token: str, message: str | None = None) -> HTMLRe
         paused_until=data["paused_until"],
         message=message,
     )
+
+
+class LinkGone(Exception):
+    """A profile link that is forged, expired, or names someone deleted: answered by `gone`."""
+
+
+def _owner(request: Request, token: str) -> tuple[Context, str]:
+    """The context and the subscriber a profile link names; LinkGone when it names nobody."""
+    ctx = context(request)
+    sid = visitors.subscriber_of(ctx, token)
+    if sid is None:
+        raise LinkGone(token)
+    return ctx, sid
+
+
+async def gone(request: Request, exc: Exception) -> Response:
+    return _gone()
 
 
 def _gone() -> HTMLResponse:
@@ -185,10 +200,7 @@ def profile(request: Request, token: str, saved: str | None = None) -> HTMLRespo
 
 @router.post("/me/{token}", tags=["visitors"], summary="Correct details, pick topics")
 async def profile_save(request: Request, token: str) -> Response:
-    ctx = context(request)
-    sid = visitors.subscriber_of(ctx, token)
-    if sid is None:
-        return _gone()
+    ctx, sid = _owner(request, token)
     form = await request.form()
     attributes = {
         str(k).removeprefix("attr:"): str(v) for k, v in form.items() if str(k).startswith("attr:")
@@ -203,30 +215,21 @@ async def profile_save(request: Request, token: str) -> Response:
 
 @router.post("/me/{token}/pause", tags=["visitors"], summary="Pause notifications for a week")
 def profile_pause(request: Request, token: str) -> Response:
-    ctx = context(request)
-    sid = visitors.subscriber_of(ctx, token)
-    if sid is None:
-        return _gone()
+    ctx, sid = _owner(request, token)
     visitors.pause(ctx, sid, now=now())
     return RedirectResponse(f"/me/{token}?saved=paused", status_code=303)
 
 
 @router.post("/me/{token}/resume", tags=["visitors"], summary="End a pause")
 def profile_resume(request: Request, token: str) -> Response:
-    ctx = context(request)
-    sid = visitors.subscriber_of(ctx, token)
-    if sid is None:
-        return _gone()
+    ctx, sid = _owner(request, token)
     visitors.resume(ctx, sid, now=now())
     return RedirectResponse(f"/me/{token}?saved=resumed", status_code=303)
 
 
 @router.get("/me/{token}/export", tags=["visitors"], summary="Everything stored, as JSON")
 def profile_export(request: Request, token: str) -> Response:
-    ctx = context(request)
-    sid = visitors.subscriber_of(ctx, token)
-    if sid is None:
-        return _gone()
+    ctx, sid = _owner(request, token)
     return Response(
         json.dumps(visitors.export(ctx, sid), indent=2, ensure_ascii=False),
         media_type="application/json",
@@ -236,10 +239,7 @@ def profile_export(request: Request, token: str) -> Response:
 
 @router.post("/me/{token}/delete", tags=["visitors"], summary="Delete everything")
 async def profile_delete(request: Request, token: str) -> Response:
-    ctx = context(request)
-    sid = visitors.subscriber_of(ctx, token)
-    if sid is None:
-        return _gone()
+    ctx, sid = _owner(request, token)
     form = await request.form()
     if form.get("confirm") != "yes":
         return _profile(request, token, "Tick the box to confirm the deletion.")
