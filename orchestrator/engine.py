@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -65,6 +65,29 @@ class JourneyState:
     @property
     def ended(self) -> bool:
         return self.phase == "ended"
+
+    def evolve(self, changes: dict[str, Any]) -> JourneyState:
+        """A copy with `changes` (what `dataclasses.replace` does, without re-running
+        `__init__` field by field: the engine makes two of these per step)."""
+        unknown = changes.keys() - _STATE_FIELDS
+        if unknown:
+            raise TypeError(f"JourneyState has no field {', '.join(sorted(unknown))}")
+        new = object.__new__(JourneyState)
+        new.__dict__.update(self.__dict__)
+        new.__dict__.update(changes)
+        return new
+
+    @classmethod
+    def of(cls, values: dict[str, Any]) -> JourneyState:
+        """From a complete dict of fields (as stored), without `__init__`'s per-field setattr."""
+        if values.keys() != _STATE_FIELDS:
+            return cls(**values)  # let __init__ say what is missing or extra
+        new = object.__new__(cls)
+        new.__dict__.update(values)
+        return new
+
+
+_STATE_FIELDS = frozenset(f.name for f in fields(JourneyState))
 
 
 @dataclass(frozen=True)
@@ -188,7 +211,7 @@ class _Run:
         self.actions.append(action)
 
     def set(self, **changes: Any) -> None:
-        self.state = replace(self.state, **changes)
+        self.state = self.state.evolve(changes)
 
     def end(self, reason: str, at: datetime) -> None:
         self.emit(Action("exit", at, self.state.node, reason=reason))

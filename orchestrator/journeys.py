@@ -8,6 +8,7 @@ from __future__ import annotations
 import base64
 import hashlib
 from collections import Counter
+from datetime import UTC
 from typing import Any
 
 from sqlalchemy import Row
@@ -47,21 +48,24 @@ def row_values(state: JourneyState) -> dict[str, Any]:
 
 
 _FIXED_FIELDS = ("subscriber_id", "subcampaign", "entered_at", "trigger", "holdout")
+_CHANGING_FIELDS = tuple(name for name in _STATE_FIELDS if name not in _FIXED_FIELDS)
 
 
 def changes(state: JourneyState) -> dict[str, Any]:
     """The columns an advance can change (the fixed ones are not written again)."""
-    values = row_values(state)
-    for name in _FIXED_FIELDS:
-        del values[name]
+    values = {name: getattr(state, name) for name in _CHANGING_FIELDS}
+    values["claim_at"] = state.due_at
     return values
 
 
 def state_of(row: Row[Any]) -> JourneyState:
-    values = {name: getattr(row, name) for name in _STATE_FIELDS}
+    mapping = row._mapping
+    values = {name: mapping[name] for name in _STATE_FIELDS}
     for name in _TIME_FIELDS:
-        values[name] = repo.aware(values[name])
-    return JourneyState(**values)
+        moment = values[name]
+        if moment is not None and moment.tzinfo is None:
+            values[name] = moment.replace(tzinfo=UTC)  # SQLite gives naive UTC back
+    return JourneyState.of(values)
 
 
 def topic_for(journey_id: int, step: int) -> str:

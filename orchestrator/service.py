@@ -85,7 +85,7 @@ def open_context(
     simulated: bool = False,
 ) -> Context:
     cfg = config or load_config()
-    engine = db.make_engine(cfg.db)
+    engine = db.make_engine(cfg.db, durable=not simulated)
     migrate.upgrade(engine)
     if audit is None and cfg.audit_log is not None:
         audit = jsonl_sink(cfg.audit_log)

@@ -7,11 +7,15 @@ of `resolution` (the scheduled deployment's tick). Same seed, same result.
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import json
+import multiprocessing
 import random
 import tempfile
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -34,6 +38,8 @@ from orchestrator.ticking import tick_campaign
 
 SEGMENT_ENROL_EVERY = timedelta(days=1)
 MAX_TICKS = 200_000
+SHARD_FROM = 4000  # subscribers from which the simulation runs on WORKERS processes
+WORKERS = 2
 
 
 @dataclass
@@ -124,7 +130,9 @@ def _conversions(
 ) -> list[EventRecord]:
     out = []
     for r in requests:
-        rng = random.Random(f"{seed}:{r.journey_id}:{r.step}")
+        # keyed by subscriber, node, step and moment (not the journey's row id), so a
+        # subscriber converts the same way whichever worker simulates them
+        rng = random.Random(f"{seed}:{r.subscriber_id}:{r.node}:{r.step}:{now.isoformat()}")
         if rng.random() >= rates.get(r.node, default_rate):
             continue
         node = campaign.node(r.node)
@@ -165,6 +173,12 @@ def _ceil(moment: datetime, *, start: datetime, step: timedelta) -> datetime:
     return start + steps * step
 
 
+def default_workers(subscribers: int) -> int:
+    """Worker processes for a population: fixed by its size (not by the machine), so the
+    same seed gives the same result everywhere."""
+    return 1 if subscribers < SHARD_FROM else WORKERS
+
+
 def simulate(
     path: Path,
     *,
@@ -178,7 +192,11 @@ def simulate(
     trace: Path | None = None,
     resolution: timedelta = timedelta(minutes=5),
     progress: Callable[[datetime, int], None] | None = None,
+    workers: int | None = None,
 ) -> SimulationResult:
+    """Subscribers never share journey state, so the population is split by a stable hash
+    of the subscriber id over `workers` processes, each with its own temporary SQLite
+    and virtual clock; funnels and traces are merged."""
     loaded = loader.load(path)
     if not loaded.ok or loaded.campaign is None:
         first = next((d.format() for d in loaded.errors), "does not validate")
@@ -187,50 +205,151 @@ def simulate(
     unknown = sorted(set(rates or {}) - set(campaign.all_nodes()))
     if unknown:
         raise CampaignError(f"--rate names no node of {campaign.campaign}: {', '.join(unknown)}")
+    lines = _population(campaign, path=population, count=subscribers, seed=seed, start=start)
+    count = workers or default_workers(len(lines))
+    job = _Job(path, seed, rates or {}, default_rate, start, until, resolution)
     with tempfile.TemporaryDirectory(prefix="campaign-sim-") as tmp:
-        config = Config(db=f"sqlite:///{Path(tmp) / 'simulation.db'}", graphs=path.parent)
-        collector = _Collector()
-        delivery = RecordingDelivery()
-        ctx = open_context(config, delivery=delivery, audit=collector, simulated=True)
-        lines = _population(campaign, path=population, count=subscribers, seed=seed, start=start)
-        result = SimulationResult(campaign.campaign, _store_population(ctx, lines), start, start)
-        load = load_current(ctx, path)
-        if load.problem:
-            raise CampaignError(load.problem)
-        started = time.perf_counter()
-        _run(
-            ctx,
-            load,
-            campaign,
-            result=result,
-            delivery=delivery,
-            seed=seed,
-            rates=rates or {},
-            default_rate=default_rate,
-            until=until,
-            resolution=resolution,
-            progress=progress,
-        )
-        result.seconds = time.perf_counter() - started
-        result.steps = len(collector.lines)
-        result.funnel = status(ctx, campaign.campaign)
-        with ctx.session() as s:
-            result.unfinished = int(
-                s.execute(
-                    select(func.count())
-                    .select_from(Journey)
-                    .where(
-                        col(Journey.campaign) == campaign.campaign, col(Journey.phase) != "ended"
-                    )
-                ).scalar()
-                or 0
-            )
-        if trace is not None:
-            collector.lines.sort(key=lambda line: line["t"])
+        if count <= 1:
+            result = _simulate_shard(job, lines, Path(tmp), trace=trace, progress=progress)
+        else:
+            result = _simulate_sharded(job, lines, Path(tmp), count=count, trace=trace)
+    return result
+
+
+@dataclass(frozen=True)
+class _Job:
+    path: Path
+    seed: int
+    rates: dict[str, float]
+    default_rate: float
+    start: datetime
+    until: datetime | None
+    resolution: timedelta
+
+
+def _shard_of(line: Any, count: int) -> int:
+    sid = str(line.get("id", "")) if isinstance(line, dict) else ""
+    return int.from_bytes(hashlib.blake2b(sid.encode(), digest_size=4).digest(), "big") % count
+
+
+def _simulate_sharded(
+    job: _Job, lines: list[dict[str, Any]], tmp: Path, *, count: int, trace: Path | None
+) -> SimulationResult:
+    shards: list[list[dict[str, Any]]] = [[] for _ in range(count)]
+    for line in lines:
+        shards[_shard_of(line, count)].append(line)
+    traces = [tmp / f"trace-{i}.jsonl" for i in range(count)]
+    started = time.perf_counter()
+    context = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
+        futures = [
+            pool.submit(_shard_job, job, shard, tmp / f"shard-{i}", traces[i])
+            for i, shard in enumerate(shards)
+        ]
+        parts = [f.result() for f in futures]
+    merged = _merge(parts)
+    merged.seconds = time.perf_counter() - started
+    if trace is not None:
+        files = [t.open(encoding="utf-8") for t in traces]
+        try:
             with trace.open("w", encoding="utf-8") as out:
-                for line in collector.lines:
-                    out.write(json.dumps(line) + "\n")
-        ctx.engine.dispose()
+                # each shard's trace is in time order; ties keep shard order (a subscriber is
+                # in exactly one shard, so their own lines keep their order)
+                for raw in heapq.merge(*files, key=lambda text: json.loads(text)["t"]):
+                    out.write(raw)
+        finally:
+            for f in files:
+                f.close()
+    return merged
+
+
+def _shard_job(
+    job: _Job, lines: list[dict[str, Any]], folder: Path, trace: Path
+) -> SimulationResult:
+    folder.mkdir()
+    return _simulate_shard(job, lines, folder, trace=trace, progress=None)
+
+
+def _merge(parts: list[SimulationResult]) -> SimulationResult:
+    first = parts[0]
+    out = SimulationResult(first.campaign, 0, first.start, first.start)
+    funnel: dict[str, Any] = {}
+    for part in parts:
+        out.subscribers += part.subscribers
+        out.end = max(out.end, part.end)
+        out.ticks = max(out.ticks, part.ticks)
+        out.steps += part.steps
+        out.sends += part.sends
+        out.conversions += part.conversions
+        out.unfinished += part.unfinished
+        _add_counts(funnel, part.funnel)
+    out.funnel = funnel
+    return out
+
+
+def _add_counts(into: dict[str, Any], more: dict[str, Any]) -> None:
+    for key, value in more.items():
+        if isinstance(value, dict):
+            _add_counts(into.setdefault(key, {}), value)
+        elif isinstance(value, int) and not isinstance(value, bool):
+            into[key] = into.get(key, 0) + value
+        else:
+            into.setdefault(key, value)
+
+
+def _simulate_shard(
+    job: _Job,
+    lines: list[dict[str, Any]],
+    folder: Path,
+    *,
+    trace: Path | None,
+    progress: Callable[[datetime, int], None] | None,
+) -> SimulationResult:
+    loaded = loader.load(job.path)
+    assert loaded.campaign is not None
+    campaign = loaded.campaign
+    config = Config(db=f"sqlite:///{folder / 'simulation.db'}", graphs=job.path.parent)
+    collector = _Collector()
+    delivery = RecordingDelivery()
+    ctx = open_context(config, delivery=delivery, audit=collector, simulated=True)
+    result = SimulationResult(
+        campaign.campaign, _store_population(ctx, lines), job.start, job.start
+    )
+    load = load_current(ctx, job.path)
+    if load.problem:
+        raise CampaignError(load.problem)
+    started = time.perf_counter()
+    _run(
+        ctx,
+        load,
+        campaign,
+        result=result,
+        delivery=delivery,
+        seed=job.seed,
+        rates=job.rates,
+        default_rate=job.default_rate,
+        until=job.until,
+        resolution=job.resolution,
+        progress=progress,
+    )
+    result.seconds = time.perf_counter() - started
+    result.steps = len(collector.lines)
+    result.funnel = status(ctx, campaign.campaign)
+    with ctx.session() as s:
+        result.unfinished = int(
+            s.execute(
+                select(func.count())
+                .select_from(Journey)
+                .where(col(Journey.campaign) == campaign.campaign, col(Journey.phase) != "ended")
+            ).scalar()
+            or 0
+        )
+    if trace is not None:
+        collector.lines.sort(key=lambda line: line["t"])
+        with trace.open("w", encoding="utf-8") as out:
+            for line in collector.lines:
+                out.write(json.dumps(line) + "\n")
+    ctx.engine.dispose()
     return result
 
 

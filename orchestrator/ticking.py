@@ -55,6 +55,7 @@ class BatchResult:
     journeys: int
     sends: int
     outcomes: Counter[str]
+    more: bool = True  # False: this batch took the last due journey (no need to look again)
 
 
 def tick(
@@ -112,6 +113,8 @@ def tick_campaign(
         result.outcomes.update(batch.outcomes)
         if on_batch:
             on_batch(campaign.campaign, batch)
+        if not batch.more:
+            break
     result.seconds = time.perf_counter() - started
     return result
 
@@ -364,7 +367,7 @@ def run_batch(
         rows = repo.claim_due(s, campaign=campaign, now=now, limit=batch_size)
         if not rows:
             return None
-        requests, counts, trace = _advance_rows(ctx, s, rows, now=now)
+        requests, counts, trace, due_again = _advance_rows(ctx, s, rows, now=now)
         repo.bump(s, campaign=campaign, counts=counts)
     journeys.audit_rows(ctx, campaign, trace)
     answers = ctx.delivery.deliver(requests) if requests else []
@@ -378,12 +381,19 @@ def run_batch(
             attempts={r.send_id: 1 for r in requests},
             now=now,
         )
-    return BatchResult(journeys=len(rows), sends=len(requests), outcomes=tally)
+    return BatchResult(
+        journeys=len(rows),
+        sends=len(requests),
+        outcomes=tally,
+        more=len(rows) == batch_size or due_again,
+    )
 
 
 def _advance_rows(
     ctx: Context, s: Session, rows: list[Row[Any]], *, now: datetime
-) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Row[Any], list[Action]]]]:
+) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Row[Any], list[Action]]], bool]:
+    """Advance the claimed rows; the last item says whether one of them is due again at `now`
+    (a send skipped takes its no-convert edge, and the next batch goes on from there)."""
     ids = [r.subscriber_id for r in rows]
     subs = repo.subscribers(s, ids)
     has_sub = repo.subscription_counts(s, ids) if not ctx.simulated else None
@@ -435,7 +445,8 @@ def _advance_rows(
     )
     repo.update_by_id(s, Journey, [{"id": jid, **values} for jid, values in updates.items()])
     repo.update_by_id(s, Send, converted)
-    return requests, counts, trace
+    due_again = any(v["claim_at"] is not None and v["claim_at"] <= now for v in updates.values())
+    return requests, counts, trace, due_again
 
 
 def _memberships(
@@ -501,8 +512,9 @@ def _claim_sends(
         }
         for p in pending
     ]
+    ledger = Send.__table__  # type: ignore[attr-defined]  # Core: no ORM bulk bookkeeping
     ids = s.execute(
-        insert(Send).returning(col(Send.id), col(Send.journey_id), col(Send.step)), rows
+        insert(ledger).returning(ledger.c.id, ledger.c.journey_id, ledger.c.step), rows
     ).all()
     by_key = {(j, st): i for i, j, st in ids}
     targets = repo.subscriptions_of(s, (p.row.subscriber_id for p in pending))

@@ -18,6 +18,7 @@ from tests.test_engine_properties import _check_trace
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "campaign_graphs").glob("*.yaml"))
 START = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+POPULATION = 10_000  # the issue's figure; simulated on two worker processes
 
 pytestmark = pytest.mark.slow
 
@@ -53,7 +54,7 @@ def test_simulated_example_ends_every_journey_along_its_graph(path: Path, tmp_pa
     trace = tmp_path / "trace.jsonl"
     result = simulate(
         path,
-        subscribers=400,
+        subscribers=POPULATION,
         seed=7,
         default_rate=0.25,
         start=START,
@@ -76,7 +77,8 @@ def test_simulated_example_ends_every_journey_along_its_graph(path: Path, tmp_pa
         for metric in figures:
             if metric.startswith("route:"):
                 assert isinstance(node, SplitNode | BranchNode | WaitNode)
-    people = {p["id"]: p for p in synthesize(campaign, count=400, seed=7, start=START)}
+    assert result.subscribers == POPULATION
+    people = {p["id"]: p for p in synthesize(campaign, count=POPULATION, seed=7, start=START)}
     for sid, journeys in _journeys(trace).items():
         view = SubscriberView(id=sid, timezone=str(people[sid]["timezone"]))
         for journey in journeys:
@@ -97,3 +99,35 @@ def test_the_same_seed_gives_the_same_simulation() -> None:
         second.sends,
         second.conversions,
     )
+
+
+def test_splitting_the_population_over_workers_changes_nothing(tmp_path: Path) -> None:
+    """Subscribers share no journey state: one process or three, the same funnel and trace."""
+    path = ROOT / "campaign_graphs" / "cloud-storage-launch.yaml"
+    runs = {}
+    for workers in (1, 3):
+        trace = tmp_path / f"trace-{workers}.jsonl"
+        result = simulate(
+            path,
+            subscribers=600,
+            seed=5,
+            default_rate=0.3,
+            start=START,
+            trace=trace,
+            resolution=timedelta(hours=1),
+            workers=workers,
+        )
+        lines = trace.read_text().splitlines()
+        times = [json.loads(line)["t"] for line in lines]
+        assert times == sorted(times)  # the merged trace is in time order
+        runs[workers] = (result, sorted(lines))
+    (one, one_lines), (three, three_lines) = runs[1], runs[3]
+    assert one.funnel == three.funnel
+    assert one_lines == three_lines
+    assert (one.steps, one.sends, one.conversions, one.subscribers) == (
+        three.steps,
+        three.sends,
+        three.conversions,
+        three.subscribers,
+    )
+    assert one.sends > 0 and one.conversions > 0

@@ -41,6 +41,16 @@ def simulate(
         str,
         typer.Option("--resolution", help="virtual tick interval (the schedule's, e.g. 5m, 1h)"),
     ] = "5m",
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            min=1,
+            max=64,
+            help="processes (default: 1 below 4,000 subscribers, else 2); the population is "
+            "split by subscriber",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
@@ -68,6 +78,7 @@ def simulate(
             until=_now(until) if until else None,
             trace=trace,
             resolution=_duration(resolution, "--resolution"),
+            workers=workers,
         )
     except CampaignError as exc:
         typer.echo(f"error: {exc}", err=True)

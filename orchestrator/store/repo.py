@@ -268,17 +268,19 @@ def wake_many(session: Session, moments: dict[str, datetime]) -> None:
 
 def events_for(
     session: Session, ids: Iterable[str], *, since: datetime, until: datetime
-) -> dict[str, list[Event]]:
-    out: dict[str, list[Event]] = {}
+) -> dict[str, list[Row[Any]]]:
+    """Events of these subscribers in [since, until], oldest first (plain rows)."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    out: dict[str, list[Row[Any]]] = {}
     rows = session.execute(
-        select(Event)
+        select(table.c.subscriber_id, table.c.name, table.c.at, table.c.properties, table.c.send_id)
         .where(
-            col(Event.subscriber_id).in_(list(set(ids))),
-            col(Event.at) >= since,
-            col(Event.at) <= until,
+            table.c.subscriber_id.in_(list(set(ids))),
+            table.c.at >= since,
+            table.c.at <= until,
         )
-        .order_by(col(Event.at), col(Event.id))
-    ).scalars()
+        .order_by(table.c.at, table.c.id)
+    )
     for row in rows:
         out.setdefault(row.subscriber_id, []).append(row)
     return out
@@ -506,22 +508,21 @@ def delete_subscriptions(session: Session, endpoints: Sequence[str]) -> None:
 
 
 def bump(session: Session, *, campaign: str, counts: Counter[tuple[str, str]]) -> None:
-    """Add to the per-node counters (one upsert per distinct node and metric)."""
-    if not counts:
-        return
+    """Add to the per-node counters: one upsert statement, executed for each distinct
+    node and metric (the same statement every time, so it is compiled once)."""
     rows = [
         {"campaign": campaign, "node": node, "metric": metric, "count": n}
-        for (node, metric), n in counts.items()
+        for (node, metric), n in sorted(counts.items())  # one lock order for concurrent ticks
         if n
     ]
     if not rows:
         return
-    stmt = _insert(session, NodeStat).values(rows)
+    stmt = _insert(session, NodeStat)
     stmt = stmt.on_conflict_do_update(
         index_elements=["campaign", "node", "metric"],
         set_={"count": col(NodeStat.count) + stmt.excluded["count"]},
     )
-    session.execute(stmt)
+    session.execute(stmt, rows)
 
 
 def node_stats(session: Session, campaign: str) -> dict[str, dict[str, int]]:
