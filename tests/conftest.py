@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 import textwrap
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +92,55 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 def pg_url() -> Iterator[str]:
     with pg_schema() as url:
         yield url
+
+
+# ------------------------------------------------------------------ a world for subprocesses
+
+
+def campaign_world(
+    tmp_path: Path, receiver: Any, *, db: str, people: int, campaign: str | None = None
+) -> dict[str, str]:
+    """A campaign file (default: test_ticking's `launch`), a VAPID key, `people` subscribers
+    with subscriptions on `receiver` imported into `db`; returns the environment that
+    `campaign` commands (or Prefect workers) run with."""
+    from orchestrator.push.vapid import VapidKey
+    from tests.test_ticking import CAMPAIGN
+
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(campaign or CAMPAIGN), encoding="utf-8")
+    key = VapidKey.generate()
+    key.save(tmp_path / "vapid.pem")
+    lines = tmp_path / "people.jsonl"
+    lines.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": f"p{i}",
+                    "attributes": {"plan": "pro", "name": f"P{i}"},
+                    "subscription": receiver.subscribe(),
+                }
+            )
+            for i in range(people)
+        )
+        + "\n"
+    )
+    env = {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        "CAMPAIGN_GRAPHS": str(graphs),
+        "CAMPAIGN_DB": db,
+        "CAMPAIGN_VAPID_PRIVATE_KEY": str(tmp_path / "vapid.pem"),
+        "CAMPAIGN_VAPID_SUBJECT": "mailto:ops@example.com",
+        "CAMPAIGN_PUSH_ALLOWED_ORIGINS": receiver.origin,
+        "CAMPAIGN_SECRET": "s" * 32,
+    }
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "campaign"), "subscribers", "import", str(lines)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return env

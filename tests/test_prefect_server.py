@@ -9,7 +9,6 @@ import os
 import socket
 import subprocess
 import sys
-import textwrap
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +17,7 @@ import httpx
 import pytest
 
 from orchestrator.push.receiver import Receiver
-from orchestrator.push.vapid import VapidKey
-from tests.test_ticking import CAMPAIGN
+from tests.conftest import campaign_world
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -126,46 +124,8 @@ def _environment(
     tmp_path: Path, server: str, receiver: Receiver, *, db: str, people: int
 ) -> dict[str, str]:
     """A campaign, `people` subscribers on the receiver, imported; the environment a worker needs."""
-    graphs = tmp_path / "graphs"
-    graphs.mkdir()
-    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
-    key = VapidKey.generate()
-    key.save(tmp_path / "vapid.pem")
-    lines = tmp_path / "people.jsonl"
-    lines.write_text(
-        "\n".join(
-            json.dumps(
-                {
-                    "id": f"p{i}",
-                    "attributes": {"plan": "pro", "name": f"P{i}"},
-                    "subscription": receiver.subscribe(),
-                }
-            )
-            for i in range(people)
-        )
-        + "\n"
-    )
-    env = {
-        **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PREFECT_API_URL": server,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "CAMPAIGN_GRAPHS": str(graphs),
-        "CAMPAIGN_DB": db,
-        "CAMPAIGN_VAPID_PRIVATE_KEY": str(tmp_path / "vapid.pem"),
-        "CAMPAIGN_VAPID_SUBJECT": "mailto:ops@example.com",
-        "CAMPAIGN_PUSH_ALLOWED_ORIGINS": receiver.origin,
-        "CAMPAIGN_SECRET": "s" * 32,
-    }
-    done = subprocess.run(
-        [_bin("campaign"), "subscribers", "import", str(lines)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert done.returncode == 0, done.stderr[-2000:]
-    return env
+    env = campaign_world(tmp_path, receiver, db=db, people=people)
+    return {**env, "PREFECT_API_URL": server, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
 
 
 @pytest.fixture

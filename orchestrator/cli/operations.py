@@ -90,6 +90,8 @@ def tick(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One pass: enrol, then advance every due journey, sending what is due."""
+    from sqlalchemy.exc import DBAPIError
+
     from orchestrator.errors import ConfigurationError
     from orchestrator.push.setup import check_ready
     from orchestrator.ticking import tick as run_tick
@@ -100,7 +102,17 @@ def tick(
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    report = run_tick(ctx, now=_now(now), names=campaigns or None, batch_size=batch_size)
+    try:
+        report = run_tick(ctx, now=_now(now), names=campaigns or None, batch_size=batch_size)
+    except DBAPIError as exc:  # e.g. the connection dropped: what was committed stays
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        typer.echo(
+            f"error: the database failed during the tick ({reason}). Batches already "
+            "committed are kept; sends claimed but not answered go out again after the "
+            "claim grace, and the next tick takes up the rest.",
+            err=True,
+        )
+        raise typer.Exit(1) from None
     if as_json:
         typer.echo(
             json.dumps(

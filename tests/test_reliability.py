@@ -1,0 +1,242 @@
+"""Reliability (docs/reliability.md): crashes, concurrent ticks and a dropped database
+connection, against the local push service, on SQLite and PostgreSQL.
+
+Each scenario checks what the push service actually received, not only our ledger:
+nobody is lost, and the only repeat allowed is the very same message sent again with
+the same Topic header (a device shows it once)."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from orchestrator import outcomes
+from orchestrator.push.receiver import Delivered, Receiver
+from tests.conftest import ROOT, campaign_world, pg_schema
+from tests.test_ticking import T0
+
+pytestmark = pytest.mark.slow
+
+CAMPAIGN_BIN = str(Path(sys.executable).parent / "campaign")
+AFTER_GRACE = T0 + outcomes.CLAIM_GRACE + timedelta(minutes=1)
+
+
+@contextmanager
+def database(kind: str, tmp_path: Path) -> Iterator[str]:
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path / 'c.db'}"
+        return
+    with pg_schema() as url:
+        yield url
+
+
+def _tick(env: dict[str, str], now: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [CAMPAIGN_BIN, "tick", "--now", now, *extra],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def _ledger(url: str) -> tuple[int, int, dict[str, int]]:
+    """(rows, distinct (journey, step), rows by outcome)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as c:
+            rows, distinct = c.execute(
+                text("SELECT count(*), count(DISTINCT journey_id || ':' || step) FROM send")
+            ).one()
+            by = dict(c.execute(text("SELECT outcome, count(*) FROM send GROUP BY outcome")).all())
+    finally:
+        engine.dispose()
+    return int(rows), int(distinct), {str(k): int(v) for k, v in by.items()}
+
+
+def _by_endpoint(messages: list[Delivered]) -> dict[str, list[Delivered]]:
+    out: dict[str, list[Delivered]] = {}
+    for m in messages:
+        out.setdefault(m.endpoint, []).append(m)
+    return out
+
+
+# ------------------------------------------------------------------ kill -9 mid-batch
+
+PEOPLE, BATCH, CRASH_BATCH = 120, 40, 2
+# How many of the crashed batch's sends reached the push service before the kill.
+SENT_BEFORE_KILL = {
+    "in_claim": 0,
+    "after_claim": 0,
+    "during_sends": BATCH // 2,
+    "before_outcome": BATCH,
+}
+
+
+@pytest.mark.parametrize("point", list(SENT_BEFORE_KILL))
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
+    tmp_path: Path, kind: str, point: str
+) -> None:
+    with database(kind, tmp_path) as url, Receiver() as receiver:
+        env = campaign_world(tmp_path, receiver, db=url, people=PEOPLE)
+        crashed = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "tests.crashing_tick",
+                point,
+                T0.isoformat(),
+                str(BATCH),
+                str(CRASH_BATCH),
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+        first = receiver.take()  # shown on the devices: a repeat can no longer replace them
+        # batch 1 went through; of the crashed batch, what left before the kill
+        assert len(first) == BATCH + SENT_BEFORE_KILL[point]
+        before = _ledger(url)
+        # the scheduled tick five minutes on: claimed-but-unanswered sends wait out the grace
+        soon = _tick(env, (T0 + timedelta(minutes=5)).isoformat())
+        assert soon.returncode == 0, soon.stderr[-3000:]
+        claimed_in_crash = 0 if point == "in_claim" else BATCH
+        assert len(receiver.received()) == PEOPLE - BATCH - claimed_in_crash
+        later = _tick(env, AFTER_GRACE.isoformat())
+        assert later.returncode == 0, later.stderr[-3000:]
+        second = receiver.take()
+        stats = receiver.stats()
+
+    everything = _by_endpoint(first + second)
+    assert len(everything) == PEOPLE  # nobody lost
+    repeats = 0
+    for messages in everything.values():
+        # a repeat is the same message: same Topic, same decrypted payload (same send id)
+        assert len({m.headers["Topic"] for m in messages}) == 1
+        assert len({m.payload for m in messages}) == 1
+        repeats += len(messages) - 1
+    assert repeats == SENT_BEFORE_KILL[point]  # only what left before the kill went twice
+    assert stats["delivered"] == PEOPLE + repeats
+    rows, distinct, by = _ledger(url)
+    assert rows == distinct == PEOPLE and by == {"delivered": PEOPLE}
+    if point == "in_claim":  # the crashed batch's transaction rolled back: nothing claimed
+        assert before[0] == BATCH
+    else:
+        assert before[2].get("claimed") == BATCH
+
+
+# ------------------------------------------------------------------ two ticks at once
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_two_ticks_started_at_the_same_moment_send_each_step_once(
+    tmp_path: Path, kind: str
+) -> None:
+    people = 600
+    with database(kind, tmp_path) as url, Receiver(latency_ms=15) as receiver:
+        env = campaign_world(tmp_path, receiver, db=url, people=people)
+        procs = [
+            subprocess.Popen(
+                [CAMPAIGN_BIN, "tick", "--now", T0.isoformat(), "--batch-size", "50", "--json"],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(2)
+        ]
+        reports = []
+        for proc in procs:
+            out, err = proc.communicate(timeout=300)
+            assert proc.returncode == 0, err[-3000:]
+            reports.append(json.loads(out)["campaigns"][0])
+        stats = receiver.stats()
+        messages = receiver.received()
+    assert sum(r["sends"] for r in reports) == people
+    assert all(r["sends"] > 0 for r in reports), reports  # both really worked
+    assert stats["requests"] == stats["delivered"] == people
+    assert len(_by_endpoint(messages)) == people
+    rows, distinct, by = _ledger(url)
+    assert rows == distinct == people and by == {"delivered": people}
+    engine = create_engine(url)
+    with engine.connect() as c:
+        journeys, subscribers = c.execute(
+            text("SELECT count(*), count(DISTINCT subscriber_id) FROM journey")
+        ).one()
+    engine.dispose()
+    assert journeys == subscribers == people  # enrolled once each, though both ticks enrolled
+
+
+# ------------------------------------------------------------------ connection dropped
+
+
+def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tick_finishes(
+    tmp_path: Path,
+) -> None:
+    people = 300
+    with pg_schema() as base, Receiver(latency_ms=60) as receiver:
+        url = f"{base}&application_name=campaign-tick-under-test"
+        env = campaign_world(tmp_path, receiver, db=url, people=people)
+        proc = subprocess.Popen(
+            [CAMPAIGN_BIN, "tick", "--now", T0.isoformat(), "--batch-size", "20"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        killed: list[int] = []
+
+        def terminate_when_sending() -> None:
+            admin = create_engine(base)
+            try:
+                for _ in range(600):
+                    if receiver.stats()["requests"] >= 60:
+                        break
+                    time.sleep(0.05)
+                with admin.connect() as c:
+                    pids = c.execute(
+                        text(
+                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                            "WHERE application_name = 'campaign-tick-under-test'"
+                        )
+                    ).all()
+                    killed.extend(1 for (ok,) in pids if ok)
+            finally:
+                admin.dispose()
+
+        killer = threading.Thread(target=terminate_when_sending)
+        killer.start()
+        out, err = proc.communicate(timeout=300)
+        killer.join()
+        assert killed, "the tick's session was not found"
+        assert proc.returncode == 1, (out, err)
+        assert "error: the database failed during the tick" in err
+        assert "Traceback" not in err
+        sent_before = receiver.stats()["delivered"]
+        assert 0 < sent_before < people
+        first = receiver.take()
+        later = _tick(env, AFTER_GRACE.isoformat())
+        assert later.returncode == 0, later.stderr[-3000:]
+        second = receiver.take()
+    everything = _by_endpoint(first + second)
+    assert len(everything) == people
+    for messages in everything.values():
+        assert len({m.headers["Topic"] for m in messages}) == 1
+        assert len({m.payload for m in messages}) == 1
+    rows, distinct, by = _ledger(base)
+    assert rows == distinct == people and by == {"delivered": people}
