@@ -51,8 +51,10 @@ PAYLOAD = json.dumps(
 ).encode()
 
 
-class _ReceiverProcess:
-    def __init__(self, latency_ms: float) -> None:
+class ReceiverProcess:
+    """The local push service as a separate process (it must not share our core's GIL)."""
+
+    def __init__(self, latency_ms: float, *extra: str) -> None:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -62,6 +64,7 @@ class _ReceiverProcess:
                 str(latency_ms),
                 "--decrypt-every",
                 "20",  # every 20th message decrypted: proof, not the bottleneck
+                *extra,
             ],
             stdout=subprocess.PIPE,
             text=True,
@@ -73,8 +76,14 @@ class _ReceiverProcess:
             raise RuntimeError("the local push service did not start")
 
     def subscriptions(self, count: int) -> list[dict[str, Any]]:
-        with httpx.Client(base_url=self.origin, timeout=30) as client:
-            return [client.post("/subscriptions", json={}).json() for _ in range(count)]
+        out: list[dict[str, Any]] = []
+        with httpx.Client(base_url=self.origin, timeout=300) as client:
+            while len(out) < count:
+                chunk = min(5000, count - len(out))
+                answer = client.post("/subscriptions", json={"count": chunk})
+                answer.raise_for_status()
+                out.extend(answer.json())
+        return out
 
     def stats(self) -> dict[str, Any]:
         return dict(httpx.get(f"{self.origin}/stats", timeout=10).json())
@@ -127,7 +136,7 @@ def _bare(subs: list[dict[str, Any]], key: VapidKey, origin: str) -> float:
         client.close()
 
 
-def _world(
+def world(
     subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path
 ) -> tuple[Context, CampaignLoad, Callable[[], None]]:
     """A fresh database in `folder` with one subscriber per subscription, the bench campaign loaded."""
@@ -170,7 +179,7 @@ def _world(
 def _pipeline(
     subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path, batch_size: int
 ) -> float:
-    ctx, load, close = _world(subs, key_path, origin, folder)
+    ctx, load, close = world(subs, key_path, origin, folder)
     try:
         assert load.loaded is not None and load.loaded.campaign is not None
         assert load.version_id is not None
@@ -196,7 +205,7 @@ def bench(
     batch_size: int = 1000,
     with_prefect: bool = True,
 ) -> dict[str, Any]:
-    receiver = _ReceiverProcess(latency_ms)
+    receiver = ReceiverProcess(latency_ms)
     try:
         subs = receiver.subscriptions(sends)
         with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
@@ -212,7 +221,7 @@ def bench(
                 from flows.bench import prefect_leg
 
                 orchestrated = prefect_leg(
-                    lambda name: _world(subs, key_path, receiver.origin, folder / name),
+                    lambda name: world(subs, key_path, receiver.origin, folder / name),
                     now=T0,
                     batch_size=batch_size,
                     expected=sends,

@@ -71,6 +71,9 @@ def environment(*, strict: bool = True) -> ImmutableSandboxedEnvironment:
         finalize=_finalize,
         keep_trailing_newline=False,
     )
+    # Jinja's default globals minus the ones a notification has no use for and that
+    # only widen what a template can reach (lipsum, cycler, joiner, namespace).
+    env.globals = {name: env.globals[name] for name in ("range", "dict") if name in env.globals}
     return env
 
 
@@ -89,7 +92,7 @@ def check(source: str, *, allowed: tuple[str, ...]) -> list[TemplateProblem]:
         ast = _parse(source)
     except TemplateSyntaxError as exc:
         return [TemplateProblem(f"template syntax error: {exc.message}", max(exc.lineno - 1, 0))]
-    problems = []
+    problems = _internals(ast)
     for name in sorted(meta.find_undeclared_variables(ast)):
         if name in allowed:
             continue
@@ -104,6 +107,30 @@ def check(source: str, *, allowed: tuple[str, ...]) -> list[TemplateProblem]:
             known = ", ".join(allowed)
             message += f"; did you mean {close[0]!r}?" if close else f" (known: {known})"
         problems.append(TemplateProblem(message, _first_line_of(ast, name)))
+    return problems
+
+
+def _internals(ast: nodes.Template) -> list[TemplateProblem]:
+    """`x.__class__`, `x['_private']`, `x|attr('__globals__')`: refused when the file is
+    checked (the sandbox would also refuse them when rendering)."""
+    problems = []
+    for found in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Filter)):
+        name: Any = None
+        if isinstance(found, nodes.Getattr):
+            name = found.attr
+        elif isinstance(found, nodes.Getitem) and isinstance(found.arg, nodes.Const):
+            name = found.arg.value
+        elif isinstance(found, nodes.Filter) and found.name == "attr" and found.args:
+            first = found.args[0]
+            name = first.value if isinstance(first, nodes.Const) else "(computed)"
+        if isinstance(name, str) and (name.startswith("_") or name == "(computed)"):
+            problems.append(
+                TemplateProblem(
+                    f"template reaches into Python internals ({name!r}): templates may "
+                    "only read data fields",
+                    max(found.lineno - 1, 0),
+                )
+            )
     return problems
 
 

@@ -212,6 +212,11 @@ def parse(text: str) -> Located:
             raise _reader_error(text, exc) from None
         except yaml.YAMLError as exc:
             raise YamlSyntaxError(Pos(1, 1), f"YAML syntax error: {exc}") from None
+        except RecursionError:  # PyYAML's parser recurses per level: `[[[[…` 1,000 deep
+            raise YamlSyntaxError(
+                Pos(loader.line + 1, loader.column + 1),
+                f"document is nested deeper than {MAX_DEPTH} levels",
+            ) from None
     finally:
         loader.dispose()
     located = Located(data=None)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import textwrap
@@ -133,7 +134,9 @@ def campaign_world(
         "CAMPAIGN_VAPID_PRIVATE_KEY": str(tmp_path / "vapid.pem"),
         "CAMPAIGN_VAPID_SUBJECT": "mailto:ops@example.com",
         "CAMPAIGN_PUSH_ALLOWED_ORIGINS": receiver.origin,
-        "CAMPAIGN_SECRET": "s" * 32,
+        # random, so a scan for them (test_prefect_server) cannot match by accident
+        "CAMPAIGN_SECRET": secrets.token_urlsafe(32),
+        "CAMPAIGN_API_KEY": secrets.token_urlsafe(32),
     }
     done = subprocess.run(
         [str(Path(sys.executable).parent / "campaign"), "subscribers", "import", str(lines)],
@@ -144,3 +147,32 @@ def campaign_world(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     return env
+
+
+def secret_forms(env: dict[str, str]) -> dict[str, str]:
+    """Each secret of a `campaign_world` environment in every form it could leak in:
+    the API key, the HMAC secret, the VAPID private key's PEM body and its raw scalar
+    (base64url and hex)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+
+    pem = Path(env["CAMPAIGN_VAPID_PRIVATE_KEY"]).read_bytes()
+    key = serialization.load_pem_private_key(pem, password=None)
+    scalar = key.private_numbers().private_value.to_bytes(32, "big")  # type: ignore[union-attr]
+    body = "".join(line for line in pem.decode().splitlines() if "-----" not in line)
+    forms = {
+        "api key": env["CAMPAIGN_API_KEY"],
+        "hmac secret": env["CAMPAIGN_SECRET"],
+        "vapid scalar (base64url)": base64.urlsafe_b64encode(scalar).decode().rstrip("="),
+        "vapid scalar (hex)": scalar.hex(),
+    }
+    for i in range(0, len(body) - 24, 24):  # any 24-character stretch of the PEM body
+        forms[f"vapid pem [{i}:{i + 24}]"] = body[i : i + 24]
+    return forms
+
+
+def assert_no_secret(where: str, blob: bytes | str, forms: dict[str, str]) -> None:
+    text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
+    leaked = [name for name, value in forms.items() if value in text]
+    assert not leaked, f"{', '.join(leaked)} found in {where}"

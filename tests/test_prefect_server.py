@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from orchestrator.push.receiver import Receiver
-from tests.conftest import campaign_world
+from tests.conftest import assert_no_secret, campaign_world, secret_forms
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -222,6 +222,20 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
     hello = next(r for r in rows if r["node"] == "hello")
     assert (hello["entered"], hello["sent"], hello["delivered"]) == (30, 30, 30)
     assert by_key["launch-progress"]["data"] == 100.0
+
+    # Secrets: none in the worker's output, the run's logs, its artifacts, its state
+    # messages, or the database (file and write-ahead log).
+    forms = secret_forms(env)
+    assert_no_secret("the worker's output", log.read_bytes(), forms)
+    logs = api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}})
+    assert logs.status_code == 200 and logs.json(), logs.text
+    assert_no_secret("the flow run's logs", logs.text, forms)
+    assert_no_secret("the artifacts", json.dumps(found), forms)
+    assert_no_secret("the flow run", api.get(f"/flow_runs/{run['id']}").text, forms)
+    assert_no_secret("the task runs", json.dumps(tasks), forms)
+    database = Path(env["CAMPAIGN_DB"].removeprefix("sqlite:///"))
+    for path in database.parent.glob(database.name + "*"):
+        assert_no_secret(path.name, path.read_bytes(), forms)
 
 
 def test_prefect_yaml_deploys_the_same_deployments_with_prefect_deploy(server: str) -> None:

@@ -121,6 +121,7 @@ def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
         assert later.returncode == 0, later.stderr[-3000:]
         second = receiver.take()
         stats = receiver.stats()
+        rows, distinct, by = _ledger(url)
 
     everything = _by_endpoint(first + second)
     assert len(everything) == PEOPLE  # nobody lost
@@ -132,7 +133,6 @@ def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
         repeats += len(messages) - 1
     assert repeats == SENT_BEFORE_KILL[point]  # only what left before the kill went twice
     assert stats["delivered"] == PEOPLE + repeats
-    rows, distinct, by = _ledger(url)
     assert rows == distinct == PEOPLE and by == {"delivered": PEOPLE}
     if point == "in_claim":  # the crashed batch's transaction rolled back: nothing claimed
         assert before[0] == BATCH
@@ -167,18 +167,18 @@ def test_two_ticks_started_at_the_same_moment_send_each_step_once(
             reports.append(json.loads(out)["campaigns"][0])
         stats = receiver.stats()
         messages = receiver.received()
+        rows, distinct, by = _ledger(url)
+        engine = create_engine(url)
+        with engine.connect() as c:
+            journeys, subscribers = c.execute(
+                text("SELECT count(*), count(DISTINCT subscriber_id) FROM journey")
+            ).one()
+        engine.dispose()
     assert sum(r["sends"] for r in reports) == people
     assert all(r["sends"] > 0 for r in reports), reports  # both really worked
     assert stats["requests"] == stats["delivered"] == people
     assert len(_by_endpoint(messages)) == people
-    rows, distinct, by = _ledger(url)
     assert rows == distinct == people and by == {"delivered": people}
-    engine = create_engine(url)
-    with engine.connect() as c:
-        journeys, subscribers = c.execute(
-            text("SELECT count(*), count(DISTINCT subscriber_id) FROM journey")
-        ).one()
-    engine.dispose()
     assert journeys == subscribers == people  # enrolled once each, though both ticks enrolled
 
 
@@ -188,7 +188,7 @@ def test_two_ticks_started_at_the_same_moment_send_each_step_once(
 def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tick_finishes(
     tmp_path: Path,
 ) -> None:
-    people = 300
+    people = 600
     with pg_schema() as base, Receiver(latency_ms=60) as receiver:
         url = f"{base}&application_name=campaign-tick-under-test"
         env = campaign_world(tmp_path, receiver, db=url, people=people)
@@ -201,7 +201,9 @@ def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tic
         )
         killed: list[int] = []
 
-        def terminate_when_sending() -> None:
+        def terminate_mid_transaction() -> None:
+            """Once sends are flowing, end the tick's session while it is inside a
+            transaction (an idle pooled connection would just be replaced: pre-ping)."""
             admin = create_engine(base)
             try:
                 for _ in range(600):
@@ -209,17 +211,21 @@ def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tic
                         break
                     time.sleep(0.05)
                 with admin.connect() as c:
-                    pids = c.execute(
-                        text(
-                            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                            "WHERE application_name = 'campaign-tick-under-test'"
-                        )
-                    ).all()
-                    killed.extend(1 for (ok,) in pids if ok)
+                    while proc.poll() is None and not killed:
+                        ended = c.execute(
+                            text(
+                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = 'campaign-tick-under-test' "
+                                "AND state IN ('active', 'idle in transaction')"
+                            )
+                        ).all()
+                        c.commit()
+                        killed.extend(1 for (ok,) in ended if ok)
+                        time.sleep(0.002)
             finally:
                 admin.dispose()
 
-        killer = threading.Thread(target=terminate_when_sending)
+        killer = threading.Thread(target=terminate_mid_transaction)
         killer.start()
         out, err = proc.communicate(timeout=300)
         killer.join()
@@ -233,10 +239,35 @@ def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tic
         later = _tick(env, AFTER_GRACE.isoformat())
         assert later.returncode == 0, later.stderr[-3000:]
         second = receiver.take()
+        rows, distinct, by = _ledger(base)
     everything = _by_endpoint(first + second)
     assert len(everything) == people
     for messages in everything.values():
         assert len({m.headers["Topic"] for m in messages}) == 1
         assert len({m.payload for m in messages}) == 1
-    rows, distinct, by = _ledger(base)
     assert rows == distinct == people and by == {"delivered": people}
+
+
+# ------------------------------------------------------------------ faults from outside
+
+
+def test_a_run_against_a_faulty_push_service_accounts_for_every_send() -> None:
+    """`campaign bench-faults` at 5,000 sends (docs/reliability.md has the 100,000 run)."""
+    from orchestrator.bench_faults import bench_faults
+
+    figures = bench_faults(sends=5000, seed=2)
+    assert figures["checks"] == {
+        "outcomes_add_up": True,
+        "ledger_delivered_is_what_arrived": True,
+        "no_duplicates": True,
+        "pruned_journeys_ended": True,
+        "nothing_waiting": True,
+    }, figures
+    answered = figures["push_service"]
+    # the faults really happened, in about the asked shares
+    assert 150 <= answered["answered_503"] <= 400
+    assert answered["answered_429"] >= 40
+    assert 20 <= answered["answered_410"] <= 90 and answered["answered_410"] == figures["pruned"]
+    assert (
+        figures["ledger_rows"] == 5000 and figures["subscriptions_left"] == 5000 - figures["pruned"]
+    )

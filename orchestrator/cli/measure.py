@@ -142,3 +142,19 @@ def bench_web(
     _print_figures(figures, as_json=as_json)
     if figures["lost_or_doubled"]:
         raise typer.Exit(1)
+
+
+@app.command("bench-faults")
+def bench_faults(
+    sends: Annotated[int, typer.Option("--sends", min=100, max=1_000_000)] = 100_000,
+    seed: Annotated[int, typer.Option("--seed")] = 1,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A run against a push service answering 5 % 503, 2 % 429 (Retry-After), 1 % 410 after
+    0–200 ms: every send must end delivered, pruned or failed, with nothing doubled."""
+    from orchestrator.bench_faults import bench_faults as run
+
+    figures = run(sends=sends, seed=seed)
+    _print_figures(figures, as_json=as_json)
+    if not figures["ok"]:
+        raise typer.Exit(1)

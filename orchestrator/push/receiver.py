@@ -222,6 +222,7 @@ class Receiver:
         self._subs: dict[str, _Subscription] = {}
         self._messages: dict[str, Delivered] = {}
         self._topics: dict[tuple[str, str], str] = {}
+        self._distinct: set[tuple[str, str]] = set()
         self._faults: list[_Fault] = []
         self._auth_cache: dict[str, tuple[dict[str, Any], bytes]] = {}
         self._counts: Counter[str] = Counter()
@@ -371,10 +372,11 @@ class Receiver:
             self._faults.clear()
 
     def stats(self) -> dict[str, Any]:
-        """Counters: requests, delivered, replaced (Topic), subscriptions, by_status."""
+        """Counters: requests, delivered, distinct (deliveries counted once per subscription
+        and Topic), replaced (Topic), decrypted, subscriptions, by_status."""
         with self._lock:
             by_status = {str(code): n for code, n in sorted(self._by_status.items())}
-            names = ("requests", "delivered", "replaced", "decrypted")
+            names = ("requests", "delivered", "distinct", "replaced", "decrypted")
             counts = {name: self._counts[name] for name in names}
             return {**counts, "subscriptions": len(self._subs), "by_status": by_status}
 
@@ -415,6 +417,12 @@ class Receiver:
         try:
             data = await request.json() if request.can_read_body else {}
             key = data.get("applicationServerKey") if isinstance(data, dict) else None
+            count = data.get("count") if isinstance(data, dict) else None
+            if count is not None:  # {"count": N}: N subscriptions at once (benchmarks)
+                if not isinstance(count, int) or not 1 <= count <= 1_000_000:
+                    raise ValueError("count must be an integer from 1 to 1,000,000")
+                subs = [self.subscribe(application_server_key=key) for _ in range(count)]
+                return web.json_response(subs, status=201)
             return web.json_response(self.subscribe(application_server_key=key), status=201)
         except ValueError as exc:
             return web.json_response({"error": str(exc)}, status=400)
@@ -435,6 +443,8 @@ class Receiver:
         with self._lock:
             for fault in self._faults:
                 if fault.sub_id in (None, sub_id) and self._fault_rng.random() < fault.share:
+                    if fault.status in (404, 410) and sub_id in self._subs:
+                        self._subs[sub_id].expired = True  # gone stays gone, as on a real service
                     headers = (
                         {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                     )
@@ -470,6 +480,10 @@ class Receiver:
         message = Delivered(endpoint, payload, headers, vapid_sub, time.time(), message_id)
         with self._lock:
             self._counts["delivered"] += 1
+            key = (sub_id, headers.get("Topic") or message_id)
+            if key not in self._distinct:  # the same Topic to the same subscription: a repeat
+                self._distinct.add(key)
+                self._counts["distinct"] += 1
             if not self.keep:
                 return message_id
             topic = headers.get("Topic")
@@ -504,7 +518,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--keep", action="store_true", help="hold messages (memory grows)")
     parser.add_argument("--decrypt-every", type=int, default=1, help="decrypt 1 message in N")
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="STATUS:SHARE[:RETRY_AFTER]",
+        help="answer STATUS to a random SHARE of pushes (repeatable; checked in order)",
+    )
     args = parser.parse_args(argv)
+    faults = []
+    for spec in args.fault:
+        parts = spec.split(":")
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError(spec)
+            faults.append(
+                (int(parts[0]), float(parts[1]), int(parts[2]) if len(parts) == 3 else None)
+            )
+        except ValueError:
+            parser.error(f"--fault {spec!r}: expected STATUS:SHARE[:RETRY_AFTER], e.g. 429:0.02:1")
     stopping = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stopping.set())
     receiver = Receiver(
@@ -516,6 +548,11 @@ def main(argv: list[str] | None = None) -> None:
         keep=args.keep,
         decrypt_every=args.decrypt_every,
     )
+    for status, share, retry_after in faults:
+        try:
+            receiver.fault(status=status, share=share, retry_after=retry_after)
+        except ValueError as exc:
+            parser.error(str(exc))
     with receiver:
         print(receiver.origin, flush=True)
         try:
