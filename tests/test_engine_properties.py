@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,7 +20,8 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from orchestrator import engine
 from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
-from orchestrator.spec import END, BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
+from orchestrator.invariants import journey_problems
+from orchestrator.spec import END, Campaign
 
 T0 = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)  # a week before Europe's spring DST change
 TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
@@ -104,20 +104,6 @@ def campaigns(draw: st.DrawFn) -> Campaign:
             "per": f"{draw(st.integers(1, 7))}d",
         }
     return Campaign.model_validate(body)
-
-
-def _edge_targets(node: Any) -> dict[str, set[str]]:
-    if isinstance(node, NotificationNode):
-        return {
-            "convert": {node.on_convert.to if node.on_convert else END},
-            "no_convert": {node.on_no_convert.to if node.on_no_convert else END},
-        }
-    if isinstance(node, SplitNode):
-        return {"route": set(node.split)}
-    if isinstance(node, BranchNode):
-        return {"route": {c.target for c in node.branch}}
-    assert isinstance(node, WaitNode)
-    return {"route": {node.next}}
 
 
 class Journeys(RuleBasedStateMachine):
@@ -215,44 +201,8 @@ class Journeys(RuleBasedStateMachine):
 
 
 def _check_trace(campaign: Campaign, person: SubscriberView, actions: list[Action]) -> None:
-    s = campaign.settings
-    sends = [a for a in actions if a.type == "send"]
-    for a, b in itertools.pairwise(sends):
-        assert b.at - a.at >= s.spacing, "spacing"
-    for send in sends:
-        assert engine.quiet_until(s.quiet_hours, person.timezone, send.at) is None, "quiet hours"
-    if s.max_sends is not None:
-        assert len(sends) <= s.max_sends, "max_sends"
-    if actions and actions[0].holdout:
-        assert not sends, "holdout never sent"
-    followups, pending = 0, False
-    current: str | None = None
-    for action in actions:
-        if action.type == "enroll":
-            current = action.node
-            continue
-        if action.type == "exit" and current == END:
-            continue  # an edge to end: the exit names the node that led there
-        while current not in (None, END) and action.node != current:
-            node = campaign.node(current)  # a wait node moves on without an action of its own
-            assert isinstance(node, WaitNode), (
-                f"{action.type} at {action.node} but journey is at {current}"
-            )
-            current = node.next
-        assert action.node == current, f"{action.type} at {action.node} but journey is at {current}"
-        if action.type == "convert":
-            followups, pending = 0, False
-        elif action.type == "no_convert":
-            pending = True
-        elif action.type == "send":
-            if pending:
-                followups += 1
-                pending = False
-            assert followups <= s.followup_cap, "follow-up cap"
-        if action.type in ("route", "convert", "no_convert"):
-            kind = "route" if action.type == "route" else action.type
-            assert action.to in _edge_targets(campaign.node(action.node))[kind], "follows an edge"
-            current = action.to
+    problems = journey_problems(campaign, person.timezone, actions)
+    assert not problems, problems
 
 
 TestJourneys = Journeys.TestCase

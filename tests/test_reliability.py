@@ -271,3 +271,65 @@ def test_a_run_against_a_faulty_push_service_accounts_for_every_send() -> None:
     assert (
         figures["ledger_rows"] == 5000 and figures["subscriptions_left"] == 5000 - figures["pruned"]
     )
+
+
+# ------------------------------------------------------------------ soak
+
+
+def test_a_soak_over_every_example_ends_every_journey_within_the_invariants() -> None:
+    """`campaign soak` at 3,000 subscribers a campaign (docs/reliability.md has 100,000)."""
+    from orchestrator.soak import soak
+
+    figures = soak(ROOT / "campaign_graphs", subscribers=3000, start=T0)
+    assert figures["ok"], figures
+    assert len(figures["campaigns"]) == len(list((ROOT / "campaign_graphs").glob("*.yaml")))
+    for c in figures["campaigns"]:
+        assert c["journeys"] > 0 and c["sent"] > 0, c
+        assert c["unfinished_journeys"] == 0 and c["invariant_violations"] == 0, c
+
+
+def test_the_trace_checker_catches_each_broken_invariant() -> None:
+    """The soak's checker is not a rubber stamp: each rule broken once is reported."""
+    from orchestrator.invariants import TraceChecker
+
+    loaded = __import__("orchestrator.loader", fromlist=["load"]).load(
+        ROOT / "campaign_graphs" / "cloud-storage-launch.yaml"
+    )
+    campaign = loaded.campaign
+    sub_name, sub = next(iter(campaign.subcampaigns.items()))
+    start = sub.start
+
+    def line(t: str, kind: str, node: str, **extra: object) -> dict[str, object]:
+        return {
+            "t": t,
+            "subscriber": "s1",
+            "campaign": campaign.campaign,
+            "subcampaign": sub_name,
+            "type": kind,
+            "node": node,
+            **extra,
+        }
+
+    ok = [line("2026-01-05T10:00:00+00:00", "enroll", start)]
+    checker = TraceChecker(campaign, {"s1": "UTC"})
+    checker.feed(
+        [
+            *ok,
+            line("2026-01-05T10:00:00+00:00", "send", start, step=1),
+            line("2026-01-05T10:00:00+00:00", "send", start, step=2),
+            line("2026-01-05T10:30:00+00:00", "exit", start, reason="completed"),
+        ]
+    )
+    assert any("spacing" in p for p in checker.problems), checker.problems
+    checker = TraceChecker(campaign, {"s1": "UTC"})
+    checker.feed(
+        [
+            *ok,
+            line("2026-01-05T10:00:00+00:00", "route", "nowhere", to="x"),
+            line("2026-01-05T10:00:00+00:00", "exit", "x", reason="completed"),
+        ]
+    )
+    assert any("journey is at" in p for p in checker.problems)
+    checker = TraceChecker(campaign, {"s1": "UTC"})
+    checker.feed(ok)
+    assert checker.finish() == 1 and "never ended" in checker.problems[0]

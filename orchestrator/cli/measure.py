@@ -158,3 +158,31 @@ def bench_faults(
     _print_figures(figures, as_json=as_json)
     if not figures["ok"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def soak(
+    subscribers: Annotated[int, typer.Option("--subscribers", min=100, max=2_000_000)] = 100_000,
+    graphs: Annotated[
+        Path | None, typer.Option("--graphs", help="campaign folder (default: CAMPAIGN_GRAPHS)")
+    ] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    start: Annotated[str, typer.Option("--start", help="ISO start")] = "2026-01-05T09:00:00Z",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Simulate every campaign of the folder over a large population until all journeys
+    end; check every journey against the engine's invariants; report memory."""
+    from orchestrator.config import load_config
+    from orchestrator.errors import CampaignError
+    from orchestrator.soak import soak as run
+
+    try:
+        figures = run(
+            graphs or load_config().graphs, subscribers=subscribers, seed=seed, start=_now(start)
+        )
+    except CampaignError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    _print_figures(figures, as_json=as_json)
+    if not figures["ok"]:
+        raise typer.Exit(1)
