@@ -333,3 +333,62 @@ def test_the_trace_checker_catches_each_broken_invariant() -> None:
     checker = TraceChecker(campaign, {"s1": "UTC"})
     checker.feed(ok)
     assert checker.finish() == 1 and "never ended" in checker.problems[0]
+
+
+# ------------------------------------------------------------------ an edit while in flight
+
+
+def test_an_edit_deployed_mid_journey_keeps_versions_until_migrate_moves_them_as_planned(
+    tmp_path: Path,
+) -> None:
+    people = 20
+    with Receiver() as receiver:
+        env = campaign_world(tmp_path, receiver, db=f"sqlite:///{tmp_path / 'c.db'}", people=people)
+        assert _tick(env, T0.isoformat()).returncode == 0
+        assert len(receiver.take()) == people
+        path = Path(env["CAMPAIGN_GRAPHS"]) / "launch.yaml"
+        path.write_text(path.read_text().replace("title: Again,", "title: Edited,"))
+        # the edited file is deployed: ticks go on, in-flight journeys stay on their version
+        assert _tick(env, (T0 + timedelta(hours=2)).isoformat()).returncode == 0
+        engine = create_engine(env["CAMPAIGN_DB"])
+        with engine.connect() as c:
+            versions = c.execute(text("SELECT count(*) FROM campaign_version")).scalar_one()
+            on = set(c.execute(text("SELECT DISTINCT version_id FROM journey")).scalars())
+        assert versions == 2 and len(on) == 1
+        campaign = str(Path(sys.executable).parent / "campaign")
+        planned = subprocess.run(
+            [campaign, "migrate", "launch", "--dry-run", "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert planned.returncode == 0, planned.stderr
+        plan = json.loads(planned.stdout)
+        applied = subprocess.run(
+            [
+                campaign,
+                "migrate",
+                "launch",
+                "--json",
+                "--now",
+                (T0 + timedelta(hours=2)).isoformat(),
+            ],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert applied.returncode == 0, applied.stderr
+        done = json.loads(applied.stdout)
+        assert done["applied"] and not plan["applied"]
+        assert done["moves"] == plan["moves"] and done["ends"] == plan["ends"]
+        assert len(plan["moves"]) == people and plan["ends"] == []
+        with engine.connect() as c:
+            moved = set(c.execute(text("SELECT DISTINCT version_id FROM journey")).scalars())
+        engine.dispose()
+        assert moved == {plan["to_version"]}
+        # the follow-up now goes out as the new version says
+        assert _tick(env, (T0 + timedelta(days=1, hours=1)).isoformat()).returncode == 0
+        titles = {json.loads(m.payload)["title"] for m in receiver.take()}
+    assert titles == {"Edited"}
