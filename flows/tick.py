@@ -28,6 +28,7 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 
 from orchestrator import outcomes
+from orchestrator.enrolment import enrol
 from orchestrator.records import parse_time
 from orchestrator.render import to_mermaid
 from orchestrator.service import (
@@ -39,7 +40,7 @@ from orchestrator.service import (
     open_context,
     status,
 )
-from orchestrator.ticking import BatchResult, enrol, run_batch, work_due
+from orchestrator.ticking import BatchResult, run_batch, work_due
 
 
 def artifact_key(campaign: str, what: str) -> str:

@@ -28,6 +28,7 @@ import pywebpush
 from orchestrator.bench_scale import CAMPAIGN
 from orchestrator.config import Config
 from orchestrator.delivery import SendRequest, Target
+from orchestrator.enrolment import enrol
 from orchestrator.push.client import PushClient
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import TokenCache, VapidKey
@@ -38,7 +39,7 @@ from orchestrator.service import (
     load_current,
     open_context,
 )
-from orchestrator.ticking import enrol, run_batch
+from orchestrator.ticking import run_batch
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SUBJECT = "mailto:bench@example.com"

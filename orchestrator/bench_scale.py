@@ -25,8 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest
+from orchestrator.enrolment import enrol
 from orchestrator.service import import_subscribers, load_current, open_context
-from orchestrator.ticking import enrol, run_batch
+from orchestrator.ticking import run_batch
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ORIGIN = "https://push.bench.invalid"

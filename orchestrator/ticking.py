@@ -1,4 +1,5 @@
-"""A tick: enrol, then advance every due journey in batches, sending what is due.
+"""A tick: enrol (`orchestrator.enrolment`), then advance every due journey in batches,
+sending what is due.
 
 Exactly-once: a batch claims its journeys and writes a ledger row for every
 send in one transaction, before anything leaves the process; delivery happens
@@ -9,25 +10,23 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, exists, func, insert, or_, select
-from sqlmodel import Session, col
+from sqlalchemy import Row, insert
+from sqlmodel import Session
 
 from orchestrator import engine, journeys, outcomes, payload, tokens
 from orchestrator.delivery import SendRequest, Target
 from orchestrator.engine import Action, EventView, JourneyState
+from orchestrator.enrolment import enrol
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.service import CampaignLoad, Context, campaign_paths, load_current
 from orchestrator.spec import BranchNode, Campaign, NotificationNode
 from orchestrator.store import repo, segments
-from orchestrator.store.models import EnrolMark, Event, Journey, PushSubscription, Send, Subscriber
-
-ENROL_CHUNK = 5000
-FULL_PASS_EVERY = timedelta(hours=1)  # for segments whose rules change with time alone
+from orchestrator.store.models import Journey, Send
 
 
 @dataclass
@@ -117,224 +116,6 @@ def tick_campaign(
             break
     result.seconds = time.perf_counter() - started
     return result
-
-
-# ------------------------------------------------------------------ enrolment
-
-
-def enrol(
-    ctx: Context, *, campaign: Campaign, version_id: int, now: datetime, segments_too: bool = True
-) -> tuple[int, int]:
-    """New journeys: segment members in priority order, then trigger events. Returns (enrolled, holdout).
-
-    `segments_too=False` skips re-evaluating segment membership (the simulator does it daily)."""
-    enrolled = holdout = 0
-    for name, sub in campaign.subcampaigns.items():
-        if sub.trigger is None:
-            if not segments_too:
-                continue
-            assert sub.segment is not None
-            ids, mark = _eligible_members(ctx, campaign=campaign, subcampaign=name, now=now)
-            entries = [(sid, None) for sid in ids]
-            e, h = _insert_journeys(
-                ctx,
-                campaign=campaign,
-                version_id=version_id,
-                subcampaign=name,
-                entries=entries,
-                now=now,
-            )
-            with ctx.session() as s, s.begin():  # only once the journeys are in
-                repo.save_enrol_mark(s, mark)
-        else:
-            e, h = _enrol_triggered(
-                ctx, campaign=campaign, version_id=version_id, subcampaign=name, now=now
-            )
-        enrolled += e
-        holdout += h
-    return enrolled, holdout
-
-
-def _blocked(campaign: Campaign, now: datetime) -> Any:
-    reentry = campaign.settings.reentry
-    return exists(
-        select(col(Journey.id)).where(
-            col(Journey.subscriber_id) == Subscriber.id,
-            repo.blocking_journey(
-                campaign=campaign.campaign,
-                now=now,
-                reentry_seconds=reentry.total_seconds() if reentry else None,
-            ),
-        )
-    )
-
-
-def _eligible_members(
-    ctx: Context, *, campaign: Campaign, subcampaign: str, now: datetime
-) -> tuple[list[str], EnrolMark]:
-    """Members of the entry segment who may enrol, and the enrolment mark to store after.
-
-    Incremental: only subscribers changed or with new events since the last pass are
-    looked at, except for a full pass on the first tick, after FULL_PASS_EVERY when the
-    rule changes with time alone, and when the clock goes backwards (`--now` back-fills)."""
-    segment = campaign.subcampaigns[subcampaign].segment
-    assert segment is not None
-    with ctx.session() as s:
-        old = s.get(EnrolMark, (campaign.campaign, subcampaign))
-        newest_sub = s.execute(select(func.max(col(Subscriber.updated_at)))).scalar()
-        newest_event = int(s.execute(select(func.max(col(Event.id)))).scalar() or 0)
-        last_full = repo.aware(old.full_at) if old else None
-        full = (
-            old is None
-            or last_full is None
-            or now < last_full
-            or (
-                segments.changes_with_time(segment, segments=campaign.segments)
-                and now - last_full >= FULL_PASS_EVERY
-            )
-        )
-        query = segments.members_query(segment, segments=campaign.segments, dialect=repo.dialect(s))
-        query = query.where(~_blocked(campaign, now))
-        if not ctx.simulated:
-            query = query.where(
-                exists(
-                    select(col(PushSubscription.id)).where(
-                        col(PushSubscription.subscriber_id) == Subscriber.id
-                    )
-                )
-            )
-        if not full:
-            assert old is not None
-            changed: list[Any] = [
-                col(Subscriber.id).in_(
-                    select(col(Event.subscriber_id)).where(col(Event.id) > old.event_id)
-                )
-            ]
-            if old.subscribers_at is not None:
-                changed.append(col(Subscriber.updated_at) >= old.subscribers_at)
-            query = query.where(or_(*changed))
-        with segments.as_of(now):
-            ids = [row[0] for row in s.execute(query)]
-    mark = EnrolMark(
-        campaign=campaign.campaign,
-        subcampaign=subcampaign,
-        full_at=now if full else last_full,
-        subscribers_at=newest_sub,
-        event_id=newest_event,
-    )
-    return ids, mark
-
-
-def _insert_journeys(
-    ctx: Context,
-    *,
-    campaign: Campaign,
-    version_id: int,
-    subcampaign: str,
-    entries: Sequence[tuple[str, tuple[datetime, dict[str, Any], int] | None]],
-    now: datetime,
-) -> tuple[int, int]:
-    enrolled = holdout = 0
-    for start in range(0, len(entries), ENROL_CHUNK):
-        rows: list[dict[str, Any]] = []
-        trace: list[tuple[str, list[Action]]] = []
-        for sid, trig in entries[start : start + ENROL_CHUNK]:
-            at, context, event_id = trig if trig else (now, None, None)
-            result = engine.enroll(
-                campaign=campaign,
-                subcampaign=subcampaign,
-                subscriber_id=sid,
-                at=at,
-                trigger=context,
-            )
-            row = journeys.row_values(result.state)
-            row.update(campaign=campaign.campaign, version_id=version_id, trigger_event_id=event_id)
-            rows.append(row)
-            trace.append((sid, result.actions))
-        with ctx.session() as s, s.begin():
-            stmt = repo.insert_ignoring(s, Journey)
-            s.execute(stmt, rows)
-            counts: Counter[tuple[str, str]] = Counter()
-            for _, actions in trace:
-                journeys.count(actions, counts)
-            repo.bump(s, campaign=campaign.campaign, counts=counts)
-        enrolled += len(rows)
-        holdout += sum(1 for r in rows if r["holdout"])
-        journeys.audit(ctx, campaign.campaign, subcampaign, trace)
-    return enrolled, holdout
-
-
-def _enrol_triggered(
-    ctx: Context, *, campaign: Campaign, version_id: int, subcampaign: str, now: datetime
-) -> tuple[int, int]:
-    sub = campaign.subcampaigns[subcampaign]
-    assert sub.trigger is not None
-    stale_before = now - sub.trigger.delay - campaign.settings.window
-    enrolled = holdout = 0
-    while True:
-        with ctx.session() as s:
-            cur = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
-            events = repo.trigger_events(
-                s, name=sub.trigger.event, after_id=cur.last_event_id, limit=ENROL_CHUNK
-            )
-            events = [e for e in events if repo.utc(e.at) <= now]
-            if not events:
-                s.commit()
-                return enrolled, holdout
-            wanted = [
-                e
-                for e in events
-                if all(e.properties.get(k) == v for k, v in sub.trigger.where.items())
-            ]
-            wanted = [e for e in wanted if repo.utc(e.at) >= stale_before]
-            ids = {e.subscriber_id for e in wanted}
-            if sub.segment is not None and ids:
-                member = segments.is_member_of(
-                    s, sorted(ids), [sub.segment], segments=campaign.segments, now=now
-                )
-                ids = {sid for sid in ids if sub.segment in member.get(sid, set())}
-            blocked = _blocked_ids(s, campaign=campaign, ids=ids, now=now)
-            if not ctx.simulated:
-                blocked |= ids - set(repo.subscription_counts(s, ids))
-            entries: list[tuple[str, tuple[datetime, dict[str, Any], int] | None]] = []
-            for e in wanted:
-                if e.subscriber_id in ids and e.subscriber_id not in blocked:
-                    at = repo.aware(e.at)
-                    assert at is not None and e.id is not None
-                    context = {"event": e.name, "properties": e.properties, "at": at.isoformat()}
-                    entries.append((e.subscriber_id, (at, context, e.id)))
-                    blocked.add(e.subscriber_id)  # one journey per subscriber per tick
-            last_id = events[-1].id
-            s.commit()
-        e_count, h_count = _insert_journeys(
-            ctx,
-            campaign=campaign,
-            version_id=version_id,
-            subcampaign=subcampaign,
-            entries=entries,
-            now=now,
-        )
-        enrolled += e_count
-        holdout += h_count
-        with ctx.session() as s, s.begin():
-            cur = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
-            cur.last_event_id = max(cur.last_event_id, last_id or 0)
-            s.add(cur)
-
-
-def _blocked_ids(s: Session, *, campaign: Campaign, ids: set[str], now: datetime) -> set[str]:
-    if not ids:
-        return set()
-    reentry = campaign.settings.reentry
-    cond = repo.blocking_journey(
-        campaign=campaign.campaign,
-        now=now,
-        reentry_seconds=reentry.total_seconds() if reentry else None,
-    )
-    rows = s.execute(
-        select(col(Journey.subscriber_id)).where(col(Journey.subscriber_id).in_(sorted(ids)), cond)
-    ).all()
-    return {r[0] for r in rows}
 
 
 # ------------------------------------------------------------------ batches
