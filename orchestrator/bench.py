@@ -39,7 +39,7 @@ from orchestrator.service import (
     load_current,
     open_context,
 )
-from orchestrator.ticking import run_batch
+from orchestrator.ticking import run_batches
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SUBJECT = "mailto:bench@example.com"
@@ -187,9 +187,7 @@ def _pipeline(
         enrol(ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=T0)
         sent = 0
         started = time.perf_counter()
-        while (
-            batch := run_batch(ctx, campaign="bench", now=T0, batch_size=batch_size)
-        ) is not None:
+        for batch in run_batches(ctx, campaign="bench", now=T0, batch_size=batch_size):
             sent += batch.outcomes.get("delivered", 0)
         elapsed = time.perf_counter() - started
         assert sent == len(subs), f"{sent} of {len(subs)} delivered"

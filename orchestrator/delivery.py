@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Protocol
@@ -43,6 +44,21 @@ class SendOutcome:
 
 class Delivery(Protocol):
     def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]: ...
+
+
+def submit(delivery: Delivery, requests: Sequence[SendRequest]) -> Future[list[SendOutcome]]:
+    """Start delivering and return at once when the delivery can (the real push client
+    sends from its own thread); otherwise deliver now and hand back the finished result."""
+    start = getattr(delivery, "submit", None)
+    if start is not None and requests:
+        future: Future[list[SendOutcome]] = start(requests)
+        return future
+    done: Future[list[SendOutcome]] = Future()
+    try:
+        done.set_result(delivery.deliver(requests) if requests else [])
+    except BaseException as exc:  # re-raised by .result(), where the caller waits
+        done.set_exception(exc)
+    return done
 
 
 @dataclass

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,7 +20,7 @@ from sqlalchemy import Row, insert
 from sqlmodel import Session
 
 from orchestrator import engine, journeys, outcomes, payload, tokens
-from orchestrator.delivery import SendRequest, Target
+from orchestrator.delivery import SendOutcome, SendRequest, Target, submit
 from orchestrator.engine import Action, EventView, JourneyState
 from orchestrator.enrolment import enrol
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
@@ -102,20 +103,35 @@ def tick_campaign(
             break
         result.resent += again.sends
         result.outcomes.update(again.outcomes)
-    while True:
-        batch = run_batch(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size)
-        if batch is None:
-            break
+    for batch in run_batches(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size):
         result.batches += 1
         result.journeys += batch.journeys
         result.sends += batch.sends
         result.outcomes.update(batch.outcomes)
         if on_batch:
             on_batch(campaign.campaign, batch)
-        if not batch.more:
-            break
     result.seconds = time.perf_counter() - started
     return result
+
+
+def run_batches(
+    ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
+) -> Iterator[BatchResult]:
+    """Every due batch, overlapped: while one batch's pushes are on the wire (the push
+    client's own thread), the next batch is claimed and advanced; then the first one's
+    answers are recorded. Each claim still commits before its sends leave."""
+    in_flight: tuple[ClaimedBatch, Future[list[SendOutcome]]] | None = None
+    more = True
+    while True:
+        claimed = (
+            claim_batch(ctx, campaign=campaign, now=now, batch_size=batch_size) if more else None
+        )
+        if in_flight is not None:
+            yield finish_batch(ctx, in_flight[0], in_flight[1].result(), now=now)
+        if claimed is None:
+            return
+        more = claimed.more
+        in_flight = (claimed, submit(ctx.delivery, claimed.requests))
 
 
 # ------------------------------------------------------------------ batches
@@ -139,10 +155,31 @@ def work_due(ctx: Context, *, campaign: str, now: datetime) -> tuple[bool, bool]
         return repo.work_due(s, campaign=campaign, now=now)
 
 
+@dataclass
+class ClaimedBatch:
+    """A batch whose claim has committed: its sends are in the ledger, not yet sent."""
+
+    campaign: str
+    journeys: int
+    requests: list[SendRequest]
+    more: bool  # False: this batch took the last due journey (no need to look again)
+
+
 def run_batch(
     ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
 ) -> BatchResult | None:
     """Claim, advance and send one batch of due journeys; None when nothing is due."""
+    claimed = claim_batch(ctx, campaign=campaign, now=now, batch_size=batch_size)
+    if claimed is None:
+        return None
+    answers = ctx.delivery.deliver(claimed.requests) if claimed.requests else []
+    return finish_batch(ctx, claimed, answers, now=now)
+
+
+def claim_batch(
+    ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
+) -> ClaimedBatch | None:
+    """Claim and advance one batch; the ledger rows commit here, before any send."""
     ctx.secret()  # read or create it before the batch transaction takes the write lock
     with ctx.session() as s, s.begin():
         rows = repo.claim_due(s, campaign=campaign, now=now, limit=batch_size)
@@ -151,22 +188,28 @@ def run_batch(
         requests, counts, trace, due_again = _advance_rows(ctx, s, rows, now=now)
         repo.bump(s, campaign=campaign, counts=counts)
     journeys.audit_rows(ctx, campaign, trace)
-    answers = ctx.delivery.deliver(requests) if requests else []
+    return ClaimedBatch(campaign, len(rows), requests, len(rows) == batch_size or due_again)
+
+
+def finish_batch(
+    ctx: Context, claimed: ClaimedBatch, answers: Sequence[SendOutcome], *, now: datetime
+) -> BatchResult:
+    """Record the push services' answers to a claimed batch."""
     tally: Counter[str] = Counter()
     if answers:
         tally = outcomes.record(
             ctx,
-            campaign=campaign,
-            requests=requests,
+            campaign=claimed.campaign,
+            requests=claimed.requests,
             outcomes=answers,
-            attempts={r.send_id: 1 for r in requests},
+            attempts={r.send_id: 1 for r in claimed.requests},
             now=now,
         )
     return BatchResult(
-        journeys=len(rows),
-        sends=len(requests),
+        journeys=claimed.journeys,
+        sends=len(claimed.requests),
         outcomes=tally,
-        more=len(rows) == batch_size or due_again,
+        more=claimed.more,
     )
 
 

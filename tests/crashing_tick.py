@@ -4,9 +4,11 @@
 
 POINT is where batch number CRASH_BATCH dies:
 - in_claim: journeys claimed and ledger rows written, the transaction not yet committed;
-- after_claim: the batch committed, nothing sent yet;
+- after_claim: the batch committed, nothing of it sent yet;
 - during_sends: half of the batch sent to the push service, the rest not;
-- before_outcome: everything sent, no outcome written.
+- before_outcome: everything of it sent, its outcome not written.
+(The tick overlaps batches: the previous batch's pushes may be on the wire, unrecorded,
+when the next one is claimed; the kill catches that too.)
 Nothing of our own code is replaced: the real functions run, and the process is killed
 the way the kernel's OOM killer or a `kill -9` would do it.
 """
@@ -17,6 +19,7 @@ import os
 import signal
 import sys
 from collections.abc import Sequence
+from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
@@ -38,8 +41,8 @@ def main() -> None:
         int(sys.argv[4]),
     )
     ctx = open_context()
-    batches = 0
-    advance, deliver, record = ticking._advance_rows, ctx.delivery.deliver, outcomes.record
+    batches = records = 0
+    advance, start, record = ticking._advance_rows, ctx.delivery.submit, outcomes.record
 
     def counting_advance(*args: Any, **kwargs: Any) -> Any:
         nonlocal batches
@@ -49,22 +52,24 @@ def main() -> None:
             _die()
         return result
 
-    def crashing_deliver(requests: Sequence[SendRequest]) -> list[SendOutcome]:
+    def crashing_submit(requests: Sequence[SendRequest]) -> Future[list[SendOutcome]]:
         if batches == crash_batch:
             if point == "after_claim":
                 _die()
             if point == "during_sends":
-                deliver(requests[: len(requests) // 2])
+                start(requests[: len(requests) // 2]).result()
                 _die()
-        return deliver(requests)
+        return start(requests)
 
     def crashing_record(*args: Any, **kwargs: Any) -> Any:
-        if point == "before_outcome" and batches == crash_batch:
+        nonlocal records
+        records += 1
+        if point == "before_outcome" and records == crash_batch:
             _die()
         return record(*args, **kwargs)
 
     ticking._advance_rows = counting_advance  # type: ignore[assignment]
-    ctx.delivery.deliver = crashing_deliver  # type: ignore[method-assign]
+    ctx.delivery.submit = crashing_submit  # type: ignore[attr-defined]
     ticking.outcomes.record = crashing_record  # type: ignore[assignment]
     ticking.tick(ctx, now=now, batch_size=batch_size)
     print("finished without crashing", file=sys.stderr)

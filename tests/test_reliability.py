@@ -75,16 +75,10 @@ def _by_endpoint(messages: list[Delivered]) -> dict[str, list[Delivered]]:
 # ------------------------------------------------------------------ kill -9 mid-batch
 
 PEOPLE, BATCH, CRASH_BATCH = 120, 40, 2
-# How many of the crashed batch's sends reached the push service before the kill.
-SENT_BEFORE_KILL = {
-    "in_claim": 0,
-    "after_claim": 0,
-    "during_sends": BATCH // 2,
-    "before_outcome": BATCH,
-}
+POINTS = ("in_claim", "after_claim", "during_sends", "before_outcome")
 
 
-@pytest.mark.parametrize("point", list(SENT_BEFORE_KILL))
+@pytest.mark.parametrize("point", POINTS)
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
 def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
     tmp_path: Path, kind: str, point: str
@@ -93,13 +87,8 @@ def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
         env = campaign_world(tmp_path, receiver, db=url, people=PEOPLE)
         crashed = subprocess.run(
             [
-                sys.executable,
-                "-m",
-                "tests.crashing_tick",
-                point,
-                T0.isoformat(),
-                str(BATCH),
-                str(CRASH_BATCH),
+                *(sys.executable, "-m", "tests.crashing_tick", point),
+                *(T0.isoformat(), str(BATCH), str(CRASH_BATCH)),
             ],
             env=env,
             cwd=ROOT,
@@ -109,14 +98,26 @@ def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
         )
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
         first = receiver.take()  # shown on the devices: a repeat can no longer replace them
-        # batch 1 went through; of the crashed batch, what left before the kill
-        assert len(first) == BATCH + SENT_BEFORE_KILL[point]
-        before = _ledger(url)
-        # the scheduled tick five minutes on: claimed-but-unanswered sends wait out the grace
+        rows, _, by = _ledger(url)
+        recorded = by.get("delivered", 0)
+        unanswered = by.get("claimed", 0)
+        # the kill came where it was meant to
+        if point == "in_claim":  # the batch's transaction rolled back: batch 1 only
+            assert rows == BATCH
+        else:
+            assert rows >= CRASH_BATCH * BATCH and unanswered >= BATCH
+        if point == "during_sends":
+            assert len(first) >= recorded + BATCH // 2
+        if point == "before_outcome":
+            assert len(first) >= recorded + BATCH
+        # every send recorded as delivered really arrived; what arrived beyond that is
+        # exactly the claimed-but-unanswered sends that had left before the kill
+        assert recorded <= len(first) <= recorded + unanswered
+        # the scheduled tick five minutes on leaves claimed steps alone (claim grace)
+        # and sends what was never claimed
         soon = _tick(env, (T0 + timedelta(minutes=5)).isoformat())
         assert soon.returncode == 0, soon.stderr[-3000:]
-        claimed_in_crash = 0 if point == "in_claim" else BATCH
-        assert len(receiver.received()) == PEOPLE - BATCH - claimed_in_crash
+        assert len(receiver.received()) == PEOPLE - rows
         later = _tick(env, AFTER_GRACE.isoformat())
         assert later.returncode == 0, later.stderr[-3000:]
         second = receiver.take()
@@ -131,13 +132,9 @@ def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
         assert len({m.headers["Topic"] for m in messages}) == 1
         assert len({m.payload for m in messages}) == 1
         repeats += len(messages) - 1
-    assert repeats == SENT_BEFORE_KILL[point]  # only what left before the kill went twice
+    assert repeats == len(first) - recorded  # only what had left unrecorded went twice
     assert stats["delivered"] == PEOPLE + repeats
     assert rows == distinct == PEOPLE and by == {"delivered": PEOPLE}
-    if point == "in_claim":  # the crashed batch's transaction rolled back: nothing claimed
-        assert before[0] == BATCH
-    else:
-        assert before[2].get("claimed") == BATCH
 
 
 # ------------------------------------------------------------------ two ticks at once
@@ -148,11 +145,13 @@ def test_two_ticks_started_at_the_same_moment_send_each_step_once(
     tmp_path: Path, kind: str
 ) -> None:
     people = 600
-    with database(kind, tmp_path) as url, Receiver(latency_ms=15) as receiver:
+    # ~30 batches of 20 at 100 ms each: a tick lasts seconds, far longer than the
+    # difference between the two processes' start-up, so they really overlap
+    with database(kind, tmp_path) as url, Receiver(latency_ms=100) as receiver:
         env = campaign_world(tmp_path, receiver, db=url, people=people)
         procs = [
             subprocess.Popen(
-                [CAMPAIGN_BIN, "tick", "--now", T0.isoformat(), "--batch-size", "50", "--json"],
+                [CAMPAIGN_BIN, "tick", "--now", T0.isoformat(), "--batch-size", "20", "--json"],
                 env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -16,6 +16,7 @@ and network errors: retried with backoff a bounded number of times.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import random
 import threading
@@ -96,10 +97,16 @@ class PushClient:
     # -------------------------------------------------------------- public
 
     def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
+        return self.submit(requests).result()
+
+    def submit(
+        self, requests: Sequence[SendRequest]
+    ) -> concurrent.futures.Future[list[SendOutcome]]:
+        """Encrypt here (the caller's thread), then send from the client's own thread;
+        the caller may go on (e.g. claim the next batch) until it needs the answers."""
         seen: dict[str, bool] = {}
         jobs = [self._prepare(r, seen) for r in requests]
-        future = asyncio.run_coroutine_threadsafe(self._deliver_all(jobs), self._loop)
-        return future.result()
+        return asyncio.run_coroutine_threadsafe(self._deliver_all(jobs), self._loop)
 
     def close(self) -> None:
         if self._http1 is not None:

@@ -8,6 +8,7 @@ never send (import, status, render) need no VAPID configuration at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -43,6 +44,12 @@ class WebPushDelivery:
     _client: PushClient | None = None
 
     def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
+        return self.submit(requests).result()
+
+    def submit(self, requests: Sequence[SendRequest]) -> Future[list[SendOutcome]]:
+        return self._ready().submit(requests)
+
+    def _ready(self) -> PushClient:
         if self._client is None:
             key, subject = check_ready(self.config)
             self._client = PushClient(
@@ -50,7 +57,7 @@ class WebPushDelivery:
                 allowed_origins=self.config.push_allowed_origins,
                 settings=self.settings,
             )
-        return self._client.deliver(requests)
+        return self._client
 
     def close(self) -> None:
         if self._client is not None:
