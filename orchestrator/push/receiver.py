@@ -247,7 +247,7 @@ class Receiver:
         sock = socket.create_server((self.host, self.port), backlog=4096)
         self.port = sock.getsockname()[1]
         self._origin = f"http://{self.host}:{self.port}"
-        self._loop = asyncio.new_event_loop()
+        self._loop = _new_loop()
         ready = threading.Event()
         failed: list[BaseException] = []
         self._thread = threading.Thread(
@@ -494,6 +494,16 @@ class Receiver:
                 self._topics[(sub_id, topic)] = message_id
             self._messages[message_id] = message
         return message_id
+
+
+def _new_loop() -> asyncio.AbstractEventLoop:
+    """uvloop when installed (it is, with `campaign serve`'s dependencies): the receiver
+    shares the machine with the sender it measures, so its own cost matters."""
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is in the lock file
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
 
 
 async def _read_body(request: web.Request) -> bytes:
