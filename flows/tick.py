@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,8 +27,10 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import PrefectFuture
 
 from orchestrator import outcomes
+from orchestrator.delivery import submit
 from orchestrator.enrolment import enrol
 from orchestrator.records import parse_time
 from orchestrator.render import to_mermaid
@@ -40,7 +43,7 @@ from orchestrator.service import (
     open_context,
     status,
 )
-from orchestrator.ticking import BatchResult, run_batch, work_due
+from orchestrator.ticking import BatchResult, ClaimedBatch, claim_batch, finish_batch, work_due
 
 
 def artifact_key(campaign: str, what: str) -> str:
@@ -78,6 +81,11 @@ def enrol_task(ctx: Context, load: CampaignLoad, now: datetime) -> tuple[int, in
     return enrol(ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=now)
 
 
+# The flow's claims and the batch tasks' outcome writes take turns in this process
+# instead of meeting at SQLite's write lock, whose busy handler sleeps in steps.
+_WRITES = threading.Lock()
+
+
 @task(
     name="batch",
     task_run_name="{campaign} batch {number}",
@@ -86,9 +94,14 @@ def enrol_task(ctx: Context, load: CampaignLoad, now: datetime) -> tuple[int, in
     retry_delay_seconds=5,
 )
 def batch_task(
-    ctx: Context, campaign: str, now: datetime, number: int, batch_size: int
-) -> BatchResult | None:
-    return run_batch(ctx, campaign=campaign, now=now, batch_size=batch_size)
+    ctx: Context, campaign: str, now: datetime, number: int, claimed: ClaimedBatch
+) -> BatchResult:
+    """Deliver one claimed batch and record the answers. The flow claimed it (the ledger
+    rows committed) just before, and claims the next batch while this one is on the wire;
+    a retry sends the very same messages again (same Topic)."""
+    answers = submit(ctx.delivery, claimed.requests).result()
+    with _WRITES:
+        return finish_batch(ctx, claimed, answers, now=now)
 
 
 def _funnel_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,15 +169,24 @@ def tick_flow(
     )
     tally: Counter[str] = Counter()
     journeys = sends = number = 0
-    # A task run only when something is due: an idle tick costs no empty batch run.
-    while work_due(ctx, campaign=campaign, now=moment)[0]:
-        batch = batch_task(ctx, campaign, moment, number + 1, batch_size)
-        if batch is None:
+    # Claims run here, in the flow; each claimed batch is a task run that delivers and
+    # records it, overlapping the next claim. Nothing due: no claim, no task run.
+    in_flight: PrefectFuture[BatchResult] | None = None
+    more = work_due(ctx, campaign=campaign, now=moment)[0]
+    while True:
+        claimed = (
+            claim_batch(ctx, campaign=campaign, now=moment, batch_size=batch_size) if more else None
+        )
+        if in_flight is not None:
+            batch = in_flight.result()
+            journeys, sends = journeys + batch.journeys, sends + batch.sends
+            tally.update(batch.outcomes)
+            update_progress_artifact(progress, min(99.0, 100.0 * number / (number + 1)))
+        if claimed is None:
             break
+        more = claimed.more
         number += 1
-        journeys, sends = journeys + batch.journeys, sends + batch.sends
-        tally.update(batch.outcomes)
-        update_progress_artifact(progress, min(99.0, 100.0 * number / (number + 1)))
+        in_flight = batch_task.submit(ctx, campaign, moment, number, claimed)
     update_progress_artifact(progress, 100.0)
     publish(ctx, load)
     summary = {
