@@ -17,8 +17,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
-from pydantic import BaseModel, TypeAdapter
-from pydantic import ValidationError as PydanticValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError as PydanticValidationError
 
 from orchestrator import yamlpos
 from orchestrator.diagnostics import Diagnostic, Severity, did_you_mean

@@ -7,12 +7,9 @@ Cross-references and graph properties are checked in `loader` and `graph`.
 
 from __future__ import annotations
 
-import re
-from datetime import time, timedelta
-from typing import Annotated, Any, Literal, TypeAlias
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import timedelta
+from typing import Annotated, Any, TypeAlias
 
-from croniter import croniter
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -26,229 +23,31 @@ from pydantic import (
     model_validator,
 )
 
-END = "end"
-
-ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
-CAMPAIGN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
-EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
-_DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
-_DURATION_UNITS = (604800, 86400, 3600, 60, 1)
-_CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
-
-
-# ---------------------------------------------------------------- scalars
-
-
-def parse_duration(value: Any) -> timedelta:
-    """`30s`, `15m`, `12h`, `7d`, `2w` and combinations such as `1d12h`."""
-    if isinstance(value, timedelta):
-        return value
-    if isinstance(value, bool) or not isinstance(value, str):
-        raise ValueError(
-            f"a duration is text with a unit, like 30s, 15m, 12h, 7d, 2w or 1d12h (got {value!r})"
-        )
-    text = value.strip()
-    match = _DURATION_RE.match(text)
-    if not text or not match:
-        raise ValueError(
-            f"{value!r} is not a duration: use a number and a unit "
-            "(s, m, h, d, w), largest unit first, like 30s, 15m, 12h, 7d, 2w or 1d12h"
-        )
-    seconds = sum(
-        int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g
-    )
-    return timedelta(seconds=seconds)
-
-
-def format_duration(delta: timedelta) -> str:
-    """Inverse of parse_duration, using the largest units: 36h -> 1d12h."""
-    seconds = int(delta.total_seconds())
-    if seconds == 0:
-        return "0s"
-    parts = []
-    for unit, suffix in zip(_DURATION_UNITS, "wdhms", strict=True):
-        if seconds >= unit:
-            parts.append(f"{seconds // unit}{suffix}")
-            seconds %= unit
-    return "".join(parts)
-
-
-def _positive_duration(value: Any) -> timedelta:
-    delta = parse_duration(value)
-    if delta <= timedelta(0):
-        raise ValueError(f"{value!r} must be longer than zero")
-    return delta
-
-
-def parse_percent(value: Any) -> float:
-    """`5%` or a fraction `0.05`; returns the fraction."""
-    if isinstance(value, bool):
-        raise ValueError(f"a percent is written 5% or 0.05 (got {value!r})")
-    if isinstance(value, str):
-        text = value.strip()
-        if not text.endswith("%"):
-            raise ValueError(f"{value!r} is not a percent: write 5% or 0.05")
-        try:
-            fraction = float(text[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percent: write 5% or 0.05") from None
-    elif isinstance(value, int | float):
-        if value > 1:
-            raise ValueError(
-                f"{value!r} is ambiguous: write a percent with a % sign ({value}%) or a fraction"
-            )
-        fraction = float(value)
-    else:
-        raise ValueError(f"a percent is written 5% or 0.05 (got {value!r})")
-    if not 0 <= fraction < 1:
-        raise ValueError(f"{value!r} must be at least 0% and less than 100%")
-    return fraction
-
-
-def _check_id(value: Any, what: str = "id") -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{what} must be text, got {value!r}")
-    if value == END:
-        raise ValueError(f"'{END}' is reserved for the end of a journey and cannot be a {what}")
-    if not ID_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid {what}: letters, digits, '_' and '-', "
-            "starting with a letter or '_', at most 64 characters"
-        )
-    return value
-
-
-def _check_ref(value: Any) -> str:
-    """A reference to a node: a node id or `end`."""
-    if not isinstance(value, str):
-        raise ValueError(f"a target is a node id or 'end', got {value!r}")
-    if value != END:
-        _check_id(value, "node id")
-    return value
-
-
-def _check_event(value: Any) -> str:
-    if not isinstance(value, str) or not EVENT_RE.match(value):
-        raise ValueError(
-            f"{value!r} is not a valid event name: letters, digits, '_', '.', ':' and '-', "
-            "at most 64 characters"
-        )
-    return value
-
-
-def _check_cron(value: Any) -> str:
-    if not isinstance(value, str) or not croniter.is_valid(value):
-        raise ValueError(
-            f"{value!r} is not a valid cron expression (five fields: minute hour day month "
-            "weekday, e.g. '*/5 * * * *')"
-        )
-    return value
-
-
-def check_timezone_name(value: Any) -> str:
-    if not isinstance(value, str) or not value:
-        raise ValueError(f"a timezone is an IANA name like Europe/Berlin, got {value!r}")
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"{value!r} is not an IANA timezone (e.g. Europe/Berlin, UTC)") from None
-    return value
-
-
-def _parse_clock(value: Any) -> time:
-    if isinstance(value, time):
-        return value
-    if isinstance(value, str):
-        match = _CLOCK_RE.match(value.strip())
-        if match:
-            return time(int(match.group(1)), int(match.group(2)))
-    raise ValueError(f'{value!r} is not a time of day: write it as "HH:MM", e.g. "21:00"')
-
-
-def _check_url(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"a url is text, got {value!r}")
-    stripped = value.strip()
-    if stripped.startswith("{{") or stripped.startswith("{%"):
-        return value  # fully templated: checked when rendered
-    scheme = stripped.split(":", 1)[0].lower() if ":" in stripped else ""
-    if scheme not in ("http", "https"):
-        raise ValueError(f"url {value!r} must start with https:// or http://")
-    return value
-
-
-_DURATION_SCHEMA = {
-    "type": "string",
-    "pattern": r"^(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$",
-    "description": "duration: 30s, 15m, 12h, 7d, 2w, 1d12h",
-}
-_PERCENT_SCHEMA = {
-    "anyOf": [
-        {"type": "string", "pattern": r"^\d+(\.\d+)?%$"},
-        {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
-    ],
-    "description": "percent: 5% or 0.05",
-}
-
-Duration: TypeAlias = Annotated[
-    timedelta,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(_DURATION_SCHEMA),
-]
-PositiveDuration: TypeAlias = Annotated[
-    timedelta,
-    BeforeValidator(_positive_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(_DURATION_SCHEMA),
-]
-Percent: TypeAlias = Annotated[
-    float, BeforeValidator(parse_percent), WithJsonSchema(_PERCENT_SCHEMA)
-]
-NodeId: TypeAlias = Annotated[
-    str,
-    BeforeValidator(lambda v: _check_id(v, "node id")),
-    WithJsonSchema({"type": "string", "pattern": ID_RE.pattern, "not": {"const": END}}),
-]
-Name: TypeAlias = Annotated[
-    str,
-    BeforeValidator(lambda v: _check_id(v, "name")),
-    WithJsonSchema({"type": "string", "pattern": ID_RE.pattern}),
-]
-SegmentName: TypeAlias = Annotated[  # a reference to a segment: `segment: NAME`
-    str,
-    BeforeValidator(lambda v: _check_id(v, "segment name")),
-    WithJsonSchema({"type": "string", "pattern": ID_RE.pattern}),
-]
-Target: TypeAlias = Annotated[
-    str,
-    BeforeValidator(_check_ref),
-    WithJsonSchema({"type": "string", "description": "a node id or 'end'"}),
-]
-EventName: TypeAlias = Annotated[
-    str,
-    BeforeValidator(_check_event),
-    WithJsonSchema({"type": "string", "pattern": EVENT_RE.pattern}),
-]
-Cron: TypeAlias = Annotated[
-    str, BeforeValidator(_check_cron), WithJsonSchema({"type": "string", "description": "cron"})
-]
-Timezone: TypeAlias = Annotated[
-    str,
-    BeforeValidator(check_timezone_name),
-    WithJsonSchema({"type": "string", "description": "IANA timezone, e.g. Europe/Berlin"}),
-]
-Clock: TypeAlias = Annotated[
-    time,
-    BeforeValidator(_parse_clock),
-    PlainSerializer(lambda t: t.strftime("%H:%M"), return_type=str),
-    WithJsonSchema({"type": "string", "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$"}),
-]
-Url: TypeAlias = Annotated[
-    str, BeforeValidator(_check_url), WithJsonSchema({"type": "string", "format": "uri-template"})
-]
-Scalar: TypeAlias = str | int | float | bool
-Urgency: TypeAlias = Literal["very-low", "low", "normal", "high"]
+from orchestrator.scalars import (
+    _DURATION_SCHEMA,
+    CAMPAIGN_ID_RE,
+    END as END,
+    Clock,
+    Cron,
+    Duration,
+    EventName,
+    Name,
+    NodeId,
+    Percent,
+    PositiveDuration,
+    Scalar as Scalar,
+    SegmentName,
+    Target,
+    Timezone,
+    Urgency,
+    Url,
+    _check_id as _check_id,
+    _positive_duration,
+    check_timezone_name as check_timezone_name,
+    format_duration as format_duration,
+    parse_duration as parse_duration,
+    parse_percent as parse_percent,
+)
 
 
 class Strict(BaseModel):

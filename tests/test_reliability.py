@@ -41,14 +41,14 @@ def database(kind: str, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _tick(env: dict[str, str], now: str, *extra: str) -> subprocess.CompletedProcess[str]:
+def _campaign(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [CAMPAIGN_BIN, "tick", "--now", now, *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        [CAMPAIGN_BIN, *args], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+def _tick(env: dict[str, str], now: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    return _campaign(env, "tick", "--now", now, *extra)
 
 
 def _ledger(url: str) -> tuple[int, int, dict[str, int]]:
@@ -354,30 +354,11 @@ def test_an_edit_deployed_mid_journey_keeps_versions_until_migrate_moves_them_as
             versions = c.execute(text("SELECT count(*) FROM campaign_version")).scalar_one()
             on = set(c.execute(text("SELECT DISTINCT version_id FROM journey")).scalars())
         assert versions == 2 and len(on) == 1
-        campaign = str(Path(sys.executable).parent / "campaign")
-        planned = subprocess.run(
-            [campaign, "migrate", "launch", "--dry-run", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        planned = _campaign(env, "migrate", "launch", "--dry-run", "--json")
         assert planned.returncode == 0, planned.stderr
         plan = json.loads(planned.stdout)
-        applied = subprocess.run(
-            [
-                campaign,
-                "migrate",
-                "launch",
-                "--json",
-                "--now",
-                (T0 + timedelta(hours=2)).isoformat(),
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        later = (T0 + timedelta(hours=2)).isoformat()
+        applied = _campaign(env, "migrate", "launch", "--json", "--now", later)
         assert applied.returncode == 0, applied.stderr
         done = json.loads(applied.stdout)
         assert done["applied"] and not plan["applied"]

@@ -40,6 +40,7 @@ from sqlalchemy import (
     and_,
     bindparam,
     case,
+    cast as sql_cast,
     collate,
     exists,
     false,
@@ -49,7 +50,6 @@ from sqlalchemy import (
     or_,
     select,
 )
-from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
