@@ -48,10 +48,11 @@ def wait_until_serving(base: str, *, seconds: float = 60.0) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         try:
-            if httpx.get(f"{base}/sw.js", timeout=1).status_code == 200:
-                return
+            answered = httpx.get(f"{base}/sw.js", timeout=1).status_code == 200
         except httpx.HTTPError:
-            pass
+            answered = False  # not listening yet
+        if answered:
+            return
         time.sleep(0.25)
     raise RuntimeError(f"campaign serve at {base} did not answer within {seconds:.0f} s")
 

@@ -210,7 +210,9 @@ def simulate(
     job = _Job(path, seed, rates or {}, default_rate, start, until, resolution)
     with tempfile.TemporaryDirectory(prefix="campaign-sim-") as tmp:
         if count <= 1:
-            result = _simulate_shard(job, lines, Path(tmp), trace=trace, progress=progress)
+            result = _simulate_shard(
+                job, lines, Path(tmp), trace=trace, progress=progress, campaign=campaign
+            )
         else:
             result = _simulate_sharded(job, lines, Path(tmp), count=count, trace=trace)
     return result
@@ -304,10 +306,13 @@ def _simulate_shard(
     *,
     trace: Path | None,
     progress: Callable[[datetime, int], None] | None,
+    campaign: Campaign | None = None,
 ) -> SimulationResult:
-    loaded = loader.load(job.path)
-    assert loaded.campaign is not None
-    campaign = loaded.campaign
+    """One process's share; `campaign` as already loaded, else (a worker) loaded here."""
+    if campaign is None:
+        loaded = loader.load(job.path)
+        assert loaded.campaign is not None
+        campaign = loaded.campaign
     config = Config(db=f"sqlite:///{folder / 'simulation.db'}", graphs=job.path.parent)
     collector = _Collector()
     delivery = RecordingDelivery()

@@ -55,7 +55,6 @@ class BatchResult:
     journeys: int
     sends: int
     outcomes: Counter[str]
-    more: bool = True  # False: this batch took the last due journey (no need to look again)
 
 
 def tick(
@@ -209,7 +208,6 @@ def finish_batch(
         journeys=claimed.journeys,
         sends=len(claimed.requests),
         outcomes=tally,
-        more=claimed.more,
     )
 
 

@@ -54,7 +54,8 @@ def _duration(text: str, option: str) -> timedelta:
     return value
 
 
-def _print_funnel(figures: dict[str, Any]) -> None:
+def _print_funnel(figures: dict[str, Any], *, totals: tuple[str, ...] = ("exits",)) -> None:
+    """The per-node table, then one line per total (exits, journeys, sends: by kind)."""
     typer.echo(
         f"{'node':<24}{'entered':>9}{'sent':>8}{'deliv.':>8}{'conv.':>8}{'no conv.':>10}{'deferred':>10}"
     )
@@ -63,9 +64,9 @@ def _print_funnel(figures: dict[str, Any]) -> None:
             f"{node:<24}{m.get('entered', 0):>9}{m.get('sent', 0):>8}{m.get('delivered', 0):>8}"
             f"{m.get('converted', 0):>8}{m.get('no_convert', 0):>10}{m.get('deferred', 0):>10}"
         )
-    typer.echo(
-        "exits: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["exits"].items())) or "none")
-    )
+    for name in totals:
+        counts = sorted(figures[name].items())
+        typer.echo(f"{name}: " + (", ".join(f"{k} {v}" for k, v in counts) or "none"))
 
 
 def _quiet_prefect() -> None:

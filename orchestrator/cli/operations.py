@@ -13,6 +13,7 @@ import typer
 from orchestrator.cli._app import (
     _context,
     _now,
+    _print_funnel,
     _scalar,
     app,
 )
@@ -160,24 +161,7 @@ def status(
         typer.echo(json.dumps(figures, indent=2))
         return
     typer.echo(f"campaign {campaign}")
-    typer.echo(
-        f"{'node':<24}{'entered':>9}{'sent':>8}{'deliv.':>8}{'conv.':>8}{'no conv.':>10}{'deferred':>10}"
-    )
-    for node, m in sorted(figures["nodes"].items()):
-        typer.echo(
-            f"{node:<24}{m.get('entered', 0):>9}{m.get('sent', 0):>8}{m.get('delivered', 0):>8}"
-            f"{m.get('converted', 0):>8}{m.get('no_convert', 0):>10}{m.get('deferred', 0):>10}"
-        )
-    typer.echo(
-        "journeys: "
-        + (", ".join(f"{k} {v}" for k, v in sorted(figures["journeys"].items())) or "none")
-    )
-    typer.echo(
-        "exits: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["exits"].items())) or "none")
-    )
-    typer.echo(
-        "sends: " + (", ".join(f"{k} {v}" for k, v in sorted(figures["sends"].items())) or "none")
-    )
+    _print_funnel(figures, totals=("journeys", "exits", "sends"))
 
 
 segments_app = typer.Typer(

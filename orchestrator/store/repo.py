@@ -200,18 +200,7 @@ def add_events(session: Session, records: Sequence[EventRecord]) -> list[int]:
     UPDATE for the wake-ups, however many events there are."""
     if not records:
         return []
-    recorded = utcnow()
-    rows = [
-        {
-            "subscriber_id": r.subscriber_id,
-            "name": r.name,
-            "at": r.at,
-            "properties": r.properties,
-            "send_id": r.send_id,
-            "recorded_at": recorded,
-        }
-        for r in records
-    ]
+    rows = _event_rows(records)
     table = Event.__table__  # type: ignore[attr-defined]
     ids: list[int] = []
     for i in range(0, len(rows), 5000):
@@ -229,21 +218,22 @@ def add_events(session: Session, records: Sequence[EventRecord]) -> list[int]:
 def note_events(session: Session, records: Sequence[EventRecord]) -> None:
     """Store events nobody waits on (opt-ins, pauses): one executemany, no ids, no wake-ups."""
     if records:
-        recorded = utcnow()
-        session.execute(
-            insert(Event.__table__),  # type: ignore[attr-defined]
-            [
-                {
-                    "subscriber_id": r.subscriber_id,
-                    "name": r.name,
-                    "at": r.at,
-                    "properties": r.properties,
-                    "send_id": r.send_id,
-                    "recorded_at": recorded,
-                }
-                for r in records
-            ],
-        )
+        session.execute(insert(Event.__table__), _event_rows(records))  # type: ignore[attr-defined]
+
+
+def _event_rows(records: Sequence[EventRecord]) -> list[dict[str, Any]]:
+    recorded = utcnow()
+    return [
+        {
+            "subscriber_id": r.subscriber_id,
+            "name": r.name,
+            "at": r.at,
+            "properties": r.properties,
+            "send_id": r.send_id,
+            "recorded_at": recorded,
+        }
+        for r in records
+    ]
 
 
 def wake(session: Session, *, subscriber_id: str, at: datetime) -> None:
