@@ -3,7 +3,9 @@
 Measured in one run, against the same receiver process:
 - naive: a plain loop of `pywebpush.webpush()` (what a user would write first);
 - bare: the fastest encrypt + POST path, no database (our push client on ready requests);
-- pipeline: the full tick (claim due journeys, render, encrypt, send, record the outcome);
+- pipeline: the full tick (claim due journeys, render, encrypt, send, record the outcome),
+  with this machine's default delivery processes (`orchestrator.push.processes`) and
+  again with everything in one process;
 - with Prefect (`flows/bench.py`): a whole tick (enrol, then the batches) called directly
   against the same tick run as the `campaign-tick` flow, and the flow's idle tick.
 """
@@ -30,7 +32,7 @@ from orchestrator.config import Config
 from orchestrator.delivery import SendRequest, Target
 from orchestrator.enrolment import enrol
 from orchestrator.push.client import PushClient
-from orchestrator.push.setup import WebPushDelivery
+from orchestrator.push.setup import WebPushDelivery, default_processes
 from orchestrator.push.vapid import TokenCache, VapidKey
 from orchestrator.service import (
     CampaignLoad,
@@ -178,12 +180,23 @@ def world(
 
 
 def _pipeline(
-    subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path, batch_size: int
+    subs: list[dict[str, Any]],
+    key_path: Path,
+    origin: str,
+    folder: Path,
+    batch_size: int,
+    *,
+    processes: int | None,
 ) -> float:
+    """The full tick; `processes`: delivery processes (None: the default for this machine,
+    0: encryption and HTTP in this process too)."""
     ctx, load, close = world(subs, key_path, origin, folder)
     try:
         assert load.loaded is not None and load.loaded.campaign is not None
         assert load.version_id is not None
+        assert isinstance(ctx.delivery, WebPushDelivery)
+        ctx.delivery.processes = processes
+        ctx.delivery.start()  # like the bare leg's warm-up: children started, key loaded
         enrol(ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=T0)
         sent = 0
         started = time.perf_counter()
@@ -214,7 +227,13 @@ def bench(
             key.save(key_path)
             naive = _naive(subs, str(key_path), min(naive_sends, sends))
             bare = _bare(subs, key, receiver.origin)
-            pipeline = _pipeline(subs, key_path, receiver.origin, folder / "pipeline", batch_size)
+            processes = default_processes()
+            pipeline = _pipeline(
+                subs, key_path, receiver.origin, folder / "pipeline", batch_size, processes=None
+            )
+            one_process = _pipeline(
+                subs, key_path, receiver.origin, folder / "one-process", batch_size, processes=0
+            )
             orchestrated: dict[str, Any] = {}
             if with_prefect:
                 from flows.bench import prefect_leg
@@ -236,6 +255,9 @@ def bench(
         "speedup_vs_naive": round(pipeline / naive, 1),
         "bare_sends_per_s": round(bare, 1),
         "pipeline_vs_bare": round(pipeline / bare, 2),
+        "delivery_processes": processes,
+        "pipeline_one_process_sends_per_s": round(one_process, 1),
+        "one_process_vs_bare": round(one_process / bare, 2),
         **orchestrated,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "receiver": {k: stats.get(k) for k in ("delivered", "decrypted")},

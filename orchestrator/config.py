@@ -8,6 +8,8 @@ from pathlib import Path
 
 from dotenv import dotenv_values
 
+from orchestrator.errors import ConfigurationError
+
 DEFAULT_ALLOWED_ORIGINS = (
     "https://fcm.googleapis.com",
     "https://updates.push.services.mozilla.com",
@@ -30,6 +32,8 @@ class Config:
     # attributes a subscriber may correct on their own profile page
     profile_editable: tuple[str, ...] = ("first_name", "name", "city", "language")
     dashboard_password: str | None = None
+    # processes that encrypt and send large batches (None: one per core beyond the tick's, ≤ 4)
+    delivery_processes: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,4 +70,20 @@ def load_config(env: dict[str, str] | None = None, *, dotenv: Path | None = Path
             else Config.profile_editable
         ),
         dashboard_password=get("CAMPAIGN_DASHBOARD_PASSWORD"),
+        delivery_processes=_count(
+            "CAMPAIGN_DELIVERY_PROCESSES", get("CAMPAIGN_DELIVERY_PROCESSES")
+        ),
     )
+
+
+def _count(name: str, value: str | None) -> int | None:
+    """A non-negative whole number from the environment; None when not set."""
+    if value is None or value.strip().lower() == "auto":
+        return None
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not 0 <= number <= 64:
+        raise ConfigurationError(f"{name}={value!r}: expected a whole number from 0 to 64, or auto")
+    return number

@@ -121,7 +121,7 @@ def _eligible_members(
                 changed.append(col(Subscriber.updated_at) >= old.subscribers_at)
             query = query.where(or_(*changed))
         with segments.as_of(now):
-            ids = [row[0] for row in s.execute(query)]
+            ids = [row[0] for row in repo.core(s).execute(query)]
     mark = EnrolMark(
         campaign=campaign.campaign,
         subcampaign=subcampaign,
@@ -160,7 +160,7 @@ def _insert_journeys(
             trace.append((sid, result.actions))
         with ctx.session() as s, s.begin():
             stmt = repo.insert_ignoring(s, Journey)
-            s.execute(stmt, rows)
+            repo.core(s).execute(stmt, rows)
             counts: Counter[tuple[str, str]] = Counter()
             for _, actions in trace:
                 journeys.count(actions, counts)
@@ -238,7 +238,13 @@ def _blocked_ids(s: Session, *, campaign: Campaign, ids: set[str], now: datetime
         now=now,
         reentry_seconds=reentry.total_seconds() if reentry else None,
     )
-    rows = s.execute(
-        select(col(Journey.subscriber_id)).where(col(Journey.subscriber_id).in_(sorted(ids)), cond)
-    ).all()
+    rows = (
+        repo.core(s)
+        .execute(
+            select(col(Journey.subscriber_id)).where(
+                col(Journey.subscriber_id).in_(sorted(ids)), cond
+            )
+        )
+        .all()
+    )
     return {r[0] for r in rows}

@@ -115,9 +115,13 @@ def _abandon(
     """Journeys still waiting on a send that will never arrive take their no-convert edge now."""
     reasons = dict(sends)
     table = Journey.__table__  # type: ignore[attr-defined]
-    rows = s.execute(
-        select(table).where(table.c.last_send_id.in_(list(reasons)), table.c.phase == "await")
-    ).all()
+    rows = (
+        repo.core(s)
+        .execute(
+            select(table).where(table.c.last_send_id.in_(list(reasons)), table.c.phase == "await")
+        )
+        .all()
+    )
     subs = repo.subscribers(s, (r.subscriber_id for r in rows))
     updates = []
     trace: list[tuple[Row[Any], list[Action]]] = []
@@ -174,7 +178,9 @@ def _requests(ctx: Context, s: Session, rows: Sequence[Row[Any]]) -> list[SendRe
     table = Journey.__table__  # type: ignore[attr-defined]
     by_journey = {
         j.id: j
-        for j in s.execute(select(table).where(table.c.id.in_([r.journey_id for r in rows]))).all()
+        for j in repo.core(s)
+        .execute(select(table).where(table.c.id.in_([r.journey_id for r in rows])))
+        .all()
     }
     targets = repo.subscriptions_of(s, (r.subscriber_id for r in rows))
     out = []

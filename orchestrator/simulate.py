@@ -115,7 +115,7 @@ def _store_population(ctx: Any, lines: list[dict[str, Any]]) -> int:
     with ctx.session() as s, s.begin():
         for i in range(0, len(records), 5000):
             repo.upsert_subscribers(s, records[i : i + 5000])
-        repo.add_events(s, sorted(events, key=lambda e: e.at))
+        repo.add_events(s, sorted(events, key=lambda e: e.at), ids_wanted=False)
     return len(records)
 
 
@@ -391,7 +391,7 @@ def _run(
         )
         if conversions:
             with ctx.session() as s, s.begin():
-                repo.add_events(s, conversions)
+                repo.add_events(s, conversions, ids_wanted=False)
             result.conversions += len(conversions)
         delivery.requests.clear()
         seen = 0

@@ -9,7 +9,7 @@ after the commit and its outcomes are written back in one statement per batch.
 from __future__ import annotations
 
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -28,6 +28,8 @@ from orchestrator.service import CampaignLoad, Context, campaign_paths, load_cur
 from orchestrator.spec import BranchNode, Campaign, NotificationNode
 from orchestrator.store import repo, segments
 from orchestrator.store.models import Journey, Send
+
+IN_FLIGHT = 2  # batches on the wire while the next one is claimed
 
 
 @dataclass
@@ -116,21 +118,24 @@ def tick_campaign(
 def run_batches(
     ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
 ) -> Iterator[BatchResult]:
-    """Every due batch, overlapped: while one batch's pushes are on the wire (the push
-    client's own thread), the next batch is claimed and advanced; then the first one's
-    answers are recorded. Each claim still commits before its sends leave."""
-    in_flight: tuple[ClaimedBatch, Future[list[SendOutcome]]] | None = None
+    """Every due batch, overlapped: while earlier batches' pushes are on the wire (the push
+    client's thread or the delivery processes), the next batch is claimed and advanced;
+    answers are recorded as they come, oldest batch first, with at most IN_FLIGHT batches
+    sent and not yet recorded. Each claim still commits before its sends leave."""
+    in_flight: deque[tuple[ClaimedBatch, Future[list[SendOutcome]]]] = deque()
     more = True
-    while True:
+    while more or in_flight:
         claimed = (
             claim_batch(ctx, campaign=campaign, now=now, batch_size=batch_size) if more else None
         )
-        if in_flight is not None:
-            yield finish_batch(ctx, in_flight[0], in_flight[1].result(), now=now)
         if claimed is None:
-            return
-        more = claimed.more
-        in_flight = (claimed, submit(ctx.delivery, claimed.requests))
+            more = False
+        else:
+            more = claimed.more
+            in_flight.append((claimed, submit(ctx.delivery, claimed.requests)))
+        while in_flight and (not more or len(in_flight) > IN_FLIGHT or in_flight[0][1].done()):
+            batch, answers = in_flight.popleft()
+            yield finish_batch(ctx, batch, answers.result(), now=now)
 
 
 # ------------------------------------------------------------------ batches
@@ -335,9 +340,11 @@ def _claim_sends(
         for p in pending
     ]
     ledger = Send.__table__  # type: ignore[attr-defined]  # Core: no ORM bulk bookkeeping
-    ids = s.execute(
-        insert(ledger).returning(ledger.c.id, ledger.c.journey_id, ledger.c.step), rows
-    ).all()
+    ids = (
+        repo.core(s)
+        .execute(insert(ledger).returning(ledger.c.id, ledger.c.journey_id, ledger.c.step), rows)
+        .all()
+    )
     by_key = {(j, st): i for i, j, st in ids}
     targets = repo.subscriptions_of(s, (p.row.subscriber_id for p in pending))
     secret = ctx.secret()

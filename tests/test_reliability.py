@@ -72,6 +72,16 @@ def _by_endpoint(messages: list[Delivered]) -> dict[str, list[Delivered]]:
     return out
 
 
+def _settle(receiver: Receiver, quiet_s: float = 0.5) -> None:
+    """Until the receiver has taken no request for `quiet_s`."""
+    seen, since = receiver.stats()["requests"], time.monotonic()
+    while time.monotonic() - since < quiet_s:
+        time.sleep(0.05)
+        now = receiver.stats()["requests"]
+        if now != seen:
+            seen, since = now, time.monotonic()
+
+
 # ------------------------------------------------------------------ kill -9 mid-batch
 
 PEOPLE, BATCH, CRASH_BATCH = 120, 40, 2
@@ -97,6 +107,7 @@ def test_a_tick_killed_mid_batch_then_the_next_tick_loses_and_doubles_nothing(
             timeout=300,
         )
         assert crashed.returncode == -signal.SIGKILL, crashed.stderr[-3000:]
+        _settle(receiver)  # pushes written to sockets before the kill still arrive
         first = receiver.take()  # shown on the devices: a repeat can no longer replace them
         rows, _, by = _ledger(url)
         recorded = by.get("delivered", 0)
@@ -232,6 +243,7 @@ def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tic
         assert proc.returncode == 1, (out, err)
         assert "error: the database failed during the tick" in err
         assert "Traceback" not in err
+        _settle(receiver)
         sent_before = receiver.stats()["delivered"]
         assert 0 < sent_before < people
         first = receiver.take()

@@ -90,9 +90,6 @@ class PushClient:
             target=self._loop.run_forever, name="push-client", daemon=True
         )
         self._thread.start()
-        # Encryption runs here, off the caller's thread: `cryptography` releases the GIL
-        # for the ECDH and AES work, so it overlaps the caller's next database batch.
-        self._preparer = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="push-encrypt")
         self._session: aiohttp.ClientSession | None = None
         self._total: asyncio.Semaphore | None = None
         self._http1: Http1Client | None = None
@@ -112,7 +109,6 @@ class PushClient:
         return asyncio.run_coroutine_threadsafe(self._deliver_all(jobs), self._loop)
 
     def close(self) -> None:
-        self._preparer.shutdown(wait=True)
         if self._http1 is not None:
             self._loop.call_soon_threadsafe(self._http1.close)
             self._http1 = None
@@ -122,7 +118,7 @@ class PushClient:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5)
 
-    # -------------------------------------------------------------- preparation (encryption thread)
+    # -------------------------------------------------------------- preparation (caller's thread)
 
     def _allowed(self, endpoint: str, seen: dict[str, bool]) -> bool:
         """The allow-list check, once per origin and call (an endpoint with userinfo always in full)."""

@@ -183,8 +183,8 @@ class Http1Client:
         lines = [f"POST {path} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        async with pool.limit:
-            return await asyncio.wait_for(self._send(pool, data), self._timeout)
+        async with pool.limit, asyncio.timeout(self._timeout):  # no extra task per request
+            return await self._send(pool, data)
 
     async def _send(self, pool: _Pool, data: bytes) -> Response:
         reused = False

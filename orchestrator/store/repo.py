@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, and_, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Row, and_, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
@@ -30,6 +30,12 @@ from orchestrator.store.models import (
 
 def dialect(session: Session) -> str:
     return session.get_bind().dialect.name
+
+
+def core(session: Session) -> Connection:
+    """The session's connection, in its transaction: hot statements run at the Core level,
+    without the ORM's per-statement and per-row machinery (measured: docs/benchmarks.md)."""
+    return session.connection()
 
 
 def _insert(session: Session, table: Any) -> Any:
@@ -164,28 +170,37 @@ def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
     """Subscriber rows by id (plain rows: attribute access, no ORM bookkeeping)."""
     table = Subscriber.__table__  # type: ignore[attr-defined]
     id_list = list(set(ids))
-    return {row.id: row for row in session.execute(select(table).where(table.c.id.in_(id_list)))}
+    rows = core(session).execute(select(table).where(table.c.id.in_(id_list)))
+    return {row.id: row for row in rows}
 
 
 def known_subscribers(session: Session, ids: Iterable[str]) -> set[str]:
     """Which of these ids are stored subscribers (ids only: no attributes decoded)."""
     table = Subscriber.__table__  # type: ignore[attr-defined]
-    return set(session.execute(select(table.c.id).where(table.c.id.in_(list(set(ids))))).scalars())
+    return set(
+        core(session).execute(select(table.c.id).where(table.c.id.in_(list(set(ids))))).scalars()
+    )
 
 
 def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
-    rows = session.execute(
-        select(col(PushSubscription.subscriber_id), func.count())
-        .where(col(PushSubscription.subscriber_id).in_(list(set(ids))))
-        .group_by(PushSubscription.subscriber_id)
-    ).all()
+    rows = (
+        core(session)
+        .execute(
+            select(col(PushSubscription.subscriber_id), func.count())
+            .where(col(PushSubscription.subscriber_id).in_(list(set(ids))))
+            .group_by(PushSubscription.subscriber_id)
+        )
+        .all()
+    )
     return Counter({sid: n for sid, n in rows})
 
 
 def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row[Any]]]:
     table = PushSubscription.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
-    for row in session.execute(select(table).where(table.c.subscriber_id.in_(list(set(ids))))):
+    for row in core(session).execute(
+        select(table).where(table.c.subscriber_id.in_(list(set(ids))))
+    ):
         out.setdefault(row.subscriber_id, []).append(row)
     return out
 
@@ -193,18 +208,23 @@ def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row
 # ------------------------------------------------------------------ events
 
 
-def add_events(session: Session, records: Sequence[EventRecord]) -> list[int]:
+def add_events(
+    session: Session, records: Sequence[EventRecord], *, ids_wanted: bool = True
+) -> list[int]:
     """Store events and wake the subscribers' journeys so conversions and exits are seen at once.
 
     One multi-row INSERT … RETURNING (ids in the order given) and one executemany
-    UPDATE for the wake-ups, however many events there are."""
+    UPDATE for the wake-ups, however many events there are. `ids_wanted=False` (the
+    simulator) returns no ids: on SQLite, ids in the order given cost one INSERT per row."""
     if not records:
         return []
     rows = _event_rows(records)
     table = Event.__table__  # type: ignore[attr-defined]
     ids: list[int] = []
-    for i in range(0, len(rows), 5000):
-        result = session.execute(
+    if not ids_wanted:
+        core(session).execute(insert(table), rows)
+    for i in range(0, len(rows) if ids_wanted else 0, 5000):
+        result = core(session).execute(
             insert(table).returning(table.c.id, sort_by_parameter_order=True), rows[i : i + 5000]
         )
         ids.extend(int(x) for x in result.scalars())
@@ -218,7 +238,7 @@ def add_events(session: Session, records: Sequence[EventRecord]) -> list[int]:
 def note_events(session: Session, records: Sequence[EventRecord]) -> None:
     """Store events nobody waits on (opt-ins, pauses): one executemany, no ids, no wake-ups."""
     if records:
-        session.execute(insert(Event.__table__), _event_rows(records))  # type: ignore[attr-defined]
+        core(session).execute(insert(Event.__table__), _event_rows(records))  # type: ignore[attr-defined]
 
 
 def _event_rows(records: Sequence[EventRecord]) -> list[dict[str, Any]]:
@@ -253,7 +273,7 @@ _WAKE = (
 def wake_many(session: Session, moments: dict[str, datetime]) -> None:
     """Bring forward the next claim of these subscribers' journeys (one executemany)."""
     if moments:
-        session.execute(_WAKE, [{"_sid": sid, "_at": at} for sid, at in moments.items()])
+        core(session).execute(_WAKE, [{"_sid": sid, "_at": at} for sid, at in moments.items()])
 
 
 def events_for(
@@ -262,7 +282,7 @@ def events_for(
     """Events of these subscribers in [since, until], oldest first (plain rows)."""
     table = Event.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
-    rows = session.execute(
+    rows: Iterable[Row[Any]] = core(session).execute(
         select(table.c.subscriber_id, table.c.name, table.c.at, table.c.properties, table.c.send_id)
         .where(
             table.c.subscriber_id.in_(list(set(ids))),
@@ -280,13 +300,17 @@ def recent_sends(
     session: Session, ids: Iterable[str], *, since: datetime
 ) -> dict[str, list[datetime]]:
     out: dict[str, list[datetime]] = {}
-    rows = session.execute(
-        select(col(Send.subscriber_id), col(Send.claimed_at)).where(
-            col(Send.subscriber_id).in_(list(set(ids))),
-            col(Send.claimed_at) > since,
-            col(Send.outcome) != "skipped",
+    rows = (
+        core(session)
+        .execute(
+            select(col(Send.subscriber_id), col(Send.claimed_at)).where(
+                col(Send.subscriber_id).in_(list(set(ids))),
+                col(Send.claimed_at) > since,
+                col(Send.outcome) != "skipped",
+            )
         )
-    ).all()
+        .all()
+    )
     for sid, at in rows:
         moment = aware(at)
         assert moment is not None
@@ -354,7 +378,7 @@ def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -
             .where(table.c.id == bindparam("_id"))
             .values({k: bindparam(k) for k in keys})
         )
-        session.execute(stmt, [{"_id": r["id"], **{k: r[k] for k in keys}} for r in group])
+        core(session).execute(stmt, [{"_id": r["id"], **{k: r[k] for k in keys}} for r in group])
 
 
 def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
@@ -372,27 +396,35 @@ def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> 
     )
     if dialect(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.execute(stmt).all())
+    return list(core(session).execute(stmt).all())
 
 
 def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, bool]:
     """(a journey is due, a send is due again): two index probes, nothing locked or read."""
     journeys = Journey.__table__  # type: ignore[attr-defined]
     sends = Send.__table__  # type: ignore[attr-defined]
-    journey = session.execute(
-        select(journeys.c.id)
-        .where(journeys.c.campaign == campaign, journeys.c.claim_at <= now)
-        .limit(1)
-    ).first()
-    again = session.execute(
-        select(sends.c.id)
-        .where(
-            sends.c.campaign == campaign,
-            sends.c.retry_at <= now,
-            sends.c.outcome.in_(("claimed", "retry")),
+    journey = (
+        core(session)
+        .execute(
+            select(journeys.c.id)
+            .where(journeys.c.campaign == campaign, journeys.c.claim_at <= now)
+            .limit(1)
         )
-        .limit(1)
-    ).first()
+        .first()
+    )
+    again = (
+        core(session)
+        .execute(
+            select(sends.c.id)
+            .where(
+                sends.c.campaign == campaign,
+                sends.c.retry_at <= now,
+                sends.c.outcome.in_(("claimed", "retry")),
+            )
+            .limit(1)
+        )
+        .first()
+    )
     return journey is not None, again is not None
 
 
@@ -411,7 +443,7 @@ def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int)
     )
     if dialect(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
-    return list(session.execute(stmt).all())
+    return list(core(session).execute(stmt).all())
 
 
 def blocking_journey(
@@ -512,7 +544,7 @@ def bump(session: Session, *, campaign: str, counts: Counter[tuple[str, str]]) -
         index_elements=["campaign", "node", "metric"],
         set_={"count": col(NodeStat.count) + stmt.excluded["count"]},
     )
-    session.execute(stmt, rows)
+    core(session).execute(stmt, rows)
 
 
 def node_stats(session: Session, campaign: str) -> dict[str, dict[str, int]]:
