@@ -139,6 +139,12 @@ def _bare(subs: list[dict[str, Any]], key: VapidKey, origin: str) -> float:
         client.close()
 
 
+def _rss_mb() -> float:
+    """This process's resident memory now (Linux)."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
 def world(
     subs: list[dict[str, Any]], key_path: Path, origin: str, folder: Path
 ) -> tuple[Context, CampaignLoad, Callable[[], None]]:
@@ -187,9 +193,10 @@ def _pipeline(
     batch_size: int,
     *,
     processes: int | None,
-) -> float:
+) -> tuple[float, float]:
     """The full tick; `processes`: delivery processes (None: the default for this machine,
-    0: encryption and HTTP in this process too)."""
+    0: encryption and HTTP in this process too). Returns (sends/s, the most this process's
+    resident memory grew while sending: flat, whatever the number of batches)."""
     ctx, load, close = world(subs, key_path, origin, folder)
     try:
         assert load.loaded is not None and load.loaded.campaign is not None
@@ -199,12 +206,14 @@ def _pipeline(
         ctx.delivery.start()  # like the bare leg's warm-up: children started, key loaded
         enrol(ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=T0)
         sent = 0
+        base = highest = _rss_mb()
         started = time.perf_counter()
         for batch in run_batches(ctx, campaign="bench", now=T0, batch_size=batch_size):
             sent += batch.outcomes.get("delivered", 0)
+            highest = max(highest, _rss_mb())
         elapsed = time.perf_counter() - started
         assert sent == len(subs), f"{sent} of {len(subs)} delivered"
-        return sent / elapsed
+        return sent / elapsed, highest - base
     finally:
         close()
 
@@ -228,10 +237,10 @@ def bench(
             naive = _naive(subs, str(key_path), min(naive_sends, sends))
             bare = _bare(subs, key, receiver.origin)
             processes = default_processes()
-            pipeline = _pipeline(
+            pipeline, growth = _pipeline(
                 subs, key_path, receiver.origin, folder / "pipeline", batch_size, processes=None
             )
-            one_process = _pipeline(
+            one_process, _ = _pipeline(
                 subs, key_path, receiver.origin, folder / "one-process", batch_size, processes=0
             )
             orchestrated: dict[str, Any] = {}
@@ -260,6 +269,7 @@ def bench(
         "one_process_vs_bare": round(one_process / bare, 2),
         **orchestrated,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "pipeline_rss_growth_mb": round(growth, 1),
         "receiver": {k: stats.get(k) for k in ("delivered", "decrypted")},
         "cpus": os.cpu_count(),
     }
