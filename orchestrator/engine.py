@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from orchestrator.spec import (
     END,
+    AnyNode,
     BranchNode,
     Campaign,
     EdgeSpec,
@@ -141,6 +142,39 @@ def stable_fraction(*parts: str) -> float:
 def in_holdout(campaign: Campaign, subscriber_id: str) -> bool:
     holdout = campaign.settings.holdout
     return holdout > 0 and stable_fraction(campaign.campaign, subscriber_id, "holdout") < holdout
+
+
+def branch_reach(campaign: Campaign) -> frozenset[str]:
+    """Nodes from which one advance can arrive at a branch node: the node itself is one, or
+    a branch lies beyond it through split, branch and wait nodes only (an advance stops
+    once it has sent, so a notification node further on ends the search). Only journeys
+    at these nodes need their segment memberships looked up."""
+    nodes = campaign.all_nodes()
+
+    def onward(node: AnyNode) -> list[str]:
+        if isinstance(node, NotificationNode):
+            return [e.to for e in (node.on_convert, node.on_no_convert) if e is not None]
+        if isinstance(node, SplitNode):
+            return list(node.split)
+        if isinstance(node, BranchNode):
+            return [c.target for c in node.branch]
+        assert isinstance(node, WaitNode)
+        return [node.next]
+
+    def reaches(start: str) -> bool:
+        seen, todo = {start}, [start]
+        while todo:
+            node = nodes[todo.pop()]
+            if isinstance(node, BranchNode):
+                return True
+            for target in onward(node):
+                if target in nodes and target not in seen:
+                    seen.add(target)
+                    if not isinstance(nodes[target], NotificationNode):
+                        todo.append(target)
+        return False
+
+    return frozenset(name for name in nodes if reaches(name))
 
 
 def pick_split(campaign: Campaign, node_id: str, node: SplitNode, subscriber_id: str) -> str:

@@ -292,7 +292,12 @@ def _memberships(
         )
         if not names:
             continue
-        ids = sorted({r.subscriber_id for r in rows if r.version_id == version_id})
+        reach = engine.branch_reach(c)
+        ids = sorted(
+            {r.subscriber_id for r in rows if r.version_id == version_id and r.node in reach}
+        )
+        if not ids:
+            continue
         for sid, found in segments.is_member_of(
             s, ids, names, segments=c.segments, now=now
         ).items():

@@ -321,6 +321,32 @@ def test_branch_takes_the_first_segment_the_subscriber_is_in(
     assert actions[1].to == "end" and state.exit_reason == "completed"
 
 
+def test_branch_reach_is_where_one_advance_can_arrive_at_a_branch(
+    load_yaml: Callable[..., LoadedCampaign],
+) -> None:
+    """Only journeys at these nodes get their segment memberships looked up by the tick."""
+    nodes = """
+      a: {notification: {title: A}, on_no_convert: w, on_convert: n}
+      w: {wait: 1d, next: s}
+      s: {split: {b: 50, n: 50}}
+      b: {branch: [{segment: vip, to: v}, {else: n}]}
+      n: {notification: {title: N}, on_no_convert: b2}
+      b2: {branch: [{segment: vip, to: v}, {else: end}]}
+      v: {notification: {title: V}}
+"""
+    c = campaign_of(load_yaml, "{}", nodes)
+    # a → w → s → b (no send between), n → b2; v leads nowhere
+    assert engine.branch_reach(c) == {"a", "w", "s", "b", "n", "b2"}
+    nodes = """
+      a: {notification: {title: A}, on_no_convert: m}
+      m: {notification: {title: M}, on_no_convert: b}
+      b: {branch: [{segment: vip, to: v}, {else: end}]}
+      v: {notification: {title: V}}
+"""
+    # from a, the send at m stops the advance before b
+    assert engine.branch_reach(campaign_of(load_yaml, "{}", nodes)) == {"m", "b"}
+
+
 def test_wait_node_pauses_without_sending(load_yaml: Callable[..., LoadedCampaign]) -> None:
     nodes = """
       a: {wait: 3d, next: b}
