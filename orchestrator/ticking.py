@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, insert
+from sqlalchemy import Row
 from sqlmodel import Session
 
 from orchestrator import engine, journeys, outcomes, payload, tokens
@@ -344,12 +344,7 @@ def _claim_sends(
         }
         for p in pending
     ]
-    ledger = Send.__table__  # type: ignore[attr-defined]  # Core: no ORM bulk bookkeeping
-    ids = (
-        repo.core(s)
-        .execute(insert(ledger).returning(ledger.c.id, ledger.c.journey_id, ledger.c.step), rows)
-        .all()
-    )
+    ids = repo.insert_returning(s, Send, rows, ("id", "journey_id", "step"))
     by_key = {(j, st): i for i, j, st in ids}
     targets = repo.subscriptions_of(s, (p.row.subscriber_id for p in pending))
     secret = ctx.secret()

@@ -1,0 +1,126 @@
+"""Storage helpers on the hot path: the driver-level UPDATE on SQLite stores exactly what
+SQLAlchemy's compiled statement stores, and both dialects read back the same values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import insert, select, text
+
+from orchestrator.store import repo
+from orchestrator.store.db import create_all, make_engine, session
+from orchestrator.store.models import CampaignVersion, Journey, Send
+
+T = datetime(2026, 3, 29, 0, 59, 59, 999999, tzinfo=UTC)
+
+
+def _world(url: str) -> object:
+    engine = make_engine(url)
+    create_all(engine)
+    with session(engine) as s, s.begin():
+        s.execute(
+            insert(CampaignVersion.__table__),  # type: ignore[attr-defined]
+            [{"campaign": "c", "content_hash": "h", "source": {}, "created_at": T}],
+        )
+        s.execute(
+            insert(Journey.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "campaign": "c",
+                    "version_id": 1,
+                    "subcampaign": "s",
+                    "subscriber_id": f"p{i}",
+                    "node": "a",
+                    "phase": "arrive",
+                    "due_at": T,
+                    "claim_at": T,
+                    "entered_at": T,
+                }
+                for i in range(4)
+            ],
+        )
+    return engine
+
+
+CHANGES = [
+    {"id": 1, "node": "b", "phase": "await", "due_at": T + timedelta(days=2), "claim_at": None},
+    {"id": 2, "node": "c", "phase": "wait", "due_at": T.replace(microsecond=0), "claim_at": T},
+    {"id": 3, "phase": "ended", "ended_at": T, "exit_reason": "completed", "claim_at": None},
+    {"id": 4, "pending_followup": True, "followups": 2, "sends": 3, "arm": "x", "last_send_at": T},
+]
+
+
+def test_the_sqlite_fast_update_stores_what_sqlalchemy_stores(tmp_path: Path, db_url: str) -> None:
+    fast = _world(f"sqlite:///{tmp_path / 'fast.db'}")
+    compiled = _world(db_url)
+    with session(fast) as s, s.begin():  # type: ignore[arg-type]
+        repo.update_by_id(s, Journey, CHANGES)
+    with session(compiled) as s, s.begin():  # type: ignore[arg-type]
+        for row in CHANGES:  # one statement per row: SQLAlchemy's own binding
+            values = {k: v for k, v in row.items() if k != "id"}
+            s.execute(
+                Journey.__table__.update()  # type: ignore[attr-defined]
+                .where(Journey.__table__.c.id == row["id"])  # type: ignore[attr-defined]
+                .values(values)
+            )
+    columns = "id, node, phase, due_at, claim_at, ended_at, exit_reason, followups, pending_followup, sends, arm, last_send_at"
+    query = text(f"SELECT {columns} FROM journey ORDER BY id")
+    with fast.connect() as a, compiled.connect() as b:  # type: ignore[attr-defined]
+        if db_url.startswith("sqlite"):  # the stored text itself, byte for byte
+            assert a.execute(query).all() == b.execute(query).all()
+        typed = select(Journey.__table__).order_by(Journey.__table__.c.id)  # type: ignore[attr-defined]
+        assert [tuple(r) for r in a.execute(typed)] == [tuple(r) for r in b.execute(typed)]
+    fast.dispose()  # type: ignore[attr-defined]
+    compiled.dispose()  # type: ignore[attr-defined]
+
+
+def test_a_time_in_another_zone_is_stored_in_utc_and_a_naive_one_refused(tmp_path: Path) -> None:
+    engine = _world(f"sqlite:///{tmp_path / 'c.db'}")
+    local = datetime(2026, 3, 29, 3, 0, tzinfo=timezone(timedelta(hours=2)))
+    with session(engine) as s, s.begin():  # type: ignore[arg-type]
+        repo.update_by_id(s, Journey, [{"id": 1, "due_at": local}])
+        repo.update_by_id(s, Send, [])  # nothing to do is fine
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        stored = c.execute(text("SELECT due_at FROM journey WHERE id = 1")).scalar()
+    assert stored == "2026-03-29 01:00:00.000000"
+    with session(engine) as s, s.begin(), pytest.raises(ValueError, match="aware"):  # type: ignore[arg-type]
+        repo.update_by_id(s, Journey, [{"id": 1, "due_at": datetime(2026, 3, 29, 3, 0)}])
+    engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_insert_returning_stores_what_sqlalchemy_stores_and_names_each_row(
+    tmp_path: Path, db_url: str
+) -> None:
+    rows = [
+        {
+            "journey_id": j,
+            "step": st,
+            "campaign": "c",
+            "node": "a",
+            "subscriber_id": f"p{j}",
+            "claimed_at": T,
+            "outcome": "claimed",
+            "attempts": 1,
+            "retry_at": T + timedelta(minutes=10),
+        }
+        for j in (1, 2, 3, 4)
+        for st in (1, 2)
+    ]
+    fast, compiled = _world(f"sqlite:///{tmp_path / 'fast.db'}"), _world(db_url)
+    with session(fast) as s, s.begin():  # type: ignore[arg-type]
+        got = repo.insert_returning(s, Send, rows, ("id", "journey_id", "step"))
+    with session(compiled) as s, s.begin():  # type: ignore[arg-type]
+        s.execute(insert(Send.__table__), rows)  # type: ignore[attr-defined]
+    assert sorted((j, st) for _, j, st in got) == sorted((r["journey_id"], r["step"]) for r in rows)
+    query = text("SELECT id, journey_id, step, claimed_at, retry_at, outcome FROM send ORDER BY id")
+    with fast.connect() as a, compiled.connect() as b:  # type: ignore[attr-defined]
+        stored = a.execute(query).all()
+        if db_url.startswith("sqlite"):
+            assert stored == b.execute(query).all()
+        typed = select(Send.__table__).order_by(Send.__table__.c.id)  # type: ignore[attr-defined]
+        assert [tuple(r) for r in a.execute(typed)] == [tuple(r) for r in b.execute(typed)]
+    assert {(i, j, st) for i, j, st, *_ in stored} == set(got)
+    fast.dispose()  # type: ignore[attr-defined]
+    compiled.dispose()  # type: ignore[attr-defined]
