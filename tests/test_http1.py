@@ -65,7 +65,7 @@ def test_content_length_answers_reuse_one_connection() -> None:
             and b"TTL: 60" in seen[0]
         )
         assert len(seen) == 2
-        client.close()
+        await client.aclose()
         server.close()
 
     _run(go())
@@ -79,7 +79,7 @@ def test_chunked_bodies_are_read_whole() -> None:
         client = Http1Client()
         answer = await client.post(url, b"x", {})
         assert (answer.status, answer.body) == (400, b"hello world")
-        client.close()
+        await client.aclose()
         server.close()
 
     _run(go())
@@ -95,7 +95,7 @@ def test_a_connection_the_server_closed_is_replaced_transparently() -> None:
             assert (await client.post(url, b"x", {})).status == 201
             await asyncio.sleep(0.05)  # let the server's close arrive
         assert len(seen) == 3
-        client.close()
+        await client.aclose()
         server.close()
 
     _run(go())
@@ -107,7 +107,7 @@ def test_garbage_is_a_protocol_error() -> None:
         client = Http1Client()
         with pytest.raises(ProtocolError):
             await client.post(url, b"x", {})
-        client.close()
+        await client.aclose()
         server.close()
 
     _run(go())
@@ -123,7 +123,7 @@ def test_a_silent_server_times_out() -> None:
         client = Http1Client(timeout_s=0.3)
         with pytest.raises(asyncio.TimeoutError):
             await client.post(f"http://127.0.0.1:{port}/p", b"x", {})
-        client.close()
+        await client.aclose()
         server.close()
 
     _run(go())

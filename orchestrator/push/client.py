@@ -73,6 +73,7 @@ class ClientSettings:
     max_retry_after_s: float = 30.0  # longer waits give up for this tick ("rate_limited")
     default_retry_after_s: float = 5.0
     transport: str = "http1"  # "http1" (our lean client, the measured fastest) or "aiohttp"
+    ca_file: str | None = None  # CA bundle for push services with a private CA (and tests)
 
 
 @dataclass
@@ -110,7 +111,7 @@ class PushClient:
 
     def close(self) -> None:
         if self._http1 is not None:
-            self._loop.call_soon_threadsafe(self._http1.close)
+            asyncio.run_coroutine_threadsafe(self._http1.aclose(), self._loop).result(timeout=10)
             self._http1 = None
         if self._session is not None:
             asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result()
@@ -166,7 +167,9 @@ class PushClient:
     ) -> list[SendOutcome]:
         if self.settings.transport == "http1" and self._http1 is None:
             self._http1 = Http1Client(
-                limit_per_origin=self.settings.per_origin, timeout_s=self.settings.timeout_s
+                limit_per_origin=self.settings.per_origin,
+                timeout_s=self.settings.timeout_s,
+                ca_file=self.settings.ca_file,
             )
         if self.settings.transport != "http1" and self._session is None:
             connector = aiohttp.TCPConnector(

@@ -1,10 +1,15 @@
-"""A small HTTP/1.1 client for one job: POST a push message, read the answer.
+"""A small HTTP/1.1 client for one job: POST a push message, read the answer; HTTP/2
+where the push service offers it.
 
 Persistent keep-alive connections per origin (TLS for https), one request per
 connection at a time, responses with Content-Length or chunked bodies. It is
 the delivery hot path because it costs a fraction of a general client's CPU
 per request (docs/benchmarks.md); anything unexpected on the wire closes the
 connection and is reported as a network error, which the caller retries.
+
+TLS connections offer `h2` and `http/1.1` by ALPN. An origin whose push service
+picks `h2` is sent to from then on by httpx with HTTP/2 (one multiplexed
+connection, the same per-origin bound); the others stay on HTTP/1.1.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import ssl
 from collections import deque
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
+
+import httpx
 
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
@@ -150,16 +157,27 @@ class _Pool:
     tls: bool
     limit: asyncio.Semaphore
     idle: deque[_Connection] = field(default_factory=deque)
+    h2: bool = False  # the push service picked HTTP/2 by ALPN
+
+
+class _OffersH2(Exception):
+    """The TLS handshake chose h2: this origin is sent to over HTTP/2."""
 
 
 class Http1Client:
-    """POST over pooled keep-alive connections; `limit_per_origin` connections at most."""
+    """POST over pooled keep-alive connections; `limit_per_origin` requests at once per
+    origin at most. `ca_file`: trust this CA bundle instead of the system's."""
 
-    def __init__(self, *, limit_per_origin: int = 256, timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, *, limit_per_origin: int = 256, timeout_s: float = 10.0, ca_file: str | None = None
+    ) -> None:
         self._pools: dict[str, _Pool] = {}
         self._limit = limit_per_origin
         self._timeout = timeout_s
-        self._tls = ssl.create_default_context()
+        self._ca_file = ca_file
+        self._tls = ssl.create_default_context(cafile=ca_file)
+        self._tls.set_alpn_protocols(["h2", "http/1.1"])
+        self._h2: httpx.AsyncClient | None = None
 
     def _pool(self, url: str) -> tuple[_Pool, str, str]:
         parts = urlsplit(url)
@@ -183,8 +201,37 @@ class Http1Client:
         lines = [f"POST {path} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
         data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
-        async with pool.limit, asyncio.timeout(self._timeout):  # no extra task per request
-            return await self._send(pool, data)
+        if not pool.h2:
+            try:
+                async with pool.limit, asyncio.timeout(self._timeout):  # no extra task per request
+                    return await self._send(pool, data)
+            except _OffersH2:
+                pass
+        async with pool.limit:
+            return await self._post_h2(url, body, headers)
+
+    async def _post_h2(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        if self._h2 is None:
+            tls = ssl.create_default_context(cafile=self._ca_file)  # httpx sets its own ALPN
+            self._h2 = httpx.AsyncClient(
+                http1=False,
+                http2=True,
+                verify=tls,
+                timeout=self._timeout,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=None, max_keepalive_connections=None),
+            )
+        try:
+            answer = await self._h2.post(url, content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            raise TimeoutError(str(exc) or "HTTP/2 request timed out") from None
+        except httpx.HTTPError as exc:
+            raise ConnectionResetError(f"HTTP/2: {type(exc).__name__}: {exc}") from None
+        return Response(
+            answer.status_code,
+            {name.lower(): value for name, value in answer.headers.items()},
+            answer.content[:MAX_BODY],
+        )
 
     async def _send(self, pool: _Pool, data: bytes) -> Response:
         reused = False
@@ -220,9 +267,18 @@ class Http1Client:
             ssl=self._tls if pool.tls else None,
             server_hostname=pool.host if pool.tls else None,
         )
+        if pool.tls and protocol.transport is not None:
+            tls = protocol.transport.get_extra_info("ssl_object")
+            if tls is not None and tls.selected_alpn_protocol() == "h2":
+                pool.h2 = True
+                protocol.close()
+                raise _OffersH2
         return protocol
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         for pool in self._pools.values():
             while pool.idle:
                 pool.idle.pop().close()
+        if self._h2 is not None:
+            await self._h2.aclose()
+            self._h2 = None
