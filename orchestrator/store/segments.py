@@ -357,8 +357,13 @@ def members_query(
 ) -> Select[str]:
     """SELECT subscriber.id of the active members of a segment (unordered); run inside `as_of(now)`."""
     return select(SUBSCRIBER.c.id).where(
-        _membership(segment_name, segments=segments, dialect=dialect)
+        membership(segment_name, segments=segments, dialect=dialect)
     )
+
+
+def membership(segment_name: str, *, segments: Mapping[str, Segment], dialect: str) -> Pred:
+    """The condition on `subscriber` rows of being an active member (run inside `as_of(now)`)."""
+    return _membership(segment_name, segments=segments, dialect=dialect)
 
 
 _CACHE: OrderedDict[tuple[int, str, str], tuple[Mapping[str, Segment], Pred]] = OrderedDict()
