@@ -25,13 +25,13 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import pywebpush
 
 from orchestrator.bench_scale import CAMPAIGN
 from orchestrator.config import Config
 from orchestrator.delivery import SendRequest, Target
 from orchestrator.enrolment import enrol
 from orchestrator.push.client import PushClient
+from orchestrator.push.naive import naive_sends_per_s
 from orchestrator.push.setup import WebPushDelivery, default_processes
 from orchestrator.push.vapid import TokenCache, VapidKey
 from orchestrator.service import (
@@ -94,20 +94,6 @@ class ReceiverProcess:
     def close(self) -> None:
         self.proc.terminate()
         self.proc.wait(timeout=10)
-
-
-def _naive(subs: list[dict[str, Any]], key_pem: str, count: int) -> float:
-    started = time.perf_counter()
-    for sub in subs[:count]:
-        pywebpush.webpush(
-            subscription_info=sub,
-            data=PAYLOAD,
-            vapid_private_key=key_pem,
-            vapid_claims={"sub": SUBJECT},  # a fresh dict: pywebpush mutates it
-            ttl=60,
-            headers={"Content-Type": "application/octet-stream"},
-        )
-    return count / (time.perf_counter() - started)
 
 
 def _bare(subs: list[dict[str, Any]], key: VapidKey, origin: str) -> float:
@@ -234,7 +220,12 @@ def bench(
             key = VapidKey.generate()
             key_path = folder / "vapid.pem"
             key.save(key_path)
-            naive = _naive(subs, str(key_path), min(naive_sends, sends))
+            naive = naive_sends_per_s(
+                subs[: min(naive_sends, sends)],
+                key_pem=str(key_path),
+                subject=SUBJECT,
+                payload=PAYLOAD,
+            )
             bare = _bare(subs, key, receiver.origin)
             processes = default_processes()
             pipeline, growth = _pipeline(
