@@ -153,3 +153,37 @@ def test_tick_refuses_a_broken_campaign_with_exit_1(env: dict[str, str]) -> None
     path.write_text(path.read_text().replace("to: again", "to: agian"))
     code, _, err = run(env, "tick", "--now", "2026-01-05T09:00:00Z")
     assert code == 1 and "refused" in err and "names no node" in err
+
+
+def test_a_bad_setting_or_an_unreachable_database_is_one_line_not_a_traceback(
+    tmp_path: Path,
+) -> None:
+    """Through the installed `campaign` script (its `main` turns our errors into exit 1)."""
+    import os
+    import subprocess
+    import sys
+
+    script = str(Path(sys.executable).parent / "campaign")
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CAMPAIGN_")}
+    cases = {
+        "CAMPAIGN_DELIVERY_PROCESSES=two": (
+            {"CAMPAIGN_DELIVERY_PROCESSES": "two"},
+            "error: CAMPAIGN_DELIVERY_PROCESSES='two': expected a whole number",
+        ),
+        "no database server": (
+            {"CAMPAIGN_DB": "postgresql+psycopg://nobody@127.0.0.1:1/none"},
+            "error: the database failed (connection failed",
+        ),
+    }
+    for name, (extra, expected) in cases.items():
+        done = subprocess.run(
+            [script, "status", "launch"],
+            env={**base, **extra},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 1, name
+        assert done.stderr.startswith(expected), (name, done.stderr)
+        assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1

@@ -94,6 +94,7 @@ def tick(
     from sqlalchemy.exc import DBAPIError
 
     from orchestrator.errors import ConfigurationError
+    from orchestrator.push.processes import DeliveryProcessError
     from orchestrator.push.setup import check_ready
     from orchestrator.ticking import tick as run_tick
 
@@ -111,6 +112,14 @@ def tick(
             f"error: the database failed during the tick ({reason}). Batches already "
             "committed are kept; sends claimed but not answered go out again after the "
             "claim grace, and the next tick takes up the rest.",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except DeliveryProcessError as exc:
+        typer.echo(
+            f"error: a delivery process failed during the tick ({exc}). Batches already "
+            "answered are recorded; sends claimed but not answered go out again after the "
+            "claim grace.",
             err=True,
         )
         raise typer.Exit(1) from None
