@@ -182,10 +182,16 @@ def _upsert_subscriptions(
 
 
 def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
-    """Subscriber rows by id (plain rows: attribute access, no ORM bookkeeping)."""
+    """Subscriber rows by id (plain rows: attribute access, no ORM bookkeeping): what the
+    engine and templates read (id, timezone, attributes, tags, status, paused_until)."""
     table = Subscriber.__table__  # type: ignore[attr-defined]
     id_list = list(set(ids))
-    rows = core(session).execute(select(table).where(table.c.id.in_(id_list)))
+    c = table.c
+    rows: Iterable[Row[Any]] = core(session).execute(
+        select(c.id, c.timezone, c.attributes, c.tags, c.status, c.paused_until).where(
+            c.id.in_(id_list)
+        )
+    )
     return {row.id: row for row in rows}
 
 
