@@ -96,7 +96,8 @@ def _child(conn: Connection, config: Config, settings: ClientSettings) -> None:
 class _Worker:
     process: Any  # multiprocessing.Process (spawn context)
     conn: Connection
-    lock: threading.Lock = field(default_factory=threading.Lock)  # one sender at a time
+    lock: threading.Lock = field(default_factory=threading.Lock)  # `waiting` and `dead`
+    sending: threading.Lock = field(default_factory=threading.Lock)  # one writer on the pipe
     waiting: dict[int, Future[list[SendOutcome]]] = field(default_factory=dict)
     reader: threading.Thread | None = None
     dead: str | None = None
@@ -164,7 +165,7 @@ class DeliveryProcesses:
         with self._guard:
             workers, self._workers = self._workers, []
         for worker in workers:
-            with worker.lock, contextlib.suppress(OSError):
+            with worker.sending, contextlib.suppress(OSError):
                 worker.conn.send(None)
         for worker in workers:
             worker.process.join(timeout=30)
@@ -185,11 +186,14 @@ class DeliveryProcesses:
                 future.set_exception(DeliveryProcessError(worker.dead))
                 return future
             worker.waiting[number] = future
-            try:
+        try:
+            with worker.sending:  # not under `lock`: the reader must not wait on a full pipe
                 worker.conn.send((number, requests))
-            except OSError as exc:
-                worker.waiting.pop(number, None)
-                future.set_exception(DeliveryProcessError(f"{worker.process.name}: {exc}"))
+        except OSError as exc:
+            with worker.lock:
+                lost = worker.waiting.pop(number, None)
+            if lost is not None:
+                lost.set_exception(DeliveryProcessError(f"{worker.process.name}: {exc}"))
         return future
 
     def _read(self, worker: _Worker) -> None:
