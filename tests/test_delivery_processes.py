@@ -204,3 +204,44 @@ def test_the_number_of_delivery_processes_is_configurable() -> None:
     for bad in ("two", "-1", "65"):
         with pytest.raises(ConfigurationError, match="CAMPAIGN_DELIVERY_PROCESSES"):
             load_config({"CAMPAIGN_DELIVERY_PROCESSES": bad}, dotenv=None)
+
+
+def test_a_child_whose_tick_is_killed_finishes_its_batch_and_exits(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    with Receiver(seed=5, latency_ms=1500) as receiver:
+        subs = [receiver.subscribe() for _ in range(PROCESSES_FROM + 10)]
+        (tmp_path / "subs.json").write_text(json.dumps(subs))
+        key = tmp_path / "vapid.pem"
+        VapidKey.generate().save(key)
+        parent = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "tests.orphaned_delivery",
+                str(tmp_path / "subs.json"),
+                str(key),
+                receiver.origin,
+            ],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert parent.stdout is not None
+        child = int(parent.stdout.readline())
+        time.sleep(0.5)  # the batch is in the child, waiting on the push service
+        parent.kill()
+        parent.wait(10)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and Path(f"/proc/{child}").exists():
+            if Path(f"/proc/{child}/stat").read_text().split(")")[1].split()[0] == "Z":
+                break  # exited, not yet reaped by init
+            time.sleep(0.1)
+        exited = not Path(f"/proc/{child}").exists() or (
+            Path(f"/proc/{child}/stat").read_text().split(")")[1].split()[0] == "Z"
+        )
+        assert exited, "the delivery process outlived its tick"
+        assert receiver.stats()["delivered"] == len(subs)  # it finished what it held

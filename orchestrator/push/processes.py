@@ -65,14 +65,22 @@ def _child(conn: Connection, config: Config, settings: ClientSettings) -> None:
     started = 0
     conn.send((READY, ("ok", None)))
 
+    def reply(number: int, answer: tuple[str, Any]) -> None:
+        try:
+            with sending:
+                conn.send((number, answer))
+        except OSError:
+            pass  # the parent is gone: its sends stay claimed and go again after the grace
+
     def answer(number: int, done: Future[list[SendOutcome]]) -> None:
         try:
-            reply: tuple[str, Any] = ("ok", done.result())
-        except BaseException as exc:
-            reply = ("error", f"{type(exc).__name__}: {exc}")
-        with sending:
-            conn.send((number, reply))
-        pending.release()
+            try:
+                outcome: tuple[str, Any] = ("ok", done.result())
+            except BaseException as exc:
+                outcome = ("error", f"{type(exc).__name__}: {exc}")
+            reply(number, outcome)
+        finally:
+            pending.release()  # so that stopping never waits on an answer nobody can take
 
     try:
         while True:
@@ -83,8 +91,12 @@ def _child(conn: Connection, config: Config, settings: ClientSettings) -> None:
             if message is None:
                 break
             number, requests = message
+            try:
+                future = client.submit(requests)
+            except Exception as exc:
+                reply(number, ("error", f"{type(exc).__name__}: {exc}"))
+                continue
             started += 1
-            future = client.submit(requests)
             future.add_done_callback(functools.partial(answer, number))
         for _ in range(started):  # answer every batch taken before stopping
             pending.acquire()
