@@ -144,6 +144,21 @@ def in_holdout(campaign: Campaign, subscriber_id: str) -> bool:
     return holdout > 0 and stable_fraction(campaign.campaign, subscriber_id, "holdout") < holdout
 
 
+def edge_targets(node: AnyNode) -> dict[str, set[str]]:
+    """Where each kind of step may lead from `node` (`END` included)."""
+    if isinstance(node, NotificationNode):
+        return {
+            "convert": {node.on_convert.to if node.on_convert else END},
+            "no_convert": {node.on_no_convert.to if node.on_no_convert else END},
+        }
+    if isinstance(node, SplitNode):
+        return {"route": set(node.split)}
+    if isinstance(node, BranchNode):
+        return {"route": {c.target for c in node.branch}}
+    assert isinstance(node, WaitNode)
+    return {"route": {node.next}}
+
+
 def branch_reach(campaign: Campaign) -> frozenset[str]:
     """Nodes from which one advance can arrive at a branch node: the node itself is one, or
     a branch lies beyond it through split, branch and wait nodes only (an advance stops
@@ -151,27 +166,16 @@ def branch_reach(campaign: Campaign) -> frozenset[str]:
     at these nodes need their segment memberships looked up."""
     nodes = campaign.all_nodes()
 
-    def onward(node: AnyNode) -> list[str]:
-        if isinstance(node, NotificationNode):
-            return [e.to for e in (node.on_convert, node.on_no_convert) if e is not None]
-        if isinstance(node, SplitNode):
-            return list(node.split)
-        if isinstance(node, BranchNode):
-            return [c.target for c in node.branch]
-        assert isinstance(node, WaitNode)
-        return [node.next]
-
     def reaches(start: str) -> bool:
         seen, todo = {start}, [start]
         while todo:
             node = nodes[todo.pop()]
             if isinstance(node, BranchNode):
                 return True
-            for target in onward(node):
-                if target in nodes and target not in seen:
-                    seen.add(target)
-                    if not isinstance(nodes[target], NotificationNode):
-                        todo.append(target)
+            for target in set().union(*edge_targets(node).values()) - seen:
+                seen.add(target)
+                if target in nodes and not isinstance(nodes[target], NotificationNode):
+                    todo.append(target)
         return False
 
     return frozenset(name for name in nodes if reaches(name))

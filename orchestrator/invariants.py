@@ -18,23 +18,8 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator import engine
-from orchestrator.engine import Action
-from orchestrator.spec import END, BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
-
-
-def edge_targets(node: Any) -> dict[str, set[str]]:
-    """Where each kind of step may lead from `node`."""
-    if isinstance(node, NotificationNode):
-        return {
-            "convert": {node.on_convert.to if node.on_convert else END},
-            "no_convert": {node.on_no_convert.to if node.on_no_convert else END},
-        }
-    if isinstance(node, SplitNode):
-        return {"route": set(node.split)}
-    if isinstance(node, BranchNode):
-        return {"route": {c.target for c in node.branch}}
-    assert isinstance(node, WaitNode)
-    return {"route": {node.next}}
+from orchestrator.engine import Action, edge_targets
+from orchestrator.spec import END, Campaign, WaitNode
 
 
 def journey_problems(campaign: Campaign, timezone: str, actions: list[Action]) -> list[str]:

@@ -205,8 +205,8 @@ class Http1Client:
             try:
                 async with pool.limit, asyncio.timeout(self._timeout):  # no extra task per request
                     return await self._send(pool, data)
-            except _OffersH2:
-                pass
+            except _OffersH2:  # the handshake picked h2: this and later requests go below
+                pool.h2 = True
         async with pool.limit:
             return await self._post_h2(url, body, headers)
 
@@ -270,7 +270,6 @@ class Http1Client:
         if pool.tls and protocol.transport is not None:
             tls = protocol.transport.get_extra_info("ssl_object")
             if tls is not None and tls.selected_alpn_protocol() == "h2":
-                pool.h2 = True
                 protocol.close()
                 raise _OffersH2
         return protocol

@@ -66,11 +66,9 @@ def _child(conn: Connection, config: Config, settings: ClientSettings) -> None:
     conn.send((READY, ("ok", None)))
 
     def reply(number: int, answer: tuple[str, Any]) -> None:
-        try:
-            with sending:
-                conn.send((number, answer))
-        except OSError:
-            pass  # the parent is gone: its sends stay claimed and go again after the grace
+        # the parent may be gone: its sends stay claimed and go again after the grace
+        with sending, contextlib.suppress(OSError):
+            conn.send((number, answer))
 
     def answer(number: int, done: Future[list[SendOutcome]]) -> None:
         try:
@@ -152,8 +150,8 @@ class DeliveryProcesses:
             workers = list(self._workers)
         if wait:
             for worker in workers:
-                while not worker.ready.wait(0.1) and worker.dead is None:
-                    pass
+                while worker.dead is None and not worker.ready.is_set():
+                    worker.ready.wait(0.1)
 
     def pids(self) -> list[int]:
         """The live children's process ids."""
