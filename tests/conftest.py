@@ -95,6 +95,55 @@ def pg_url() -> Iterator[str]:
         yield url
 
 
+# ------------------------------------------------------------------ pushes and people
+
+
+def push_request(send_id: int, *subs: Any, payload: bytes = b'{"title":"Hi"}') -> Any:
+    """A SendRequest for `send_id` to these subscriptions (`Target`s, or subscription JSON as
+    a browser gives it): TTL 2 h, urgency high, Topic `topic{send_id}`."""
+    from datetime import timedelta
+
+    from orchestrator.delivery import SendRequest, Target
+
+    targets = tuple(
+        s
+        if isinstance(s, Target)
+        else Target(str(s["endpoint"]), str(s["keys"]["p256dh"]), str(s["keys"]["auth"]))
+        for s in subs
+    )
+    return SendRequest(
+        send_id=send_id,
+        journey_id=send_id,
+        step=1,
+        campaign="c",
+        node="n",
+        subscriber_id="s",
+        payload=payload,
+        targets=targets,
+        ttl=timedelta(hours=2),
+        urgency="high",
+        topic=f"topic{send_id}",
+    )
+
+
+def write_people(path: Path, receiver: Any, people: int) -> Path:
+    """An import file of `people` pro-plan subscribers p0, p1, … with subscriptions on `receiver`."""
+    path.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": f"p{i}",
+                    "attributes": {"plan": "pro", "name": f"P{i}"},
+                    "subscription": receiver.subscribe(),
+                }
+            )
+            for i in range(people)
+        )
+        + "\n"
+    )
+    return path
+
+
 # ------------------------------------------------------------------ a world for subprocesses
 
 
@@ -112,20 +161,7 @@ def campaign_world(
     (graphs / "launch.yaml").write_text(textwrap.dedent(campaign or CAMPAIGN), encoding="utf-8")
     key = VapidKey.generate()
     key.save(tmp_path / "vapid.pem")
-    lines = tmp_path / "people.jsonl"
-    lines.write_text(
-        "\n".join(
-            json.dumps(
-                {
-                    "id": f"p{i}",
-                    "attributes": {"plan": "pro", "name": f"P{i}"},
-                    "subscription": receiver.subscribe(),
-                }
-            )
-            for i in range(people)
-        )
-        + "\n"
-    )
+    lines = write_people(tmp_path / "people.jsonl", receiver, people)
     env = {
         **os.environ,
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",

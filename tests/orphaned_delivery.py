@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import sys
 import time
-from datetime import timedelta
 from pathlib import Path
 
 from orchestrator.config import Config
-from orchestrator.delivery import SendRequest, Target
 from orchestrator.push.client import ClientSettings
 from orchestrator.push.processes import DeliveryProcesses
+from tests.conftest import push_request
 
 
 def main() -> None:
@@ -27,24 +26,7 @@ def main() -> None:
     )
     pool = DeliveryProcesses(config, ClientSettings(), 1)
     pool.start(wait=True)
-    pool.submit(
-        [
-            SendRequest(
-                send_id=i,
-                journey_id=i,
-                step=1,
-                campaign="c",
-                node="n",
-                subscriber_id=f"s{i}",
-                payload=b'{"title":"orphaned"}',
-                targets=(Target(s["endpoint"], s["keys"]["p256dh"], s["keys"]["auth"]),),
-                ttl=timedelta(hours=1),
-                urgency="normal",
-                topic=f"t{i}",
-            )
-            for i, s in enumerate(subs)
-        ]
-    )
+    pool.submit([push_request(i, s, payload=b'{"title":"orphaned"}') for i, s in enumerate(subs)])
     print(pool.pids()[0], flush=True)
     time.sleep(120)
 

@@ -16,7 +16,7 @@ import pytest
 from sqlalchemy import func, select
 
 from orchestrator.config import Config, load_config
-from orchestrator.delivery import SendRequest, Target
+from orchestrator.delivery import SendRequest
 from orchestrator.errors import ConfigurationError
 from orchestrator.push.client import ClientSettings
 from orchestrator.push.processes import DeliveryProcessError
@@ -26,6 +26,7 @@ from orchestrator.push.vapid import VapidKey
 from orchestrator.service import import_subscribers, open_context
 from orchestrator.store.models import Send
 from orchestrator.ticking import tick
+from tests.conftest import push_request, write_people
 from tests.test_ticking import CAMPAIGN, T0
 
 SUBJECT = "mailto:ops@example.com"
@@ -47,23 +48,8 @@ def _config(tmp_path: Path, receiver: Receiver, **extra: object) -> Config:
     )
 
 
-def _request(send_id: int, *subs: dict[str, object]) -> SendRequest:
-    return SendRequest(
-        send_id=send_id,
-        journey_id=send_id,
-        step=1,
-        campaign="c",
-        node="n",
-        subscriber_id=f"s{send_id}",
-        payload=json.dumps({"title": f"Hello {send_id}"}).encode(),
-        targets=tuple(
-            Target(str(s["endpoint"]), str(s["keys"]["p256dh"]), str(s["keys"]["auth"]))  # type: ignore[index]
-            for s in subs
-        ),
-        ttl=timedelta(hours=1),
-        urgency="normal",
-        topic=f"t{send_id}",
-    )
+def _request(send_id: int, sub: dict[str, object]) -> SendRequest:
+    return push_request(send_id, sub, payload=json.dumps({"title": f"Hello {send_id}"}).encode())
 
 
 @pytest.fixture
@@ -137,21 +123,8 @@ def test_a_dead_child_fails_its_batch_and_a_later_tick_sends_it_once(tmp_path: P
         graphs = tmp_path / "graphs"
         graphs.mkdir()
         (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
-        people = tmp_path / "people.jsonl"
         count = PROCESSES_FROM + 20
-        people.write_text(
-            "\n".join(
-                json.dumps(
-                    {
-                        "id": f"p{i}",
-                        "attributes": {"plan": "pro", "name": f"P{i}"},
-                        "subscription": receiver.subscribe(),
-                    }
-                )
-                for i in range(count)
-            )
-            + "\n"
-        )
+        people = write_people(tmp_path / "people.jsonl", receiver, count)
         delivery = WebPushDelivery(config)
         ctx = open_context(config, delivery=delivery)
         try:

@@ -27,6 +27,7 @@ from orchestrator.delivery import SendRequest, Target
 from orchestrator.push.client import ClientSettings, PushClient
 from orchestrator.push.receiver import b64url_encode, decrypt
 from orchestrator.push.vapid import TokenCache, VapidKey
+from tests.conftest import push_request
 
 SUBJECT = "mailto:ops@example.com"
 
@@ -159,19 +160,7 @@ def _subscription(origin: str, n: int) -> tuple[Target, ec.EllipticCurvePrivateK
 
 
 def _request(n: int, target: Target) -> SendRequest:
-    return SendRequest(
-        send_id=n,
-        journey_id=n,
-        step=1,
-        campaign="c",
-        node="n",
-        subscriber_id=f"s{n}",
-        payload=f'{{"title":"over h2 {n}"}}'.encode(),
-        targets=(target,),
-        ttl=dt.timedelta(hours=3),
-        urgency="high",
-        topic=f"t{n}",
-    )
+    return push_request(n, target, payload=f'{{"title":"over h2 {n}"}}'.encode())
 
 
 def test_a_push_service_that_offers_h2_gets_our_pushes_over_http2(
@@ -195,8 +184,8 @@ def test_a_push_service_that_offers_h2_gets_our_pushes_over_http2(
     for n, (_, key, auth) in enumerate(subs):
         headers, body = by_path[f"/push/s{n}"]
         assert headers[":method"] == "POST"
-        assert headers["ttl"] == "10800" and headers["urgency"] == "high"
-        assert headers["topic"] == f"t{n}" and headers["content-encoding"] == "aes128gcm"
+        assert headers["ttl"] == "7200" and headers["urgency"] == "high"
+        assert headers["topic"] == f"topic{n}" and headers["content-encoding"] == "aes128gcm"
         assert headers["authorization"].startswith("vapid t=")
         plain = decrypt(body, private_key=key, auth_secret=auth)
         assert plain == f'{{"title":"over h2 {n}"}}'.encode()

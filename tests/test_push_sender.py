@@ -6,18 +6,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from datetime import timedelta
 
 import http_ece
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from orchestrator.delivery import SendRequest, Target
+from orchestrator.delivery import Target
 from orchestrator.errors import ConfigurationError
 from orchestrator.push.client import ClientSettings, PushClient
 from orchestrator.push.encrypt import Encryptor, encrypt_aes128gcm, pywebpush_encrypt
 from orchestrator.push.receiver import Receiver, b64url_decode, decrypt
 from orchestrator.push.vapid import TokenCache, VapidKey, check_subject
+from tests.conftest import push_request
 from tests.test_receiver import PLAINTEXT, RFC8291, _private_key
 
 SUBJECT = "mailto:ops@example.com"
@@ -96,34 +96,12 @@ def _client(receiver: Receiver, **settings: float) -> PushClient:
     )
 
 
-def _request(
-    send_id: int, *subs: dict[str, object], payload: bytes = b'{"title":"Hi"}'
-) -> SendRequest:
-    targets = tuple(
-        Target(str(s["endpoint"]), str(s["keys"]["p256dh"]), str(s["keys"]["auth"]))  # type: ignore[index]
-        for s in subs
-    )
-    return SendRequest(
-        send_id=send_id,
-        journey_id=send_id,
-        step=1,
-        campaign="c",
-        node="n",
-        subscriber_id="s",
-        payload=payload,
-        targets=targets,
-        ttl=timedelta(hours=2),
-        urgency="high",
-        topic=f"topic{send_id}",
-    )
-
-
 def test_delivered_messages_decrypt_with_our_headers(receiver: Receiver) -> None:
     client = _client(receiver)
     try:
         sub = receiver.subscribe()
         (outcome,) = client.deliver(
-            [_request(7, sub, payload=json.dumps({"title": "Hé"}).encode())]
+            [push_request(7, sub, payload=json.dumps({"title": "Hé"}).encode())]
         )
     finally:
         client.close()
@@ -143,7 +121,7 @@ def test_gone_subscriptions_are_reported_for_pruning(receiver: Receiver) -> None
     try:
         alive, dead = receiver.subscribe(), receiver.subscribe()
         receiver.expire(str(dead["endpoint"]))
-        one, two = client.deliver([_request(1, alive, dead), _request(2, dead)])
+        one, two = client.deliver([push_request(1, alive, dead), push_request(2, dead)])
     finally:
         client.close()
     assert one.outcome == "delivered" and one.gone_endpoints == (dead["endpoint"],)
@@ -155,7 +133,7 @@ def test_413_is_a_payload_error_and_is_not_retried(receiver: Receiver) -> None:
     try:
         sub = receiver.subscribe()
         receiver.fault(status=413)
-        (outcome,) = client.deliver([_request(1, sub)])
+        (outcome,) = client.deliver([push_request(1, sub)])
     finally:
         client.close()
     assert outcome.outcome == "payload_error" and receiver.stats()["requests"] == 1
@@ -166,7 +144,7 @@ def test_5xx_is_retried_then_reported_failed(receiver: Receiver) -> None:
     try:
         sub = receiver.subscribe()
         receiver.fault(status=503)
-        (outcome,) = client.deliver([_request(1, sub)])
+        (outcome,) = client.deliver([push_request(1, sub)])
     finally:
         client.close()
     assert (outcome.outcome, outcome.status_code) == ("failed", 503)
@@ -182,7 +160,7 @@ def test_429_waits_for_retry_after_then_delivers(receiver: Receiver) -> None:
 
         threading.Timer(0.3, receiver.clear_faults).start()
         started = time.perf_counter()
-        (outcome,) = client.deliver([_request(1, sub)])
+        (outcome,) = client.deliver([push_request(1, sub)])
     finally:
         client.close()
     assert outcome.outcome == "delivered"
@@ -194,7 +172,7 @@ def test_a_long_retry_after_gives_up_for_this_tick(receiver: Receiver) -> None:
     try:
         sub = receiver.subscribe()
         receiver.fault(status=429, retry_after=3600)
-        (outcome,) = client.deliver([_request(1, sub)])
+        (outcome,) = client.deliver([push_request(1, sub)])
     finally:
         client.close()
     assert outcome.outcome == "rate_limited"
@@ -207,7 +185,7 @@ def test_a_vapid_rejection_stops_sends_to_that_origin_for_the_call(
     client = _client(receiver)
     try:
         subs = [receiver.subscribe(application_server_key=other_key) for _ in range(5)]
-        outcomes = client.deliver([_request(i, s) for i, s in enumerate(subs)])
+        outcomes = client.deliver([push_request(i, s) for i, s in enumerate(subs)])
     finally:
         client.close()
     assert {o.outcome for o in outcomes} == {"vapid_rejected"}
@@ -221,7 +199,7 @@ def test_endpoints_outside_the_allowed_origins_are_never_contacted(receiver: Rec
         allowed_origins=("https://fcm.googleapis.com",),
     )
     try:
-        (outcome,) = client.deliver([_request(1, receiver.subscribe())])
+        (outcome,) = client.deliver([push_request(1, receiver.subscribe())])
     finally:
         client.close()
     assert outcome.outcome == "disallowed" and receiver.stats()["requests"] == 0
@@ -238,7 +216,7 @@ def test_network_errors_are_retried_then_failed() -> None:
         settings=ClientSettings(attempts=2, backoff_s=0.01, timeout_s=2),
     )
     try:
-        (outcome,) = client.deliver([_request(1, sub)])
+        (outcome,) = client.deliver([push_request(1, sub)])
     finally:
         client.close()
     assert outcome.outcome == "failed" and outcome.status_code is None
