@@ -95,8 +95,6 @@ _STATE_FIELDS = frozenset(f.name for f in fields(JourneyState))
 class SubscriberView:
     id: str
     timezone: str = "UTC"
-    attributes: dict[str, Any] = field(default_factory=dict)
-    tags: tuple[str, ...] = ()
     status: str = "active"  # active | unsubscribed | deleted
     has_subscription: bool = True
     paused_until: datetime | None = None

@@ -80,8 +80,6 @@ def subscriber_view(sub: Row[Any] | None, sid: str, has_sub: Counter[str] | None
     return SubscriberView(
         id=sub.id,
         timezone=sub.timezone,
-        attributes=sub.attributes,
-        tags=tuple(sub.tags),
         status=sub.status,
         has_subscription=True if has_sub is None else has_sub.get(sub.id, 0) > 0,
         paused_until=repo.aware(sub.paused_until),

@@ -33,6 +33,17 @@ def render_fields(
     return out
 
 
+def names_used(node: NotificationNode) -> frozenset[str]:
+    """The top-level names the node's templates read (so a send whose templates never read
+    `subscriber` needs no attributes fetched)."""
+    used: frozenset[str] = frozenset()
+    for field in TEMPLATED_FIELDS:
+        source = getattr(node.notification, field)
+        if source is not None:
+            used |= templates.names_used(source)
+    return used
+
+
 def build(
     node: NotificationNode,
     rendered: dict[str, str],

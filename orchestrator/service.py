@@ -257,7 +257,7 @@ def add_event_batches(
 def add_events(ctx: Context, records: list[EventRecord]) -> list[int]:
     """Record events (all or nothing); unknown subscribers are refused with their ids."""
     with ctx.session() as s, s.begin():
-        known = repo.subscribers(s, (r.subscriber_id for r in records))
+        known = repo.known_subscribers(s, (r.subscriber_id for r in records))
         missing = sorted({r.subscriber_id for r in records} - set(known))
         if missing:
             shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")

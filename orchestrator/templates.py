@@ -142,6 +142,18 @@ def _first_line_of(ast: nodes.Template, name: str) -> int:
 
 
 @lru_cache(maxsize=4096)
+def names_used(source: str) -> frozenset[str]:
+    """The top-level names a template reads (`subscriber`, `campaign`, …); none for plain text
+    or a template that does not parse (rendering it says why)."""
+    if not is_template(source):
+        return frozenset()
+    try:
+        return frozenset(meta.find_undeclared_variables(_parse(source)))
+    except TemplateSyntaxError:
+        return frozenset()
+
+
+@lru_cache(maxsize=4096)
 def _compiled(source: str, strict: bool) -> Template:
     return environment(strict=strict).from_string(source)
 

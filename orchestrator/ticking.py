@@ -347,6 +347,10 @@ def _claim_sends(
     ids = repo.insert_returning(s, Send, rows, ("id", "journey_id", "step"))
     by_key = {(j, st): i for i, j, st in ids}
     targets = repo.subscriptions_of(s, (p.row.subscriber_id for p in pending))
+    # attributes and tags (JSON to decode) only for sends whose templates read `subscriber`
+    profiles = repo.profiles(
+        s, (p.row.subscriber_id for p in pending if "subscriber" in payload.names_used(p.node))
+    )
     secret = ctx.secret()
     requests: list[SendRequest] = []
     skipped: list[dict[str, Any]] = []
@@ -354,7 +358,7 @@ def _claim_sends(
     for p in pending:
         p.send_id = by_key[(p.row.id, p.step)]
         sub = subs.get(p.row.subscriber_id)
-        context = _template_context(p, sub)
+        context = _template_context(p, profiles.get(p.row.subscriber_id), sub)
         click = f"{ctx.config.public_url}/c/{tokens.sign(secret, 'click', p.send_id)}"
         try:
             rendered = payload.render_fields(p.node, context)
@@ -409,12 +413,14 @@ def _claim_sends(
     return requests
 
 
-def _template_context(p: _Pending, sub: Row[Any] | None) -> dict[str, Any]:
+def _template_context(
+    p: _Pending, profile: Row[Any] | None, sub: Row[Any] | None
+) -> dict[str, Any]:
     context: dict[str, Any] = {
         "subscriber": {
             "id": p.row.subscriber_id,
-            "attributes": dict(sub.attributes) if sub else {},
-            "tags": list(sub.tags) if sub else [],
+            "attributes": dict(profile.attributes) if profile else {},
+            "tags": list(profile.tags) if profile else [],
             "timezone": sub.timezone if sub else "UTC",
         },
         "campaign": {"id": p.campaign.campaign, "title": p.campaign.title},

@@ -111,6 +111,7 @@ class Journeys(RuleBasedStateMachine):
         self.now = T0
         self.campaign: Campaign
         self.people: list[SubscriberView] = []
+        self.vips: list[bool] = []  # in the branch segment "vip"
         self.states: list[JourneyState] = []
         self.actions: list[list[Action]] = []
         self.events: list[list[EventView]] = []
@@ -124,7 +125,8 @@ class Journeys(RuleBasedStateMachine):
     def setup(self, campaign: Campaign, people: list[tuple[str, bool]]) -> None:
         self.campaign = campaign
         for i, (tz, vip) in enumerate(people):
-            view = SubscriberView(id=f"p{i}", timezone=tz, tags=("vip",) if vip else ())
+            view = SubscriberView(id=f"p{i}", timezone=tz)
+            self.vips.append(vip)
             result = engine.enroll(
                 campaign=campaign, subcampaign="s", subscriber_id=view.id, at=self.now
             )
@@ -141,7 +143,7 @@ class Journeys(RuleBasedStateMachine):
                 campaign=self.campaign,
                 subscriber=person,
                 events=[e for e in self.events[i] if e.at <= self.now],
-                memberships=frozenset({"vip"}) if "vip" in person.tags else frozenset(),
+                memberships=frozenset({"vip"}) if self.vips[i] else frozenset(),
                 recent_sends=[a.at for a in self.actions[i] if a.type == "send"],
                 now=self.now,
             )

@@ -124,3 +124,86 @@ def test_insert_returning_stores_what_sqlalchemy_stores_and_names_each_row(
     assert {(i, j, st) for i, j, st, *_ in stored} == set(got)
     fast.dispose()  # type: ignore[attr-defined]
     compiled.dispose()  # type: ignore[attr-defined]
+
+
+def test_the_sqlite_plain_read_gives_what_sqlalchemy_reads(tmp_path: Path) -> None:
+    """claim_due, events and subscribers read through the driver on SQLite: the same
+    values SQLAlchemy's compiled statement gives (times aware in UTC, JSON decoded,
+    booleans as booleans, NULLs as None)."""
+    from orchestrator.store import plain
+    from orchestrator.store.models import Event, Subscriber
+
+    engine = _world(f"sqlite:///{tmp_path / 'r.db'}")
+    trigger = {"event": "viewed", "properties": {"n": 1.5, "tags": ["a"], "none": None}}
+    with session(engine) as s, s.begin():  # type: ignore[arg-type]
+        repo.update_by_id(s, Journey, CHANGES)
+        s.execute(
+            Journey.__table__.update()  # type: ignore[attr-defined]
+            .where(Journey.__table__.c.id == 2)  # type: ignore[attr-defined]
+            .values(trigger=trigger, holdout=True, claim_at=T - timedelta(hours=1))
+        )
+        s.execute(
+            insert(Subscriber.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "id": "p1",
+                    "timezone": "Asia/Tokyo",
+                    "attributes": {"x": [1, "é"]},
+                    "tags": ["t"],
+                    "status": "active",
+                    "paused_until": T,
+                    "created_at": T,
+                    "updated_at": T,
+                },
+                {
+                    "id": "p2",
+                    "timezone": "UTC",
+                    "attributes": {},
+                    "tags": [],
+                    "status": "active",
+                    "paused_until": None,
+                    "created_at": T,
+                    "updated_at": T,
+                },
+            ],
+        )
+        s.execute(
+            insert(Event.__table__),  # type: ignore[attr-defined]
+            [
+                {
+                    "subscriber_id": "p1",
+                    "name": "viewed",
+                    "at": T,
+                    "properties": {"k": True},
+                    "send_id": None,
+                },
+                {"subscriber_id": "p1", "name": "click", "at": T, "properties": {}, "send_id": 7},
+            ],
+        )
+    journey = Journey.__table__  # type: ignore[attr-defined]
+    with session(engine) as s, s.begin():  # type: ignore[arg-type]
+        fast = repo.claim_due(s, campaign="c", now=T + timedelta(days=9), limit=10)
+        compiled = s.execute(
+            select(journey)
+            .where(journey.c.claim_at <= T + timedelta(days=9))
+            .order_by(journey.c.claim_at, journey.c.id)
+        ).all()
+        assert [tuple(r) for r in fast] == [
+            tuple(repo.aware(v) if isinstance(v, datetime) else v for v in r) for r in compiled
+        ]
+        assert fast[0].id == 2 and fast[0].trigger == trigger and fast[0].holdout is True
+        assert fast[0]._mapping["due_at"] == T.replace(microsecond=0)
+        assert fast[0].due_at.tzinfo is UTC
+        people = repo.profiles(s, ["p1", "p2", "nobody"])
+        assert people["p1"].attributes == {"x": [1, "é"]} and people["p2"].tags == []
+        views = repo.subscribers(s, ["p1", "p2"])
+        assert views["p1"].paused_until == T and views["p2"].paused_until is None
+        events = repo.events_for(s, ["p1"], since=T, until=T)["p1"]
+        assert [(e.name, e.at, e.properties, e.send_id) for e in events] == [
+            ("viewed", T, {"k": True}, None),
+            ("click", T, {}, 7),
+        ]
+        # more ids than one statement may bind: split, nothing lost
+        many = [f"x{i}" for i in range(plain.VARIABLES + 5)] + ["p2"]
+        assert set(repo.subscribers(s, many)) == {"p2"}
+    engine.dispose()  # type: ignore[attr-defined]

@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
 from orchestrator.store import models  # noqa: F401  (registers the tables)
@@ -24,6 +25,8 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, durable: bool = True
     cursor.execute("PRAGMA cache_size=-65536")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    if not durable:
+        cursor.execute("PRAGMA locking_mode=EXCLUSIVE")  # one connection (see make_engine)
     cursor.close()
 
 
@@ -35,9 +38,12 @@ def _sqlite_begin(connection: Any) -> None:
 
 
 def make_engine(url: str, *, durable: bool = True) -> Engine:
-    """`durable=False` is for throw-away databases: SQLite does not sync to disk."""
+    """`durable=False` is for throw-away databases (the simulator's, used by one thread):
+    SQLite does not sync to disk, and one connection holds its lock for good instead of
+    taking and dropping it around every transaction."""
     if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False})
+        pool: dict[str, Any] = {} if durable else {"poolclass": StaticPool}
+        engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
         event.listen(engine, "connect", partial(_sqlite_pragmas, durable=durable))
         event.listen(engine, "begin", _sqlite_begin)
         return engine

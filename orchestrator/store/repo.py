@@ -8,11 +8,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     Connection,
-    Integer,
     Row,
-    String,
     and_,
     bindparam,
     delete,
@@ -25,9 +22,9 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
-from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 from orchestrator.records import EventRecord, SubscriberRecord
+from orchestrator.store import plain
 from orchestrator.store.models import (
     CampaignVersion,
     Cursor,
@@ -183,15 +180,23 @@ def _upsert_subscriptions(
 
 def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
     """Subscriber rows by id (plain rows: attribute access, no ORM bookkeeping): what the
-    engine and templates read (id, timezone, attributes, tags, status, paused_until)."""
+    engine reads (id, timezone, status, paused_until); no JSON is decoded."""
+    return _by_id(session, ("id", "timezone", "status", "paused_until"), ids)
+
+
+def profiles(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
+    """(id, attributes, tags) by id: what templates read, fetched only for those sent to."""
+    return _by_id(session, ("id", "attributes", "tags"), ids)
+
+
+def _by_id(session: Session, columns: Sequence[str], ids: Iterable[str]) -> dict[str, Row[Any]]:
     table = Subscriber.__table__  # type: ignore[attr-defined]
     id_list = list(set(ids))
-    c = table.c
-    rows: Iterable[Row[Any]] = core(session).execute(
-        select(c.id, c.timezone, c.attributes, c.tags, c.status, c.paused_until).where(
-            c.id.in_(id_list)
-        )
-    )
+    if dialect(session) == "sqlite":
+        rows: Iterable[Row[Any]] = plain.select_in(core(session), table, columns, "id", id_list)
+    else:
+        query = select(*(table.c[name] for name in columns)).where(table.c.id.in_(id_list))
+        rows = core(session).execute(query)
     return {row.id: row for row in rows}
 
 
@@ -303,15 +308,29 @@ def events_for(
     """Events of these subscribers in [since, until], oldest first (plain rows)."""
     table = Event.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
-    rows: Iterable[Row[Any]] = core(session).execute(
-        select(table.c.subscriber_id, table.c.name, table.c.at, table.c.properties, table.c.send_id)
-        .where(
-            table.c.subscriber_id.in_(list(set(ids))),
-            table.c.at >= since,
-            table.c.at <= until,
+    columns = ("subscriber_id", "name", "at", "properties", "send_id")
+    rows: Iterable[Row[Any]]
+    if dialect(session) == "sqlite":
+        rows = plain.select_in(
+            core(session),
+            table,
+            columns,
+            "subscriber_id",
+            list(set(ids)),
+            also="at >= ? AND at <= ?",
+            params=(plain.bind_time(since), plain.bind_time(until)),
+            order="at, id",
         )
-        .order_by(table.c.at, table.c.id)
-    )
+    else:
+        rows = core(session).execute(
+            select(*(table.c[name] for name in columns))
+            .where(
+                table.c.subscriber_id.in_(list(set(ids))),
+                table.c.at >= since,
+                table.c.at <= until,
+            )
+            .order_by(table.c.at, table.c.id)
+        )
     for row in rows:
         out.setdefault(row.subscriber_id, []).append(row)
     return out
@@ -321,17 +340,25 @@ def recent_sends(
     session: Session, ids: Iterable[str], *, since: datetime
 ) -> dict[str, list[datetime]]:
     out: dict[str, list[datetime]] = {}
-    rows = (
-        core(session)
-        .execute(
+    rows: Iterable[Any]
+    if dialect(session) == "sqlite":
+        rows = plain.select_in(
+            core(session),
+            Send.__table__,  # type: ignore[attr-defined]
+            ("subscriber_id", "claimed_at"),
+            "subscriber_id",
+            list(set(ids)),
+            also="claimed_at > ? AND outcome != 'skipped'",
+            params=(plain.bind_time(since),),
+        )
+    else:
+        rows = core(session).execute(
             select(col(Send.subscriber_id), col(Send.claimed_at)).where(
                 col(Send.subscriber_id).in_(list(set(ids))),
                 col(Send.claimed_at) > since,
                 col(Send.outcome) != "skipped",
             )
         )
-        .all()
-    )
     for sid, at in rows:
         moment = aware(at)
         assert moment is not None
@@ -395,14 +422,14 @@ def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -
         groups.setdefault(keys, []).append(row)
     sqlite = dialect(session) == "sqlite"
     for keys, group in groups.items():
-        plain = _sqlite_converters(table, keys) if sqlite else None
-        if plain is not None:
+        binders = plain.binders(table, keys) if sqlite else None
+        if binders is not None:
             # the driver's executemany with values as SQLAlchemy would bind them: half the
             # CPU per row of a compiled statement (docs/benchmarks.md)
             sql = f"UPDATE {table.name} SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
             core(session).exec_driver_sql(
                 sql,
-                [(*(f(r[k]) for f, k in zip(plain, keys, strict=True)), r["id"]) for r in group],
+                [(*(f(r[k]) for f, k in zip(binders, keys, strict=True)), r["id"]) for r in group],
             )
             continue
         stmt = (
@@ -424,12 +451,12 @@ def insert_returning(
         return []
     table = model.__table__
     keys = list(rows[0])
-    plain = _sqlite_converters(table, keys) if dialect(session) == "sqlite" else None
-    if plain is None:
+    binders = plain.binders(table, keys) if dialect(session) == "sqlite" else None
+    if binders is None:
         stmt = insert(table).returning(*(table.c[name] for name in returning))
         return [tuple(r) for r in core(session).execute(stmt, list(rows))]
     out: list[tuple[Any, ...]] = []
-    per_statement = _SQLITE_VARIABLES // len(keys)
+    per_statement = plain.VARIABLES // len(keys)
     one = f"({', '.join('?' * len(keys))})"
     for i in range(0, len(rows), per_statement):
         chunk = rows[i : i + per_statement]
@@ -437,40 +464,8 @@ def insert_returning(
             f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES "
             f"{', '.join([one] * len(chunk))} RETURNING {', '.join(returning)}"
         )
-        values = [f(r[k]) for r in chunk for f, k in zip(plain, keys, strict=True)]
+        values = [f(r[k]) for r in chunk for f, k in zip(binders, keys, strict=True)]
         out.extend(tuple(r) for r in core(session).exec_driver_sql(sql, tuple(values)))
-    return out
-
-
-_SQLITE_VARIABLES = 32766  # bound values per statement (SQLite ≥ 3.32)
-
-
-def _same(value: Any) -> Any:
-    return value
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    """What sqlmodel's UTCDateTime binds on SQLite: the moment in UTC, in SQLAlchemy's
-    DATETIME storage format; naive datetimes are refused as it refuses them."""
-    if value is None:
-        return None
-    if not isinstance(value, datetime) or value.utcoffset() is None:
-        raise ValueError(f"an aware datetime was expected, not {value!r}")
-    return value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
-
-
-def _sqlite_converters(table: Any, keys: Sequence[str]) -> list[Any] | None:
-    """Per column, how SQLAlchemy would bind a value on SQLite; None when a column's type is
-    not one of the simple ones (JSON and the like keep the compiled statement)."""
-    out: list[Any] = []
-    for key in keys:
-        kind = table.c[key].type
-        if isinstance(kind, UTCDateTime):
-            out.append(_sqlite_time)
-        elif isinstance(kind, AutoString | Integer | String | Boolean):
-            out.append(_same)
-        else:
-            return None
     return out
 
 
@@ -481,6 +476,14 @@ def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> 
     the same journey; on SQLite the caller holds the write lock (BEGIN IMMEDIATE).
     """
     table = Journey.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        return plain.select(
+            core(session),
+            table,
+            [c.name for c in table.columns],
+            "WHERE campaign = ? AND claim_at <= ? ORDER BY claim_at, id LIMIT ?",
+            (campaign, plain.bind_time(now), limit),
+        )
     stmt = (
         select(table)
         .where(col(Journey.campaign) == campaign, col(Journey.claim_at) <= now)

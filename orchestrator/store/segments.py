@@ -410,17 +410,46 @@ def is_member_of(
     segments: Mapping[str, Segment],
     now: datetime,
 ) -> dict[str, set[str]]:
-    """Each given subscriber -> the given segments it belongs to; one query per segment."""
+    """Each given subscriber -> the given segments it belongs to: one query for all the
+    segments (a 0/1 flag each), built once per segment mapping and names."""
     ids = list(dict.fromkeys(subscriber_ids))
     found: dict[str, set[str]] = {sid: set() for sid in ids}
-    for name in dict.fromkeys(segment_names):
-        query = members_query(name, segments=segments, dialect=_dialect(session))
+    names = tuple(dict.fromkeys(segment_names))
+    if not names or not ids:
+        return found
+    query = _flags_query(names, segments=segments, dialect=_dialect(session))
+    with as_of(now):
         for start in range(0, len(ids), BATCH):
-            chunk = query.where(SUBSCRIBER.c.id.in_(ids[start : start + BATCH]))
-            with as_of(now):
-                for sid in session.connection().execute(chunk).scalars():
-                    found[sid].add(name)
+            rows = session.connection().execute(query, {"ids": ids[start : start + BATCH]})
+            for sid, *flags in rows:
+                found[sid].update(name for name, flag in zip(names, flags, strict=True) if flag)
     return found
+
+
+_FLAGS: OrderedDict[tuple[int, tuple[str, ...], str], tuple[Mapping[str, Segment], Select[Any]]]
+_FLAGS = OrderedDict()
+
+
+def _flags_query(
+    names: tuple[str, ...], *, segments: Mapping[str, Segment], dialect: str
+) -> Select[Any]:
+    """SELECT id, flag per segment FROM subscriber WHERE id IN :ids (cached like `_membership`)."""
+    key = (id(segments), names, dialect)
+    hit = _FLAGS.get(key)
+    if hit is not None and hit[0] is segments:
+        _FLAGS.move_to_end(key)
+        return hit[1]
+    flags = [
+        case((_membership(n, segments=segments, dialect=dialect), 1), else_=0).label(f"f{i}")
+        for i, n in enumerate(names)
+    ]
+    query = select(SUBSCRIBER.c.id, *flags).where(
+        SUBSCRIBER.c.id.in_(bindparam("ids", expanding=True))
+    )
+    _FLAGS[key] = (segments, query)
+    if len(_FLAGS) > _CACHE_SIZE:
+        _FLAGS.popitem(last=False)
+    return query
 
 
 def overlap(
