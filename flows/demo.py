@@ -38,7 +38,7 @@ from orchestrator.service import (
     open_context,
     status,
 )
-from orchestrator.simulate import _conversions, _next_moment
+from orchestrator.simulate import NextMoment, _conversions
 from orchestrator.spec import Campaign
 from orchestrator.store import repo
 from orchestrator.ticking import tick_campaign
@@ -177,14 +177,15 @@ def _walk(
     now, last_segments = start, None
     previous = start - timedelta(seconds=1)
     rng = random.Random(5)
+    next_moments = [
+        (ld, NextMoment(ld.loaded.campaign)) for ld in loads if ld.loaded and ld.loaded.campaign
+    ]
     for step in range(MAX_STEPS):
         segments_too = last_segments is None or now - last_segments >= timedelta(days=1)
         if segments_too:
             last_segments = now
-        for ld in loads:
-            due = (
-                ld.loaded and ld.loaded.campaign and _next_moment(ctx, ld.loaded.campaign, now=now)
-            )
+        for ld, next_moment in next_moments:
+            due = next_moment(ctx, now=now)
             if segments_too or (due and due <= now):  # a campaign with nothing due is not ticked
                 tick_task(ctx, ld, now, segments_too)
         _convert(ctx, loads, delivery, now=now, rng=rng)
@@ -192,13 +193,7 @@ def _walk(
         previous = now
         if progress:
             progress(now)
-        moments = [
-            m
-            for ld in loads
-            if ld.loaded and ld.loaded.campaign
-            for m in [_next_moment(ctx, ld.loaded.campaign, now=now)]
-            if m is not None
-        ]
+        moments = [m for _, next_moment in next_moments if (m := next_moment(ctx, now=now))]
         if not moments:
             return step + 1
         now = max(now + STEP, start + -(-(min(moments) - start) // STEP) * STEP)

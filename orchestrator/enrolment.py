@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import exists, func, or_, select
+from sqlalchemy import and_, case, exists, func, or_, select
 from sqlmodel import Session, col
 
 from orchestrator import engine, journeys
@@ -34,31 +34,41 @@ def enrol(
 ) -> tuple[int, int]:
     """New journeys: segment members in priority order, then trigger events. Returns (enrolled, holdout).
 
+    Consecutive segment sub-campaigns are looked at in one pass over the subscribers
+    (each is given to the first of them whose segment they are in: priority order).
     `segments_too=False` skips re-evaluating segment membership (the simulator does it daily)."""
     enrolled = holdout = 0
-    for name, sub in campaign.subcampaigns.items():
-        if sub.trigger is None:
-            if not segments_too:
-                continue
-            assert sub.segment is not None
-            ids, mark = _eligible_members(ctx, campaign=campaign, subcampaign=name, now=now)
-            entries = [(sid, None) for sid in ids]
+    names = list(campaign.subcampaigns)
+    i = 0
+    while i < len(names):
+        if campaign.subcampaigns[names[i]].trigger is not None:
+            e, h = _enrol_triggered(
+                ctx, campaign=campaign, version_id=version_id, subcampaign=names[i], now=now
+            )
+            enrolled, holdout, i = enrolled + e, holdout + h, i + 1
+            continue
+        run = [names[i]]
+        while (
+            i + len(run) < len(names) and campaign.subcampaigns[names[i + len(run)]].trigger is None
+        ):
+            run.append(names[i + len(run)])
+        i += len(run)
+        if not segments_too:
+            continue
+        members, marks = _eligible_members(ctx, campaign=campaign, subcampaigns=run, now=now)
+        for name in run:
             e, h = _insert_journeys(
                 ctx,
                 campaign=campaign,
                 version_id=version_id,
                 subcampaign=name,
-                entries=entries,
+                entries=[(sid, None) for sid in members[name]],
                 now=now,
             )
-            with ctx.session() as s, s.begin():  # only once the journeys are in
+            enrolled, holdout = enrolled + e, holdout + h
+        with ctx.session() as s, s.begin():  # only once the journeys are in
+            for mark in marks:
                 repo.save_enrol_mark(s, mark)
-        else:
-            e, h = _enrol_triggered(
-                ctx, campaign=campaign, version_id=version_id, subcampaign=name, now=now
-            )
-        enrolled += e
-        holdout += h
     return enrolled, holdout
 
 
@@ -77,34 +87,59 @@ def _blocked(campaign: Campaign, now: datetime) -> Any:
 
 
 def _eligible_members(
-    ctx: Context, *, campaign: Campaign, subcampaign: str, now: datetime
-) -> tuple[list[str], EnrolMark]:
-    """Members of the entry segment who may enrol, and the enrolment mark to store after.
+    ctx: Context, *, campaign: Campaign, subcampaigns: Sequence[str], now: datetime
+) -> tuple[dict[str, list[str]], list[EnrolMark]]:
+    """For each of these segment sub-campaigns (in priority order), the members of its entry
+    segment who may enrol and are not taken by an earlier one; and the marks to store after.
 
-    Incremental: only subscribers changed or with new events since the last pass are
+    One query: the journey check (an index probe that rules out most subscribers before
+    any rule is looked at), then each sub-campaign's segment as a 0/1 flag. Incremental
+    per sub-campaign: only subscribers changed or with new events since its last pass are
     looked at, except for a full pass on the first tick, after FULL_PASS_EVERY when the
     rule changes with time alone, and when the clock goes backwards (`--now` back-fills)."""
-    segment = campaign.subcampaigns[subcampaign].segment
-    assert segment is not None
     with ctx.session() as s:
-        old = s.get(EnrolMark, (campaign.campaign, subcampaign))
         newest_sub = s.execute(select(func.max(col(Subscriber.updated_at)))).scalar()
         newest_event = int(s.execute(select(func.max(col(Event.id)))).scalar() or 0)
-        last_full = repo.aware(old.full_at) if old else None
-        full = (
-            old is None
-            or last_full is None
-            or now < last_full
-            or (
-                segments.changes_with_time(segment, segments=campaign.segments)
-                and now - last_full >= FULL_PASS_EVERY
+        dialect = repo.dialect(s)
+        flags: list[Any] = []
+        marks: list[EnrolMark] = []
+        for name in subcampaigns:
+            segment = campaign.subcampaigns[name].segment
+            assert segment is not None
+            old = s.get(EnrolMark, (campaign.campaign, name))
+            last_full = repo.aware(old.full_at) if old else None
+            full = (
+                old is None
+                or last_full is None
+                or now < last_full
+                or (
+                    segments.changes_with_time(segment, segments=campaign.segments)
+                    and now - last_full >= FULL_PASS_EVERY
+                )
             )
-        )
-        # the journey check first: an index probe that rules out most subscribers
-        # before their rules (json_extract on every row) are looked at
-        query = select(col(Subscriber.id)).where(
-            ~_blocked(campaign, now),
-            segments.membership(segment, segments=campaign.segments, dialect=repo.dialect(s)),
+            member = segments.membership(segment, segments=campaign.segments, dialect=dialect)
+            if not full:
+                assert old is not None
+                changed: list[Any] = [
+                    col(Subscriber.id).in_(
+                        select(col(Event.subscriber_id)).where(col(Event.id) > old.event_id)
+                    )
+                ]
+                if old.subscribers_at is not None:
+                    changed.append(col(Subscriber.updated_at) >= old.subscribers_at)
+                member = and_(or_(*changed), member)
+            flags.append(member)
+            marks.append(
+                EnrolMark(
+                    campaign=campaign.campaign,
+                    subcampaign=name,
+                    full_at=now if full else last_full,
+                    subscribers_at=newest_sub,
+                    event_id=newest_event,
+                )
+            )
+        query = select(col(Subscriber.id), *(case((flag, 1), else_=0) for flag in flags)).where(
+            ~_blocked(campaign, now), or_(*flags)
         )
         if not ctx.simulated:
             query = query.where(
@@ -114,26 +149,12 @@ def _eligible_members(
                     )
                 )
             )
-        if not full:
-            assert old is not None
-            changed: list[Any] = [
-                col(Subscriber.id).in_(
-                    select(col(Event.subscriber_id)).where(col(Event.id) > old.event_id)
-                )
-            ]
-            if old.subscribers_at is not None:
-                changed.append(col(Subscriber.updated_at) >= old.subscribers_at)
-            query = query.where(or_(*changed))
+        members: dict[str, list[str]] = {name: [] for name in subcampaigns}
         with segments.as_of(now):
-            ids = [row[0] for row in repo.core(s).execute(query)]
-    mark = EnrolMark(
-        campaign=campaign.campaign,
-        subcampaign=subcampaign,
-        full_at=now if full else last_full,
-        subscribers_at=newest_sub,
-        event_id=newest_event,
-    )
-    return ids, mark
+            for sid, *matched in repo.core(s).execute(query):
+                first = next(i for i, flag in enumerate(matched) if flag)
+                members[subcampaigns[first]].append(sid)
+    return members, marks
 
 
 def _insert_journeys(

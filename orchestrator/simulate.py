@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlmodel import col
 
 from orchestrator import loader
@@ -147,25 +147,34 @@ def _conversions(
     return out
 
 
-def _next_moment(ctx: Any, campaign: Campaign, *, now: datetime) -> datetime | None:
-    triggers = [sub.trigger.event for sub in campaign.subcampaigns.values() if sub.trigger]
-    with ctx.session() as s:
-        due = s.execute(
-            select(func.min(col(Journey.claim_at))).where(
-                col(Journey.campaign) == campaign.campaign, col(Journey.claim_at).is_not(None)
+class NextMoment:
+    """When anything is next due: a journey, or a trigger event after `now` (the two
+    statements are built once: a statement object built anew costs its cache key)."""
+
+    def __init__(self, campaign: Campaign) -> None:
+        triggers = [sub.trigger.event for sub in campaign.subcampaigns.values() if sub.trigger]
+        self.due = select(func.min(col(Journey.claim_at))).where(
+            col(Journey.campaign) == campaign.campaign, col(Journey.claim_at).is_not(None)
+        )
+        self.trigger = (
+            select(func.min(col(Event.at))).where(
+                col(Event.name).in_(triggers), col(Event.at) > bindparam("now")
             )
-        ).scalar()
-        nxt = (
-            s.execute(
-                select(func.min(col(Event.at))).where(
-                    col(Event.name).in_(triggers), col(Event.at) > now
-                )
-            ).scalar()
             if triggers
             else None
         )
-    moments = [repo.utc(m) for m in (due, nxt) if m is not None]
-    return min(moments) if moments else None
+
+    def __call__(self, ctx: Any, *, now: datetime) -> datetime | None:
+        with ctx.session() as s:
+            connection = repo.core(s)
+            due = connection.execute(self.due).scalar()
+            nxt = (
+                connection.execute(self.trigger, {"now": now}).scalar()
+                if self.trigger is not None
+                else None
+            )
+        moments = [repo.utc(m) for m in (due, nxt) if m is not None]
+        return min(moments) if moments else None
 
 
 def _ceil(moment: datetime, *, start: datetime, step: timedelta) -> datetime:
@@ -373,6 +382,7 @@ def _run(
     progress: Callable[[datetime, int], None] | None,
 ) -> None:
     now = result.start
+    next_moment = NextMoment(campaign)
     last_segment_enrol: datetime | None = None
     seen = 0
     for _ in range(MAX_TICKS):
@@ -398,7 +408,7 @@ def _run(
         result.end = now
         if progress:
             progress(now, result.sends)
-        nxt = _next_moment(ctx, campaign, now=now)
+        nxt = next_moment(ctx, now=now)
         if nxt is None:
             return
         now = max(now + resolution, _ceil(nxt, start=result.start, step=resolution))

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import namedtuple
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -25,18 +25,26 @@ def _same(value: Any) -> Any:
     return value
 
 
+_BOUND: dict[datetime, str] = {}  # moments bound lately (a batch repeats a few many times)
+_BOUND_MAX = 100_000
+
+
 def bind_time(value: datetime | None) -> str | None:
     """What sqlmodel's UTCDateTime binds on SQLite: the moment in UTC, in SQLAlchemy's
-    DATETIME storage format; naive datetimes are refused as it refuses them."""
+    DATETIME storage format; naive datetimes are refused as it refuses them (a naive
+    datetime never equals an aware one, so the cache cannot answer for it)."""
     if value is None:
         return None
-    if not isinstance(value, datetime):
+    text = _BOUND.get(value)
+    if text is not None:
+        return text
+    if not isinstance(value, datetime) or value.utcoffset() is None:
         raise ValueError(f"an aware datetime was expected, not {value!r}")
-    if value.tzinfo is not UTC:
-        if value.utcoffset() is None:
-            raise ValueError(f"an aware datetime was expected, not {value!r}")
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    text = value.astimezone(UTC).isoformat(" ", "microseconds")[:26]
+    if len(_BOUND) >= _BOUND_MAX:
+        _BOUND.clear()
+    _BOUND[value] = text
+    return text
 
 
 def _read_time(text: str | None) -> datetime | None:
@@ -70,6 +78,20 @@ def binders(table: Any, keys: Sequence[str]) -> list[Any] | None:
             out.append(_same)
         else:
             return None
+    return out
+
+
+def bind_rows(
+    binders: Sequence[Any], keys: Sequence[str], rows: Iterable[Mapping[str, Any]]
+) -> list[tuple[Any, ...]]:
+    """Each row's values in `keys` order, bound by `binders` (from `binders(table, keys)`)."""
+    times = [i for i, f in enumerate(binders) if f is bind_time]
+    out = []
+    for row in rows:
+        values = [row[k] for k in keys]
+        for i in times:
+            values[i] = bind_time(values[i])
+        out.append(tuple(values))
     return out
 
 

@@ -417,20 +417,16 @@ def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -
     """UPDATE … WHERE id = :id for many rows, as plain executemany (no ORM bookkeeping)."""
     table = model.__table__
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for row in rows:
-        keys = tuple(sorted(k for k in row if k != "id"))
-        groups.setdefault(keys, []).append(row)
+    for row in rows:  # rows built alike list their keys alike: no sorting needed
+        groups.setdefault(tuple(k for k in row if k != "id"), []).append(row)
     sqlite = dialect(session) == "sqlite"
     for keys, group in groups.items():
-        binders = plain.binders(table, keys) if sqlite else None
+        binders = plain.binders(table, (*keys, "id")) if sqlite else None
         if binders is not None:
             # the driver's executemany with values as SQLAlchemy would bind them: half the
             # CPU per row of a compiled statement (docs/benchmarks.md)
             sql = f"UPDATE {table.name} SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
-            core(session).exec_driver_sql(
-                sql,
-                [(*(f(r[k]) for f, k in zip(binders, keys, strict=True)), r["id"]) for r in group],
-            )
+            core(session).exec_driver_sql(sql, plain.bind_rows(binders, (*keys, "id"), group))
             continue
         stmt = (
             table.update()
@@ -464,7 +460,7 @@ def insert_returning(
             f"INSERT INTO {table.name} ({', '.join(keys)}) VALUES "
             f"{', '.join([one] * len(chunk))} RETURNING {', '.join(returning)}"
         )
-        values = [f(r[k]) for r in chunk for f, k in zip(binders, keys, strict=True)]
+        values = [v for bound in plain.bind_rows(binders, keys, chunk) for v in bound]
         out.extend(tuple(r) for r in core(session).exec_driver_sql(sql, tuple(values)))
     return out
 
@@ -527,6 +523,15 @@ def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, b
 def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
     """Sends due to go out again (a retry, or a claim whose process never wrote an outcome)."""
     table = Send.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        return plain.select(
+            core(session),
+            table,
+            [c.name for c in table.columns],
+            "WHERE campaign = ? AND retry_at <= ? AND outcome IN ('claimed', 'retry') "
+            "ORDER BY retry_at, id LIMIT ?",
+            (campaign, plain.bind_time(now), limit),
+        )
     stmt = (
         select(table)
         .where(
@@ -635,12 +640,18 @@ def bump(session: Session, *, campaign: str, counts: Counter[tuple[str, str]]) -
     ]
     if not rows:
         return
-    stmt = _insert(session, NodeStat)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["campaign", "node", "metric"],
-        set_={"count": col(NodeStat.count) + stmt.excluded["count"]},
-    )
+    name = dialect(session)
+    stmt = _BUMP.get(name)
+    if stmt is None:  # built once: a new statement object costs its cache key every time
+        stmt = _insert(session, NodeStat)
+        stmt = _BUMP[name] = stmt.on_conflict_do_update(
+            index_elements=["campaign", "node", "metric"],
+            set_={"count": col(NodeStat.count) + stmt.excluded["count"]},
+        )
     core(session).execute(stmt, rows)
+
+
+_BUMP: dict[str, Any] = {}
 
 
 def node_stats(session: Session, campaign: str) -> dict[str, dict[str, int]]:
