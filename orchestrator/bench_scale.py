@@ -3,6 +3,10 @@
 Prints `{"subscribers", "import_s", "enroll_s", "idle_tick_s", "tick_sends_per_s",
 "peak_rss_mb", "db"}` (interfaces spec). Sends go to a counting sink, so the
 figure is the tick path itself: claim, advance, render, ledger, outcome write.
+
+Then `campaign simulate` of an example campaign (`simulate_*`: journey steps per
+second on the virtual clock, the issue's other speed figure), after the peak RSS
+is read, so that figure stays the import's and enrolment's.
 """
 
 from __future__ import annotations
@@ -104,7 +108,12 @@ def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
 
 
 def bench_scale(
-    *, subscribers: int, db_url: str | None = None, batch_size: int = 1000
+    *,
+    subscribers: int,
+    db_url: str | None = None,
+    batch_size: int = 1000,
+    simulate_path: Path | None = None,
+    simulate_subscribers: int = 0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
         folder = Path(tmp)
@@ -143,7 +152,7 @@ def bench_scale(
         sends = delivery.sent
         idle_s, _ = _timed(lambda: full_tick(T0 + timedelta(minutes=5)))
         ctx.engine.dispose()
-    return {
+    figures = {
         "subscribers": subscribers,
         "import_s": round(import_s, 2),
         "enroll_s": round(enroll_s, 2),
@@ -154,4 +163,21 @@ def bench_scale(
         "tick_sends_per_s": round(sends / tick_s, 1) if tick_s else None,
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "db": "postgresql" if url.startswith("postgresql") else "sqlite",
+    }
+    if simulate_path is not None and simulate_subscribers:
+        figures.update(_simulate(simulate_path, simulate_subscribers))
+    return figures
+
+
+def _simulate(path: Path, subscribers: int) -> dict[str, Any]:
+    from orchestrator.simulate import default_workers, simulate
+
+    result = simulate(path, subscribers=subscribers, start=T0, resolution=timedelta(hours=1))
+    return {
+        "simulate_campaign": result.campaign,
+        "simulate_subscribers": subscribers,
+        "simulate_workers": default_workers(subscribers),
+        "simulate_steps": result.steps,
+        "simulate_s": round(result.seconds, 2),
+        "simulate_steps_per_s": round(result.steps / result.seconds, 1) if result.seconds else None,
     }

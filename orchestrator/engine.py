@@ -300,6 +300,8 @@ def _exit_check(run: _Run) -> bool:
     if not s.has_subscription and not run.state.holdout:
         run.end("subscription_gone", run.now)
         return True
+    if not run.events:
+        return False
     exit_on = set(run.campaign.settings.exit_on)
     awaited = _awaited_goal(run)
     for event in sorted(run.events, key=lambda e: e.at):

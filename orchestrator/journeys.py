@@ -59,8 +59,7 @@ def changes(state: JourneyState) -> dict[str, Any]:
 
 
 def state_of(row: Row[Any]) -> JourneyState:
-    mapping = row._mapping
-    values = {name: mapping[name] for name in _STATE_FIELDS}
+    values = {name: getattr(row, name) for name in _STATE_FIELDS}
     for name in _TIME_FIELDS:
         moment = values[name]
         if moment is not None and moment.tzinfo is None:

@@ -7,6 +7,7 @@ bound, so the two can never disagree about what is in a payload.
 from __future__ import annotations
 
 import json
+from functools import lru_cache
 from typing import Any
 
 from orchestrator import templates
@@ -24,13 +25,30 @@ TEMPLATED_FIELDS = ("title", "body", "url", "icon", "image", "badge", "tag")
 def render_fields(
     node: NotificationNode, context: dict[str, Any], *, strict: bool = True
 ) -> dict[str, str]:
-    """Render every templated field of a notification node; absent fields are left out."""
+    """Render every templated field of a notification node; absent fields are left out.
+
+    A template that reads only `campaign` and `node` renders the same for every send of
+    the node: it is rendered once (per campaign title, node id and strictness)."""
     out: dict[str, str] = {}
     for field in TEMPLATED_FIELDS:
         source = getattr(node.notification, field)
-        if source is not None:
+        if source is None:
+            continue
+        if templates.names_used(source) <= _SAME_FOR_EVERY_SEND:
+            campaign, node_id = context["campaign"], context["node"]["id"]
+            out[field] = _render_once(source, campaign["id"], campaign["title"], node_id, strict)
+        else:
             out[field] = templates.render(source, context, strict=strict)
     return out
+
+
+_SAME_FOR_EVERY_SEND = frozenset({"campaign", "node"})
+
+
+@lru_cache(maxsize=4096)
+def _render_once(source: str, campaign: str, title: str, node_id: str, strict: bool) -> str:
+    context = {"campaign": {"id": campaign, "title": title}, "node": {"id": node_id}}
+    return templates.render(source, context, strict=strict)
 
 
 def names_used(node: NotificationNode) -> frozenset[str]:

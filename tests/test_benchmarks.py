@@ -47,7 +47,7 @@ def test_bench_prints_the_spec_keys_and_delivers_every_send() -> None:
 
 
 def test_bench_scale_prints_the_spec_keys() -> None:
-    figures = _json("bench-scale", "--subscribers", "2000")
+    figures = _json("bench-scale", "--subscribers", "2000", "--simulate-subscribers", "500")
     for key in (
         "subscribers",
         "import_s",
@@ -60,3 +60,6 @@ def test_bench_scale_prints_the_spec_keys() -> None:
         assert key in figures, sorted(figures)
     assert figures["subscribers"] == 2000 and figures["db"] == "sqlite"
     assert figures["tick_sends"] == 2000
+    # then the simulator's figure: the example campaign over 500 subscribers, to its end
+    assert figures["simulate_subscribers"] == 500 and figures["simulate_workers"] == 1
+    assert int(figures["simulate_steps"]) > 500 and float(figures["simulate_steps_per_s"]) > 0  # type: ignore[arg-type]

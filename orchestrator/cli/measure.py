@@ -119,12 +119,30 @@ def bench_scale(
     db: Annotated[
         str | None, typer.Option("--db", help="database URL (default: a fresh SQLite file)")
     ] = None,
+    simulate_subscribers: Annotated[
+        int,
+        typer.Option(
+            "--simulate-subscribers",
+            min=0,
+            max=5_000_000,
+            help="then simulate the example campaign over this many subscribers (0: skip)",
+        ),
+    ] = 100_000,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Import, enrolment, a full tick and an idle tick at scale."""
+    """Import, enrolment, a full tick and an idle tick at scale; then journey steps per
+    second of `campaign simulate` (cloud-storage-launch, 1-hour resolution)."""
     from orchestrator.bench_scale import bench_scale as run
+    from orchestrator.config import load_config
 
-    _print_figures(run(subscribers=subscribers, db_url=db), as_json=as_json)
+    example = load_config().graphs / "cloud-storage-launch.yaml"
+    figures = run(
+        subscribers=subscribers,
+        db_url=db,
+        simulate_path=example if example.is_file() else None,
+        simulate_subscribers=simulate_subscribers,
+    )
+    _print_figures(figures, as_json=as_json)
 
 
 @app.command("bench-web")

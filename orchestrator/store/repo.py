@@ -224,9 +224,14 @@ def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
 def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row[Any]]]:
     table = PushSubscription.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
-    for row in core(session).execute(
-        select(table).where(table.c.subscriber_id.in_(list(set(ids))))
-    ):
+    wanted = list(set(ids))
+    rows: Iterable[Row[Any]]
+    if dialect(session) == "sqlite":
+        columns = [c.name for c in table.columns]
+        rows = plain.select_in(core(session), table, columns, "subscriber_id", wanted)
+    else:
+        rows = core(session).execute(select(table).where(table.c.subscriber_id.in_(wanted)))
+    for row in rows:
         out.setdefault(row.subscriber_id, []).append(row)
     return out
 
