@@ -223,7 +223,9 @@ def simulate(
                 job, lines, Path(tmp), trace=trace, progress=progress, campaign=campaign
             )
         else:
-            result = _simulate_sharded(job, lines, Path(tmp), count=count, trace=trace)
+            result = _simulate_sharded(
+                job, lines, Path(tmp), count=count, trace=trace, campaign=campaign
+            )
     return result
 
 
@@ -244,7 +246,13 @@ def _shard_of(line: Any, count: int) -> int:
 
 
 def _simulate_sharded(
-    job: _Job, lines: list[dict[str, Any]], tmp: Path, *, count: int, trace: Path | None
+    job: _Job,
+    lines: list[dict[str, Any]],
+    tmp: Path,
+    *,
+    count: int,
+    trace: Path | None,
+    campaign: Campaign,
 ) -> SimulationResult:
     shards: list[list[dict[str, Any]]] = [[] for _ in range(count)]
     for line in lines:
@@ -254,7 +262,7 @@ def _simulate_sharded(
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [
-            pool.submit(_shard_job, job, shard, tmp / f"shard-{i}", traces[i])
+            pool.submit(_shard_job, job, shard, tmp / f"shard-{i}", traces[i], campaign)
             for i, shard in enumerate(shards)
         ]
         parts = [f.result() for f in futures]
@@ -275,10 +283,12 @@ def _simulate_sharded(
 
 
 def _shard_job(
-    job: _Job, lines: list[dict[str, Any]], folder: Path, trace: Path
+    job: _Job, lines: list[dict[str, Any]], folder: Path, trace: Path, campaign: Campaign
 ) -> SimulationResult:
+    """One worker's share; the campaign as the parent loaded it (it pickles in under a
+    millisecond; loading the file again costs tens)."""
     folder.mkdir()
-    return _simulate_shard(job, lines, folder, trace=trace, progress=None)
+    return _simulate_shard(job, lines, folder, trace=trace, progress=None, campaign=campaign)
 
 
 def _merge(parts: list[SimulationResult]) -> SimulationResult:
@@ -315,13 +325,9 @@ def _simulate_shard(
     *,
     trace: Path | None,
     progress: Callable[[datetime, int], None] | None,
-    campaign: Campaign | None = None,
+    campaign: Campaign,
 ) -> SimulationResult:
-    """One process's share; `campaign` as already loaded, else (a worker) loaded here."""
-    if campaign is None:
-        loaded = loader.load(job.path)
-        assert loaded.campaign is not None
-        campaign = loaded.campaign
+    """One process's share of the population."""
     config = Config(db=f"sqlite:///{folder / 'simulation.db'}", graphs=job.path.parent)
     collector = _Collector()
     delivery = RecordingDelivery()
