@@ -411,3 +411,76 @@ def test_a_segment_that_changes_with_time_is_re_evaluated_in_full(
     with ctx.session() as s:
         enrolled = sorted(j.subscriber_id for j in s.execute(select(Journey)).scalars())
     assert enrolled == ["ann", "bob", "cat"]
+
+
+PRIORITY = """
+campaign: order
+title: Priority order
+goal: signup
+settings: {spacing: 1h, window: 1d, followup_cap: 1}
+segments:
+  big: {match: {attr: size, gte: 10}}
+  anyone: {match: {attr: plan, exists: true}}
+  pros: {match: {attr: plan, eq: pro}}
+subcampaigns:
+  first:
+    segment: big
+    start: a
+    nodes: {a: {notification: {title: A}}}
+  carts:
+    trigger: {event: cart_abandoned}
+    start: b
+    nodes: {b: {notification: {title: B}}}
+  second:
+    segment: anyone
+    start: c
+    nodes: {c: {notification: {title: C}}}
+  third:
+    segment: pros
+    start: d
+    nodes: {d: {notification: {title: D}}}
+"""
+
+
+def test_sub_campaigns_take_their_members_in_file_order_across_a_trigger(
+    tmp_path: Path, db_url: str
+) -> None:
+    """Consecutive segment sub-campaigns are evaluated in one query; each subscriber
+    still enters the first sub-campaign (in file order) that takes them, and a trigger
+    sub-campaign between two segment ones keeps its place in that order."""
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "order.yaml").write_text(textwrap.dedent(PRIORITY), encoding="utf-8")
+    ctx = open_context(Config(db=db_url, graphs=graphs), delivery=RecordingDelivery())
+    people = tmp_path / "people.jsonl"
+    people.write_text(
+        "\n".join(
+            [
+                _line("ann", size=50, plan="pro"),  # big: first
+                _line("bob", plan="pro"),  # anyone and pros: second comes first
+                _line("cat", plan="free"),
+                _line("dan", size=5, plan="pro"),  # a cart before the tick: carts
+                _line("eve", name="no plan"),  # in no segment
+            ]
+        )
+        + "\n",
+        encoding="utf-8",
+    )
+    assert import_subscribers(ctx, people).bad == []
+    add_events(ctx, [EventRecord("dan", "cart_abandoned", T0 - timedelta(minutes=30))])
+    tick(ctx, now=T0)
+    later = tmp_path / "later.jsonl"
+    later.write_text(_line("fay", plan="pro") + "\n" + _line("gus", size=99) + "\n")
+    import_subscribers(ctx, later)
+    tick(ctx, now=T0 + timedelta(minutes=5))  # incremental: only fay and gus are looked at
+    with ctx.session() as s:
+        entered = {j.subscriber_id: j.subcampaign for j in s.execute(select(Journey)).scalars()}
+    assert entered == {
+        "ann": "first",
+        "bob": "second",
+        "cat": "second",
+        "dan": "carts",
+        "fay": "second",
+        "gus": "first",
+    }
+    ctx.engine.dispose()
