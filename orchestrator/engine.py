@@ -36,6 +36,12 @@ Phase = Literal["arrive", "wait", "await", "ended"]
 MAX_STEPS_PER_ADVANCE = 256  # routing without a send can't loop: the validator forbids it
 
 
+class MembershipsNeeded(Exception):
+    """`advance` was given `memberships=None` and arrived at a branch node: look the
+    subscriber's segment memberships up and advance again from the same state (the
+    engine is pure, so nothing of the first attempt is kept)."""
+
+
 @dataclass(frozen=True)
 class JourneyState:
     subscriber_id: str
@@ -157,28 +163,6 @@ def edge_targets(node: AnyNode) -> dict[str, set[str]]:
     return {"route": {node.next}}
 
 
-def branch_reach(campaign: Campaign) -> frozenset[str]:
-    """Nodes from which one advance can arrive at a branch node: the node itself is one, or
-    a branch lies beyond it through split, branch and wait nodes only (an advance stops
-    once it has sent, so a notification node further on ends the search). Only journeys
-    at these nodes need their segment memberships looked up."""
-    nodes = campaign.all_nodes()
-
-    def reaches(start: str) -> bool:
-        seen, todo = {start}, [start]
-        while todo:
-            node = nodes[todo.pop()]
-            if isinstance(node, BranchNode):
-                return True
-            for target in set().union(*edge_targets(node).values()) - seen:
-                seen.add(target)
-                if target in nodes and not isinstance(nodes[target], NotificationNode):
-                    todo.append(target)
-        return False
-
-    return frozenset(name for name in nodes if reaches(name))
-
-
 def pick_split(campaign: Campaign, node_id: str, node: SplitNode, subscriber_id: str) -> str:
     point = stable_fraction(campaign.campaign, node_id, subscriber_id) * sum(node.split.values())
     running = 0.0
@@ -237,7 +221,7 @@ class _Run:
     campaign: Campaign
     subscriber: SubscriberView
     events: Sequence[EventView]
-    memberships: frozenset[str]
+    memberships: frozenset[str] | None  # None: not looked up (MembershipsNeeded at a branch)
     recent_sends: list[datetime]
     now: datetime
     state: JourneyState
@@ -260,11 +244,15 @@ def advance(
     campaign: Campaign,
     subscriber: SubscriberView,
     events: Sequence[EventView],
-    memberships: frozenset[str] = frozenset(),
+    memberships: frozenset[str] | None = frozenset(),
     recent_sends: Sequence[datetime] = (),
     now: datetime,
 ) -> Result:
-    """Move one journey as far as it can go at `now`."""
+    """Move one journey as far as it can go at `now`.
+
+    `memberships`: the segments (of the campaign's branch cases) the subscriber is in;
+    None when not looked up yet, and MembershipsNeeded is raised if a branch needs them
+    (most advances never reach a branch, so a caller looks up only for those that do)."""
     run = _Run(campaign, subscriber, events, memberships, list(recent_sends), now, state)
     if state.ended or state.due_at is None:
         return Result(state, [])
@@ -422,6 +410,8 @@ def _arrive(run: _Run) -> bool:
         _move(run, target, at=at, via=state.via or "split")
         return True
     if isinstance(node, BranchNode):
+        if run.memberships is None:
+            raise MembershipsNeeded(state.node)
         target = next(
             c.target for c in node.branch if c.else_ is not None or c.segment in run.memberships
         )

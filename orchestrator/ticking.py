@@ -228,8 +228,37 @@ def _advance_rows(
     assert since is not None
     events = repo.events_for(s, ids, since=since, until=now)
     campaigns = {r.version_id: ctx.campaign_of_version(r.version_id, s) for r in rows}
-    memberships = _memberships(s, rows, campaigns, now=now)
     recent = _recent(s, ids, campaigns, now=now)
+
+    def advance(row: Row[Any], memberships: frozenset[str] | None) -> engine.Result:
+        return engine.advance(
+            journeys.state_of(row),
+            campaign=campaigns[row.version_id],
+            subscriber=journeys.subscriber_view(
+                subs.get(row.subscriber_id), row.subscriber_id, has_sub
+            ),
+            events=[
+                EventView(e.name, repo.utc(e.at), e.properties, e.send_id)
+                for e in events.get(row.subscriber_id, [])
+            ],
+            memberships=memberships,
+            recent_sends=recent.get(row.subscriber_id, []),
+            now=now,
+        )
+
+    # segment memberships are looked up only for the journeys that arrive at a branch
+    # (each subscriber is in a batch once: one journey per subscriber and campaign)
+    results: dict[int, engine.Result] = {}
+    at_branch: list[Row[Any]] = []
+    for row in rows:
+        try:
+            results[row.id] = advance(row, None)
+        except engine.MembershipsNeeded:
+            at_branch.append(row)
+    if at_branch:
+        memberships = _memberships(s, at_branch, campaigns, now=now)
+        for row in at_branch:
+            results[row.id] = advance(row, frozenset(memberships.get(row.subscriber_id, ())))
     counts: Counter[tuple[str, str]] = Counter()
     trace: list[tuple[Row[Any], list[Action]]] = []
     pending: list[_Pending] = []
@@ -237,20 +266,7 @@ def _advance_rows(
     converted: list[dict[str, Any]] = []
     for row in rows:
         c = campaigns[row.version_id]
-        view = journeys.subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, has_sub)
-        evs = [
-            EventView(e.name, repo.utc(e.at), e.properties, e.send_id)
-            for e in events.get(row.subscriber_id, [])
-        ]
-        result = engine.advance(
-            journeys.state_of(row),
-            campaign=c,
-            subscriber=view,
-            events=evs,
-            memberships=frozenset(memberships.get(row.subscriber_id, ())),
-            recent_sends=recent.get(row.subscriber_id, []),
-            now=now,
-        )
+        result = results[row.id]
         state, actions = result.state, list(result.actions)
         for action in actions:
             if action.type == "send":
@@ -292,10 +308,7 @@ def _memberships(
         )
         if not names:
             continue
-        reach = engine.branch_reach(c)
-        ids = sorted(
-            {r.subscriber_id for r in rows if r.version_id == version_id and r.node in reach}
-        )
+        ids = sorted({r.subscriber_id for r in rows if r.version_id == version_id})
         if not ids:
             continue
         for sid, found in segments.is_member_of(

@@ -321,30 +321,38 @@ def test_branch_takes_the_first_segment_the_subscriber_is_in(
     assert actions[1].to == "end" and state.exit_reason == "completed"
 
 
-def test_branch_reach_is_where_one_advance_can_arrive_at_a_branch(
+def test_without_memberships_an_advance_asks_for_them_only_at_a_branch(
     load_yaml: Callable[..., LoadedCampaign],
 ) -> None:
-    """Only journeys at these nodes get their segment memberships looked up by the tick."""
+    """The tick advances with `memberships=None` and looks segments up only for the
+    journeys that arrive at a branch; asked again with them, the same state goes on."""
     nodes = """
-      a: {notification: {title: A}, on_no_convert: w, on_convert: n}
-      w: {wait: 1d, next: s}
-      s: {split: {b: 50, n: 50}}
-      b: {branch: [{segment: vip, to: v}, {else: n}]}
-      n: {notification: {title: N}, on_no_convert: b2}
-      b2: {branch: [{segment: vip, to: v}, {else: end}]}
-      v: {notification: {title: V}}
-"""
-    c = campaign_of(load_yaml, "{}", nodes)
-    # a → w → s → b (no send between), n → b2; v leads nowhere
-    assert engine.branch_reach(c) == {"a", "w", "s", "b", "n", "b2"}
-    nodes = """
-      a: {notification: {title: A}, on_no_convert: m}
-      m: {notification: {title: M}, on_no_convert: b}
+      a: {notification: {title: A}, on_no_convert: w}
+      w: {wait: 1d, next: b}
       b: {branch: [{segment: vip, to: v}, {else: end}]}
       v: {notification: {title: V}}
 """
-    # from a, the send at m stops the advance before b
-    assert engine.branch_reach(campaign_of(load_yaml, "{}", nodes)) == {"m", "b"}
+    c = campaign_of(load_yaml, "{}", nodes)
+    sub = SubscriberView(id="s1")
+    state = engine.enroll(campaign=c, subcampaign="s", subscriber_id="s1", at=T0).state
+    sent = engine.advance(state, campaign=c, subscriber=sub, events=[], memberships=None, now=T0)
+    assert [a.type for a in sent.actions] == ["send"]  # no branch on the way: nothing asked
+    later = T0 + timedelta(days=3)
+    waiting = engine.advance(
+        sent.state, campaign=c, subscriber=sub, events=[], memberships=None, now=later
+    ).state
+    assert waiting.phase == "wait" and waiting.node == "w"
+    after = later + timedelta(days=1)
+    with pytest.raises(engine.MembershipsNeeded):
+        engine.advance(waiting, campaign=c, subscriber=sub, events=[], memberships=None, now=after)
+    vip = engine.advance(
+        waiting, campaign=c, subscriber=sub, events=[], memberships=frozenset({"vip"}), now=after
+    )
+    assert [(a.type, a.to) for a in vip.actions][:2] == [("route", "b"), ("route", "v")]
+    other = engine.advance(
+        waiting, campaign=c, subscriber=sub, events=[], memberships=frozenset(), now=after
+    )
+    assert other.state.exit_reason == "completed"
 
 
 def test_wait_node_pauses_without_sending(load_yaml: Callable[..., LoadedCampaign]) -> None:
