@@ -207,3 +207,34 @@ def test_the_sqlite_plain_read_gives_what_sqlalchemy_reads(tmp_path: Path) -> No
         many = [f"x{i}" for i in range(plain.VARIABLES + 5)] + ["p2"]
         assert set(repo.subscribers(s, many)) == {"p2"}
     engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_a_failing_driver_statement_raises_sqlalchemys_error(tmp_path: Path) -> None:
+    """Statements run on the sqlite3 connection itself still fail as SQLAlchemy's errors
+    (the CLI and the tick handle those), and inside the session's transaction."""
+    from sqlalchemy.exc import IntegrityError
+
+    engine = _world(f"sqlite:///{tmp_path / 'e.db'}")
+    row = {
+        "journey_id": 1,
+        "step": 1,
+        "campaign": "c",
+        "node": "a",
+        "subscriber_id": "p1",
+        "claimed_at": T,
+        "outcome": "claimed",
+        "attempts": 1,
+    }
+    with session(engine) as s, s.begin():  # type: ignore[arg-type]
+        repo.insert_returning(s, Send, [row], ("id",))
+    with (
+        pytest.raises(IntegrityError, match="UNIQUE"),
+        session(engine) as s,  # type: ignore[arg-type]
+        s.begin(),
+    ):
+        repo.update_by_id(s, Journey, [{"id": 1, "node": "rolled back"}])
+        repo.insert_returning(s, Send, [row], ("id",))  # the same (journey, step)
+    with engine.connect() as c:  # type: ignore[attr-defined]
+        assert c.execute(text("SELECT node FROM journey WHERE id = 1")).scalar() == "a"
+        assert c.execute(text("SELECT count(*) FROM send")).scalar() == 1
+    engine.dispose()  # type: ignore[attr-defined]

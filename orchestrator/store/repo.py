@@ -431,7 +431,7 @@ def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -
             # the driver's executemany with values as SQLAlchemy would bind them: half the
             # CPU per row of a compiled statement (docs/benchmarks.md)
             sql = f"UPDATE {table.name} SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
-            core(session).exec_driver_sql(sql, plain.bind_rows(binders, (*keys, "id"), group))
+            plain.executemany(core(session), sql, plain.bind_rows(binders, (*keys, "id"), group))
             continue
         stmt = (
             table.update()
@@ -466,7 +466,7 @@ def insert_returning(
             f"{', '.join([one] * len(chunk))} RETURNING {', '.join(returning)}"
         )
         values = [v for bound in plain.bind_rows(binders, keys, chunk) for v in bound]
-        out.extend(tuple(r) for r in core(session).exec_driver_sql(sql, tuple(values)))
+        out.extend(tuple(r) for r in plain.execute(core(session), sql, values))
     return out
 
 
