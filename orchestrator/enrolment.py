@@ -207,9 +207,8 @@ def _enrol_triggered(
         with ctx.session() as s:
             cur = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
             events = repo.trigger_events(
-                s, name=sub.trigger.event, after_id=cur.last_event_id, limit=ENROL_CHUNK
+                s, name=sub.trigger.event, after_id=cur.last_event_id, until=now, limit=ENROL_CHUNK
             )
-            events = [e for e in events if repo.utc(e.at) <= now]
             if not events:
                 s.commit()
                 return enrolled, holdout

@@ -182,6 +182,22 @@ def test_trigger_event_enrols_after_its_delay_with_its_properties(
     assert json.loads(cat[0].payload)["title"] == "Still want Lamp?"
 
 
+def test_trigger_events_dated_later_do_not_hold_up_the_ones_already_due(
+    world: tuple[Context, RecordingDelivery, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """More events dated after `now` than one read takes (here 2) come first in the
+    events table: the trigger's read skips them in its query, so the due one enrols."""
+    from orchestrator import enrolment
+
+    ctx, delivery, _ = world
+    monkeypatch.setattr(enrolment, "ENROL_CHUNK", 2)
+    later = T0 + timedelta(days=2)
+    add_events(ctx, [EventRecord(sid, "cart_abandoned", later) for sid in ("ann", "bob", "ann")])
+    add_events(ctx, [EventRecord("cat", "cart_abandoned", T0, {"product": "Lamp"})])
+    tick(ctx, now=T0 + timedelta(hours=1))
+    assert [r.node for r in delivery.requests if r.subscriber_id == "cat"] == ["nudge"]
+
+
 def test_template_error_skips_the_send_and_follows_no_convert(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:

@@ -610,14 +610,24 @@ def cursor(session: Session, *, campaign: str, subcampaign: str) -> Cursor:
     return row
 
 
-def trigger_events(session: Session, *, name: str, after_id: int, limit: int) -> list[Event]:
+def trigger_events(
+    session: Session, *, name: str, after_id: int, until: datetime, limit: int
+) -> list[Row[Any]]:
+    """Events of this name after the cursor and not after `until`, in id order (plain rows).
+
+    Events dated later are left for a later tick in the query itself: read and thrown
+    away in Python, a simulation's future trigger events cost every tick thousands
+    of rows (and a cursor stuck behind `limit` of them would never move)."""
+    table = Event.__table__  # type: ignore[attr-defined]
     return list(
-        session.execute(
-            select(Event)
-            .where(col(Event.name) == name, col(Event.id) > after_id)
-            .order_by(col(Event.id))
+        core(session)
+        .execute(
+            select(table)
+            .where(table.c.name == name, table.c.id > after_id, table.c.at <= until)
+            .order_by(table.c.id)
             .limit(limit)
-        ).scalars()
+        )
+        .all()
     )
 
 
