@@ -205,9 +205,9 @@ def _enrol_triggered(
     enrolled = holdout = 0
     while True:
         with ctx.session() as s:
-            cur = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
+            after = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
             events = repo.trigger_events(
-                s, name=sub.trigger.event, after_id=cur.last_event_id, until=now, limit=ENROL_CHUNK
+                s, name=sub.trigger.event, after_id=after, until=now, limit=ENROL_CHUNK
             )
             if not events:
                 s.commit()
@@ -248,9 +248,11 @@ def _enrol_triggered(
         enrolled += e_count
         holdout += h_count
         with ctx.session() as s, s.begin():
-            cur = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
-            cur.last_event_id = max(cur.last_event_id, last_id or 0)
-            s.add(cur)
+            repo.move_cursor(
+                s, campaign=campaign.campaign, subcampaign=subcampaign, to=last_id or 0
+            )
+        if len(events) < ENROL_CHUNK:  # that read took every due event there was
+            return enrolled, holdout
 
 
 def _blocked_ids(s: Session, *, campaign: Campaign, ids: set[str], now: datetime) -> set[str]:

@@ -28,7 +28,7 @@ def _same(value: Any) -> Any:
 
 
 _BOUND: dict[datetime, str] = {}  # moments bound lately (a batch repeats a few many times)
-_BOUND_MAX = 100_000
+_BOUND_MAX = 8192  # more would only hold memory
 
 
 def bind_time(value: datetime | None) -> str | None:

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Row,
     and_,
     bindparam,
+    case,
     delete,
     func,
     insert,
@@ -597,17 +598,31 @@ def save_enrol_mark(session: Session, mark: EnrolMark) -> None:
     )
 
 
-def cursor(session: Session, *, campaign: str, subcampaign: str) -> Cursor:
-    """The trigger cursor of a sub-campaign, created at 0 if missing (safe under concurrent ticks)."""
-    row = session.get(Cursor, (campaign, subcampaign))
-    if row is None:
+def cursor(session: Session, *, campaign: str, subcampaign: str) -> int:
+    """The last event id a sub-campaign's trigger enrolment has read, the cursor created at 0
+    if missing (safe under concurrent ticks). Core statements: this runs every tick."""
+    table = Cursor.__table__  # type: ignore[attr-defined]
+    where = (table.c.campaign == campaign, table.c.subcampaign == subcampaign)
+    found = core(session).execute(select(table.c.last_event_id).where(*where)).scalar()
+    if found is None:
         stmt = _insert(session, Cursor).values(
             campaign=campaign, subcampaign=subcampaign, last_event_id=0
         )
-        session.execute(stmt.on_conflict_do_nothing(index_elements=["campaign", "subcampaign"]))
-        row = session.get(Cursor, (campaign, subcampaign))
-        assert row is not None
-    return row
+        core(session).execute(
+            stmt.on_conflict_do_nothing(index_elements=["campaign", "subcampaign"])
+        )
+        found = core(session).execute(select(table.c.last_event_id).where(*where)).scalar_one()
+    return int(found)
+
+
+def move_cursor(session: Session, *, campaign: str, subcampaign: str, to: int) -> None:
+    """Move the cursor forward to `to` (never back: a concurrent tick may be further on)."""
+    table = Cursor.__table__  # type: ignore[attr-defined]
+    core(session).execute(
+        update(table)
+        .where(table.c.campaign == campaign, table.c.subcampaign == subcampaign)
+        .values(last_event_id=case((table.c.last_event_id < to, to), else_=table.c.last_event_id))
+    )
 
 
 def trigger_events(
