@@ -53,7 +53,6 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         Index("ix_event_subscriber_at", "subscriber_id", "at"),
         Index("ix_event_name_id", "name", "id"),
-        Index("ix_event_name_at", "name", "at"),  # the next trigger event (simulate, demo)
     )
 
     id: int | None = Field(default=None, primary_key=True)
