@@ -148,8 +148,13 @@ def _conversions(
 
 
 class NextMoment:
-    """When anything is next due: a journey, or a trigger event after `now` (the two
-    statements are built once: a statement object built anew costs its cache key)."""
+    """When anything is next due: a journey, or a trigger event after `now`.
+
+    Trigger events are read once, and after that only the ones stored since (by id:
+    the events table only grows during a simulation or a demo); their times wait in
+    a heap. Asking SQL for `min(at) … at > now` instead read every later event of
+    those names at every virtual tick (no index serves it: an (name, at) index
+    would mislead SQLite's plans for segment event rules)."""
 
     def __init__(self, campaign: Campaign) -> None:
         triggers = [sub.trigger.event for sub in campaign.subcampaigns.values() if sub.trigger]
@@ -157,23 +162,26 @@ class NextMoment:
             col(Journey.campaign) == campaign.campaign, col(Journey.claim_at).is_not(None)
         )
         self.trigger = (
-            select(func.min(col(Event.at))).where(
-                col(Event.name).in_(triggers), col(Event.at) > bindparam("now")
-            )
+            select(col(Event.id), col(Event.at))
+            .where(col(Event.name).in_(triggers), col(Event.id) > bindparam("after"))
+            .order_by(col(Event.id))
             if triggers
             else None
         )
+        self.read_to = 0  # the last event id looked at
+        self.later: list[datetime] = []  # trigger times after the last `now` (a heap)
 
     def __call__(self, ctx: Any, *, now: datetime) -> datetime | None:
         with ctx.session() as s:
             connection = repo.core(s)
             due = connection.execute(self.due).scalar()
-            nxt = (
-                connection.execute(self.trigger, {"now": now}).scalar()
-                if self.trigger is not None
-                else None
-            )
-        moments = [repo.utc(m) for m in (due, nxt) if m is not None]
+            if self.trigger is not None:
+                for event_id, at in connection.execute(self.trigger, {"after": self.read_to}):
+                    self.read_to = event_id or 0
+                    heapq.heappush(self.later, repo.utc(at))
+        while self.later and self.later[0] <= now:
+            heapq.heappop(self.later)
+        moments = [repo.utc(m) for m in (due,) if m is not None] + self.later[:1]
         return min(moments) if moments else None
 
 

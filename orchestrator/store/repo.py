@@ -603,7 +603,17 @@ def cursor(session: Session, *, campaign: str, subcampaign: str) -> int:
     if missing (safe under concurrent ticks). Core statements: this runs every tick."""
     table = Cursor.__table__  # type: ignore[attr-defined]
     where = (table.c.campaign == campaign, table.c.subcampaign == subcampaign)
-    found = core(session).execute(select(table.c.last_event_id).where(*where)).scalar()
+    if dialect(session) == "sqlite":
+        rows = plain.select(
+            core(session),
+            table,
+            ("last_event_id",),
+            "WHERE campaign = ? AND subcampaign = ?",
+            (campaign, subcampaign),
+        )
+        found = rows[0].last_event_id if rows else None
+    else:
+        found = core(session).execute(select(table.c.last_event_id).where(*where)).scalar()
     if found is None:
         stmt = _insert(session, Cursor).values(
             campaign=campaign, subcampaign=subcampaign, last_event_id=0
@@ -634,6 +644,14 @@ def trigger_events(
     away in Python, a simulation's future trigger events cost every tick thousands
     of rows (and a cursor stuck behind `limit` of them would never move)."""
     table = Event.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        return plain.select(
+            core(session),
+            table,
+            [c.name for c in table.columns],
+            "WHERE name = ? AND id > ? AND at <= ? ORDER BY id LIMIT ?",
+            (name, after_id, plain.bind_time(until), limit),
+        )
     return list(
         core(session)
         .execute(
