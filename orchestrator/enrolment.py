@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from itertools import groupby
 from typing import Any
 
 from sqlalchemy import and_, case, exists, func, or_, select
@@ -32,27 +33,25 @@ FULL_PASS_EVERY = timedelta(hours=1)  # for segments whose rules change with tim
 def enrol(
     ctx: Context, *, campaign: Campaign, version_id: int, now: datetime, segments_too: bool = True
 ) -> tuple[int, int]:
-    """New journeys: segment members in priority order, then trigger events. Returns (enrolled, holdout).
+    """New journeys, sub-campaign by sub-campaign in file (priority) order: segment members
+    and trigger events. Returns (enrolled, holdout).
 
     Consecutive segment sub-campaigns are looked at in one pass over the subscribers
-    (each is given to the first of them whose segment they are in: priority order).
+    (each is given to the first of them whose segment they are in).
     `segments_too=False` skips re-evaluating segment membership (the simulator does it daily)."""
     enrolled = holdout = 0
-    names = list(campaign.subcampaigns)
-    i = 0
-    while i < len(names):
-        if campaign.subcampaigns[names[i]].trigger is not None:
-            e, h = _enrol_triggered(
-                ctx, campaign=campaign, version_id=version_id, subcampaign=names[i], now=now
-            )
-            enrolled, holdout, i = enrolled + e, holdout + h, i + 1
+    by_segment = groupby(
+        campaign.subcampaigns, key=lambda n: campaign.subcampaigns[n].trigger is None
+    )
+    for segment_entry, group in by_segment:
+        run = list(group)
+        if not segment_entry:
+            for name in run:
+                e, h = _enrol_triggered(
+                    ctx, campaign=campaign, version_id=version_id, subcampaign=name, now=now
+                )
+                enrolled, holdout = enrolled + e, holdout + h
             continue
-        run = [names[i]]
-        while (
-            i + len(run) < len(names) and campaign.subcampaigns[names[i + len(run)]].trigger is None
-        ):
-            run.append(names[i + len(run)])
-        i += len(run)
         if not segments_too:
             continue
         members, marks = _eligible_members(ctx, campaign=campaign, subcampaigns=run, now=now)

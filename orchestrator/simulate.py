@@ -181,8 +181,8 @@ class NextMoment:
                     heapq.heappush(self.later, repo.utc(at))
         while self.later and self.later[0] <= now:
             heapq.heappop(self.later)
-        moments = [repo.utc(m) for m in (due,) if m is not None] + self.later[:1]
-        return min(moments) if moments else None
+        moments = self.later[:1] + ([repo.utc(due)] if due is not None else [])
+        return min(moments, default=None)
 
 
 def _ceil(moment: datetime, *, start: datetime, step: timedelta) -> datetime:

@@ -131,10 +131,17 @@ def _shape(table: Any, columns: Sequence[str]) -> tuple[Any, list[tuple[int, Any
 
 
 def select(
-    connection: Connection, table: Any, columns: Sequence[str], tail: str, params: Sequence[Any]
+    connection: Connection,
+    table: Any,
+    columns: Sequence[str] | None,
+    tail: str,
+    params: Sequence[Any],
 ) -> list[Any]:
-    """`SELECT columns FROM table tail` (tail: WHERE/ORDER/LIMIT with `?` placeholders, its
-    values already bound with `bind_time` where they are times), read as SQLAlchemy reads."""
+    """`SELECT columns FROM table tail` (None: every column; tail: WHERE/ORDER/LIMIT with `?`
+    placeholders, its values already bound with `bind_time` where they are times), read as
+    SQLAlchemy reads."""
+    if columns is None:
+        columns = [c.name for c in table.columns]
     row_type, readers = _shape(table, columns)
     sql = f"SELECT {', '.join(columns)} FROM {table.name} {tail}"
     out = []
@@ -176,7 +183,7 @@ def placeholders(count: int) -> str:
 def select_in(
     connection: Connection,
     table: Any,
-    columns: Sequence[str],
+    columns: Sequence[str] | None,
     key: str,
     values: Sequence[Any],
     *,

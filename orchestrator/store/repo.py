@@ -228,8 +228,7 @@ def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row
     wanted = list(set(ids))
     rows: Iterable[Row[Any]]
     if dialect(session) == "sqlite":
-        columns = [c.name for c in table.columns]
-        rows = plain.select_in(core(session), table, columns, "subscriber_id", wanted)
+        rows = plain.select_in(core(session), table, None, "subscriber_id", wanted)
     else:
         rows = core(session).execute(select(table).where(table.c.subscriber_id.in_(wanted)))
     for row in rows:
@@ -482,7 +481,7 @@ def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> 
         return plain.select(
             core(session),
             table,
-            [c.name for c in table.columns],
+            None,
             "WHERE campaign = ? AND claim_at <= ? ORDER BY claim_at, id LIMIT ?",
             (campaign, plain.bind_time(now), limit),
         )
@@ -533,7 +532,7 @@ def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int)
         return plain.select(
             core(session),
             table,
-            [c.name for c in table.columns],
+            None,
             "WHERE campaign = ? AND retry_at <= ? AND outcome IN ('claimed', 'retry') "
             "ORDER BY retry_at, id LIMIT ?",
             (campaign, plain.bind_time(now), limit),
@@ -648,7 +647,7 @@ def trigger_events(
         return plain.select(
             core(session),
             table,
-            [c.name for c in table.columns],
+            None,
             "WHERE name = ? AND id > ? AND at <= ? ORDER BY id LIMIT ?",
             (name, after_id, plain.bind_time(until), limit),
         )

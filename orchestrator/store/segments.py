@@ -366,22 +366,34 @@ def membership(segment_name: str, *, segments: Mapping[str, Segment], dialect: s
     return _membership(segment_name, segments=segments, dialect=dialect)
 
 
-_CACHE: OrderedDict[tuple[int, str, str], tuple[Mapping[str, Segment], Pred]] = OrderedDict()
+_CACHE: OrderedDict[tuple[int, Any], tuple[Mapping[str, Segment], Any]] = OrderedDict()
 _CACHE_SIZE = 256
 
 
-def _membership(name: str, *, segments: Mapping[str, Segment], dialect: str) -> Pred:
-    """Compiled once per (segments mapping, name, dialect): building SQL costs more than running it."""
-    key = (id(segments), name, dialect)
-    hit = _CACHE.get(key)
+def _built_once(segments: Mapping[str, Segment], key: Any, build: Callable[[], Any]) -> Any:
+    """SQL built once per (segments mapping, key), the least recently used dropped past
+    _CACHE_SIZE: building SQL costs more than running it. The mapping is kept alive with
+    its entry, so its id is not reused while the entry stands."""
+    slot = (id(segments), key)
+    hit = _CACHE.get(slot)
     if hit is not None and hit[0] is segments:
-        _CACHE.move_to_end(key)
+        _CACHE.move_to_end(slot)
         return hit[1]
-    rule = _Compiler(segments=segments, ops=json_ops(dialect)).segment(name)
-    clause = and_(rule, SUBSCRIBER.c.status == "active")
-    _CACHE[key] = (segments, clause)  # the mapping is kept alive, so its id is not reused
+    value = build()
+    _CACHE[slot] = (segments, value)
     if len(_CACHE) > _CACHE_SIZE:
         _CACHE.popitem(last=False)
+    return value
+
+
+def _membership(name: str, *, segments: Mapping[str, Segment], dialect: str) -> Pred:
+    """Compiled once per (segments mapping, name, dialect)."""
+
+    def build() -> Pred:
+        rule = _Compiler(segments=segments, ops=json_ops(dialect)).segment(name)
+        return and_(rule, SUBSCRIBER.c.status == "active")
+
+    clause: Pred = _built_once(segments, ("member", name, dialect), build)
     return clause
 
 
@@ -426,29 +438,21 @@ def is_member_of(
     return found
 
 
-_FLAGS: OrderedDict[tuple[int, tuple[str, ...], str], tuple[Mapping[str, Segment], Select[Any]]]
-_FLAGS = OrderedDict()
-
-
 def _flags_query(
     names: tuple[str, ...], *, segments: Mapping[str, Segment], dialect: str
 ) -> Select[Any]:
-    """SELECT id, flag per segment FROM subscriber WHERE id IN :ids (cached like `_membership`)."""
-    key = (id(segments), names, dialect)
-    hit = _FLAGS.get(key)
-    if hit is not None and hit[0] is segments:
-        _FLAGS.move_to_end(key)
-        return hit[1]
-    flags = [
-        case((_membership(n, segments=segments, dialect=dialect), 1), else_=0).label(f"f{i}")
-        for i, n in enumerate(names)
-    ]
-    query = select(SUBSCRIBER.c.id, *flags).where(
-        SUBSCRIBER.c.id.in_(bindparam("ids", expanding=True))
-    )
-    _FLAGS[key] = (segments, query)
-    if len(_FLAGS) > _CACHE_SIZE:
-        _FLAGS.popitem(last=False)
+    """SELECT id, flag per segment FROM subscriber WHERE id IN :ids (built once)."""
+
+    def build() -> Select[Any]:
+        flags = [
+            case((_membership(n, segments=segments, dialect=dialect), 1), else_=0).label(f"f{i}")
+            for i, n in enumerate(names)
+        ]
+        return select(SUBSCRIBER.c.id, *flags).where(
+            SUBSCRIBER.c.id.in_(bindparam("ids", expanding=True))
+        )
+
+    query: Select[Any] = _built_once(segments, ("flags", names, dialect), build)
     return query
 
 
