@@ -213,28 +213,35 @@ def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tic
 
         def terminate_mid_transaction() -> None:
             """Once sends are flowing, end the tick's session while it is inside a
-            transaction that has written (an idle pooled connection would just be
-            replaced by pre-ping, and a read-only one dropped after its last statement
-            is replaced on its way back to the pool: the tick would rightly go on)."""
+            transaction that has written. The moment is made, not waited for: holding an
+            EXCLUSIVE lock on node_stat (reads go on, writes wait) stops the tick's next
+            batch transaction at its counter upsert, after its other writes, so the session
+            ended is certainly mid-transaction. (Ending a session seen writing a moment ago
+            races its commit: an idle pooled connection is just replaced by pre-ping, and
+            the tick would rightly go on.)"""
             admin = create_engine(base)
             try:
                 for _ in range(600):
                     if receiver.stats()["requests"] >= 60:
                         break
                     time.sleep(0.05)
-                with admin.connect() as c:
-                    while proc.poll() is None and not killed:
-                        ended = c.execute(
-                            text(
-                                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE application_name = 'campaign-tick-under-test' "
-                                "AND state IN ('active', 'idle in transaction') "
-                                "AND backend_xid IS NOT NULL"
-                            )
-                        ).all()
-                        c.commit()
-                        killed.extend(1 for (ok,) in ended if ok)
-                        time.sleep(0.002)
+                with admin.connect() as locker, admin.connect() as c:
+                    locker.execute(text("LOCK TABLE node_stat IN EXCLUSIVE MODE"))
+                    try:
+                        while proc.poll() is None and not killed:
+                            ended = c.execute(
+                                text(
+                                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                    "WHERE application_name = 'campaign-tick-under-test' "
+                                    "AND wait_event_type = 'Lock' "
+                                    "AND backend_xid IS NOT NULL"
+                                )
+                            ).all()
+                            c.commit()
+                            killed.extend(1 for (ok,) in ended if ok)
+                            time.sleep(0.01)
+                    finally:
+                        locker.rollback()
             finally:
                 admin.dispose()
 
