@@ -10,7 +10,10 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
-from orchestrator.store import models  # noqa: F401  (registers the tables)
+from orchestrator.store import (
+    models,  # noqa: F401  (registers the tables)
+    plain,
+)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, durable: bool = True) -> None:
@@ -35,8 +38,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any, *, durable: bool = True
 def _sqlite_begin(connection: Any) -> None:
     """Every SQLite transaction takes the write lock up front: two ticks claiming due
     journeys queue up instead of both reading the same rows (SQLite's stand-in for
-    PostgreSQL's FOR UPDATE SKIP LOCKED). Readers are not blocked (WAL)."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    PostgreSQL's FOR UPDATE SKIP LOCKED). Readers are not blocked (WAL).
+
+    Sent through the driver (errors still come back as SQLAlchemy's): every session
+    begins, and a statement's execution context costs more than the BEGIN itself."""
+    plain.execute(connection, "BEGIN IMMEDIATE", ())
 
 
 def make_engine(url: str, *, durable: bool = True) -> Engine:
