@@ -108,9 +108,12 @@ class SubscriberView:
 
 @dataclass(frozen=True)
 class EventView:
+    """What the engine reads of an event: goals and exits match by name (and a click by its
+    send); properties matter to trigger enrolment and templates, not here, so the tick
+    does not read them."""
+
     name: str
     at: datetime
-    properties: dict[str, Any] = field(default_factory=dict)
     send_id: int | None = None
 
 

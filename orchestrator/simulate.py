@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import func, select
 from sqlmodel import col
 
 from orchestrator import loader
@@ -33,7 +33,7 @@ from orchestrator.records import EventRecord, RecordError, parse_subscriber, par
 from orchestrator.service import CampaignLoad, load_current, open_context, read_jsonl, status
 from orchestrator.spec import Campaign, NotificationNode
 from orchestrator.store import repo
-from orchestrator.store.models import Event, Journey
+from orchestrator.store.models import Journey
 from orchestrator.ticking import tick_campaign
 
 SEGMENT_ENROL_EVERY = timedelta(days=1)
@@ -157,31 +157,23 @@ class NextMoment:
     would mislead SQLite's plans for segment event rules)."""
 
     def __init__(self, campaign: Campaign) -> None:
-        triggers = [sub.trigger.event for sub in campaign.subcampaigns.values() if sub.trigger]
-        self.due = select(func.min(col(Journey.claim_at))).where(
-            col(Journey.campaign) == campaign.campaign, col(Journey.claim_at).is_not(None)
-        )
-        self.trigger = (
-            select(col(Event.id), col(Event.at))
-            .where(col(Event.name).in_(triggers), col(Event.id) > bindparam("after"))
-            .order_by(col(Event.id))
-            if triggers
-            else None
+        self.campaign = campaign.campaign
+        self.triggers = sorted(
+            {sub.trigger.event for sub in campaign.subcampaigns.values() if sub.trigger}
         )
         self.read_to = 0  # the last event id looked at
         self.later: list[datetime] = []  # trigger times after the last `now` (a heap)
 
     def __call__(self, ctx: Any, *, now: datetime) -> datetime | None:
         with ctx.session() as s:
-            connection = repo.core(s)
-            due = connection.execute(self.due).scalar()
-            if self.trigger is not None:
-                for event_id, at in connection.execute(self.trigger, {"after": self.read_to}):
-                    self.read_to = event_id or 0
-                    heapq.heappush(self.later, repo.utc(at))
+            due = repo.next_claim(s, campaign=self.campaign)
+            if self.triggers:
+                for event_id, at in repo.event_times(s, self.triggers, after_id=self.read_to):
+                    self.read_to = event_id
+                    heapq.heappush(self.later, at)
         while self.later and self.later[0] <= now:
             heapq.heappop(self.later)
-        moments = self.later[:1] + ([repo.utc(due)] if due is not None else [])
+        moments = self.later[:1] + ([due] if due is not None else [])
         return min(moments, default=None)
 
 

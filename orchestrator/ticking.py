@@ -238,7 +238,7 @@ def _advance_rows(
                 subs.get(row.subscriber_id), row.subscriber_id, has_sub
             ),
             events=[
-                EventView(e.name, repo.utc(e.at), e.properties, e.send_id)
+                EventView(e.name, repo.utc(e.at), e.send_id)
                 for e in events.get(row.subscriber_id, [])
             ],
             memberships=memberships,

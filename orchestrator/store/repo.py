@@ -310,10 +310,11 @@ def wake_many(session: Session, moments: dict[str, datetime]) -> None:
 def events_for(
     session: Session, ids: Iterable[str], *, since: datetime, until: datetime
 ) -> dict[str, list[Row[Any]]]:
-    """Events of these subscribers in [since, until], oldest first (plain rows)."""
+    """Events of these subscribers in [since, until], oldest first (plain rows, without
+    properties: the engine matches by name and send)."""
     table = Event.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
-    columns = ("subscriber_id", "name", "at", "properties", "send_id")
+    columns = ("subscriber_id", "name", "at", "send_id")
     rows: Iterable[Row[Any]]
     if dialect(session) == "sqlite":
         rows = plain.select_in(
@@ -494,6 +495,56 @@ def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> 
     if dialect(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
     return list(core(session).execute(stmt).all())
+
+
+def next_claim(session: Session, *, campaign: str) -> datetime | None:
+    """When the campaign's next journey is due (None: none is waiting); one index probe."""
+    table = Journey.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        rows = plain.select(
+            core(session),
+            table,
+            ("claim_at",),
+            "WHERE campaign = ? AND claim_at IS NOT NULL ORDER BY claim_at LIMIT 1",
+            (campaign,),
+        )
+        return rows[0].claim_at if rows else None
+    return aware(
+        core(session)
+        .execute(
+            select(func.min(table.c.claim_at)).where(
+                table.c.campaign == campaign, table.c.claim_at.is_not(None)
+            )
+        )
+        .scalar()
+    )
+
+
+def event_times(
+    session: Session, names: Sequence[str], *, after_id: int
+) -> list[tuple[int, datetime]]:
+    """(id, at) of the events of these names stored after `after_id`, in id order."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    rows: Sequence[Any]
+    if dialect(session) == "sqlite":
+        rows = plain.select(
+            core(session),
+            table,
+            ("id", "at"),
+            f"WHERE name IN ({plain.placeholders(len(names))}) AND id > ? ORDER BY id",
+            (*names, after_id),
+        )
+    else:
+        rows = (
+            core(session)
+            .execute(
+                select(table.c.id, table.c.at)
+                .where(table.c.name.in_(list(names)), table.c.id > after_id)
+                .order_by(table.c.id)
+            )
+            .all()
+        )
+    return [(int(r.id), utc(r.at)) for r in rows]
 
 
 def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, bool]:
