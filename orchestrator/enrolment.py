@@ -24,9 +24,18 @@ from orchestrator.engine import Action
 from orchestrator.service import Context
 from orchestrator.spec import Campaign
 from orchestrator.store import repo, segments
-from orchestrator.store.models import EnrolMark, Event, Journey, PushSubscription, Subscriber
+from orchestrator.store.models import (
+    EnrolMark,
+    Event,
+    Journey,
+    PushSubscription,
+    Subscriber,
+    utcnow,
+)
 
 ENROL_CHUNK = 5000
+# how long an event id may still be committing on PostgreSQL after a larger one is seen
+TRIGGER_SETTLE = timedelta(minutes=1)
 FULL_PASS_EVERY = timedelta(hours=1)  # for segments whose rules change with time alone
 
 
@@ -198,60 +207,113 @@ def _insert_journeys(
 def _enrol_triggered(
     ctx: Context, *, campaign: Campaign, version_id: int, subcampaign: str, now: datetime
 ) -> tuple[int, int]:
+    """Enrol from the trigger events not handled yet: those the cursor passed while they
+    were dated later and that are due now, then every due one beyond the cursor.
+
+    The cursor (an event id) then moves as far as it safely can: not past an event stored
+    in the last TRIGGER_SETTLE (on PostgreSQL an event with a smaller id may still be
+    committing; the events handled beyond the cursor are marked, and skipped when read
+    again), and past an event dated later only by marking it, to be enrolled when due.
+    The simulator, one process on its own database, needs no settling time."""
     sub = campaign.subcampaigns[subcampaign]
     assert sub.trigger is not None
-    stale_before = now - sub.trigger.delay - campaign.settings.window
+    name = sub.trigger.event
+    keys = {"campaign": campaign.campaign, "subcampaign": subcampaign}
     enrolled = holdout = 0
+    seen: list[int] = []  # every id read beyond the cursor, ascending
+    beyond: list[tuple[int, datetime]] = []  # (id, at) handled beyond the cursor
+    with ctx.session() as s:
+        start = repo.cursor(s, **keys)
+        marks = repo.trigger_marks(s, **keys)
+        handled = {i for i, _, done in marks if done}
+        due_marked = repo.events_by_id(s, [i for i, at, done in marks if not done and at <= now])
+        entries = _entries(ctx, s, campaign, subcampaign, due_marked, now=now)
+        events = repo.trigger_events(s, name=name, after_id=start, until=now, limit=ENROL_CHUNK)
+        fresh = [e for e in events if e.id not in handled]
+        more = _entries(ctx, s, campaign, subcampaign, fresh, now=now, taken=entries)
+        s.commit()
     while True:
-        with ctx.session() as s:
-            after = repo.cursor(s, campaign=campaign.campaign, subcampaign=subcampaign)
-            events = repo.trigger_events(
-                s, name=sub.trigger.event, after_id=after, until=now, limit=ENROL_CHUNK
-            )
-            if not events:
-                s.commit()
-                return enrolled, holdout
-            wanted = [
-                e
-                for e in events
-                if all(e.properties.get(k) == v for k, v in sub.trigger.where.items())
-            ]
-            wanted = [e for e in wanted if repo.utc(e.at) >= stale_before]
-            ids = {e.subscriber_id for e in wanted}
-            if sub.segment is not None and ids:
-                member = segments.is_member_of(
-                    s, sorted(ids), [sub.segment], segments=campaign.segments, now=now
-                )
-                ids = {sid for sid in ids if sub.segment in member.get(sid, set())}
-            blocked = _blocked_ids(s, campaign=campaign, ids=ids, now=now)
-            if not ctx.simulated:
-                blocked |= ids - set(repo.subscription_counts(s, ids))
-            entries: list[tuple[str, tuple[datetime, dict[str, Any], int] | None]] = []
-            for e in wanted:
-                if e.subscriber_id in ids and e.subscriber_id not in blocked:
-                    at = repo.aware(e.at)
-                    assert at is not None and e.id is not None
-                    context = {"event": e.name, "properties": e.properties, "at": at.isoformat()}
-                    entries.append((e.subscriber_id, (at, context, e.id)))
-                    blocked.add(e.subscriber_id)  # one journey per subscriber per tick
-            last_id = events[-1].id
-            s.commit()
         e_count, h_count = _insert_journeys(
             ctx,
             campaign=campaign,
             version_id=version_id,
             subcampaign=subcampaign,
-            entries=entries,
+            entries=[*entries, *more],
             now=now,
         )
-        enrolled += e_count
-        holdout += h_count
-        with ctx.session() as s, s.begin():
-            repo.move_cursor(
-                s, campaign=campaign.campaign, subcampaign=subcampaign, to=last_id or 0
-            )
+        enrolled, holdout = enrolled + e_count, holdout + h_count
+        seen.extend(e.id for e in events)
+        beyond.extend((e.id, repo.utc(e.at)) for e in fresh)
         if len(events) < ENROL_CHUNK:  # that read took every due event there was
-            return enrolled, holdout
+            break
+        entries = []
+        with ctx.session() as s:
+            events = repo.trigger_events(
+                s, name=name, after_id=seen[-1], until=now, limit=ENROL_CHUNK
+            )
+            fresh = [e for e in events if e.id not in handled]
+            more = _entries(ctx, s, campaign, subcampaign, fresh, now=now)
+            s.commit()
+    if not seen and not marks:
+        return enrolled, holdout
+    with ctx.session() as s, s.begin():
+        to = seen[-1] if seen else start
+        if not ctx.simulated and seen:
+            recent = repo.first_recorded_after(
+                s, name=name, after_id=start, recorded_after=utcnow() - TRIGGER_SETTLE
+            )
+            if recent is not None:  # not past an id below it that may still be committing
+                to = max((i for i in seen if i < recent), default=start)
+        later = repo.dated_after(s, name=name, after_id=start, up_to=to, moment=now)
+        repo.mark_triggers(s, **keys, later=later, handled=[(i, at) for i, at in beyond if i > to])
+        repo.move_cursor(s, **keys, to=to)
+        if marks or later:
+            repo.unmark_triggers(s, **keys, upto=to, done=[e.id for e in due_marked])
+    return enrolled, holdout
+
+
+def _entries(
+    ctx: Context,
+    s: Session,
+    campaign: Campaign,
+    subcampaign: str,
+    events: Sequence[Any],
+    *,
+    now: datetime,
+    taken: Sequence[tuple[str, Any]] = (),
+) -> list[tuple[str, tuple[datetime, dict[str, Any], int] | None]]:
+    """The journeys these trigger events start: the subscribers that the trigger's `where`,
+    its segment, staleness and re-entry let in, one per subscriber (`taken`: already
+    given one in this pass)."""
+    if not events:
+        return []
+    sub = campaign.subcampaigns[subcampaign]
+    assert sub.trigger is not None
+    stale_before = now - sub.trigger.delay - campaign.settings.window
+    wanted = [
+        e
+        for e in events
+        if all(e.properties.get(k) == v for k, v in sub.trigger.where.items())
+        and repo.utc(e.at) >= stale_before
+    ]
+    ids = {e.subscriber_id for e in wanted}
+    if sub.segment is not None and ids:
+        member = segments.is_member_of(
+            s, sorted(ids), [sub.segment], segments=campaign.segments, now=now
+        )
+        ids = {sid for sid in ids if sub.segment in member.get(sid, set())}
+    blocked = _blocked_ids(s, campaign=campaign, ids=ids, now=now) | {sid for sid, _ in taken}
+    if not ctx.simulated:
+        blocked |= ids - set(repo.subscription_counts(s, ids))
+    entries: list[tuple[str, tuple[datetime, dict[str, Any], int] | None]] = []
+    for e in wanted:
+        if e.subscriber_id in ids and e.subscriber_id not in blocked:
+            at = repo.aware(e.at)
+            assert at is not None and e.id is not None
+            context = {"event": e.name, "properties": e.properties, "at": at.isoformat()}
+            entries.append((e.subscriber_id, (at, context, e.id)))
+            blocked.add(e.subscriber_id)  # one journey per subscriber per tick
+    return entries
 
 
 def _blocked_ids(s: Session, *, campaign: Campaign, ids: set[str], now: datetime) -> set[str]:

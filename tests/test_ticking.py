@@ -198,6 +198,118 @@ def test_trigger_events_dated_later_do_not_hold_up_the_ones_already_due(
     assert [r.node for r in delivery.requests if r.subscriber_id == "cat"] == ["nudge"]
 
 
+def _more_people(ctx: Context, tmp: Path, *ids: str) -> None:
+    people = tmp / "more-people.jsonl"
+    people.write_text("".join(_line(sid, plan="free") + "\n" for sid in ids), encoding="utf-8")
+    assert import_subscribers(ctx, people).bad == []
+
+
+def _trigger_state(ctx: Context) -> tuple[int, list[tuple[int, bool]]]:
+    from orchestrator.store.models import Cursor, TriggerMark
+
+    with ctx.session() as s:
+        cursor = s.execute(
+            select(Cursor.last_event_id).where(Cursor.subcampaign == "carts")
+        ).scalar_one()
+        marks = s.execute(
+            select(TriggerMark.event_id, TriggerMark.handled).order_by(TriggerMark.event_id)
+        ).all()
+    return int(cursor), [(int(i), bool(h)) for i, h in marks]
+
+
+@pytest.mark.parametrize("settle", [True, False])
+def test_a_trigger_event_dated_later_enrols_when_due_though_later_stored_ones_came_first(
+    world: tuple[Context, RecordingDelivery, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    settle: bool,
+) -> None:
+    """The cursor passes an event dated after the tick only by marking it; the first tick
+    at or after its time enrols it (before, a later-stored due event moved the cursor past
+    it for good). With the settling time (events stored in the last minute), the cursor
+    stays behind both and the read finds dan's event when due."""
+    from orchestrator import enrolment
+
+    if not settle:
+        monkeypatch.setattr(enrolment, "TRIGGER_SETTLE", timedelta(0))
+    ctx, delivery, _ = world
+    _more_people(ctx, tmp_path, "dan", "eve")
+    later = T0 + timedelta(days=2)
+    (dan,) = add_events(ctx, [EventRecord("dan", "cart_abandoned", later, {"product": "Mug"})])
+    (eve,) = add_events(ctx, [EventRecord("eve", "cart_abandoned", T0, {"product": "Lamp"})])
+    tick(ctx, now=T0 + timedelta(hours=1))
+    assert [r.subscriber_id for r in delivery.requests if r.node == "nudge"] == ["eve"]
+    cursor, marks = _trigger_state(ctx)
+    if settle:  # eve's event was stored a moment ago: the cursor stays behind it, marked
+        assert cursor < dan and marks == [(eve, True)]
+    else:  # the cursor passes both; dan's event is marked to be enrolled when due
+        assert cursor == eve and marks == [(dan, False)]
+    tick(ctx, now=T0 + timedelta(hours=2))  # read again, skipped: nothing new
+    assert [r.subscriber_id for r in delivery.requests if r.node == "nudge"] == ["eve"]
+    tick(ctx, now=later + timedelta(hours=1))
+    assert [r.subscriber_id for r in delivery.requests if r.node == "nudge"] == ["eve", "dan"]
+    mug = [r for r in delivery.requests if r.subscriber_id == "dan"]
+    assert json.loads(mug[0].payload)["title"] == "Still want Mug?"
+    tick(ctx, now=later + timedelta(hours=3))
+    assert len([r for r in delivery.requests if r.node == "nudge"]) == 2
+    with ctx.session() as s:
+        journeys = s.execute(
+            select(Journey.subscriber_id, Journey.trigger_event_id).where(
+                Journey.subcampaign == "carts"
+            )
+        ).all()
+    assert sorted(journeys) == [("dan", dan), ("eve", eve)]
+
+
+def test_the_trigger_cursor_waits_for_events_still_committing_then_passes_what_it_handled(
+    world: tuple[Context, RecordingDelivery, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An event whose id is smaller than one a tick has read, stored after that tick (a
+    transaction that committed late), is still enrolled: the cursor does not pass events
+    stored in the last TRIGGER_SETTLE. Once they are older, it passes them and drops
+    their marks."""
+    from sqlalchemy import delete, insert
+
+    from orchestrator import enrolment
+    from orchestrator.store.models import Event
+
+    ctx, delivery, _ = world
+    _more_people(ctx, tmp_path, "dan", "eve")
+    (gap,) = add_events(ctx, [EventRecord("dan", "page_view", T0)])
+    (eve,) = add_events(ctx, [EventRecord("eve", "cart_abandoned", T0, {"product": "Lamp"})])
+    with ctx.session() as s, s.begin():  # the id `gap` stands for a transaction not yet committed
+        s.execute(delete(Event).where(Event.id == gap))
+    tick(ctx, now=T0 + timedelta(hours=1))
+    assert [r.subscriber_id for r in delivery.requests if r.node == "nudge"] == ["eve"]
+    cursor, marks = _trigger_state(ctx)
+    assert cursor < gap and marks == [(eve, True)]
+    with ctx.session() as s, s.begin():  # ... and now it commits
+        s.execute(
+            insert(Event).values(
+                id=gap,
+                subscriber_id="dan",
+                name="cart_abandoned",
+                at=T0,
+                properties={"product": "Mug"},
+                recorded_at=datetime.now(UTC),
+            )
+        )
+    tick(ctx, now=T0 + timedelta(hours=2))
+    assert [r.subscriber_id for r in delivery.requests if r.node == "nudge"] == ["eve", "dan"]
+    assert _trigger_state(ctx) == (cursor, [(gap, True), (eve, True)])
+    monkeypatch.setattr(enrolment, "TRIGGER_SETTLE", timedelta(0))  # a minute later
+    add_events(
+        ctx, [EventRecord("cat", "cart_abandoned", T0 + timedelta(hours=2), {"product": "Pen"})]
+    )
+    tick(ctx, now=T0 + timedelta(hours=3))
+    sent = [r.subscriber_id for r in delivery.requests if r.node == "nudge"]
+    assert sent == ["eve", "dan", "cat"]
+    cursor, marks = _trigger_state(ctx)
+    assert cursor > eve and marks == []
+
+
 def test_template_error_skips_the_send_and_follows_no_convert(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:

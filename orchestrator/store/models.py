@@ -183,6 +183,24 @@ class Cursor(SQLModel, table=True):
     last_event_id: int = 0
 
 
+class TriggerMark(SQLModel, table=True):
+    """Trigger events beyond a sub-campaign's cursor that the cursor cannot simply pass.
+
+    `handled`: read and decided (enrolled or refused) while the cursor stays behind them,
+    because an event stored just before them may still be committing; a later read skips
+    them. Not `handled`: dated later than the tick that passed them (`at`), enrolled by
+    the first tick at or after `at`. Rows go once the cursor passes or the event is due."""
+
+    __tablename__ = "trigger_mark"
+    __table_args__ = (Index("ix_trigger_mark_due", "campaign", "subcampaign", "handled", "at"),)
+
+    campaign: str = Field(primary_key=True, max_length=63)
+    subcampaign: str = Field(primary_key=True, max_length=64)
+    event_id: int = Field(primary_key=True)
+    at: datetime
+    handled: bool = False
+
+
 class Setting(SQLModel, table=True):
     """Generated secrets and other per-database values (e.g. the HMAC key)."""
 

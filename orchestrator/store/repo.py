@@ -37,6 +37,7 @@ from orchestrator.store.models import (
     Send,
     Setting,
     Subscriber,
+    TriggerMark,
     utcnow,
 )
 
@@ -712,6 +713,131 @@ def trigger_events(
         )
         .all()
     )
+
+
+def trigger_marks(
+    session: Session, *, campaign: str, subcampaign: str
+) -> list[tuple[int, datetime, bool]]:
+    """(event id, at, handled) of the sub-campaign's marked trigger events (see TriggerMark)."""
+    table = TriggerMark.__table__  # type: ignore[attr-defined]
+    rows: Sequence[Any]
+    if dialect(session) == "sqlite":
+        rows = plain.select(
+            core(session),
+            table,
+            ("event_id", "at", "handled"),
+            "WHERE campaign = ? AND subcampaign = ?",
+            (campaign, subcampaign),
+        )
+    else:
+        rows = (
+            core(session)
+            .execute(
+                select(table.c.event_id, table.c.at, table.c.handled).where(
+                    table.c.campaign == campaign, table.c.subcampaign == subcampaign
+                )
+            )
+            .all()
+        )
+    return [(int(r.event_id), utc(r.at), bool(r.handled)) for r in rows]
+
+
+def events_by_id(session: Session, ids: Sequence[int]) -> list[Row[Any]]:
+    """These events (plain rows, as `trigger_events` gives them), in id order."""
+    if not ids:
+        return []
+    table = Event.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        rows = plain.select_in(core(session), table, None, "id", sorted(ids))
+        return sorted(rows, key=lambda r: r.id)
+    return list(
+        core(session).execute(select(table).where(table.c.id.in_(sorted(ids))).order_by(table.c.id))
+    )
+
+
+def first_recorded_after(
+    session: Session, *, name: str, after_id: int, recorded_after: datetime
+) -> int | None:
+    """The first event of this name above `after_id` stored after `recorded_after`."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    return (
+        core(session)
+        .execute(
+            select(table.c.id)
+            .where(
+                table.c.name == name, table.c.id > after_id, table.c.recorded_at > recorded_after
+            )
+            .order_by(table.c.id)
+            .limit(1)
+        )
+        .scalar()
+    )
+
+
+def dated_after(
+    session: Session, *, name: str, after_id: int, up_to: int, moment: datetime
+) -> list[tuple[int, datetime]]:
+    """(id, at) of the events of this name with ids in (after_id, up_to] dated after `moment`."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    if up_to <= after_id:
+        return []
+    rows: Sequence[Any]
+    if dialect(session) == "sqlite":
+        rows = plain.select(
+            core(session),
+            table,
+            ("id", "at"),
+            "WHERE name = ? AND id > ? AND id <= ? AND at > ?",
+            (name, after_id, up_to, plain.bind_time(moment)),
+        )
+    else:
+        rows = (
+            core(session)
+            .execute(
+                select(table.c.id, table.c.at).where(
+                    table.c.name == name,
+                    table.c.id > after_id,
+                    table.c.id <= up_to,
+                    table.c.at > moment,
+                )
+            )
+            .all()
+        )
+    return [(int(r.id), utc(r.at)) for r in rows]
+
+
+def mark_triggers(
+    session: Session,
+    *,
+    campaign: str,
+    subcampaign: str,
+    later: Sequence[tuple[int, datetime]] = (),
+    handled: Sequence[tuple[int, datetime]] = (),
+) -> None:
+    """Mark events dated later (enrolled once due) and events handled beyond the cursor;
+    a mark already there (a concurrent tick's) is kept."""
+    rows = [
+        {"campaign": campaign, "subcampaign": subcampaign, "event_id": i, "at": at, "handled": h}
+        for marks, h in ((later, False), (handled, True))
+        for i, at in marks
+    ]
+    if rows:
+        core(session).execute(insert_ignoring(session, TriggerMark), rows)
+
+
+def unmark_triggers(
+    session: Session, *, campaign: str, subcampaign: str, upto: int, done: Sequence[int] = ()
+) -> None:
+    """Drop the marks of handled events the cursor has passed, and of the `done` events."""
+    table = TriggerMark.__table__  # type: ignore[attr-defined]
+    mine = (table.c.campaign == campaign, table.c.subcampaign == subcampaign)
+    core(session).execute(
+        delete(table).where(*mine, table.c.handled.is_(True), table.c.event_id <= upto)
+    )
+    for i in range(0, len(done), 5000):
+        core(session).execute(
+            delete(table).where(*mine, table.c.event_id.in_(list(done[i : i + 5000])))
+        )
 
 
 def insert_ignoring(session: Session, table: Any) -> Any:
