@@ -226,7 +226,8 @@ def _enrol_triggered(
         start = repo.cursor(s, **keys)
         marks = repo.trigger_marks(s, **keys)
         handled = {i for i, _, done in marks if done}
-        due_marked = repo.events_by_id(s, [i for i, at, done in marks if not done and at <= now])
+        due = [i for i, at, done in marks if not done and at <= now]
+        due_marked = repo.events_by_id(s, due)  # an erased subscriber's events are gone
         entries = _entries(ctx, s, campaign, subcampaign, due_marked, now=now)
         events = repo.trigger_events(s, name=name, after_id=start, until=now, limit=ENROL_CHUNK)
         fresh = [e for e in events if e.id not in handled]
@@ -268,7 +269,7 @@ def _enrol_triggered(
         repo.mark_triggers(s, **keys, later=later, handled=[(i, at) for i, at in beyond if i > to])
         repo.move_cursor(s, **keys, to=to)
         if marks or later:
-            repo.unmark_triggers(s, **keys, upto=to, done=[e.id for e in due_marked])
+            repo.unmark_triggers(s, **keys, upto=to, done=due)
     return enrolled, holdout
 
 

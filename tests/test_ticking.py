@@ -261,6 +261,31 @@ def test_a_trigger_event_dated_later_enrols_when_due_though_later_stored_ones_ca
     assert sorted(journeys) == [("dan", dan), ("eve", eve)]
 
 
+def test_the_mark_of_a_later_dated_event_goes_when_its_subscriber_is_erased(
+    world: tuple[Context, RecordingDelivery, Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from sqlalchemy import delete
+
+    from orchestrator import enrolment
+    from orchestrator.store.models import Event
+
+    monkeypatch.setattr(enrolment, "TRIGGER_SETTLE", timedelta(0))
+    ctx, delivery, _ = world
+    _more_people(ctx, tmp_path, "dan", "eve")
+    later = T0 + timedelta(days=2)
+    (dan,) = add_events(ctx, [EventRecord("dan", "cart_abandoned", later, {"product": "Mug"})])
+    (eve,) = add_events(ctx, [EventRecord("eve", "cart_abandoned", T0, {"product": "Lamp"})])
+    tick(ctx, now=T0 + timedelta(hours=1))
+    assert _trigger_state(ctx) == (eve, [(dan, False)])
+    with ctx.session() as s, s.begin():  # what erasing dan does to his events
+        s.execute(delete(Event).where(Event.subscriber_id == "dan"))
+    tick(ctx, now=later + timedelta(hours=1))
+    assert [r.subscriber_id for r in delivery.requests if r.node == "nudge"] == ["eve"]
+    assert _trigger_state(ctx) == (eve, [])
+
+
 def test_the_trigger_cursor_waits_for_events_still_committing_then_passes_what_it_handled(
     world: tuple[Context, RecordingDelivery, Path],
     tmp_path: Path,
