@@ -36,6 +36,8 @@ from orchestrator.store.models import (
 ENROL_CHUNK = 5000
 # how long an event id may still be committing on PostgreSQL after a larger one is seen
 TRIGGER_SETTLE = timedelta(minutes=1)
+# journeys to start: (subscriber, (trigger time, trigger context, event id) or None)
+Entries = Sequence[tuple[str, tuple[datetime, dict[str, Any], int] | None]]
 FULL_PASS_EVERY = timedelta(hours=1)  # for segments whose rules change with time alone
 
 
@@ -171,7 +173,7 @@ def _insert_journeys(
     campaign: Campaign,
     version_id: int,
     subcampaign: str,
-    entries: Sequence[tuple[str, tuple[datetime, dict[str, Any], int] | None]],
+    entries: Entries,
     now: datetime,
 ) -> tuple[int, int]:
     enrolled = holdout = 0
@@ -222,6 +224,13 @@ def _enrol_triggered(
     enrolled = holdout = 0
     seen: list[int] = []  # every id read beyond the cursor, ascending
     beyond: list[tuple[int, datetime]] = []  # (id, at) handled beyond the cursor
+
+    def read(s: Session, after: int, taken: Entries) -> tuple[list[Any], list[Any], list[Any]]:
+        """The next due events beyond `after`, those not handled yet, and their journeys."""
+        events = repo.trigger_events(s, name=name, after_id=after, until=now, limit=ENROL_CHUNK)
+        fresh = [e for e in events if e.id not in handled]
+        return events, fresh, _entries(ctx, s, campaign, subcampaign, fresh, now=now, taken=taken)
+
     with ctx.session() as s:
         start = repo.cursor(s, **keys)
         marks = repo.trigger_marks(s, **keys)
@@ -229,9 +238,8 @@ def _enrol_triggered(
         due = [i for i, at, done in marks if not done and at <= now]
         due_marked = repo.events_by_id(s, due)  # an erased subscriber's events are gone
         entries = _entries(ctx, s, campaign, subcampaign, due_marked, now=now)
-        events = repo.trigger_events(s, name=name, after_id=start, until=now, limit=ENROL_CHUNK)
-        fresh = [e for e in events if e.id not in handled]
-        more = _entries(ctx, s, campaign, subcampaign, fresh, now=now, taken=entries)
+        events, fresh, more = read(s, start, entries)
+        entries += more
         s.commit()
     while True:
         e_count, h_count = _insert_journeys(
@@ -239,7 +247,7 @@ def _enrol_triggered(
             campaign=campaign,
             version_id=version_id,
             subcampaign=subcampaign,
-            entries=[*entries, *more],
+            entries=entries,
             now=now,
         )
         enrolled, holdout = enrolled + e_count, holdout + h_count
@@ -247,13 +255,8 @@ def _enrol_triggered(
         beyond.extend((e.id, repo.utc(e.at)) for e in fresh)
         if len(events) < ENROL_CHUNK:  # that read took every due event there was
             break
-        entries = []
         with ctx.session() as s:
-            events = repo.trigger_events(
-                s, name=name, after_id=seen[-1], until=now, limit=ENROL_CHUNK
-            )
-            fresh = [e for e in events if e.id not in handled]
-            more = _entries(ctx, s, campaign, subcampaign, fresh, now=now)
+            events, fresh, entries = read(s, seen[-1], [])
             s.commit()
     if not seen and not marks:
         return enrolled, holdout
@@ -281,7 +284,7 @@ def _entries(
     events: Sequence[Any],
     *,
     now: datetime,
-    taken: Sequence[tuple[str, Any]] = (),
+    taken: Entries = (),
 ) -> list[tuple[str, tuple[datetime, dict[str, Any], int] | None]]:
     """The journeys these trigger events start: the subscribers that the trigger's `where`,
     its segment, staleness and re-entry let in, one per subscriber (`taken`: already

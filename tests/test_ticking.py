@@ -217,6 +217,16 @@ def _trigger_state(ctx: Context) -> tuple[int, list[tuple[int, bool]]]:
     return int(cursor), [(int(i), bool(h)) for i, h in marks]
 
 
+def _dan_later_then_eve_now(ctx: Context, tmp: Path) -> tuple[int, int, datetime]:
+    """Two new subscribers' trigger events: dan's dated two days on, stored first; eve's
+    due at T0. Returns their ids and dan's time."""
+    _more_people(ctx, tmp, "dan", "eve")
+    later = T0 + timedelta(days=2)
+    (dan,) = add_events(ctx, [EventRecord("dan", "cart_abandoned", later, {"product": "Mug"})])
+    (eve,) = add_events(ctx, [EventRecord("eve", "cart_abandoned", T0, {"product": "Lamp"})])
+    return dan, eve, later
+
+
 @pytest.mark.parametrize("settle", [True, False])
 def test_a_trigger_event_dated_later_enrols_when_due_though_later_stored_ones_came_first(
     world: tuple[Context, RecordingDelivery, Path],
@@ -233,10 +243,7 @@ def test_a_trigger_event_dated_later_enrols_when_due_though_later_stored_ones_ca
     if not settle:
         monkeypatch.setattr(enrolment, "TRIGGER_SETTLE", timedelta(0))
     ctx, delivery, _ = world
-    _more_people(ctx, tmp_path, "dan", "eve")
-    later = T0 + timedelta(days=2)
-    (dan,) = add_events(ctx, [EventRecord("dan", "cart_abandoned", later, {"product": "Mug"})])
-    (eve,) = add_events(ctx, [EventRecord("eve", "cart_abandoned", T0, {"product": "Lamp"})])
+    dan, eve, later = _dan_later_then_eve_now(ctx, tmp_path)
     tick(ctx, now=T0 + timedelta(hours=1))
     assert [r.subscriber_id for r in delivery.requests if r.node == "nudge"] == ["eve"]
     cursor, marks = _trigger_state(ctx)
@@ -273,10 +280,7 @@ def test_the_mark_of_a_later_dated_event_goes_when_its_subscriber_is_erased(
 
     monkeypatch.setattr(enrolment, "TRIGGER_SETTLE", timedelta(0))
     ctx, delivery, _ = world
-    _more_people(ctx, tmp_path, "dan", "eve")
-    later = T0 + timedelta(days=2)
-    (dan,) = add_events(ctx, [EventRecord("dan", "cart_abandoned", later, {"product": "Mug"})])
-    (eve,) = add_events(ctx, [EventRecord("eve", "cart_abandoned", T0, {"product": "Lamp"})])
+    dan, eve, later = _dan_later_then_eve_now(ctx, tmp_path)
     tick(ctx, now=T0 + timedelta(hours=1))
     assert _trigger_state(ctx) == (eve, [(dan, False)])
     with ctx.session() as s, s.begin():  # what erasing dan does to his events
