@@ -8,22 +8,19 @@ from __future__ import annotations
 
 import base64
 import binascii
-import fnmatch
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from orchestrator import urls
 from orchestrator.spec import check_timezone_name
 
 SUBSCRIBER_ID_RE = re.compile(r"^[A-Za-z0-9_.@:+-]{1,128}$")
 EVENT_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
 MAX_ATTRIBUTES_BYTES = 16_384
-LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 
 
 class RecordError(ValueError):
@@ -60,51 +57,6 @@ def _b64url_decode(value: str) -> bytes:
     return base64.urlsafe_b64decode(padded.encode("ascii"))
 
 
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}"
-
-
-def origin_allowed(endpoint: str, allowed: tuple[str, ...]) -> bool:
-    """An endpoint is allowed when its origin matches one of the configured origins or patterns.
-
-    https is required, except for loopback origins that are configured explicitly
-    (a local push service for tests and the demo). IP literals other than
-    loopback never match: a subscription can't point the sender at an internal address.
-    """
-    try:
-        parts = urlsplit(endpoint)
-        _ = parts.port
-    except ValueError:
-        return False
-    host = (parts.hostname or "").lower()
-    if not host or parts.username or parts.password:
-        return False
-    origin = origin_of(endpoint).lower()
-    loopback = host in LOOPBACK_HOSTS
-    if not loopback:
-        try:
-            ipaddress.ip_address(host)
-            return False
-        except ValueError:
-            pass
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
-        return False
-    for pattern in allowed:
-        p = pattern.strip().lower().rstrip("/")
-        if not p:
-            continue
-        if "://" not in p:
-            p = "https://" + p
-        if origin == p or (("*" in p) and fnmatch.fnmatchcase(origin, p)):
-            return True
-    return False
-
-
 def parse_subscription(
     raw: Any, *, allowed: tuple[str, ...], where: str = "subscription"
 ) -> PushSubscriptionRecord:
@@ -114,13 +66,10 @@ def parse_subscription(
     keys = raw.get("keys")
     if not isinstance(endpoint, str) or not endpoint:
         raise RecordError(f"{where}.endpoint: missing or not text")
-    if len(endpoint) > 2048:
-        raise RecordError(f"{where}.endpoint: longer than 2,048 characters")
-    if not origin_allowed(endpoint, allowed):
-        raise RecordError(
-            f"{where}.endpoint: {origin_of(endpoint) if '://' in endpoint else endpoint!r} is not an "
-            "allowed push service origin (CAMPAIGN_PUSH_ALLOWED_ORIGINS; https only)"
-        )
+    try:
+        endpoint = urls.push_endpoint(endpoint, allowed)
+    except urls.UrlError as exc:
+        raise RecordError(f"{where}.endpoint: {exc}") from None
     if not isinstance(keys, dict):
         raise RecordError(f"{where}.keys: missing (needs p256dh and auth)")
     p256dh, auth = keys.get("p256dh"), keys.get("auth")

@@ -31,7 +31,7 @@ from orchestrator.delivery import SendOutcome, SendRequest, Target
 from orchestrator.push.encrypt import Encryptor
 from orchestrator.push.http1 import Http1Client, ProtocolError
 from orchestrator.push.vapid import TokenCache
-from orchestrator.records import origin_allowed, origin_of
+from orchestrator.urls import origin_allowed, origin_of
 
 log = logging.getLogger("campaign.push")
 
