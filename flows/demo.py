@@ -28,7 +28,7 @@ from orchestrator.population import synthesize
 from orchestrator.push.receiver import Receiver
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.records import EventRecord, parse_subscriber, parse_time
+from orchestrator.records import EventRecord, parse_population_events, parse_subscriber
 from orchestrator.render import to_html
 from orchestrator.service import (
     CampaignLoad,
@@ -102,12 +102,7 @@ def _population(
             records.append(record)
             opted_in = start - timedelta(seconds=rng.uniform(0, 3 * 86400))
             events.append(EventRecord(record.id, "subscribed", opted_in, {}))
-            events += [
-                EventRecord(
-                    record.id, e["name"], parse_time(e["at"]), dict(e.get("properties", {}))
-                )
-                for e in raw_events
-            ]
+            events += parse_population_events(record.id, raw_events)
     with ctx.session() as s, s.begin():
         for i in range(0, len(records), 2000):
             repo.upsert_subscribers(s, records[i : i + 2000])

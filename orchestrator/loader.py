@@ -10,6 +10,7 @@ graph and template checks (`checks`) run on that. Every problem is collected;
 from __future__ import annotations
 
 import hashlib
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -137,16 +138,44 @@ class Reporter:
 
 
 def read_text(path: Path) -> str:
+    """A campaign or segment file's text. Anything but a regular file (a FIFO, a device,
+    a folder) and a file over yamlpos.MAX_BYTES are refused before a byte is read;
+    at most that many bytes are ever read (a file growing meanwhile included)."""
+    limit = yamlpos.MAX_BYTES
     try:
-        data = path.read_bytes()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(f"{path}: not a regular file")
+        if info.st_size > limit:
+            raise UnreadableFileError(
+                f"{path}: file is larger than {limit:,} bytes ({info.st_size:,}); not read"
+            )
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
     except FileNotFoundError:
         raise MissingFileError(f"{path}: no such file") from None
     except OSError as exc:
         raise UnreadableFileError(f"{path}: cannot read: {exc.strerror or exc}") from None
+    if len(data) > limit:
+        raise UnreadableFileError(f"{path}: file is larger than {limit:,} bytes; not read")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UnreadableFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def outside_folder(path: Path, root: Path) -> str | None:
+    """Why `path` must not be read as part of a campaign whose folder is `root`: it is (or
+    goes through) a symbolic link, or a `..`, that leads out of the folder. None if fine."""
+    try:
+        target = path.resolve()
+        target.relative_to(root.resolve())
+    except ValueError:
+        how = "a symbolic link" if path.is_symlink() else "a path"
+        return f"{display_name(path)}: {how} leading outside {display_name(root)} is refused"
+    except (OSError, RuntimeError) as exc:  # a symlink loop, say
+        return f"{display_name(path)}: cannot be resolved ({exc})"
+    return None
 
 
 def display_name(path: Path) -> str:
@@ -225,6 +254,10 @@ def _load_includes(
             reporter.value(source, path, "an include is a file path (text)", code="wrong-type")
             continue
         target = (source.path.parent / item).resolve()
+        escape = outside_folder(source.path.parent / item, stack[0].parent)
+        if escape is not None:
+            reporter.value(source, path, f"include {item!r}: {escape}", code="include-outside")
+            continue
         if target in stack:
             chain = " -> ".join(display_name(p) for p in (*stack[stack.index(target) :], target))
             reporter.value(source, path, f"include cycle: {chain}", code="include-cycle")
@@ -422,6 +455,10 @@ def load(path: Path, *, reader: Callable[[Path], str] | None = None) -> LoadedCa
     from orchestrator import checks  # checks imports graph; keep start-up light
 
     read = reader or read_text
+    if reader is None:
+        escape = outside_folder(path, path.absolute().parent)
+        if escape is not None:
+            raise UnreadableFileError(escape)
     text = read(path)
     loaded = LoadedCampaign(path=path, display=display_name(path), text=text, reader=read)
     reporter = Reporter()

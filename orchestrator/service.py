@@ -10,13 +10,20 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlmodel import Session
 
 from orchestrator import loader, tokens
 from orchestrator.config import Config, load_config
 from orchestrator.delivery import Delivery
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
-from orchestrator.records import EventRecord, RecordError, parse_subscriber
+from orchestrator.records import (
+    EventRecord,
+    RecordError,
+    SubscriberRecord,
+    loads,
+    parse_subscriber,
+)
 from orchestrator.spec import Campaign
 from orchestrator.store import db, migrate, repo
 
@@ -171,16 +178,34 @@ class ImportReport:
     bad: list[tuple[int, str]] = field(default_factory=list)
 
 
+MAX_LINE_BYTES = 1_048_576
+
+
 def read_jsonl(path: Path) -> Iterator[tuple[int, Any | RecordError]]:
-    with path.open("r", encoding="utf-8", errors="replace") as lines:
-        for number, line in enumerate(lines, start=1):
+    """(line number, parsed JSON or the RecordError saying why not) for each non-blank line.
+
+    Lines are parsed strictly (`records.loads`); a line longer than MAX_LINE_BYTES is
+    reported without being held in memory whole; bytes that are not UTF-8 make that
+    line bad, not the file."""
+    with path.open("rb") as lines:
+        number = 0
+        while True:
+            line = lines.readline(MAX_LINE_BYTES + 1)
+            if not line:
+                return
+            number += 1
+            if len(line) > MAX_LINE_BYTES and not line.endswith(b"\n"):
+                while line and not line.endswith(b"\n"):  # skip the rest of the line
+                    line = lines.readline(MAX_LINE_BYTES)
+                yield number, RecordError(f"line longer than {MAX_LINE_BYTES:,} bytes")
+                continue
             text = line.strip()
             if not text:
                 continue
             try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, RecordError(f"not JSON: {exc.msg} at column {exc.colno}")
+                yield number, loads(text, "line")
+            except RecordError as exc:
+                yield number, RecordError(str(exc).removeprefix("line: "))
 
 
 def import_subscribers(
@@ -190,20 +215,39 @@ def import_subscribers(
     batch_size: int = 2000,
     progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
-    """Add or update subscribers from JSONL; bad lines are reported and skipped, good ones kept."""
+    """Add or update subscribers from JSONL; bad lines are reported and skipped, good ones kept.
+
+    A batch the database refuses as a whole is stored again line by line, so the line
+    at fault is reported (with the database's reason) and the others are kept."""
     report = ImportReport()
-    batch: list[Any] = []
+    batch: list[tuple[int, SubscriberRecord]] = []
     seen: dict[str, int] = {}
     allowed = ctx.config.push_allowed_origins
+
+    def store(records: list[SubscriberRecord]) -> tuple[int, int]:
+        with ctx.session() as s, s.begin():
+            return repo.upsert_subscribers(s, records)
+
+    def count(records: int, added: int, changed: int) -> None:
+        report.added += added
+        report.changed += changed
+        report.unchanged += records - added - changed
 
     def flush() -> None:
         if not batch:
             return
-        with ctx.session() as s, s.begin():
-            added, changed = repo.upsert_subscribers(s, batch)
-        report.added += added
-        report.changed += changed
-        report.unchanged += len(batch) - added - changed
+        try:
+            count(len(batch), *store([r for _, r in batch]))
+        except (DBAPIError, StatementError) as exc:
+            if _unavailable(exc):
+                raise
+            for number, record in batch:
+                try:
+                    count(1, *store([record]))
+                except (DBAPIError, StatementError) as one:
+                    if _unavailable(one):
+                        raise
+                    report.bad.append((number, f"the database refused it: {_first_line(one)}"))
         if progress:
             progress(len(batch))
         batch.clear()
@@ -220,49 +264,75 @@ def import_subscribers(
         if record.id in seen:
             flush()  # a later line for the same id wins, in file order
         seen[record.id] = number
-        batch.append(record)
+        batch.append((number, record))
         if len(batch) >= batch_size:
             flush()
     flush()
     return report
 
 
+def _unavailable(exc: Exception) -> bool:
+    """A database error that is no record's fault (connection lost, server down)."""
+    return isinstance(exc, OperationalError | InterfaceError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    )
+
+
+def _first_line(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
+
+
+@dataclass(frozen=True)
+class StoredEvents:
+    ids: list[int]  # in the order given; a repeat has the id stored the first time
+    repeated: int  # how many were repeats of an event already stored (same client id)
+
+
 def add_event_batches(
     ctx: Context, batches: list[list[EventRecord]]
-) -> list[list[int] | RecordError]:
-    """Several requests' events in one transaction; a request naming an unknown subscriber is
-    refused whole (its RecordError in its place) and the others are stored."""
+) -> list[StoredEvents | RecordError]:
+    """Several requests' events in one transaction; a request naming an unknown (or deleted)
+    subscriber is refused whole (its RecordError in its place) and the others are stored."""
     with ctx.session() as s, s.begin():
-        known = repo.known_subscribers(s, (r.subscriber_id for b in batches for r in b))
-        out: list[list[int] | RecordError] = []
-        accepted: list[EventRecord] = []
-        sizes: list[int] = []
+        found = repo.subscriber_status(s, (r.subscriber_id for b in batches for r in b))
+        out: list[StoredEvents | RecordError] = []
         for batch in batches:
-            missing = sorted({r.subscriber_id for r in batch} - known)
-            if missing:
-                shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-                out.append(RecordError(f"unknown subscriber{'s' * (len(missing) > 1)}: {shown}"))
-                sizes.append(-1)
-            else:
-                out.append([])
-                sizes.append(len(batch))
-                accepted.extend(batch)
-        ids = iter(repo.add_events(s, accepted))
-        for i, size in enumerate(sizes):
-            if size >= 0:
-                out[i] = [next(ids) for _ in range(size)]
+            problem = _unknown(batch, found)
+            if problem is not None:
+                out.append(problem)
+                continue
+            ids, repeated = repo.store_events(s, batch)
+            out.append(StoredEvents(ids, repeated))
         return out
 
 
 def add_events(ctx: Context, records: list[EventRecord]) -> list[int]:
-    """Record events (all or nothing); unknown subscribers are refused with their ids."""
+    """Record events (all or nothing); their ids. See `record_events`."""
+    return record_events(ctx, records).ids
+
+
+def record_events(ctx: Context, records: list[EventRecord]) -> StoredEvents:
+    """Record events (all or nothing); unknown or deleted subscribers are refused with their ids."""
     with ctx.session() as s, s.begin():
-        known = repo.known_subscribers(s, (r.subscriber_id for r in records))
-        missing = sorted({r.subscriber_id for r in records} - set(known))
+        problem = _unknown(records, repo.subscriber_status(s, (r.subscriber_id for r in records)))
+        if problem is not None:
+            raise problem
+        ids, repeated = repo.store_events(s, records)
+        return StoredEvents(ids, repeated)
+
+
+def _unknown(records: list[EventRecord], status: dict[str, str]) -> RecordError | None:
+    wanted = {r.subscriber_id for r in records}
+    for label, missing in (
+        ("unknown subscriber", sorted(wanted - set(status))),
+        ("deleted subscriber", sorted(s for s in wanted if status.get(s) == "deleted")),
+    ):
         if missing:
             shown = ", ".join(missing[:5]) + (" …" if len(missing) > 5 else "")
-            raise RecordError(f"unknown subscriber{'s' * (len(missing) > 1)}: {shown}")
-        return repo.add_events(s, records)
+            return RecordError(f"{label}{'s' * (len(missing) > 1)}: {shown}")
+    return None
 
 
 # ------------------------------------------------------------------ segments

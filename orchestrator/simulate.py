@@ -29,7 +29,12 @@ from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.errors import CampaignError
 from orchestrator.population import synthesize
-from orchestrator.records import EventRecord, RecordError, parse_subscriber, parse_time
+from orchestrator.records import (
+    EventRecord,
+    RecordError,
+    parse_population_events,
+    parse_subscriber,
+)
 from orchestrator.service import CampaignLoad, load_current, open_context, read_jsonl, status
 from orchestrator.spec import Campaign, NotificationNode
 from orchestrator.store import repo
@@ -100,15 +105,7 @@ def _store_population(ctx: Any, lines: list[dict[str, Any]]) -> int:
         try:
             body = {k: v for k, v in raw.items() if k != "events"} if isinstance(raw, dict) else raw
             record = parse_subscriber(body, allowed=())
-            for e in raw.get("events", []):
-                events.append(
-                    EventRecord(
-                        record.id,
-                        str(e["name"]),
-                        parse_time(e["at"]),
-                        dict(e.get("properties", {})),
-                    )
-                )
+            events += parse_population_events(record.id, raw.get("events", []))
         except (RecordError, KeyError, TypeError, AttributeError) as exc:
             raise CampaignError(f"population line {number}: {exc}") from None
         records.append(record)

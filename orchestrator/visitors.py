@@ -7,22 +7,28 @@ whichever door it came through. Every change is one transaction.
 
 from __future__ import annotations
 
+import hmac
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from orchestrator import tokens
+from orchestrator import tokens, urls
 from orchestrator.records import (
     EventRecord,
     PushSubscriptionRecord,
     RecordError,
     SubscriberRecord,
+    check_attributes,
     check_subscriber_id,
+    check_tags,
+    check_text,
     check_timezone,
     parse_subscription,
 )
@@ -37,9 +43,30 @@ from orchestrator.store.models import (
     Subscriber,
 )
 
-SUBSCRIBE_FIELDS = {"id", "subscription", "timezone", "attributes", "tags", "endpoint", "keys"}
+SUBSCRIBE_FIELDS = {
+    "id",
+    "id_hash",
+    "subscription",
+    "timezone",
+    "attributes",
+    "tags",
+    "endpoint",
+    "keys",
+    "expirationTime",
+}
 PAUSE_DAYS = 7
 TOPIC_PREFIX = "topic:"
+MAX_EDITABLE_CHARS = 200
+
+
+class Refused(RecordError):
+    """The caller may not do this (answered 403): a site id without its proof, or a field
+    only the site's backend may set."""
+
+
+class Conflict(RecordError):
+    """The endpoint is stored with other keys (answered 409): only the browser holding
+    the subscription, or the site's backend, may change it."""
 
 
 @dataclass(frozen=True)
@@ -49,31 +76,49 @@ class Subscribed:
     profile_url: str
 
 
-def profile_url(ctx: Context, subscriber_id: str, *, now: datetime) -> str:
+def profile_url(ctx: Context, subscriber_id: str, *, now: datetime, version: int = 0) -> str:
     expires = int((now + timedelta(days=tokens.PROFILE_DAYS)).timestamp())
-    token = tokens.sign_profile(ctx.secret(), subscriber_id, expires=expires)
+    token = tokens.sign_profile(ctx.secret(), subscriber_id, expires=expires, version=version)
     return f"{ctx.config.public_url}/me/{token}"
 
 
 @dataclass(frozen=True)
 class SubscribeRequest:
-    """A validated `POST /api/subscriptions` body."""
+    """A validated `POST /api/subscriptions` body, and who sent it.
+
+    `backend`: the request carried the API key (the site's backend): every field is
+    trusted. Otherwise it comes from a browser: `id` only with its proof (checked by
+    `parse_subscribe`), attributes only the ones a subscriber may edit on their own
+    profile (merged into the stored ones), tags only `topic:` tags the campaigns offer
+    (replacing the stored topics, other tags kept)."""
 
     subscription: PushSubscriptionRecord
     id: str | None = None
     timezone: str | None = None
     attributes: dict[str, Any] | None = None
     tags: tuple[str, ...] | None = None
+    backend: bool = False
 
 
-def parse_subscribe(body: Any, *, allowed: tuple[str, ...]) -> SubscribeRequest:
+def parse_subscribe(
+    body: Any,
+    *,
+    allowed: tuple[str, ...],
+    backend: bool = False,
+    secret: str = "",
+    editable: tuple[str, ...] = (),
+    offered_topics: Callable[[], list[str]] = lambda: [],
+) -> SubscribeRequest:
     """Check a subscribe body: a PushSubscription (as `subscription`, or the object itself)
-    with optional id, timezone, attributes and tags. Raises RecordError saying what is wrong."""
+    with optional id (and its `id_hash` proof), timezone, attributes and tags.
+    Raises RecordError (422) saying what is wrong, Refused (403) for what only the
+    site's backend may do."""
     if not isinstance(body, dict):
         raise RecordError("expected a JSON object")
-    unknown = set(body) - SUBSCRIBE_FIELDS - {"expirationTime"}
+    unknown = set(body) - SUBSCRIBE_FIELDS
     if unknown:
-        raise RecordError(f"unknown field(s): {', '.join(sorted(unknown))}")
+        shown = ", ".join(sorted(str(k)[:40] for k in unknown)[:10])
+        raise RecordError(f"unknown field(s): {shown}")
     raw_sub = body.get("subscription", body if "endpoint" in body else None)
     if raw_sub is None:
         raise RecordError("subscription: missing (a PushSubscription: endpoint and keys)")
@@ -81,45 +126,74 @@ def parse_subscribe(body: Any, *, allowed: tuple[str, ...]) -> SubscribeRequest:
         raw_sub = {k: body[k] for k in ("endpoint", "keys", "expirationTime") if k in body}
     where = "subscription" if "subscription" in body else "body"
     subscription = parse_subscription(raw_sub, allowed=allowed, where=where)
-    attributes = body.get("attributes")
-    if attributes is not None and (
-        not isinstance(attributes, dict) or not all(isinstance(k, str) for k in attributes)
-    ):
-        raise RecordError("attributes: expected an object")
-    if attributes is not None and len(repr(attributes)) > 16_384:
-        raise RecordError("attributes: larger than 16,384 bytes")
-    tags = body.get("tags")
-    if tags is not None and (
-        not isinstance(tags, list) or not all(isinstance(t, str) and 0 < len(t) <= 64 for t in tags)
-    ):
-        raise RecordError("tags: expected a list of short texts")
+    sid = check_subscriber_id(body["id"]) if "id" in body else None
+    if "id_hash" in body and sid is None:
+        raise RecordError("id_hash: given without the id it proves")
+    if sid is not None and not backend and not tokens.proof_valid(secret, sid, body.get("id_hash")):
+        raise Refused(
+            "id: choosing the subscriber id needs proof: id_hash = HMAC-SHA256(identity key, id), "
+            "computed by the site's backend (`campaign subscribers identity-key`), or the API key"
+        )
+    attributes = check_attributes(body["attributes"]) if "attributes" in body else None
+    if attributes is not None and not backend:
+        for key, value in attributes.items():
+            if key not in editable:
+                may = ", ".join(editable) or "none"
+                raise Refused(
+                    f"attributes.{key[:40]}: only the site's backend (API key) sets it; a "
+                    f"visitor may set: {may}"
+                )
+            if not isinstance(value, str) or len(value) > MAX_EDITABLE_CHARS:
+                raise RecordError(
+                    f"attributes.{key}: expected text of at most {MAX_EDITABLE_CHARS} characters"
+                )
+    tags = check_tags(body["tags"]) if "tags" in body else None
+    if tags and not backend:
+        offered = {TOPIC_PREFIX + t for t in offered_topics()}
+        for i, tag in enumerate(tags):
+            if tag not in offered:
+                topics_shown = ", ".join(sorted(offered)) or "none"
+                raise Refused(
+                    f"tags[{i}]: only the site's backend (API key) sets tags; a visitor may "
+                    f"pick topics: {topics_shown}"
+                )
     return SubscribeRequest(
         subscription=subscription,
-        id=check_subscriber_id(body["id"]) if "id" in body else None,
+        id=sid,
         timezone=check_timezone(body["timezone"]) if "timezone" in body else None,
-        attributes=dict(attributes) if attributes is not None else None,
-        tags=tuple(dict.fromkeys(tags)) if tags is not None else None,
+        attributes=attributes,
+        tags=tags,
+        backend=backend,
     )
 
 
-def subscribe(ctx: Context, body: Any, *, now: datetime) -> Subscribed:
+def subscribe(ctx: Context, body: Any, *, now: datetime, backend: bool = True) -> Subscribed:
     """Store one browser's PushSubscription; see `subscribe_many`."""
-    (result,) = subscribe_many(
-        ctx, [parse_subscribe(body, allowed=ctx.config.push_allowed_origins)], now=now
+    request = parse_subscribe(
+        body,
+        allowed=ctx.config.push_allowed_origins,
+        backend=backend,
+        secret=ctx.secret(),
+        editable=ctx.config.profile_editable,
+        offered_topics=lambda: topics(ctx),
     )
+    (result,) = subscribe_many(ctx, [request], now=now)
+    if isinstance(result, RecordError):
+        raise result
     return result
 
 
 def subscribe_many(
     ctx: Context, requests: list[SubscribeRequest], *, now: datetime
-) -> list[Subscribed]:
-    """Store subscriptions in one transaction, in order (the web service's group commit).
+) -> list[Subscribed | RecordError]:
+    """Store subscriptions in one transaction, in order (the web service's group commit);
+    a request that may not be carried out gets its error in its place.
 
-    Idempotent: the same endpoint again changes nothing and names the same
-    subscriber. Without an `id`, an endpoint seen before keeps its subscriber
-    and a new one gets a fresh id. Attributes, tags and timezone, when given,
-    replace the stored ones; left out, they are kept."""
-    results: list[Subscribed] = []
+    Idempotent: the same subscription again changes nothing and names the same
+    subscriber. Without an `id`, an endpoint seen before keeps its subscriber — when
+    the keys are the same (the same browser) — and a new one gets a fresh id; the
+    same endpoint with other keys is a Conflict unless the backend sends it."""
+    results: list[Subscribed | RecordError] = []
     ctx.secret()  # read (or create) it before this transaction takes the write lock
     with ctx.session() as s, s.begin():
         pending: list[SubscribeRequest] = []
@@ -139,14 +213,27 @@ def subscribe_many(
 
 def _store_subscriptions(
     ctx: Context, s: Any, requests: list[SubscribeRequest], *, now: datetime
-) -> list[Subscribed]:
+) -> list[Subscribed | RecordError]:
     if not requests:
         return []
     known = repo.known_subscriptions(s, (r.subscription.endpoint for r in requests))
-    owners = {endpoint: row[1] for endpoint, row in known.items()}
-    sids = [
-        r.id or owners.get(r.subscription.endpoint) or f"v_{secrets.token_hex(8)}" for r in requests
-    ]
+    sids: list[str | RecordError] = []
+    for r in requests:
+        stored = known.get(r.subscription.endpoint)
+        same_browser = stored is not None and stored[2:] == (
+            r.subscription.p256dh,
+            r.subscription.auth,
+        )
+        if stored is not None and not same_browser and not r.backend:
+            sids.append(
+                Conflict(
+                    "subscription: this endpoint is stored with other keys; only the browser "
+                    "that holds it (same keys) or the site's backend may change it"
+                )
+            )
+        else:
+            sids.append(r.id or (stored[1] if stored else f"v_{secrets.token_hex(8)}"))
+    ids = [sid for sid in sids if isinstance(sid, str)]
     current = {
         row.id: row
         for row in s.execute(
@@ -156,31 +243,35 @@ def _store_subscriptions(
                 col(Subscriber.attributes),
                 col(Subscriber.tags),
                 col(Subscriber.status),
-            ).where(col(Subscriber.id).in_(sids))
+                col(Subscriber.token_version),
+            ).where(col(Subscriber.id).in_(ids))
         )
     }
     records, fresh_ids, revived = [], [], []
-    out = []
+    out: list[Subscribed | RecordError] = []
     for r, sid in zip(requests, sids, strict=True):
+        if isinstance(sid, RecordError):
+            out.append(sid)
+            continue
         cur = current.get(sid)
         records.append(
             SubscriberRecord(
                 id=sid,
                 timezone=r.timezone or (cur.timezone if cur else "UTC"),
-                attributes=r.attributes
-                if r.attributes is not None
-                else (dict(cur.attributes) if cur else {}),
-                tags=r.tags if r.tags is not None else (tuple(cur.tags) if cur else ()),
+                attributes=_attributes(r, dict(cur.attributes) if cur else {}),
+                tags=_tag_list(r, tuple(cur.tags) if cur else ()),
                 subscriptions=(r.subscription,),
             )
         )
-        fresh = owners.get(r.subscription.endpoint) != sid
+        stored = known.get(r.subscription.endpoint)
+        fresh = stored is None or stored[1] != sid
         if cur is not None and cur.status != "active":
             revived.append(sid)
             fresh = True
         if fresh:
             fresh_ids.append(sid)
-        out.append(Subscribed(sid, fresh, profile_url(ctx, sid, now=now)))
+        version = cur.token_version if cur else 0
+        out.append(Subscribed(sid, fresh, profile_url(ctx, sid, now=now, version=version)))
     existing = {sid: (c.timezone, c.attributes, c.tags) for sid, c in current.items()}
     repo.upsert_subscribers(s, records, existing=existing, known=known)
     if revived:
@@ -194,17 +285,64 @@ def _store_subscriptions(
     return out
 
 
-def unsubscribe(ctx: Context, endpoint: Any, *, now: datetime) -> bool:
-    """The browser unsubscribed: forget the endpoint; a subscriber left with none is unsubscribed."""
-    if not isinstance(endpoint, str) or not endpoint or len(endpoint) > 2048:
+def _attributes(r: SubscribeRequest, stored: dict[str, Any]) -> dict[str, Any]:
+    """The backend's attributes replace the stored ones; a visitor's are merged in
+    (an empty text removes that attribute, as on the profile page)."""
+    if r.attributes is None:
+        return stored
+    if r.backend:
+        return r.attributes
+    merged = dict(stored)
+    for key, value in r.attributes.items():
+        if str(value).strip():
+            merged[key] = str(value).strip()
+        else:
+            merged.pop(key, None)
+    return merged
+
+
+def _tag_list(r: SubscribeRequest, stored: tuple[str, ...]) -> tuple[str, ...]:
+    """The backend's tags replace the stored ones; a visitor's topics replace the stored
+    topics only."""
+    if r.tags is None:
+        return stored
+    if r.backend:
+        return r.tags
+    return (*(t for t in stored if not t.startswith(TOPIC_PREFIX)), *r.tags)
+
+
+def unsubscribe(ctx: Context, body: Any, *, now: datetime, backend: bool = False) -> bool:
+    """The browser unsubscribed: forget the endpoint; a subscriber left with none is unsubscribed.
+
+    `body` is `{endpoint, keys: {auth}}` (the browser's PushSubscription will do): the
+    auth secret proves the caller holds the subscription. The site's backend (`backend`)
+    may name the endpoint alone. A wrong or missing proof removes nothing."""
+    if not isinstance(body, dict):
+        raise RecordError("expected a JSON object with the subscription's endpoint and keys.auth")
+    raw = body.get("subscription", body)
+    if not isinstance(raw, dict):
+        raise RecordError("subscription: expected an object with endpoint and keys.auth")
+    endpoint = raw.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
         raise RecordError("endpoint: expected the subscription's endpoint URL")
+    try:
+        endpoint = urls.normalise(endpoint, what="endpoint")
+    except urls.UrlError as exc:
+        raise RecordError(f"endpoint: {exc}") from None
+    keys = raw.get("keys")
+    auth = keys.get("auth") if isinstance(keys, dict) else None
+    if not backend:
+        check_text(auth, "keys.auth", max_chars=64, what="the subscription's auth secret")
     with ctx.session() as s, s.begin():
-        owner = s.execute(
-            select(col(PushSubscription.subscriber_id)).where(
+        row = s.execute(
+            select(col(PushSubscription.subscriber_id), col(PushSubscription.auth)).where(
                 col(PushSubscription.endpoint) == endpoint
             )
-        ).scalar_one_or_none()
-        if owner is None:
+        ).first()
+        if row is None:
+            return False
+        owner, stored_auth = row
+        if not backend and not hmac.compare_digest(str(auth).encode(), stored_auth.encode()):
             return False
         repo.delete_subscriptions(s, [endpoint])
         left = s.execute(
@@ -224,10 +362,32 @@ def click(ctx: Context, token: str, *, action: str | None, now: datetime) -> str
     """Record the click of a signed link; where it leads, or None for a bad token (nothing stored).
 
     The destination comes from the campaign (the send's rendered url, or the url of
-    one of the node's actions), never from the request: no open redirect."""
+    one of the node's actions), never from the request, and is an absolute http(s)
+    URL (`urls.click_target`) or the service's own thanks page: no open redirect, no
+    `javascript:`. A link records one click however often it is opened: one for the
+    notification, one for each of its action buttons (the event's client id is
+    `click:SEND:ACTION`)."""
     send_id = tokens.verify(ctx.secret(), "click", token)
     if send_id is None:
         return None
+    target: str | None = None
+    for attempt in (1, 2):
+        try:
+            target = _record_click(ctx, send_id, action=action, now=now)
+            break
+        except IntegrityError:  # the same link opened twice at once: one click is stored
+            if attempt == 2:
+                raise
+    if target is None:
+        return None
+    try:
+        return urls.click_target(target) if target else f"{ctx.config.public_url}/thanks"
+    except urls.UrlError:
+        return f"{ctx.config.public_url}/thanks"
+
+
+def _record_click(ctx: Context, send_id: int, *, action: str | None, now: datetime) -> str | None:
+    """Store the click (once per send and action); the stored destination, or None for no such send."""
     with ctx.session() as s, s.begin():
         send = s.get(Send, send_id)
         if send is None:
@@ -247,22 +407,52 @@ def click(ctx: Context, token: str, *, action: str | None, now: datetime) -> str
         if action:
             properties["action"] = action[:64]
         repo.add_events(
-            s, [EventRecord(send.subscriber_id, "click", now, properties, send_id=send_id)]
+            s,
+            [
+                EventRecord(
+                    send.subscriber_id,
+                    "click",
+                    now,
+                    properties,
+                    send_id=send_id,
+                    client_id=f"click:{send_id}:{action or ''}",
+                )
+            ],
         )
-    return target or f"{ctx.config.public_url}/thanks"
+    return target or ""
 
 
 # ------------------------------------------------------------------ the subscriber's own page
 
 
 def subscriber_of(ctx: Context, token: str) -> str | None:
-    """The subscriber a profile token names, if it is valid, unexpired and they still exist."""
-    sid = tokens.verify_profile(ctx.secret(), token, now=time.time())
-    if sid is None:
+    """The subscriber a profile token names, if it is valid, unexpired, of their current
+    link version (not revoked) and they still exist."""
+    found = tokens.verify_profile(ctx.secret(), token, now=time.time())
+    if found is None:
         return None
+    sid, version = found
     with ctx.session() as s:
         row = s.get(Subscriber, sid)
-        return sid if row is not None and row.status != "deleted" else None
+        ok = row is not None and row.status != "deleted" and row.token_version == version
+        return sid if ok else None
+
+
+def revoke_links(ctx: Context, sid: str, *, now: datetime) -> str:
+    """Revoke every profile link of a subscriber (raise their link version); the new link.
+    Raises KeyError for an unknown or deleted subscriber."""
+    check_subscriber_id(sid)
+    with ctx.session() as s, s.begin():
+        row = s.get(Subscriber, sid)
+        if row is None or row.status == "deleted":
+            raise KeyError(sid)
+        version = row.token_version + 1
+        s.execute(
+            update(Subscriber)
+            .where(col(Subscriber.id) == sid)
+            .values(token_version=version, updated_at=now)
+        )
+    return profile_url(ctx, sid, now=now, version=version)
 
 
 def topics(ctx: Context) -> list[str]:
@@ -369,15 +559,14 @@ def update_profile(
     editable = set(ctx.config.profile_editable)
     refused = sorted(set(attributes) - editable)
     if refused:
-        raise RecordError(f"not editable here: {', '.join(refused)}")
+        raise RecordError(f"not editable here: {', '.join(k[:40] for k in refused[:10])}")
     for key, value in attributes.items():
-        if not isinstance(value, str) or len(value) > 200:
-            raise RecordError(f"{key}: expected text of at most 200 characters")
+        check_text(value, key, max_chars=MAX_EDITABLE_CHARS, what="text")
     offered = set(topics(ctx))
     if picked_topics is not None:
         unknown = sorted(set(picked_topics) - offered)
         if unknown:
-            raise RecordError(f"unknown topic(s): {', '.join(unknown)}")
+            raise RecordError(f"unknown topic(s): {', '.join(t[:40] for t in unknown[:10])}")
     with ctx.session() as s, s.begin():
         row = s.get(Subscriber, sid)
         if row is None:

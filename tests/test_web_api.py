@@ -101,9 +101,10 @@ def _count(ctx: Context, model: type) -> int:
         return int(s.execute(select(func.count()).select_from(model)).scalar_one())
 
 
-def _subscribe(w: World, **extra: object) -> dict[str, object]:
+def _subscribe(w: World, *, backend: bool = True, **extra: object) -> dict[str, object]:
+    """Subscribe as the site's backend (the API key: every field trusted) or as a browser."""
     body = {"subscription": _subscription(str(extra.pop("name", "a"))), **extra}
-    answer = w.client.post("/api/subscriptions", json=body)
+    answer = w.client.post("/api/subscriptions", json=body, headers=_auth() if backend else {})
     assert answer.status_code in (200, 201), answer.text
     return dict(answer.json())
 
@@ -118,7 +119,7 @@ def test_subscribing_stores_the_subscriber_once_and_again_is_a_no_op(world: Worl
         "attributes": {"plan": "pro", "first_name": "Ana"},
         "tags": ["topic:space"],
     }
-    first = world.client.post("/api/subscriptions", json=body)
+    first = world.client.post("/api/subscriptions", json=body, headers=_auth())
     assert first.status_code == 201, first.text
     again = world.client.post("/api/subscriptions", json={"subscription": body["subscription"]})
     assert again.status_code == 200 and again.json()["id"] == first.json()["id"]
@@ -184,13 +185,13 @@ def test_deleting_the_last_subscription_unsubscribes_and_ends_journeys(world: Wo
     sid = _subscribe(world, attributes={"plan": "pro", "first_name": "Ana"})["id"]
     tick(world.ctx, now=datetime.now(UTC))
     assert len(world.delivery.requests) == 1
-    answer = world.client.request(
-        "DELETE", "/api/subscriptions", json={"endpoint": f"{ORIGIN}/fcm/send/a"}
-    )
+    browser = _subscription("a")
+    stranger = {"endpoint": browser["endpoint"], "keys": {"auth": "QUFBQUFBQUFBQUFBQUFBQQ"}}
+    refused = world.client.request("DELETE", "/api/subscriptions", json=stranger)
+    assert refused.status_code == 200 and refused.json() == {"removed": False}
+    answer = world.client.request("DELETE", "/api/subscriptions", json=browser)
     assert answer.status_code == 200 and answer.json() == {"removed": True}
-    again = world.client.request(
-        "DELETE", "/api/subscriptions", json={"endpoint": f"{ORIGIN}/fcm/send/a"}
-    )
+    again = world.client.request("DELETE", "/api/subscriptions", json=browser)
     assert again.json() == {"removed": False}
     tick(world.ctx, now=datetime.now(UTC) + timedelta(minutes=1))
     with world.ctx.session() as s:
@@ -289,10 +290,12 @@ def test_a_click_is_recorded_against_its_send_converts_and_redirects(world: Worl
     assert answer.headers["location"] == f"https://example.com/pro?who={sid}"
     action = world.client.get(urlsplit(link).path + "?a=docs")
     assert action.headers["location"] == "https://example.com/docs"
+    replayed = world.client.get(urlsplit(link).path)  # the same link again: one click stored
+    assert replayed.headers["location"] == answer.headers["location"]
     with world.ctx.session() as s:
         clicks = s.execute(select(Event).where(Event.name == "click")).scalars().all()
         (send,) = s.execute(select(Send)).scalars()
-    assert len(clicks) == 2 and {c.send_id for c in clicks} == {send.id}
+    assert len(clicks) == 2 and {c.send_id for c in clicks} == {send.id}  # body, and the action
     tick(world.ctx, now=datetime.now(UTC) + timedelta(seconds=5))
     with world.ctx.session() as s:
         (journey,) = s.execute(select(Journey)).scalars()
@@ -431,6 +434,7 @@ def test_a_visitor_subscribes_receives_through_a_push_service_clicks_converts_an
             vapid_subject="mailto:ops@example.com",
             push_allowed_origins=(receiver.origin,),
             public_url="https://push.example.com",
+            api_key=API_KEY,
         )
         delivery = WebPushDelivery(config)
         ctx = open_context(config, delivery=delivery)
@@ -439,14 +443,24 @@ def test_a_visitor_subscribes_receives_through_a_push_service_clicks_converts_an
                 create_app(ctx), base_url="https://testserver", follow_redirects=False
             ) as client:
                 browser = receiver.subscribe(application_server_key=key.public_key_b64())
-                made = client.post(
+                made = client.post(  # the browser: anonymous, its own first name only
                     "/api/subscriptions",
                     json={
                         "subscription": browser,
                         "timezone": "Europe/Lisbon",
-                        "attributes": {"plan": "pro", "first_name": "Rui"},
+                        "attributes": {"first_name": "Rui"},
                     },
                 ).json()
+                linked = client.post(  # the site's backend: the plan it knows of
+                    "/api/subscriptions",
+                    json={
+                        "subscription": browser,
+                        "id": made["id"],
+                        "attributes": {"plan": "pro", "first_name": "Rui"},
+                    },
+                    headers=_auth(),
+                )
+                assert linked.status_code == 200 and linked.json()["id"] == made["id"]
                 tick(ctx, now=datetime.now(UTC))
                 (message,) = receiver.received(str(browser["endpoint"]))
                 shown = json.loads(message.payload)

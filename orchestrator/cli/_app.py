@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -34,12 +35,26 @@ def _now(value: str | None) -> datetime:
         raise typer.BadParameter(str(exc)) from None
 
 
-def _scalar(text: str) -> Any:
+_NUMBER_LIKE = re.compile(
+    r"\A[-+]?(?:nan|inf(?:inity)?|\d+(?:\.\d*)?(?:e[-+]?\d+)?|\.\d+(?:e[-+]?\d+)?)\Z", re.I
+)
+
+
+def _scalar(text: str, where: str) -> Any:
+    """A command-line value: a JSON number, boolean or string as such, anything else as text.
+    Something that looks like a number but is not a finite JSON one is refused."""
+    from orchestrator.records import RecordError, loads
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError:
+        value = loads(text, where)
+    except RecordError:
+        if _NUMBER_LIKE.fullmatch(text.strip()):
+            raise RecordError(
+                f"{where}={text[:40]}: not a finite JSON number within ±2^53 "
+                "(quote it inside the value to store it as text)"
+            ) from None
         return text
-    return value if isinstance(value, int | float | bool) else text
+    return value if isinstance(value, int | float | bool | str) else text
 
 
 def _duration(text: str, option: str) -> timedelta:

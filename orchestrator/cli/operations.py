@@ -45,6 +45,35 @@ def subscribers_import(
     raise typer.Exit(1 if report.bad else 0)
 
 
+@subscribers_app.command("revoke-links")
+def subscribers_revoke_links(
+    subscriber: Annotated[str, typer.Argument(help="subscriber id")],
+) -> None:
+    """Revoke every profile link of a subscriber (a leaked link stops working); prints the new one."""
+    from orchestrator.records import RecordError
+    from orchestrator.visitors import revoke_links
+
+    try:
+        link = revoke_links(_context(), subscriber, now=datetime.now(UTC))
+    except RecordError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except KeyError:
+        typer.echo(
+            f"error: no subscriber {subscriber[:140]!r} (or their data was deleted)", err=True
+        )
+        raise typer.Exit(1) from None
+    typer.echo(f"every earlier profile link of {subscriber} is revoked; the new one:\n{link}")
+
+
+@subscribers_app.command("identity-key")
+def subscribers_identity_key() -> None:
+    """The key a site's backend uses to prove its own subscriber ids (`id_hash`, docs/web.md)."""
+    from orchestrator import tokens
+
+    typer.echo(tokens.identity_key(_context().secret()))
+
+
 events_app = typer.Typer(help="Events: conversions, triggers, unsubscribes.", no_args_is_help=True)
 app.add_typer(events_app, name="events")
 
@@ -57,28 +86,37 @@ def events_add(
     prop: Annotated[
         list[str] | None, typer.Option("--prop", help="K=V property (repeatable)")
     ] = None,
+    event_id: Annotated[
+        str | None,
+        typer.Option("--id", help="your id for this event: recording it again stores it once"),
+    ] = None,
 ) -> None:
     """Record one event for a subscriber."""
     from orchestrator.records import RecordError, parse_event
-    from orchestrator.service import add_events
+    from orchestrator.service import record_events
 
     properties: dict[str, Any] = {}
-    for item in prop or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            typer.echo(f"--prop {item!r}: expected KEY=VALUE", err=True)
-            raise typer.Exit(1)
-        properties[key] = _scalar(value)
     raw: dict[str, Any] = {"subscriber": subscriber, "name": event, "properties": properties}
     if at is not None:
         raw["at"] = at
+    if event_id is not None:
+        raw["id"] = event_id
     try:
+        for item in prop or []:
+            key, sep, value = item.partition("=")
+            if not sep or not key:
+                raise RecordError(f"--prop {item[:80]!r}: expected KEY=VALUE")
+            properties[key] = _scalar(value, f"--prop {key[:80]}")
         record = parse_event(raw, default_at=datetime.now(UTC))
-        ids = add_events(_context(), [record])
+        stored = record_events(_context(), [record])
     except RecordError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    typer.echo(f"recorded event {ids[0]}: {event} for {subscriber} at {record.at.isoformat()}")
+    (number,) = stored.ids
+    if stored.repeated:
+        typer.echo(f"already recorded as event {number} (same --id): nothing stored")
+        return
+    typer.echo(f"recorded event {number}: {event} for {subscriber} at {record.at.isoformat()}")
 
 
 @app.command()
@@ -141,6 +179,7 @@ def tick(
                         for c in report.campaigns
                     ],
                     "refused": report.refused,
+                    "failed": report.failed,
                 },
                 indent=2,
             )
@@ -154,7 +193,20 @@ def tick(
             )
         for path, reason in report.refused.items():
             typer.echo(f"{path}: refused: {reason}", err=True)
-    raise typer.Exit(1 if report.refused else 0)
+    for name, reason in report.failed.items():  # the other campaigns ran
+        error = report.errors.get(name)
+        if isinstance(error, DBAPIError):
+            what = f"the database failed during the tick of {name} ({reason.partition(': ')[2]})"
+        elif isinstance(error, DeliveryProcessError):
+            what = f"a delivery process failed during the tick of {name} ({error})"
+        else:
+            what = f"the tick of {name} failed ({reason})"
+        typer.echo(
+            f"error: {what}. Batches already committed are kept; sends claimed but not "
+            "answered go out again after the claim grace, and the next tick takes up the rest.",
+            err=True,
+        )
+    raise typer.Exit(1 if report.refused or report.failed else 0)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import partial
 from typing import Any
 
@@ -45,17 +46,25 @@ def _sqlite_begin(connection: Any) -> None:
     plain.execute(connection, "BEGIN IMMEDIATE", ())
 
 
+# NaN and Infinity are not JSON: SQLite's JSON functions and PostgreSQL's jsonb refuse a
+# document holding them, so writing one would poison every later query over its row.
+_JSON = partial(json.dumps, allow_nan=False)
+
+
 def make_engine(url: str, *, durable: bool = True) -> Engine:
     """`durable=False` is for throw-away databases (the simulator's, used by one thread):
     SQLite does not sync to disk, and one connection holds its lock for good instead of
-    taking and dropping it around every transaction."""
+    taking and dropping it around every transaction. JSON columns are written strictly
+    (no NaN or Infinity)."""
     if url.startswith("sqlite"):
         pool: dict[str, Any] = {} if durable else {"poolclass": StaticPool}
-        engine = create_engine(url, connect_args={"check_same_thread": False}, **pool)
+        engine = create_engine(
+            url, connect_args={"check_same_thread": False}, json_serializer=_JSON, **pool
+        )
         event.listen(engine, "connect", partial(_sqlite_pragmas, durable=durable))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, json_serializer=_JSON)
 
 
 def create_all(engine: Engine) -> None:

@@ -34,6 +34,8 @@ class Subscriber(SQLModel, table=True):
     tags: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
     status: str = Field(default="active", max_length=16)  # active | unsubscribed | deleted
     paused_until: datetime | None = None
+    # profile links carry the version they were made for: raising it revokes every earlier one
+    token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow, index=True)
 
@@ -53,6 +55,8 @@ class Event(SQLModel, table=True):
     __table_args__ = (
         Index("ix_event_subscriber_at", "subscriber_id", "at"),
         Index("ix_event_name_id", "name", "id"),
+        # a sender's idempotency key: a repeated event is stored once (NULLs never clash)
+        Index("uq_event_client_id", "subscriber_id", "client_id", unique=True),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -63,6 +67,7 @@ class Event(SQLModel, table=True):
         default_factory=dict, sa_column=Column(JsonType, nullable=False)
     )
     send_id: int | None = None  # a click names the exact send it came from
+    client_id: str | None = Field(default=None, max_length=128)
     recorded_at: datetime = Field(default_factory=utcnow)
 
 

@@ -210,6 +210,17 @@ def known_subscribers(session: Session, ids: Iterable[str]) -> set[str]:
     )
 
 
+def subscriber_status(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    """id -> status of the stored subscribers among these ids."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    return {
+        sid: status
+        for sid, status in core(session).execute(
+            select(table.c.id, table.c.status).where(table.c.id.in_(list(set(ids))))
+        )
+    }
+
+
 def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
     rows = (
         core(session)
@@ -247,24 +258,72 @@ def add_events(
 
     One multi-row INSERT … RETURNING (ids in the order given) and one executemany
     UPDATE for the wake-ups, however many events there are. `ids_wanted=False` (the
-    simulator) returns no ids: on SQLite, ids in the order given cost one INSERT per row."""
+    simulator) returns no ids: on SQLite, ids in the order given cost one INSERT per row.
+    An event whose `client_id` is already stored for its subscriber (or repeated in
+    `records`) is not stored again: its id is the stored one's."""
+    return store_events(session, records, ids_wanted=ids_wanted)[0]
+
+
+def store_events(
+    session: Session, records: Sequence[EventRecord], *, ids_wanted: bool = True
+) -> tuple[list[int], int]:
+    """`add_events`, also saying how many of the records were repeats (stored once before)."""
     if not records:
-        return []
-    rows = _event_rows(records)
+        return [], 0
+    keyed = [(r.subscriber_id, r.client_id) for r in records if r.client_id is not None]
+    known: dict[tuple[str, str], int] = _client_ids(session, keyed) if keyed else {}
+    fresh: list[EventRecord] = []
+    slots: list[int | tuple[str, str]] = []  # index into fresh, or the key of an earlier event
+    first: dict[tuple[str, str], int] = {}
+    for r in records:
+        key = (r.subscriber_id, r.client_id) if r.client_id is not None else None
+        if key is not None and (key in known or key in first):
+            slots.append(key)
+            continue
+        if key is not None:
+            first[key] = len(fresh)
+        slots.append(len(fresh))
+        fresh.append(r)
+    rows = _event_rows(fresh)
     table = Event.__table__  # type: ignore[attr-defined]
     ids: list[int] = []
-    if not ids_wanted:
+    if rows and not ids_wanted and not keyed:
         core(session).execute(insert(table), rows)
-    for i in range(0, len(rows) if ids_wanted else 0, 5000):
-        result = core(session).execute(
-            insert(table).returning(table.c.id, sort_by_parameter_order=True), rows[i : i + 5000]
-        )
-        ids.extend(int(x) for x in result.scalars())
+    elif rows:
+        for i in range(0, len(rows), 5000):
+            result = core(session).execute(
+                insert(table).returning(table.c.id, sort_by_parameter_order=True),
+                rows[i : i + 5000],
+            )
+            ids.extend(int(x) for x in result.scalars())
     earliest: dict[str, datetime] = {}
-    for r in records:
+    for r in fresh:
         earliest[r.subscriber_id] = min(r.at, earliest.get(r.subscriber_id, r.at))
     wake_many(session, earliest)
-    return ids
+    if not ids_wanted and not keyed:
+        return [], 0
+    out = [
+        ids[slot] if isinstance(slot, int) else known.get(slot) or ids[first[slot]]
+        for slot in slots
+    ]
+    return (out if ids_wanted else []), len(records) - len(fresh)
+
+
+def _client_ids(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """The stored events among these (subscriber, client id) pairs: pair -> event id."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    out: dict[tuple[str, str], int] = {}
+    wanted = set(keys)
+    for i in range(0, len(keys), 500):
+        chunk = keys[i : i + 500]
+        rows = core(session).execute(
+            select(table.c.subscriber_id, table.c.client_id, table.c.id).where(
+                table.c.client_id.in_({c for _, c in chunk}),
+                table.c.subscriber_id.in_({s for s, _ in chunk}),
+            )
+        )
+        out.update({(sid, cid): eid for sid, cid, eid in rows if (sid, cid) in wanted})
+    return out
 
 
 def note_events(session: Session, records: Sequence[EventRecord]) -> None:
@@ -282,6 +341,7 @@ def _event_rows(records: Sequence[EventRecord]) -> list[dict[str, Any]]:
             "at": r.at,
             "properties": r.properties,
             "send_id": r.send_id,
+            "client_id": r.client_id,
             "recorded_at": recorded,
         }
         for r in records
@@ -601,6 +661,29 @@ def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int)
     )
     if dialect(session) == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True)
+    return list(core(session).execute(stmt).all())
+
+
+def end_unreadable_journeys(session: Session, *, campaign: str, now: datetime) -> list[Row[Any]]:
+    """End (`error`) the due journeys of a campaign whose stored trigger is not JSON, so that
+    the rest can be claimed; their id, campaign, subcampaign, subscriber_id and node.
+    Only SQLite can hold such a row (PostgreSQL's jsonb refuses it): elsewhere, none."""
+    if dialect(session) != "sqlite":
+        return []
+    table = Journey.__table__  # type: ignore[attr-defined]
+    stmt = (
+        update(table)
+        .where(
+            table.c.campaign == campaign,
+            table.c.claim_at <= now,
+            table.c.trigger.is_not(None),
+            func.json_valid(table.c.trigger) == 0,
+        )
+        .values(phase="ended", exit_reason="error", ended_at=now, due_at=None, claim_at=None)
+        .returning(
+            table.c.id, table.c.campaign, table.c.subcampaign, table.c.subscriber_id, table.c.node
+        )
+    )
     return list(core(session).execute(stmt).all())
 
 

@@ -18,8 +18,11 @@ from fastapi.responses import JSONResponse
 
 from orchestrator.records import RecordError
 from orchestrator.service import Context, open_context
-from orchestrator.web import api, dashboard, site
+from orchestrator.visitors import Conflict, Refused
+from orchestrator.web import api, dashboard, guard, site
 from orchestrator.web.common import STATE_KEY, WRITERS_KEY, Writers, make_writers
+from orchestrator.web.throttle import Throttle
+from orchestrator.web.writer import StoreRefused, StoreUnavailable
 
 
 def create_app(ctx: Context | None = None) -> FastAPI:
@@ -45,12 +48,28 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     ctx = ctx if ctx is not None else open_context()
     setattr(app.state, STATE_KEY, ctx)
     setattr(app.state, WRITERS_KEY, make_writers(ctx))
+    setattr(app.state, dashboard.THROTTLE_KEY, Throttle())
+    app.add_middleware(guard.Guard)
 
     @app.exception_handler(RecordError)
     async def _bad_record(request: Request, exc: RecordError) -> JSONResponse:
+        status = 403 if isinstance(exc, Refused) else 409 if isinstance(exc, Conflict) else 422
+        return JSONResponse({"detail": str(exc)}, status_code=status)
+
+    @app.exception_handler(StoreRefused)
+    async def _not_stored(request: Request, exc: StoreRefused) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=422)
 
+    @app.exception_handler(StoreUnavailable)
+    async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(guard.BodyTooLarge)
+    async def _too_large(request: Request, exc: guard.BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413, headers={"Connection": "close"})
+
     app.add_exception_handler(site.LinkGone, site.gone)
+    app.add_exception_handler(site.ForeignOrigin, site.foreign)
     app.include_router(site.router)
     app.include_router(api.router)
     app.include_router(dashboard.router)

@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from orchestrator.records import RecordError, parse_event
+from orchestrator.service import StoredEvents
 from orchestrator.web.common import json_body, now, require_api_key, writers
 
 router = APIRouter()
@@ -17,6 +18,11 @@ EVENT_SCHEMA: dict[str, Any] = {
     "type": "object",
     "required": ["subscriber", "name"],
     "properties": {
+        "id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.@:+-]{1,128}$",
+            "description": "your id for this event: sending it again stores it once",
+        },
         "subscriber": {"type": "string", "pattern": "^[A-Za-z0-9_.@:+-]{1,128}$"},
         "name": {"type": "string", "examples": ["purchase", "cart_abandoned", "unsubscribe"]},
         "at": {"type": "string", "format": "date-time"},
@@ -59,7 +65,9 @@ async def events(request: Request) -> JSONResponse:
     """One event, a list of events, or `{"events": [...]}` (at most 1,000 per request).
 
     All or nothing: one bad event (or an unknown subscriber) refuses the whole
-    request with its position and reason, and stores nothing."""
+    request with its position and reason, and stores nothing. An event with an `id`
+    already stored for its subscriber is acknowledged (its stored id, counted as
+    `repeated`) and not stored again, so a client may retry safely."""
     body = await json_body(request)
     if isinstance(body, dict) and "events" in body and set(body) == {"events"}:
         items, prefix = body["events"], "events"
@@ -81,5 +89,12 @@ async def events(request: Request) -> JSONResponse:
         except RecordError as exc:
             where = f"{prefix}[{i}]" if prefix is not None else ""
             raise RecordError(f"{where}.{exc}" if where else str(exc)) from None
-    ids: list[int] = await writers(request).events.submit(records)
-    return JSONResponse({"stored": len(ids), "ids": ids}, status_code=202)
+    stored: StoredEvents = await writers(request).events.submit(records)
+    return JSONResponse(
+        {
+            "stored": len(stored.ids) - stored.repeated,
+            "repeated": stored.repeated,
+            "ids": stored.ids,
+        },
+        status_code=202,
+    )

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
-import hmac
+import time
 from typing import Any
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from orchestrator import insights, loader
+from orchestrator.errors import UnreadableFileError
 from orchestrator.render import to_svg
 from orchestrator.service import drawing_counts
 from orchestrator.web import charts
 from orchestrator.web.common import (
+    HERE,
     SESSION_COOKIE,
     SESSION_HOURS,
     context,
     now,
     passwords,
+    same_origin,
+    same_secret,
     session_cookie,
     session_valid,
     templates,
 )
+from orchestrator.web.throttle import Throttle
+
+THROTTLE_KEY = "campaign_login_throttle"
 
 router = APIRouter(include_in_schema=False)
 
@@ -35,9 +43,26 @@ def _login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={target}", status_code=303)
 
 
+def _refused_origin() -> HTMLResponse:
+    html = templates.get_template("message.html").render(
+        heading="Refused", text="This form was sent from another site."
+    )
+    return HTMLResponse(html, status_code=403)
+
+
 def _safe_next(value: str | None) -> str:
-    """Only a path on this site: never `//host` or `https://…` (no open redirect after login)."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Only a path on this site: never `//host` or `https://…` (no open redirect after login).
+    Browsers drop tabs and newlines inside URLs, so `/`, a tab and `/evil.example` would
+    lead to another host: anything but printable ASCII without spaces is refused too."""
+    if (
+        not value
+        or len(value) > 512
+        or not value.startswith("/")
+        or value.startswith("//")
+        or "\\" in value
+        or not (value.isascii() and value.isprintable())
+        or " " in value
+    ):
         return "/"
     return value
 
@@ -54,11 +79,27 @@ def login_page(request: Request, next: str | None = None, failed: int = 0) -> HT
 @router.post("/login")
 async def login(request: Request) -> Response:
     ctx = context(request)
+    if not same_origin(request):
+        return _refused_origin()
+    client = request.client.host if request.client else "-"
+    gate: Throttle = getattr(request.app.state, THROTTLE_KEY)
+    wait = gate.wait(client, time.monotonic())
+    if wait is not None:
+        return HTMLResponse(
+            templates.get_template("message.html").render(
+                heading="Too many attempts",
+                text=f"Too many failed log-ins. Try again in {wait} seconds.",
+            ),
+            status_code=429,
+            headers={"Retry-After": str(wait)},
+        )
     form = await request.form()
     given = str(form.get("password", ""))
     target = _safe_next(str(form.get("next", "/")))
-    if not any(hmac.compare_digest(given, p) for p in passwords(ctx)):
-        return RedirectResponse(f"/login?failed=1&next={target}", status_code=303)
+    if not any(same_secret(given, p) for p in passwords(ctx)):
+        gate.failed(client, time.monotonic())
+        return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
+    gate.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
@@ -72,7 +113,9 @@ async def login(request: Request) -> Response:
 
 
 @router.post("/logout")
-def logout() -> Response:
+def logout(request: Request) -> Response:
+    if not same_origin(request):
+        return _refused_origin()
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response
@@ -127,7 +170,10 @@ def _campaign(request: Request, campaign_id: str) -> Any:
     for path in loader.campaign_files([ctx.config.graphs]):
         if path.stem != campaign_id:
             continue
-        loaded = loader.load_unchanged(path)
+        try:
+            loaded = loader.load_unchanged(path)
+        except UnreadableFileError:  # listed with its reason on the index page
+            return None
         if loaded.ok and loaded.campaign is not None:
             return loaded.campaign
     return None
@@ -198,6 +244,12 @@ def flowchart(request: Request, campaign_id: str) -> Response:
         return Response("no such campaign", status_code=404, media_type="text/plain")
     svg = to_svg(campaign, counts=drawing_counts(context(request), campaign))
     return Response(svg, media_type="image/svg+xml")
+
+
+@router.get("/try.js")
+def try_js() -> Response:
+    script = (HERE / "static" / "try.js").read_text(encoding="utf-8")
+    return Response(script, media_type="text/javascript", headers={"Cache-Control": "no-cache"})
 
 
 @router.get("/try")

@@ -13,7 +13,16 @@ from orchestrator.errors import CampaignError
 from orchestrator.push.setup import load_key
 from orchestrator.records import RecordError
 from orchestrator.service import Context
-from orchestrator.web.common import HERE, context, json_body, now, templates, writers
+from orchestrator.web.common import (
+    HERE,
+    context,
+    has_api_key,
+    json_body,
+    now,
+    same_origin,
+    templates,
+    writers,
+)
 
 router = APIRouter()
 
@@ -35,10 +44,38 @@ SUBSCRIBE_BODY: dict[str, Any] = {
     "required": ["subscription"],
     "properties": {
         "subscription": SUBSCRIPTION_SCHEMA,
-        "id": {"type": "string", "pattern": "^[A-Za-z0-9_.@:+-]{1,128}$"},
+        "id": {
+            "type": "string",
+            "pattern": "^[A-Za-z0-9_.@:+-]{1,128}$",
+            "description": "the site's own id for this subscriber: needs `id_hash` (or the API key)",
+        },
+        "id_hash": {
+            "type": "string",
+            "pattern": "^[0-9a-f]{64}$",
+            "description": "hex HMAC-SHA256(identity key, id), computed by the site's backend",
+        },
         "timezone": {"type": "string", "examples": ["Europe/Berlin"]},
-        "attributes": {"type": "object"},
-        "tags": {"type": "array", "items": {"type": "string", "maxLength": 64}},
+        "attributes": {
+            "type": "object",
+            "description": "without the API key: only the attributes a subscriber may edit",
+        },
+        "tags": {
+            "type": "array",
+            "items": {"type": "string", "maxLength": 64},
+            "description": "without the API key: only `topic:` tags the campaigns offer",
+        },
+    },
+}
+UNSUBSCRIBE_BODY: dict[str, Any] = {
+    "type": "object",
+    "required": ["endpoint"],
+    "properties": {
+        "endpoint": {"type": "string"},
+        "keys": {
+            "type": "object",
+            "properties": {"auth": {"type": "string"}},
+            "description": "the subscription's auth secret (not needed with the API key)",
+        },
     },
 }
 
@@ -61,14 +98,28 @@ def _message(heading: str, text: str, status: int = 200) -> HTMLResponse:
     tags=["visitors"],
     summary="Store a browser's push subscription",
     openapi_extra=_body(SUBSCRIBE_BODY),
-    responses={422: {"description": "the reason the subscription was refused"}},
+    responses={
+        401: {"description": "a wrong API key"},
+        403: {"description": "an id without its proof, or a field only the backend sets"},
+        409: {"description": "the endpoint is stored with other keys"},
+        422: {"description": "the reason the subscription was refused"},
+    },
 )
 async def subscribe(request: Request) -> JSONResponse:
-    """A `PushSubscription` (as `subscription`, or the object itself) with optional id,
-    timezone, attributes and tags. The same endpoint again is a no-op (200)."""
+    """A `PushSubscription` (as `subscription`, or the object itself) with optional id
+    (and its `id_hash` proof), timezone, attributes and tags. The same subscription
+    again is a no-op (200). With the API key (the site's backend) every field is
+    trusted; from a browser, see docs/web.md."""
     ctx = context(request)
+    backend = has_api_key(request)
+    body = await json_body(request)
     parsed = visitors.parse_subscribe(
-        await json_body(request), allowed=ctx.config.push_allowed_origins
+        body,
+        allowed=ctx.config.push_allowed_origins,
+        backend=backend,
+        secret=ctx.secret(),
+        editable=ctx.config.profile_editable,
+        offered_topics=lambda: visitors.topics(ctx),
     )
     result: visitors.Subscribed = await writers(request).subscriptions.submit(parsed)
     return JSONResponse(
@@ -81,25 +132,22 @@ async def subscribe(request: Request) -> JSONResponse:
     "/api/subscriptions",
     tags=["visitors"],
     summary="Forget a subscription (the browser unsubscribed)",
-    openapi_extra=_body(
-        {
-            "type": "object",
-            "required": ["endpoint"],
-            "properties": {"endpoint": {"type": "string"}},
-        }
-    ),
+    openapi_extra=_body(UNSUBSCRIBE_BODY),
 )
 async def unsubscribe(request: Request) -> dict[str, bool]:
+    """`{endpoint, keys: {auth}}` (the browser's PushSubscription will do); the site's
+    backend (API key) may name the endpoint alone. `removed` is false when nothing
+    matched (or the auth secret did not)."""
+    backend = has_api_key(request)
     body = await json_body(request)
-    if not isinstance(body, dict):
-        raise RecordError("expected a JSON object with the endpoint")
-    return {"removed": visitors.unsubscribe(context(request), body.get("endpoint"), now=now())}
+    removed = visitors.unsubscribe(context(request), body, now=now(), backend=backend)
+    return {"removed": removed}
 
 
 @router.get("/c/{token}", tags=["visitors"], summary="Signed click link", response_model=None)
 def click(request: Request, token: str, a: str | None = None) -> Response:
-    """Records the click against its send, then redirects to the node's url."""
-    if a is not None and len(a) > 64:
+    """Records the click against its send (once per send), then redirects to the node's url."""
+    if a is not None and (len(a) > 64 or not a.isprintable() or not a.isascii()):
         a = None
     target = visitors.click(context(request), token, action=a, now=now())
     if target is None:
@@ -166,8 +214,15 @@ class LinkGone(Exception):
     """A profile link that is forged, expired, or names someone deleted: answered by `gone`."""
 
 
+class ForeignOrigin(Exception):
+    """A profile form posted from another site's page: answered 403, nothing changed."""
+
+
 def _owner(request: Request, token: str) -> tuple[Context, str]:
-    """The context and the subscriber a profile link names; LinkGone when it names nobody."""
+    """The context and the subscriber a profile link names; LinkGone when it names nobody.
+    A POST must come from one of our own pages (`same_origin`): ForeignOrigin otherwise."""
+    if request.method == "POST" and not same_origin(request):
+        raise ForeignOrigin(token)
     ctx = context(request)
     sid = visitors.subscriber_of(ctx, token)
     if sid is None:
@@ -177,6 +232,10 @@ def _owner(request: Request, token: str) -> tuple[Context, str]:
 
 async def gone(request: Request, exc: Exception) -> Response:
     return _gone()
+
+
+async def foreign(request: Request, exc: Exception) -> Response:
+    return _message("Refused", "This form was sent from another site. Nothing was changed.", 403)
 
 
 def _gone() -> HTMLResponse:

@@ -6,6 +6,11 @@ queued up, stores it in one transaction on a worker thread, and answers each
 request only after that transaction committed — so a 201/202 always means
 stored, once. While one transaction runs, the next requests queue up: the
 busier the service, the larger the batches and the cheaper each write.
+
+When a group's transaction fails, each request of it is tried again on its own,
+so a record the database refuses fails only its own request (StoreRefused, a
+4xx) and the others are stored. When the database itself is unreachable, every
+request of the group fails with StoreUnavailable (503) and nothing is retried.
 """
 
 from __future__ import annotations
@@ -16,7 +21,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy.exc import (
+    DBAPIError,
+    DisconnectionError,
+    InterfaceError,
+    OperationalError,
+    StatementError,
+)
+
 MAX_BATCH = 500
+
+
+class StoreRefused(Exception):
+    """The database refused this request's records (a 4xx: the records are at fault)."""
+
+
+class StoreUnavailable(Exception):
+    """The database could not be reached or failed as a whole (a 503: try again later)."""
+
+
+def classify(exc: Exception) -> Exception:
+    """A database error as the request should see it; any other error unchanged."""
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return StoreUnavailable("the database is unavailable; try again shortly")
+    if isinstance(exc, StatementError):
+        first = str(exc.orig or exc).strip().splitlines()[0][:200] if str(exc.orig or exc) else ""
+        return StoreRefused(f"the database refused this record: {first or type(exc).__name__}")
+    return exc
 
 
 @dataclass
@@ -58,6 +91,20 @@ class GroupWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _one_by_one(self, items: list[_Item], failure: Exception) -> list[Any]:
+        """The group's transaction failed: each request on its own, so only a bad one fails."""
+        first = classify(failure)
+        if len(items) == 1 or isinstance(first, StoreUnavailable):
+            return [first] * len(items)
+        results: list[Any] = []
+        for item in items:
+            try:
+                (result,) = await asyncio.to_thread(self.store, [item.payload])
+            except Exception as exc:
+                result = classify(exc)
+            results.append(result)
+        return results
+
     async def _run(self, queue: asyncio.Queue[_Item]) -> None:
         while True:
             items = [await queue.get()]
@@ -65,8 +112,8 @@ class GroupWriter:
                 items.append(queue.get_nowait())
             try:
                 results = await asyncio.to_thread(self.store, [i.payload for i in items])
-            except Exception as exc:  # the transaction failed: every request in it fails
-                results = [exc] * len(items)
+            except Exception as exc:
+                results = await self._one_by_one(items, exc)
             for item, result in zip(items, results, strict=True):
                 if not item.future.done():
                     item.future.set_result(result)

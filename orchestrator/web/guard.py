@@ -1,0 +1,108 @@
+"""The service's outer wall, as plain ASGI middleware (no per-request task or copy):
+
+- request bodies are bounded: a declared Content-Length over MAX_BODY is answered
+  413 before a byte of the body is read, and a body without one (chunked) is counted
+  while it streams, so no request can make the service hold more than MAX_BODY;
+- every response carries the headers a page with personal data needs: no caching
+  (`Cache-Control: no-store` unless the route chose its own), no framing
+  (`X-Frame-Options: DENY`, CSP `frame-ancestors 'none'`), a Content Security Policy
+  that allows only this origin's scripts, no referrer (`Referrer-Policy: no-referrer`:
+  a profile link in the address bar never leaks to the sites a page links to) and
+  `X-Content-Type-Options: nosniff`. The API explorer (`/docs`, `/redoc`) keeps
+  FastAPI's own page, which needs inline script.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+MAX_BODY = 1_048_576
+
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+    "img-src 'self' data:; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    "frame-ancestors 'none'"
+)
+_ALWAYS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"x-frame-options", b"DENY"),
+]
+_EXPLORER = ("/docs", "/redoc")
+
+
+class BodyTooLarge(Exception):
+    """A request body passed MAX_BODY while it was being read (answered 413)."""
+
+
+class Guard:
+    """Wraps the app: body limit and security headers (see the module's docstring)."""
+
+    def __init__(self, app: Any, *, max_body: int = MAX_BODY) -> None:
+        self.app = app
+        self.max_body = max_body
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = _content_length(scope)
+        if declared is not None and declared > self.max_body:
+            await _too_large(send, self.max_body)
+            return
+        path: str = scope.get("path", "")
+        explorer = path.startswith(_EXPLORER)
+        seen = 0
+        limit = self.max_body
+
+        async def bounded_receive() -> Any:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    raise BodyTooLarge(f"body larger than {limit:,} bytes")
+            return message
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                names = {name.lower() for name, _ in headers}
+                headers.extend(h for h in _ALWAYS if h[0] not in names)
+                if b"cache-control" not in names:
+                    headers.append((b"cache-control", b"no-store"))
+                if not explorer and b"content-security-policy" not in names:
+                    headers.append((b"content-security-policy", CSP.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, bounded_receive, guarded_send)
+
+
+def _content_length(scope: dict[str, Any]) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _too_large(send: Any, limit: int) -> None:
+    body = json.dumps({"detail": f"body larger than {limit:,} bytes"}).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                (b"cache-control", b"no-store"),
+                *_ALWAYS,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
