@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hmac
 import json
 import math
 import re
@@ -235,8 +236,25 @@ def _short(number: int) -> str:
 
 
 def _b64url_decode(value: str) -> bytes:
-    padded = value + "=" * (-len(value) % 4)
-    return base64.urlsafe_b64decode(padded.encode("ascii"))
+    """Strict base64 (the url-safe alphabet, or the standard one; padding optional): any
+    other character is an error, not skipped."""
+    if len(value) > 200 or not _B64.fullmatch(value):
+        raise ValueError("not base64url")
+    bare = value.rstrip("=").replace("+", "-").replace("/", "_")
+    return base64.urlsafe_b64decode(bare + "=" * (-len(bare) % 4))
+
+
+def b64url(raw: bytes) -> str:
+    """The canonical form keys are stored in: base64url without padding."""
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+_B64 = re.compile(r"[A-Za-z0-9_+/-]*={0,2}")
+
+
+def b64_equal(a: str, b: str) -> bool:
+    """Whether two base64 texts hold the same bytes (constant time)."""
+    return hmac.compare_digest(_b64url_decode(a), _b64url_decode(b))
 
 
 def parse_subscription(
@@ -270,7 +288,7 @@ def parse_subscription(
         raise RecordError(f"{where}.keys.auth: not base64url") from None
     if len(secret) != 16:
         raise RecordError(f"{where}.keys.auth: must be 16 bytes, got {len(secret)}")
-    return PushSubscriptionRecord(endpoint=endpoint, p256dh=p256dh, auth=auth)
+    return PushSubscriptionRecord(endpoint=endpoint, p256dh=b64url(point), auth=b64url(secret))
 
 
 def check_subscriber_id(value: Any, where: str = "id") -> str:

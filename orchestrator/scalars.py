@@ -18,6 +18,7 @@ CAMPAIGN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
 _DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _DURATION_UNITS = (604800, 86400, 3600, 60, 1)
+MAX_DURATION_SECONDS = 520 * 604800  # ten years: any later moment is not a schedule
 _CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
 
 
@@ -33,7 +34,7 @@ def parse_duration(value: Any) -> timedelta:
             f"a duration is text with a unit, like 30s, 15m, 12h, 7d, 2w or 1d12h (got {value!r})"
         )
     text = value.strip()
-    match = _DURATION_RE.match(text)
+    match = _DURATION_RE.fullmatch(text) if len(text) <= 40 else None
     if not text or not match:
         raise ValueError(
             f"{value!r} is not a duration: use a number and a unit "
@@ -42,6 +43,8 @@ def parse_duration(value: Any) -> timedelta:
     seconds = sum(
         int(g) * unit for g, unit in zip(match.groups(), _DURATION_UNITS, strict=True) if g
     )
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f"{value!r} is longer than {MAX_DURATION_SECONDS // 604800}w (ten years)")
     return timedelta(seconds=seconds)
 
 
@@ -95,7 +98,7 @@ def _check_id(value: Any, what: str = "id") -> str:
         raise ValueError(f"{what} must be text, got {value!r}")
     if value == END:
         raise ValueError(f"'{END}' is reserved for the end of a journey and cannot be a {what}")
-    if not ID_RE.match(value):
+    if not ID_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid {what}: letters, digits, '_' and '-', "
             "starting with a letter or '_', at most 64 characters"
@@ -113,7 +116,7 @@ def _check_ref(value: Any) -> str:
 
 
 def _check_event(value: Any) -> str:
-    if not isinstance(value, str) or not EVENT_RE.match(value):
+    if not isinstance(value, str) or not EVENT_RE.fullmatch(value):
         raise ValueError(
             f"{value!r} is not a valid event name: letters, digits, '_', '.', ':' and '-', "
             "at most 64 characters"
@@ -144,7 +147,7 @@ def _parse_clock(value: Any) -> time:
     if isinstance(value, time):
         return value
     if isinstance(value, str):
-        match = _CLOCK_RE.match(value.strip())
+        match = _CLOCK_RE.fullmatch(value.strip())
         if match:
             return time(int(match.group(1)), int(match.group(2)))
     raise ValueError(f'{value!r} is not a time of day: write it as "HH:MM", e.g. "21:00"')

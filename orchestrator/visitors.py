@@ -19,7 +19,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from orchestrator import tokens, urls
+from orchestrator import records, tokens, urls
 from orchestrator.records import (
     EventRecord,
     PushSubscriptionRecord,
@@ -283,6 +283,17 @@ def _store_subscriptions(
     if fresh_ids:
         repo.note_events(s, [EventRecord(sid, "subscribed", now, {}) for sid in fresh_ids])
     return out
+
+
+def _same_keys(stored: tuple[str, str], given: PushSubscriptionRecord) -> bool:
+    """Whether stored keys are the given ones (compared as bytes: the stored text may be
+    in another base64 form)."""
+    try:
+        return records.b64_equal(stored[0], given.p256dh) and records.b64_equal(
+            stored[1], given.auth
+        )
+    except ValueError:
+        return False
 
 
 def _attributes(r: SubscribeRequest, stored: dict[str, Any]) -> dict[str, Any]:

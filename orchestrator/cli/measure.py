@@ -18,6 +18,9 @@ from orchestrator.cli._app import (
 )
 
 
+LAST_SIMULATED_YEAR = 9000  # room for a campaign's delays after the last start
+
+
 @app.command()
 def simulate(
     file: Annotated[Path, typer.Argument(help="a campaign file")],
@@ -66,6 +69,13 @@ def simulate(
         except (ValueError, AssertionError):
             typer.echo(f"--rate {item!r}: expected NODE=P with P between 0 and 1", err=True)
             raise typer.Exit(1) from None
+    begin = _now(start or "2026-01-05T09:00:00Z")
+    end = _now(until) if until else None
+    for option, moment in (("--start", begin), ("--until", end)):
+        if moment is not None and moment.year > LAST_SIMULATED_YEAR:
+            raise typer.BadParameter(
+                f"a simulation ends by the year {LAST_SIMULATED_YEAR}", param_hint=option
+            )
     try:
         result = run(
             file,
@@ -74,8 +84,8 @@ def simulate(
             seed=seed,
             rates=rates,
             default_rate=default_rate,
-            start=_now(start or "2026-01-05T09:00:00Z"),
-            until=_now(until) if until else None,
+            start=begin,
+            until=end,
             trace=trace,
             resolution=_duration(resolution, "--resolution"),
             workers=workers,

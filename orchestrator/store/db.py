@@ -46,9 +46,18 @@ def _sqlite_begin(connection: Any) -> None:
     plain.execute(connection, "BEGIN IMMEDIATE", ())
 
 
-# NaN and Infinity are not JSON: SQLite's JSON functions and PostgreSQL's jsonb refuse a
-# document holding them, so writing one would poison every later query over its row.
-_JSON = partial(json.dumps, allow_nan=False)
+class UnstorableValue(ValueError):
+    """A value a JSON column cannot hold (NaN, Infinity, something not JSON at all)."""
+
+
+def _json(value: Any) -> str:
+    """JSON for a column, strictly: NaN and Infinity are not JSON, SQLite's JSON functions
+    and PostgreSQL's jsonb refuse a document holding them, so writing one would poison
+    every later query over its row."""
+    try:
+        return json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError) as exc:
+        raise UnstorableValue(f"not storable as JSON: {exc}") from None
 
 
 def make_engine(url: str, *, durable: bool = True) -> Engine:
@@ -59,12 +68,12 @@ def make_engine(url: str, *, durable: bool = True) -> Engine:
     if url.startswith("sqlite"):
         pool: dict[str, Any] = {} if durable else {"poolclass": StaticPool}
         engine = create_engine(
-            url, connect_args={"check_same_thread": False}, json_serializer=_JSON, **pool
+            url, connect_args={"check_same_thread": False}, json_serializer=_json, **pool
         )
         event.listen(engine, "connect", partial(_sqlite_pragmas, durable=durable))
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, json_serializer=_JSON)
+    return create_engine(url, pool_pre_ping=True, json_serializer=_json)
 
 
 def create_all(engine: Engine) -> None:

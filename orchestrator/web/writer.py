@@ -29,6 +29,8 @@ from sqlalchemy.exc import (
     StatementError,
 )
 
+from orchestrator.store.db import UnstorableValue
+
 MAX_BATCH = 500
 
 
@@ -46,6 +48,8 @@ def classify(exc: Exception) -> Exception:
         isinstance(exc, DBAPIError) and exc.connection_invalidated
     ):
         return StoreUnavailable("the database is unavailable; try again shortly")
+    if isinstance(exc, UnstorableValue):
+        return StoreRefused(f"the database refused this record: {exc}")
     if isinstance(exc, StatementError):
         first = str(exc.orig or exc).strip().splitlines()[0][:200] if str(exc.orig or exc) else ""
         return StoreRefused(f"the database refused this record: {first or type(exc).__name__}")

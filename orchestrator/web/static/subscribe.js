@@ -8,8 +8,17 @@
  * after some engagement) — never on page load: browsers penalise sites that
  * prompt at once, and visitors say no. The subscription is posted with the
  * browser's timezone, so quiet hours follow the subscriber's own clock.
- * Data attributes on the button: data-attributes='{"first_name": "Ana"}',
- * data-tags="topic:space,stargazer". */
+ *
+ * Two modes (docs/web.md):
+ * - anonymous: the service mints the subscriber id; the browser may set only what a
+ *   subscriber may edit on their own profile page:
+ *     data-attributes='{"first_name": "Ana"}'  data-tags="topic:space"
+ * - the site's own id (an account id, an email): the site's backend computes the proof
+ *   id_hash = hex HMAC-SHA256(identity key, id) and renders both into the page:
+ *     data-id="account-42" data-id-hash="9f2c…"
+ *   or calls campaignFlow.subscribe({id: "account-42", idHash: "9f2c…"}).
+ *   Attributes and tags only the site knows (plan, consent, vip) are sent by the
+ *   site's backend with the API key, never from the page. */
 (function () {
   "use strict";
   const script = document.currentScript;
@@ -43,7 +52,10 @@
       subscription: sub.toJSON(),
       timezone: Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC",
     };
-    if (options.id) body.id = options.id;
+    if (options.id) {
+      body.id = options.id;
+      body.id_hash = options.idHash;
+    }
     if (options.attributes) body.attributes = options.attributes;
     if (options.tags) body.tags = options.tags;
     const answer = await fetch(base + "/api/subscriptions", {
@@ -69,7 +81,7 @@
     await fetch(base + "/api/subscriptions", {
       method: "DELETE",
       headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ endpoint: sub.endpoint }),
+      body: JSON.stringify(sub.toJSON()), // the keys prove this browser holds the subscription
     });
     return sub.unsubscribe();
   }
@@ -80,6 +92,10 @@
       const options = {};
       if (element.dataset.attributes) options.attributes = JSON.parse(element.dataset.attributes);
       if (element.dataset.tags) options.tags = element.dataset.tags.split(",").map((t) => t.trim()).filter(Boolean);
+      if (element.dataset.id) {
+        options.id = element.dataset.id;
+        options.idHash = element.dataset.idHash;
+      }
       try {
         const result = await subscribe(options);
         element.dispatchEvent(new CustomEvent("campaign-flow:subscribed", { detail: result, bubbles: true }));

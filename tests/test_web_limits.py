@@ -1,0 +1,169 @@
+"""The web service's limits on real parts: a group commit where one record is refused by
+the database (SQLite file and PostgreSQL), and oversized bodies against a real
+`campaign serve` process whose memory is read from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from orchestrator.config import Config
+from orchestrator.delivery import RecordingDelivery
+from orchestrator.records import PushSubscriptionRecord
+from orchestrator.service import open_context
+from orchestrator.store.models import Subscriber
+from orchestrator.visitors import Subscribed, SubscribeRequest
+from orchestrator.web.common import make_writers
+from orchestrator.web.writer import StoreRefused
+from tests.test_ticking import _key
+from tests.test_web_api import CAMPAIGN, ORIGIN
+
+
+def _request(i: int, attributes: dict[str, object]) -> SubscribeRequest:
+    return SubscribeRequest(
+        subscription=PushSubscriptionRecord(
+            f"{ORIGIN}/fcm/send/g{i}", _key(), "MDEyMzQ1Njc4OWFiY2RlZg"
+        ),
+        id=f"g-{i}",
+        attributes=attributes,
+        backend=True,
+    )
+
+
+def test_a_record_the_database_refuses_fails_only_its_own_request(
+    tmp_path: Path, db_url: str
+) -> None:
+    """30 good subscriptions and 3 that pass no database (NaN; on PostgreSQL also a NUL,
+    which jsonb refuses), handed to the group writer at once as concurrent requests are:
+    the 30 are stored and answered, each bad one gets StoreRefused (a 422) on its own."""
+    ctx = open_context(Config(db=db_url, graphs=tmp_path), delivery=RecordingDelivery())
+    bad = {5: {"score": float("nan")}, 17: {"score": float("inf")}}
+    if db_url.startswith("postgresql"):
+        bad[29] = {"note": "a\x00b"}
+    requests = [_request(i, bad.get(i, {"n": i})) for i in range(33)]
+    writers = make_writers(ctx)
+
+    async def run() -> list[object]:
+        try:
+            return await asyncio.gather(
+                *(writers.subscriptions.submit(r) for r in requests), return_exceptions=True
+            )
+        finally:
+            await writers.subscriptions.close()
+
+    results = asyncio.run(run())
+    for i, result in enumerate(results):
+        if i in bad:
+            assert isinstance(result, StoreRefused), (i, result)
+            assert "the database refused this record" in str(result)
+        else:
+            assert isinstance(result, Subscribed) and result.id == f"g-{i}", (i, result)
+    with ctx.session() as s:
+        stored = s.execute(select(func.count()).select_from(Subscriber)).scalar_one()
+    assert stored == 33 - len(bad)
+    ctx.engine.dispose()
+
+
+# ------------------------------------------------------------------ a real server
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+def _send(port: int, head: bytes, chunk: bytes, total: int) -> tuple[bytes, int]:
+    """Send the head, then up to `total` bytes of body as fast as the server takes them;
+    return the server's answer and how much body it took before answering."""
+    sent = 0
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(head)
+        conn.settimeout(0.5)
+        try:
+            while sent < total:
+                conn.sendall(chunk)
+                sent += len(chunk)
+        except (TimeoutError, OSError):
+            pass  # the server stopped reading (or closed): it has answered
+        conn.settimeout(10)
+        answer = b""
+        try:
+            while b"\r\n\r\n" not in answer:
+                data = conn.recv(65536)
+                if not data:
+                    break
+                answer += data
+        except OSError:
+            pass
+    return answer, sent
+
+
+@pytest.mark.slow
+def test_an_800_mb_body_never_fills_the_servers_memory(tmp_path: Path) -> None:
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
+        "CAMPAIGN_GRAPHS": str(graphs),
+        "CAMPAIGN_API_KEY": "k" * 40,
+    }
+    exe = str(Path(sys.executable).parent / "campaign")
+    server = subprocess.Popen(
+        [exe, "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None, "serve did not start"
+                time.sleep(0.2)
+        baseline = _peak_rss_mb(server.pid)
+        size = 800 * 1024 * 1024
+        chunk = b"x" * (1024 * 1024)
+        declared = (
+            f"POST /api/subscriptions HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {size}\r\n\r\n"
+        ).encode()
+        answer, taken = _send(port, declared, chunk, size)
+        assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+        # chunked: no length declared, counted while it streams
+        head = (
+            "POST /api/events HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Authorization: Bearer {'k' * 40}\r\nTransfer-Encoding: chunked\r\n\r\n"
+        ).encode()
+        framed = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n"
+        chunked_answer, chunked_taken = _send(port, head, framed, size)
+        assert chunked_answer.startswith(b"HTTP/1.1 413"), chunked_answer[:200]
+        peak = _peak_rss_mb(server.pid)
+        assert server.poll() is None, "the server died"
+        assert peak - baseline < 100, (baseline, peak, taken, chunked_taken)
+        assert chunked_taken < 64 * 1024 * 1024, chunked_taken  # it stopped reading early
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
