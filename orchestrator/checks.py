@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator import payload, templates
 from orchestrator.diagnostics import did_you_mean
+from orchestrator.errors import TemplateRenderError
 from orchestrator.graph import CampaignGraph
 from orchestrator.spec import (
     END,
@@ -366,10 +367,48 @@ def _check_templates(
         field_path = (*path, "notification", field)
         for problem in templates.check(text, allowed=allowed):
             ok = False
-            pos = source.located.value_pos(field_path)
-            line = pos.line + problem.line_offset + (1 if field_path in source.located.block else 0)
-            col = pos.col if line == pos.line else _indent_col(source.text, line)
-            reporter.at(source, Pos(line, col), problem.message, code="template")
+            at = _template_pos(source, field_path, problem.line_offset)
+            reporter.at(source, at, problem.message, code="template")
+    return ok
+
+
+def _template_pos(source: Source, field_path: Path_, line_offset: int) -> Pos:
+    """The position of a line inside the template text of a field."""
+    pos = source.located.value_pos(field_path)
+    line = pos.line + line_offset + (1 if field_path in source.located.block else 0)
+    col = pos.col if line == pos.line else _indent_col(source.text, line)
+    return Pos(line, col)
+
+
+def _check_template_limits(
+    campaign: Campaign,
+    node_id: str,
+    node: NotificationNode,
+    *,
+    source: Source,
+    path: Path_,
+    reporter: Reporter,
+    triggered: bool,
+) -> bool:
+    """Render each template with the worst-case context: one that goes past a render limit
+    (size, numbers, steps, time, output, nesting) is an error at its line. Other render
+    errors are not: attributes and trigger properties are unknown here (they render
+    empty), so they are left to send time, as the payload size check does."""
+    context = payload.worst_case_context(campaign, node_id, triggered=triggered)
+    ok = True
+    for field in payload.TEMPLATED_FIELDS:
+        text = getattr(node.notification, field)
+        if text is None:
+            continue
+        try:
+            templates.render(text, context, strict=False)
+        except templates.TemplateLimitError as exc:
+            ok = False
+            field_path = (*path, "notification", field)
+            at = _template_pos(source, field_path, exc.line_offset)
+            reporter.at(source, at, str(exc), code="template")
+        except TemplateRenderError:
+            pass
     return ok
 
 
@@ -397,6 +436,16 @@ def _check_notification(
     template_ok = _check_templates(
         fields, source=source, path=path, reporter=reporter, allowed=allowed
     )
+    if template_ok:
+        template_ok = _check_template_limits(
+            campaign,
+            node_id,
+            node,
+            source=source,
+            path=path,
+            reporter=reporter,
+            triggered=triggered,
+        )
     actions = node.notification.actions
     if len(actions) > MAX_ACTIONS:
         reporter.key(
