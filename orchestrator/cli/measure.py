@@ -17,7 +17,6 @@ from orchestrator.cli._app import (
     app,
 )
 
-
 LAST_SIMULATED_YEAR = 9000  # room for a campaign's delays after the last start
 
 
