@@ -155,6 +155,7 @@ def test_tick_refuses_a_broken_campaign_with_exit_1(env: dict[str, str]) -> None
     assert code == 1 and "refused" in err and "names no node" in err
 
 
+@pytest.mark.slow
 def test_a_bad_setting_or_an_unreachable_database_is_one_line_not_a_traceback(
     tmp_path: Path,
 ) -> None:

@@ -301,6 +301,7 @@ def test_one_bad_import_line_never_costs_a_good_one(tmp_path: Path, db_url: str)
     ctx.engine.dispose()
 
 
+@pytest.mark.slow
 def test_the_import_command_reports_every_bad_line_and_keeps_the_rest(tmp_path: Path) -> None:
     env = {
         **os.environ,
@@ -528,6 +529,7 @@ def _graphs_with_traps(tmp_path: Path) -> Path:
     return graphs
 
 
+@pytest.mark.slow
 def test_files_that_leave_the_campaign_folder_are_refused(tmp_path: Path) -> None:
     graphs = _graphs_with_traps(tmp_path)
     env = {

@@ -14,6 +14,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, settings, strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -206,7 +207,7 @@ def _check_trace(campaign: Campaign, person: SubscriberView, actions: list[Actio
     assert not problems, problems
 
 
-TestJourneys = Journeys.TestCase
+TestJourneys = pytest.mark.slow(Journeys.TestCase)
 TestJourneys.settings = settings(
     max_examples=150,
     stateful_step_count=25,

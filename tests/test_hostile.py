@@ -271,6 +271,7 @@ def test_a_redirect_from_a_push_service_is_never_followed(
 # ------------------------------------------------------------------ secrets in errors
 
 
+@pytest.mark.slow
 def test_failing_commands_print_no_secret(tmp_path: Path) -> None:
     """A push service refusing our VAPID key (403), an unknown subscriber, a campaign file
     that no longer validates: the messages say what is wrong and show no secret."""

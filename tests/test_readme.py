@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -25,6 +27,7 @@ def test_readme_quick_start_is_make_demo_and_make_test() -> None:
     assert "\ndemo:" in makefile and "\ntest:" in makefile
 
 
+@pytest.mark.slow
 def test_prefect_yaml_is_written_from_the_current_campaign_files() -> None:
     from flows.deploy import prefect_yaml
 

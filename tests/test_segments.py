@@ -835,6 +835,7 @@ def sql_members_of_each(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(world=WORLDS)
+@pytest.mark.slow
 def test_random_rules_match_the_reference_evaluator(fresh: Engine, world: Any) -> None:
     subs, events, named, r, probes = world
     load(fresh, subs, events)
