@@ -6,6 +6,12 @@ is safe: the sends ledger is unique per (journey, step), so a step claimed once
 is never sent twice. Every run publishes artifacts with stable keys per
 campaign: the flowchart as a ```mermaid block with live counts, the funnel as a
 table, and a progress bar while batches run.
+
+A batch task that fails (after its retries), or a claim that raises, stops the
+claims; the batch already on the wire is still recorded and the artifacts are
+published, then the flow run fails naming the campaign and the cause. Each
+campaign is its own flow run (its own deployment), so another campaign's runs
+are not affected.
 """
 
 from __future__ import annotations
@@ -43,7 +49,14 @@ from orchestrator.service import (
     open_context,
     status,
 )
-from orchestrator.ticking import BatchResult, ClaimedBatch, claim_batch, finish_batch, work_due
+from orchestrator.ticking import (
+    BatchResult,
+    ClaimedBatch,
+    claim_batch,
+    failure,
+    finish_batch,
+    work_due,
+)
 
 
 def artifact_key(campaign: str, what: str) -> str:
@@ -173,18 +186,26 @@ def tick_flow(
     # records it, overlapping the next claim. Nothing due: no claim, no task run.
     in_flight: PrefectFuture[BatchResult] | None = None
     more = work_due(ctx, campaign=campaign, now=moment)[0]
+    failed: list[str] = []  # after a failure nothing more is claimed
     while True:
-        claimed = (
-            claim_batch(ctx, campaign=campaign, now=moment, batch_size=batch_size) if more else None
-        )
+        claimed = None
+        if more:
+            try:
+                claimed = claim_batch(ctx, campaign=campaign, now=moment, batch_size=batch_size)
+            except Exception as exc:
+                failed.append(f"claiming batch {number + 1}: {failure(exc)}")
         if in_flight is not None:
-            batch = in_flight.result()
-            journeys, sends = journeys + batch.journeys, sends + batch.sends
-            tally.update(batch.outcomes)
+            try:
+                batch = in_flight.result()
+            except Exception as exc:
+                failed.append(f"batch {number}: {failure(exc)}")
+            else:
+                journeys, sends = journeys + batch.journeys, sends + batch.sends
+                tally.update(batch.outcomes)
             update_progress_artifact(progress, min(99.0, 100.0 * number / (number + 1)))
         if claimed is None:
             break
-        more = claimed.more
+        more = claimed.more and not failed
         number += 1
         in_flight = batch_task.submit(ctx, campaign, moment, number, claimed)
     update_progress_artifact(progress, 100.0)
@@ -200,11 +221,19 @@ def tick_flow(
         "sends": sends,
         "outcomes": dict(tally),
     }
+    if failed:
+        summary["failed"] = failed
     create_table_artifact(
-        [{k: json.dumps(v) if isinstance(v, dict) else v for k, v in summary.items()}],
+        [{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in summary.items()}],
         key=artifact_key(campaign, "tick"),
         description=f"{campaign}: what this tick did",
     )
+    if failed:
+        logger.error("%s: the tick failed: %s", campaign, "; ".join(failed))
+        raise RuntimeError(
+            f"{campaign}: the tick failed ({'; '.join(failed)}); batches already recorded "
+            "are kept, sends claimed but not answered go out again after the claim grace"
+        )
     logger.info("%s: %s", campaign, summary)
     return summary
 

@@ -36,10 +36,19 @@ class SendRequest:
 @dataclass(frozen=True)
 class SendOutcome:
     send_id: int
-    outcome: str  # delivered | failed | gone | payload_error | rejected
+    # delivered | gone | rate_limited | failed | vapid_rejected | payload_error | rejected
+    # | disallowed | error (an unexpected exception for this send: detail `TypeName: message`)
+    outcome: str
     status_code: int | None = None
     detail: str | None = None
     gone_endpoints: tuple[str, ...] = ()
+
+
+def describe(exc: BaseException, limit: int = 500) -> str:
+    """`TypeName: message` (the message's first line, bounded): how an unexpected exception
+    is recorded as one send's outcome detail or one campaign's failure."""
+    lines = str(exc).strip().splitlines()
+    return (f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)[:limit]
 
 
 class Delivery(Protocol):
@@ -48,12 +57,17 @@ class Delivery(Protocol):
 
 def submit(delivery: Delivery, requests: Sequence[SendRequest]) -> Future[list[SendOutcome]]:
     """Start delivering and return at once when the delivery can (the real push client
-    sends from its own thread); otherwise deliver now and hand back the finished result."""
+    sends from its own thread); otherwise deliver now and hand back the finished result.
+    Either way a failure to deliver is the future's exception, raised where it is awaited."""
     start = getattr(delivery, "submit", None)
-    if start is not None and requests:
-        future: Future[list[SendOutcome]] = start(requests)
-        return future
     done: Future[list[SendOutcome]] = Future()
+    if start is not None and requests:
+        try:
+            future: Future[list[SendOutcome]] = start(requests)
+        except Exception as exc:
+            done.set_exception(exc)
+            return done
+        return future
     try:
         done.set_result(delivery.deliver(requests) if requests else [])
     except BaseException as exc:  # re-raised by .result(), where the caller waits

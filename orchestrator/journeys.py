@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import logging
 from collections import Counter
-from datetime import UTC
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row
 
+from orchestrator.delivery import describe
 from orchestrator.engine import Action, JourneyState, SubscriberView
 from orchestrator.service import Context
 from orchestrator.store import repo
+
+log = logging.getLogger("campaign.tick")
 
 _STATE_FIELDS = (
     "subscriber_id",
@@ -65,6 +69,40 @@ def state_of(row: Row[Any]) -> JourneyState:
         if moment is not None and moment.tzinfo is None:
             values[name] = moment.replace(tzinfo=UTC)  # SQLite gives naive UTC back
     return JourneyState.of(values)
+
+
+def end_with_error(
+    row: Row[Any],
+    exc: BaseException,
+    *,
+    now: datetime,
+    counts: Counter[tuple[str, str]],
+    trace: list[tuple[Row[Any], list[Action]]],
+) -> dict[str, Any]:
+    """A journey whose advance raised an unexpected exception ends (exit reason `error`),
+    logged with the exception; counted and traced like any exit. Returns its row update
+    (with `id`), which touches only the columns of an end: the rest of the row may be
+    what could not be read."""
+    log.error(
+        "journey %s of %s (subscriber %s, at %s) ended with an error: %s",
+        row.id,
+        row.campaign,
+        row.subscriber_id,
+        row.node,
+        describe(exc),
+        exc_info=exc,
+    )
+    action = Action("exit", now, row.node, reason="error")
+    count([action], counts)
+    trace.append((row, [action]))
+    return {
+        "id": row.id,
+        "phase": "ended",
+        "exit_reason": "error",
+        "ended_at": now,
+        "due_at": None,
+        "claim_at": None,
+    }
 
 
 def topic_for(journey_id: int, step: int) -> str:

@@ -7,16 +7,21 @@
   vapid_rejected (401/403): the send is kept for a later tick (`retry`, with
   `retry_at`), the very same message with the same Topic, up to MAX_ATTEMPTS; then
   it is `failed`.
-- payload_error (413), rejected (400 and other 4xx), disallowed (origin not
-  allowed), and a send that finally failed: the journey does not go on as if it
-  had been sent: it takes its no-convert edge at once, the reason recorded.
+- payload_error (413), rejected (400 and other 4xx), disallowed (an endpoint
+  not in normal form or not on an allowed origin), error (an unexpected exception
+  for this send: recorded `failed`, the exception in `detail`), and a send that
+  finally failed: the journey does not go on as if it had been sent: it takes its
+  no-convert edge at once, the reason recorded.
 
 A claimed send whose process died before its outcome was written has `retry_at`
-= claim time + CLAIM_GRACE, so a later tick sends it again the same way.
+= claim time + CLAIM_GRACE, so a later tick sends it again the same way, up to
+MAX_ATTEMPTS in all: a send found due with its attempts spent is `failed` ("gave
+up after N attempts") and never sent again.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -27,7 +32,7 @@ from sqlalchemy import Row, select
 from sqlmodel import Session
 
 from orchestrator import engine, journeys
-from orchestrator.delivery import SendOutcome, SendRequest, Target
+from orchestrator.delivery import SendOutcome, SendRequest, Target, describe
 from orchestrator.engine import Action
 from orchestrator.service import Context
 from orchestrator.spec import NotificationNode
@@ -39,7 +44,12 @@ CLAIM_GRACE = timedelta(minutes=10)
 RETRY_BASE = timedelta(minutes=2)
 RETRY_CAP = timedelta(hours=1)
 TRANSIENT = frozenset({"rate_limited", "failed", "vapid_rejected"})
-PERMANENT = frozenset({"payload_error", "rejected", "disallowed"})
+PERMANENT = frozenset({"payload_error", "rejected", "disallowed", "error"})
+# permanent outcomes recorded under another name, and the reason their journeys are given
+_LEDGER = {"error": "failed"}
+_REASON = {"error": "delivery_error"}
+
+log = logging.getLogger("campaign.tick")
 
 
 @dataclass
@@ -77,7 +87,8 @@ def record(
                 outcome = "failed"
                 abandon.append((o.send_id, f"delivery_{o.outcome}"))
         elif o.outcome in PERMANENT:
-            abandon.append((o.send_id, o.outcome))
+            outcome = _LEDGER.get(o.outcome, o.outcome)
+            abandon.append((o.send_id, _REASON.get(o.outcome, o.outcome)))
         rows.append(
             {
                 "id": o.send_id,
@@ -126,17 +137,21 @@ def _abandon(
     updates = []
     trace: list[tuple[Row[Any], list[Action]]] = []
     for row in rows:
-        campaign = ctx.campaign_of_version(row.version_id, s)
-        if not isinstance(campaign.node(row.node), NotificationNode):
+        try:
+            campaign = ctx.campaign_of_version(row.version_id, s)
+            if not isinstance(campaign.node(row.node), NotificationNode):
+                continue
+            view = journeys.subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, None)
+            result = engine.skip_send(
+                journeys.state_of(row),
+                campaign=campaign,
+                subscriber=view,
+                reason=reasons[row.last_send_id],
+                now=now,
+            )
+        except Exception as exc:  # this journey ends; the others' outcomes are still written
+            updates.append(journeys.end_with_error(row, exc, now=now, counts=counts, trace=trace))
             continue
-        view = journeys.subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, None)
-        result = engine.skip_send(
-            journeys.state_of(row),
-            campaign=campaign,
-            subscriber=view,
-            reason=reasons[row.last_send_id],
-            now=now,
-        )
         journeys.count(list(result.actions), counts)
         trace.append((row, list(result.actions)))
         updates.append({"id": row.id, **journeys.changes(result.state)})
@@ -148,33 +163,64 @@ def _abandon(
 def resend_due(
     ctx: Context, *, campaign: str, now: datetime, limit: int = 500
 ) -> ResendResult | None:
-    """Send again, unchanged, the sends that are due for a retry or were left unfinished."""
+    """Send again, unchanged, the sends that are due for a retry or were left unfinished;
+    those whose MAX_ATTEMPTS are spent are `failed` instead, without being sent."""
     with ctx.session() as s, s.begin():
         rows = repo.claim_retries(s, campaign=campaign, now=now, limit=limit)
         if not rows:
             return None
-        attempts = {r.id: r.attempts + 1 for r in rows}
+        # a spent send keeps its count; every row is held for the grace, so that no other
+        # tick takes it before its outcome is written
+        attempts = {
+            r.id: r.attempts if r.attempts >= MAX_ATTEMPTS else r.attempts + 1 for r in rows
+        }
         repo.update_by_id(
             s,
             Send,
             [{"id": r.id, "attempts": attempts[r.id], "retry_at": now + CLAIM_GRACE} for r in rows],
         )
-        requests = _requests(ctx, s, rows)
-    outcomes = ctx.delivery.deliver(requests) if requests else []
-    unsent = {r.id for r in rows} - {q.send_id for q in requests}
-    if unsent:  # no stored payload: nothing can be sent again
-        outcomes = [
-            *outcomes,
-            *(SendOutcome(i, "rejected", None, "no stored payload") for i in unsent),
-        ]
-        requests = [*requests, *(_stub(r) for r in rows if r.id in unsent)]
-    tally = record(
-        ctx, campaign=campaign, requests=requests, outcomes=outcomes, attempts=attempts, now=now
-    )
-    return ResendResult(sends=len(requests), outcomes=tally)
+        requests, broken = _requests(ctx, s, [r for r in rows if r.attempts < MAX_ATTEMPTS])
+    # what is known without sending: spent, no stored payload, or a send that can't be rebuilt
+    decided: list[SendOutcome] = []
+    sending = {q.send_id for q in requests}
+    for r in rows:
+        if r.attempts >= MAX_ATTEMPTS:
+            detail = f"gave up after {r.attempts} attempts"
+            decided.append(SendOutcome(r.id, "failed", None, detail))
+        elif r.id in broken:
+            decided.append(SendOutcome(r.id, "error", None, broken[r.id]))
+        elif r.id not in sending:
+            decided.append(SendOutcome(r.id, "rejected", None, "no stored payload"))
+    tally: Counter[str] = Counter()
+    if decided:
+        by_id = {r.id: r for r in rows}
+        tally = record(
+            ctx,
+            campaign=campaign,
+            requests=[_stub(by_id[o.send_id]) for o in decided],
+            outcomes=decided,
+            attempts=attempts,
+            now=now,
+        )
+    if requests:
+        tally.update(
+            record(
+                ctx,
+                campaign=campaign,
+                requests=requests,
+                outcomes=ctx.delivery.deliver(requests),
+                attempts=attempts,
+                now=now,
+            )
+        )
+    return ResendResult(sends=len(rows), outcomes=tally)
 
 
-def _requests(ctx: Context, s: Session, rows: Sequence[Row[Any]]) -> list[SendRequest]:
+def _requests(
+    ctx: Context, s: Session, rows: Sequence[Row[Any]]
+) -> tuple[list[SendRequest], dict[int, str]]:
+    """The requests to send again, and why each send that could not be rebuilt could not
+    (its journey or campaign version no longer knows its node, …)."""
     table = Journey.__table__  # type: ignore[attr-defined]
     by_journey = {
         j.id: j
@@ -184,15 +230,16 @@ def _requests(ctx: Context, s: Session, rows: Sequence[Row[Any]]) -> list[SendRe
     }
     targets = repo.subscriptions_of(s, (r.subscriber_id for r in rows))
     out = []
+    broken: dict[int, str] = {}
     for r in rows:
         journey = by_journey.get(r.journey_id)
         if r.payload is None or journey is None:
             continue
-        campaign = ctx.campaign_of_version(journey.version_id, s)
-        node = campaign.node(r.node)
-        assert isinstance(node, NotificationNode)
-        out.append(
-            SendRequest(
+        try:
+            campaign = ctx.campaign_of_version(journey.version_id, s)
+            node = campaign.node(r.node)
+            assert isinstance(node, NotificationNode), f"{r.node} is not a notification"
+            request = SendRequest(
                 send_id=r.id,
                 journey_id=r.journey_id,
                 step=r.step,
@@ -207,8 +254,12 @@ def _requests(ctx: Context, s: Session, rows: Sequence[Row[Any]]) -> list[SendRe
                 urgency=node.urgency or campaign.settings.urgency,
                 topic=journeys.topic_for(r.journey_id, r.step),
             )
-        )
-    return out
+        except Exception as exc:  # this send only
+            log.warning("send %s cannot be sent again: %s", r.id, describe(exc))
+            broken[r.id] = describe(exc)
+            continue
+        out.append(request)
+    return out, broken
 
 
 def _stub(row: Row[Any]) -> SendRequest:

@@ -4,10 +4,16 @@ sending what is due.
 Exactly-once: a batch claims its journeys and writes a ledger row for every
 send in one transaction, before anything leaves the process; delivery happens
 after the commit and its outcomes are written back in one statement per batch.
+
+Isolation: a journey whose advance raises ends (`error`) and the batch goes on;
+a send that cannot be rendered or built is skipped (`template_error`, `bad_url`,
+`payload_too_large`); a campaign whose tick raises is reported in
+`TickReport.failed` and the next campaign runs (docs/reliability.md, "Isolation").
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
@@ -17,10 +23,11 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Row
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from orchestrator import engine, journeys, outcomes, payload, tokens
-from orchestrator.delivery import SendOutcome, SendRequest, Target, submit
+from orchestrator import engine, journeys, outcomes, payload, tokens, urls
+from orchestrator.delivery import SendOutcome, SendRequest, Target, describe, submit
 from orchestrator.engine import Action, EventView, JourneyState
 from orchestrator.enrolment import enrol
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
@@ -30,6 +37,8 @@ from orchestrator.store import repo, segments
 from orchestrator.store.models import Journey, Send
 
 IN_FLIGHT = 2  # batches on the wire while the next one is claimed
+
+log = logging.getLogger("campaign.tick")
 
 
 @dataclass
@@ -50,6 +59,17 @@ class CampaignTick:
 class TickReport:
     campaigns: list[CampaignTick] = field(default_factory=list)
     refused: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # campaign: "TypeName: message"
+    errors: dict[str, Exception] = field(default_factory=dict, repr=False)  # campaign: raised
+
+
+def failure(exc: BaseException) -> str:
+    """`TypeName: message` for a campaign whose tick raised; a database error by its
+    driver's message only (never the statement or its parameters)."""
+    if isinstance(exc, DBAPIError) and exc.orig is not None:
+        lines = str(exc.orig).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0] if lines else type(exc.orig).__name__}"[:500]
+    return describe(exc)
 
 
 @dataclass
@@ -67,16 +87,31 @@ def tick(
     batch_size: int = 500,
     on_batch: Callable[[str, BatchResult], None] | None = None,
 ) -> TickReport:
-    """One pass over the named campaigns (default: every file in the graphs folder)."""
+    """One pass over the named campaigns (default: every file in the graphs folder).
+
+    A campaign whose tick raises is in `failed` (and `errors`), logged, and the next
+    campaign runs; what the failed one committed is kept."""
     report = TickReport()
     for path in campaign_paths(ctx, names):
-        load = load_current(ctx, path)
-        if load.problem is not None or load.version_id is None:
-            report.refused[str(path)] = load.problem or "not loaded"
-            continue
-        report.campaigns.append(
-            tick_campaign(ctx, load, now=now, batch_size=batch_size, on_batch=on_batch)
-        )
+        name = path.stem
+        try:
+            load = load_current(ctx, path)
+            if load.problem is not None or load.version_id is None:
+                report.refused[str(path)] = load.problem or "not loaded"
+                continue
+            if load.loaded is not None and load.loaded.campaign is not None:
+                name = load.loaded.campaign.campaign
+            report.campaigns.append(
+                tick_campaign(ctx, load, now=now, batch_size=batch_size, on_batch=on_batch)
+            )
+        except Exception as exc:
+            report.failed[name], report.errors[name] = failure(exc), exc
+            log.error(
+                "%s: the tick failed (%s); the other campaigns go on",
+                name,
+                report.failed[name],
+                exc_info=None if isinstance(exc, DBAPIError) else exc,
+            )
     return report
 
 
@@ -121,13 +156,23 @@ def run_batches(
     """Every due batch, overlapped: while earlier batches' pushes are on the wire (the push
     client's thread or the delivery processes), the next batch is claimed and advanced;
     answers are recorded as they come, oldest batch first, with at most IN_FLIGHT batches
-    sent and not yet recorded. Each claim still commits before its sends leave."""
+    sent and not yet recorded. Each claim still commits before its sends leave.
+
+    A batch whose delivery fails as a whole (a delivery process died) stops the claims;
+    the batches already on the wire are recorded, then its error is raised (its sends
+    stay claimed and go again after the claim grace)."""
     in_flight: deque[tuple[ClaimedBatch, Future[list[SendOutcome]]]] = deque()
     more = True
+    failed: Exception | None = None
     while more or in_flight:
-        claimed = (
-            claim_batch(ctx, campaign=campaign, now=now, batch_size=batch_size) if more else None
-        )
+        claimed = None
+        if more:
+            try:
+                claimed = claim_batch(ctx, campaign=campaign, now=now, batch_size=batch_size)
+            except Exception as exc:
+                if not in_flight:
+                    raise
+                failed = exc  # record what is on the wire first
         if claimed is None:
             more = False
         else:
@@ -135,7 +180,14 @@ def run_batches(
             in_flight.append((claimed, submit(ctx.delivery, claimed.requests)))
         while in_flight and (not more or len(in_flight) > IN_FLIGHT or in_flight[0][1].done()):
             batch, answers = in_flight.popleft()
-            yield finish_batch(ctx, batch, answers.result(), now=now)
+            try:
+                answered = answers.result()
+            except Exception as exc:
+                failed, more = failed or exc, False
+                continue
+            yield finish_batch(ctx, batch, answered, now=now)
+    if failed is not None:
+        raise failed
 
 
 # ------------------------------------------------------------------ batches
@@ -183,16 +235,90 @@ def run_batch(
 def claim_batch(
     ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
 ) -> ClaimedBatch | None:
-    """Claim and advance one batch; the ledger rows commit here, before any send."""
+    """Claim and advance one batch; the ledger rows commit here, before any send.
+
+    If something of one row breaks the batch's shared reads (say, a subscriber's stored
+    JSON that does not parse), the rows are advanced again one by one, each in its own
+    savepoint, and the row that still raises ends (`error`)."""
     ctx.secret()  # read or create it before the batch transaction takes the write lock
+    counts: Counter[tuple[str, str]] = Counter()
+    trace: list[tuple[Row[Any], list[Action]]] = []
     with ctx.session() as s, s.begin():
-        rows = repo.claim_due(s, campaign=campaign, now=now, limit=batch_size)
-        if not rows:
+        rows = _claim_due(
+            s, campaign=campaign, now=now, limit=batch_size, counts=counts, trace=trace
+        )
+        if not rows and not trace:
             return None
-        requests, counts, trace, due_again = _advance_rows(ctx, s, rows, now=now)
+        requests: list[SendRequest] = []
+        due_again = False
+        if rows:
+            try:
+                with s.begin_nested():
+                    requests, more_counts, more_trace, due_again = _advance_rows(
+                        ctx, s, rows, now=now
+                    )
+            except DBAPIError:
+                raise
+            except Exception as exc:
+                log.warning(
+                    "%s: %d journeys could not be advanced together (%s); one by one instead",
+                    campaign,
+                    len(rows),
+                    describe(exc),
+                )
+                requests, more_counts, more_trace, due_again = _advance_each(ctx, s, rows, now=now)
+            counts.update(more_counts)
+            trace.extend(more_trace)
         repo.bump(s, campaign=campaign, counts=counts)
     journeys.audit_rows(ctx, campaign, trace)
     return ClaimedBatch(campaign, len(rows), requests, len(rows) == batch_size or due_again)
+
+
+def _claim_due(
+    s: Session,
+    *,
+    campaign: str,
+    now: datetime,
+    limit: int,
+    counts: Counter[tuple[str, str]],
+    trace: list[tuple[Row[Any], list[Action]]],
+) -> list[Row[Any]]:
+    """`repo.claim_due`; when a due row cannot even be read (on SQLite, a stored trigger
+    that is not JSON), those journeys end (`error`) and the claim is made again."""
+    try:
+        return repo.claim_due(s, campaign=campaign, now=now, limit=limit)
+    except ValueError as exc:
+        ended = repo.end_unreadable_journeys(s, campaign=campaign, now=now)
+        if not ended:
+            raise
+        for row in ended:
+            journeys.end_with_error(row, exc, now=now, counts=counts, trace=trace)
+    return repo.claim_due(s, campaign=campaign, now=now, limit=limit)
+
+
+def _advance_each(
+    ctx: Context, s: Session, rows: list[Row[Any]], *, now: datetime
+) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Row[Any], list[Action]]], bool]:
+    """`_advance_rows` one row at a time, each in a savepoint; a row that raises ends."""
+    requests: list[SendRequest] = []
+    counts: Counter[tuple[str, str]] = Counter()
+    trace: list[tuple[Row[Any], list[Action]]] = []
+    due_again = False
+    for row in rows:
+        try:
+            with s.begin_nested():
+                more, more_counts, more_trace, again = _advance_rows(ctx, s, [row], now=now)
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            end = journeys.end_with_error(row, exc, now=now, counts=counts, trace=trace)
+            repo.update_by_id(s, Journey, [end])
+            continue
+        requests.extend(more)
+        counts.update(more_counts)
+        trace.extend(more_trace)
+        due_again = due_again or again
+    return requests, counts, trace, due_again
 
 
 def finish_batch(
@@ -227,7 +353,17 @@ def _advance_rows(
     since = min(repo.utc(r.entered_at) for r in rows)
     assert since is not None
     events = repo.events_for(s, ids, since=since, until=now)
-    campaigns = {r.version_id: ctx.campaign_of_version(r.version_id, s) for r in rows}
+    # a journey whose advance raises (its version does not load, its stored state does not
+    # fit its campaign, ...) ends with `error`; the others go on
+    broken: dict[int, Exception] = {}
+    campaigns: dict[int, Campaign] = {}
+    for version_id in {r.version_id for r in rows}:
+        try:
+            campaigns[version_id] = ctx.campaign_of_version(version_id, s)
+        except DBAPIError:
+            raise
+        except Exception as exc:
+            broken.update((r.id, exc) for r in rows if r.version_id == version_id)
     recent = _recent(s, ids, campaigns, now=now)
 
     def advance(row: Row[Any], memberships: frozenset[str] | None) -> engine.Result:
@@ -251,20 +387,31 @@ def _advance_rows(
     results: dict[int, engine.Result] = {}
     at_branch: list[Row[Any]] = []
     for row in rows:
+        if row.id in broken:
+            continue
         try:
             results[row.id] = advance(row, None)
         except engine.MembershipsNeeded:
             at_branch.append(row)
+        except Exception as exc:
+            broken[row.id] = exc
     if at_branch:
         memberships = _memberships(s, at_branch, campaigns, now=now)
         for row in at_branch:
-            results[row.id] = advance(row, frozenset(memberships.get(row.subscriber_id, ())))
+            try:
+                results[row.id] = advance(row, frozenset(memberships.get(row.subscriber_id, ())))
+            except Exception as exc:
+                broken[row.id] = exc
     counts: Counter[tuple[str, str]] = Counter()
     trace: list[tuple[Row[Any], list[Action]]] = []
     pending: list[_Pending] = []
     updates: dict[int, dict[str, Any]] = {}
     converted: list[dict[str, Any]] = []
     for row in rows:
+        if row.id in broken:
+            end = journeys.end_with_error(row, broken[row.id], now=now, counts=counts, trace=trace)
+            updates[row.id] = {k: v for k, v in end.items() if k != "id"}
+            continue
         c = campaigns[row.version_id]
         result = results[row.id]
         state, actions = result.state, list(result.actions)
@@ -338,7 +485,8 @@ def _claim_sends(
     trace: list[tuple[Row[Any], list[Action]]],
     updates: dict[int, dict[str, Any]],
 ) -> list[SendRequest]:
-    """Write the ledger rows, then render; a send that cannot be rendered is skipped (template_error).
+    """Write the ledger rows, then render; a send that cannot be rendered or built is skipped
+    (template_error — also for any unexpected exception —, bad_url, payload_too_large).
 
     Journey changes go into `updates` (written by the caller in one statement)."""
     if not pending:
@@ -371,10 +519,12 @@ def _claim_sends(
     for p in pending:
         p.send_id = by_key[(p.row.id, p.step)]
         sub = subs.get(p.row.subscriber_id)
-        context = _template_context(p, profiles.get(p.row.subscriber_id), sub)
-        click = f"{ctx.config.public_url}/c/{tokens.sign(secret, 'click', p.send_id)}"
+        problem: tuple[str, str] | None = None
         try:
+            context = _template_context(p, profiles.get(p.row.subscriber_id), sub)
+            click = f"{ctx.config.public_url}/c/{tokens.sign(secret, 'click', p.send_id)}"
             rendered = payload.render_fields(p.node, context)
+            destination = _destination(rendered.get("url"))
             p.payload = payload.build(
                 p.node,
                 rendered,
@@ -382,27 +532,36 @@ def _claim_sends(
                 send_id=str(p.send_id),
                 timestamp_ms=int(now.timestamp() * 1000),
             )
-        except (TemplateRenderError, PayloadTooLargeError) as exc:
-            reason = (
-                "template_error" if isinstance(exc, TemplateRenderError) else "payload_too_large"
-            )
+        except TemplateRenderError as exc:
+            problem = ("template_error", str(exc))
+        except PayloadTooLargeError as exc:
+            problem = ("payload_too_large", str(exc))
+        except urls.UrlError as exc:
+            problem = ("bad_url", str(exc))
+        except Exception as exc:  # this send only: skipped like a template that fails
+            log.error("send %s could not be built: %s", p.send_id, describe(exc), exc_info=exc)
+            problem = ("template_error", describe(exc))
+        if problem is not None:
+            reason, detail = problem
             skipped.append(
                 {
                     "id": p.send_id,
                     "outcome": "skipped",
-                    "detail": f"{reason}: {exc}"[:1024],
+                    "detail": f"{reason}: {detail}"[:1024],
                     "finished_at": now,
                     "retry_at": None,
                 }
             )
-            updates[p.row.id] = _skip(
-                p, reason=reason, now=now, counts=counts, trace=trace, sub=sub
-            )
+            try:
+                updates[p.row.id] = _skip(
+                    p, reason=reason, now=now, counts=counts, trace=trace, sub=sub
+                )
+            except Exception as exc:
+                end = journeys.end_with_error(p.row, exc, now=now, counts=counts, trace=trace)
+                updates[p.row.id] = {k: v for k, v in end.items() if k != "id"}
             continue
         updates[p.row.id]["last_send_id"] = p.send_id
-        stored.append(
-            {"id": p.send_id, "payload": p.payload.decode(), "target_url": rendered.get("url")}
-        )
+        stored.append({"id": p.send_id, "payload": p.payload.decode(), "target_url": destination})
         settings = p.campaign.settings
         requests.append(
             SendRequest(
@@ -424,6 +583,15 @@ def _claim_sends(
         )
     repo.update_by_id(s, Send, [*skipped, *stored])
     return requests
+
+
+def _destination(url: str | None) -> str | None:
+    """Where the send's click link leads: its rendered `url` as an absolute http(s) URL in
+    normal form (`urls.click_target`, UrlError otherwise); None without one (a url that
+    renders empty included)."""
+    if url is None or not url.strip():
+        return None
+    return urls.click_target(url)
 
 
 def _template_context(

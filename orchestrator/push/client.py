@@ -11,6 +11,12 @@ Answers: 201/202 delivered · 404/410 gone (the subscription is deleted) ·
 origin refuses our VAPID key: no more sends to it in this call, logged loudly ·
 429 wait for Retry-After (bounded), then give up for this tick · 5xx, timeouts
 and network errors: retried with backoff a bounded number of times.
+
+Before anything is prepared, every endpoint is checked again as stored
+(`urls.endpoint_problem`: normal form, allowed origin); one that fails is not
+sent to (`disallowed`, the problem as detail). An unexpected exception while
+preparing, encrypting or sending to one endpoint is that endpoint's outcome
+(`error`, detail `TypeName: message`), never the whole call's.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from orchestrator.delivery import SendOutcome, SendRequest, Target
+from orchestrator.delivery import SendOutcome, SendRequest, Target, describe
 from orchestrator.push.encrypt import Encryptor
 from orchestrator.push.http1 import Http1Client, ProtocolError
 from orchestrator.push.vapid import TokenCache
-from orchestrator.urls import origin_allowed, origin_of
+from orchestrator.urls import MAX_URL, endpoint_problem, origin_of
 
 log = logging.getLogger("campaign.push")
 
@@ -44,6 +50,7 @@ _RANK = (
     "payload_error",
     "rejected",
     "disallowed",
+    "error",
     "gone",
 )
 
@@ -105,7 +112,7 @@ class PushClient:
     ) -> concurrent.futures.Future[list[SendOutcome]]:
         """Encrypt here (the caller's thread), then send from the client's own thread;
         the caller may go on (e.g. claim the next batch) until it needs the answers."""
-        seen: dict[str, bool] = {}
+        seen: dict[str, str] = {}
         jobs = [self._prepare(r, seen) for r in requests]
         return asyncio.run_coroutine_threadsafe(self._deliver_all(jobs), self._loop)
 
@@ -121,44 +128,56 @@ class PushClient:
 
     # -------------------------------------------------------------- preparation (caller's thread)
 
-    def _allowed(self, endpoint: str, seen: dict[str, bool]) -> bool:
-        """The allow-list check, once per origin and call (an endpoint with userinfo always in full)."""
-        if "@" in endpoint:
-            return origin_allowed(endpoint, self.allowed_origins)
+    def _screen(self, endpoint: str, seen: dict[str, str]) -> tuple[str | None, str]:
+        """(why not to send to `endpoint` or None, its origin): `urls.endpoint_problem` in
+        full once per origin and call; after that, an endpoint on an origin already passed
+        needs only its path checked here (plain ASCII, already in normal form)."""
+        cut = endpoint.find("/", endpoint.find("://") + 3) if "://" in endpoint else -1
+        if cut > 0:
+            origin = seen.get(endpoint[:cut])
+            if origin is not None and len(endpoint) <= MAX_URL and _plain_path(endpoint[cut:]):
+                return None, origin
+        problem = endpoint_problem(endpoint, self.allowed_origins)
+        if problem is not None:
+            return problem, ""
         origin = origin_of(endpoint)
-        ok = seen.get(origin)
-        if ok is None:
-            ok = seen[origin] = origin_allowed(endpoint, self.allowed_origins)
-        return ok
+        if cut > 0 and endpoint[:cut] == origin:  # an origin in normal form: the path decides
+            seen[origin] = origin
+        return None, origin
 
     def _prepare(
-        self, request: SendRequest, seen: dict[str, bool]
+        self, request: SendRequest, seen: dict[str, str]
     ) -> tuple[SendRequest, list[tuple[Target, bytes | Attempt, dict[str, str]]]]:
         prepared: list[tuple[Target, bytes | Attempt, dict[str, str]]] = []
         for target in request.targets:
-            if not self._allowed(target.endpoint, seen):
-                prepared.append(
-                    (
-                        target,
-                        Attempt(target.endpoint, "disallowed", detail="origin not allowed"),
-                        {},
-                    )
-                )
-                continue
             try:
-                body: bytes | Attempt = self.encryptor.encrypt(target, request.payload)
-            except ValueError as exc:
-                body = Attempt(target.endpoint, "payload_error", detail=str(exc))
-            headers = {
-                "TTL": str(max(int(request.ttl.total_seconds()), 0)),
-                "Urgency": request.urgency,
-                "Topic": request.topic,
-                "Content-Type": "application/octet-stream",
-                "Content-Encoding": "aes128gcm",
-                "Authorization": self.tokens.header(origin_of(target.endpoint)),
-            }
-            prepared.append((target, body, headers))
+                prepared.append(self._prepare_one(request, target, seen))
+            except Exception as exc:  # this endpoint's outcome, not the call's
+                log.warning("could not prepare a push to one endpoint: %s", describe(exc))
+                prepared.append(
+                    (target, Attempt(target.endpoint, "error", None, describe(exc)), {})
+                )
         return request, prepared
+
+    def _prepare_one(
+        self, request: SendRequest, target: Target, seen: dict[str, str]
+    ) -> tuple[Target, bytes | Attempt, dict[str, str]]:
+        problem, origin = self._screen(target.endpoint, seen)
+        if problem is not None:
+            return target, Attempt(target.endpoint, "disallowed", detail=problem), {}
+        try:
+            body: bytes | Attempt = self.encryptor.encrypt(target, request.payload)
+        except ValueError as exc:
+            body = Attempt(target.endpoint, "payload_error", detail=str(exc))
+        headers = {
+            "TTL": str(max(int(request.ttl.total_seconds()), 0)),
+            "Urgency": request.urgency,
+            "Topic": request.topic,
+            "Content-Type": "application/octet-stream",
+            "Content-Encoding": "aes128gcm",
+            "Authorization": self.tokens.header(origin),
+        }
+        return target, body, headers
 
     # -------------------------------------------------------------- the loop
 
@@ -195,25 +214,38 @@ class PushClient:
         prepared: list[tuple[Target, bytes | Attempt, dict[str, str]]],
         origins: dict[str, _Origin],
     ) -> SendOutcome:
-        if len(prepared) == 1:  # the common case: one device, no extra task
-            target, body, headers = prepared[0]
-            only = (
-                await self._target(target, body, headers, origins)
-                if isinstance(body, bytes)
-                else body
+        try:
+            if len(prepared) == 1:  # the common case: one device, no extra task
+                target, body, headers = prepared[0]
+                only = (
+                    await self._target(target, body, headers, origins)
+                    if isinstance(body, bytes)
+                    else body
+                )
+                return _aggregate(request.send_id, [only])
+            attempts = await asyncio.gather(
+                *(
+                    self._target(target, body, headers, origins)
+                    if isinstance(body, bytes)
+                    else _done(body)
+                    for target, body, headers in prepared
+                )
             )
-            return _aggregate(request.send_id, [only])
-        attempts = await asyncio.gather(
-            *(
-                self._target(target, body, headers, origins)
-                if isinstance(body, bytes)
-                else _done(body)
-                for target, body, headers in prepared
-            )
-        )
-        return _aggregate(request.send_id, list(attempts))
+            return _aggregate(request.send_id, list(attempts))
+        except Exception as exc:  # this send's outcome, not the call's
+            log.warning("send %s failed unexpectedly: %s", request.send_id, describe(exc))
+            return SendOutcome(request.send_id, "error", None, describe(exc))
 
     async def _target(
+        self, target: Target, body: bytes, headers: dict[str, str], origins: dict[str, _Origin]
+    ) -> Attempt:
+        try:
+            return await self._target_attempts(target, body, headers, origins)
+        except Exception as exc:  # this endpoint's outcome, never retried
+            log.warning("a push to one endpoint failed unexpectedly: %s", describe(exc))
+            return Attempt(target.endpoint, "error", None, describe(exc))
+
+    async def _target_attempts(
         self, target: Target, body: bytes, headers: dict[str, str], origins: dict[str, _Origin]
     ) -> Attempt:
         origin = origins.setdefault(
@@ -269,6 +301,22 @@ class PushClient:
 
 async def _done(attempt: Attempt) -> Attempt:
     return attempt
+
+
+def _plain_path(rest: str) -> bool:
+    """Whether the part of an endpoint from its path on is already in normal form and
+    acceptable (`urls.endpoint_problem` would find nothing wrong with it after an origin
+    that passed): printable ASCII without space, backslash or fragment, and a query, if
+    any, that is not empty. Anything else is checked in full."""
+    query = rest.find("?")
+    return (
+        rest.isascii()
+        and rest.isprintable()
+        and " " not in rest
+        and "\\" not in rest
+        and "#" not in rest
+        and (query < 0 or query < len(rest) - 1)
+    )
 
 
 def _classify(target: Target, status: int, text: str, origin: _Origin) -> Attempt:

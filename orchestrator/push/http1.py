@@ -30,6 +30,11 @@ class ProtocolError(Exception):
     """The server's answer was not HTTP/1.1 we understand."""
 
 
+class RequestError(ValueError):
+    """The request cannot be written: its URL or a header is not printable ASCII (nothing
+    is sent; the caller treats it as this request's own error, not the connection's)."""
+
+
 @dataclass(frozen=True)
 class Response:
     status: int
@@ -197,10 +202,15 @@ class Http1Client:
         return pool, path, host_header
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> Response:
+        if not (url.isascii() and url.isprintable()) or " " in url:
+            raise RequestError("the URL is not printable ASCII without spaces")
         pool, path, host_header = self._pool(url)
         lines = [f"POST {path} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {len(body)}"]
         lines += [f"{name}: {value}" for name, value in headers.items()]
-        data = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
+        head = "\r\n".join(lines)
+        if not (head.isascii() and "".join(lines).isprintable()):
+            raise RequestError("a header is not printable ASCII")
+        data = (head + "\r\n\r\n").encode("ascii") + body
         if not pool.h2:
             try:
                 async with pool.limit, asyncio.timeout(self._timeout):  # no extra task per request

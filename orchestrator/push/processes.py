@@ -10,7 +10,9 @@ Measured in docs/benchmarks.md.
 Nothing about exactly-once changes: a batch's ledger rows commit before its
 requests are handed over. If a child dies, the batch's future fails; its sends
 stay `claimed` and a later tick sends them again after the claim grace period,
-exactly as after a crash of the tick itself.
+exactly as after a crash of the tick itself (MAX_ATTEMPTS in all, then `failed`).
+An unexpected exception for one send inside a child is that send's outcome
+(`error`, from the child's own `PushClient`), never its batch's.
 
 The VAPID key is loaded by each child from the configuration (a file path or the
 environment); it never crosses the pipe. Children are started with `spawn` (no

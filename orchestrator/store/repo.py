@@ -666,7 +666,8 @@ def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int)
 
 def end_unreadable_journeys(session: Session, *, campaign: str, now: datetime) -> list[Row[Any]]:
     """End (`error`) the due journeys of a campaign whose stored trigger is not JSON, so that
-    the rest can be claimed; their id, campaign, subcampaign, subscriber_id and node.
+    the rest can be claimed; their id, campaign, subcampaign, subscriber_id and node. The
+    trigger is cleared, so that the row can be read again (the tick logs what it was not).
     Only SQLite can hold such a row (PostgreSQL's jsonb refuses it): elsewhere, none."""
     if dialect(session) != "sqlite":
         return []
@@ -679,7 +680,14 @@ def end_unreadable_journeys(session: Session, *, campaign: str, now: datetime) -
             table.c.trigger.is_not(None),
             func.json_valid(table.c.trigger) == 0,
         )
-        .values(phase="ended", exit_reason="error", ended_at=now, due_at=None, claim_at=None)
+        .values(
+            phase="ended",
+            exit_reason="error",
+            ended_at=now,
+            due_at=None,
+            claim_at=None,
+            trigger=None,
+        )
         .returning(
             table.c.id, table.c.campaign, table.c.subcampaign, table.c.subscriber_id, table.c.node
         )
