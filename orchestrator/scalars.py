@@ -11,6 +11,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
+from orchestrator import urls
+
 END = "end"
 
 ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
@@ -154,14 +156,39 @@ def _parse_clock(value: Any) -> time:
 
 
 def _check_url(value: Any) -> str:
+    """A notification's url, icon, image or badge: a template (checked again when it is
+    rendered: absolute http(s) or the send is skipped, `bad_url`), or an absolute
+    http(s) URL."""
     if not isinstance(value, str):
         raise ValueError(f"a url is text, got {value!r}")
     stripped = value.strip()
     if stripped.startswith("{{") or stripped.startswith("{%"):
         return value  # fully templated: checked when rendered
+    if "{{" in stripped or "{%" in stripped:
+        scheme = stripped.split(":", 1)[0].lower() if ":" in stripped else ""
+        if scheme not in ("http", "https"):
+            raise ValueError(f"url {value!r} must start with https:// or http://")
+        return value
+    return _fixed_url(value)
+
+
+def _fixed_url(value: Any) -> str:
+    """An action's url or icon: never rendered, so a fixed absolute http(s) URL."""
+    if isinstance(value, str) and ("{{" in value or "{%" in value):
+        raise ValueError(
+            f"{value!r}: an action's url and icon are not templates (they are sent as "
+            "written); write a fixed https:// URL"
+        )
+    if not isinstance(value, str):
+        raise ValueError(f"a url is text, got {value!r}")
+    stripped = value.strip()
     scheme = stripped.split(":", 1)[0].lower() if ":" in stripped else ""
     if scheme not in ("http", "https"):
         raise ValueError(f"url {value!r} must start with https:// or http://")
+    try:
+        urls.click_target(value)
+    except urls.UrlError as exc:
+        raise ValueError(f"{value!r} is not a usable URL: {exc}") from None
     return value
 
 
@@ -234,6 +261,9 @@ Clock: TypeAlias = Annotated[
 ]
 Url: TypeAlias = Annotated[
     str, BeforeValidator(_check_url), WithJsonSchema({"type": "string", "format": "uri-template"})
+]
+FixedUrl: TypeAlias = Annotated[
+    str, BeforeValidator(_fixed_url), WithJsonSchema({"type": "string", "format": "uri"})
 ]
 Scalar: TypeAlias = str | int | float | bool
 Urgency: TypeAlias = Literal["very-low", "low", "normal", "high"]

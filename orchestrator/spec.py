@@ -31,6 +31,7 @@ from orchestrator.scalars import (
     Cron,
     Duration,
     EventName,
+    FixedUrl,
     Name,
     NodeId,
     Percent,
@@ -230,8 +231,8 @@ class Segment(Strict):
 class Action(Strict):
     action: str = Field(min_length=1, max_length=64)
     title: str = Field(min_length=1, max_length=100)
-    icon: Url | None = None
-    url: Url | None = Field(default=None, description="where this action's click leads")
+    icon: FixedUrl | None = None
+    url: FixedUrl | None = Field(default=None, description="where this action's click leads")
 
 
 class Notification(Strict):

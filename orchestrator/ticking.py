@@ -525,6 +525,7 @@ def _claim_sends(
             click = f"{ctx.config.public_url}/c/{tokens.sign(secret, 'click', p.send_id)}"
             rendered = payload.render_fields(p.node, context)
             destination = _destination(rendered.get("url"))
+            _check_images(rendered)
             p.payload = payload.build(
                 p.node,
                 rendered,
@@ -592,6 +593,18 @@ def _destination(url: str | None) -> str | None:
     if url is None or not url.strip():
         return None
     return urls.click_target(url)
+
+
+def _check_images(rendered: dict[str, str]) -> None:
+    """The rendered icon, image and badge are what the browser fetches: absolute http(s)
+    URLs in normal form (replaced by it), or UrlError (the send is skipped, `bad_url`)."""
+    for name in ("icon", "image", "badge"):
+        value = rendered.get(name)
+        if value is not None and value.strip():
+            try:
+                rendered[name] = urls.click_target(value)
+            except urls.UrlError as exc:
+                raise urls.UrlError(f"{name}: {exc}") from None
 
 
 def _template_context(

@@ -5,6 +5,8 @@ in the order `campaign --help` lists them."""
 
 from __future__ import annotations
 
+import logging
+
 # isort: off
 from orchestrator.cli._app import app
 from orchestrator.cli import language  # noqa: F401
@@ -15,11 +17,44 @@ from orchestrator.cli import running  # noqa: F401
 # isort: on
 
 
+class _OneLine(logging.Formatter):
+    """Log records as `warning: …` / `error: …` lines; an exception as its type and message
+    (its traceback only with CAMPAIGN_DEBUG=1)."""
+
+    def __init__(self, *, tracebacks: bool) -> None:
+        super().__init__("%(levelname)s: %(message)s")
+        self.tracebacks = tracebacks
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.levelname = record.levelname.lower()
+        if record.exc_info and not self.tracebacks:
+            exc = record.exc_info[1]
+            record = logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None})
+            if exc is not None and type(exc).__name__ not in record.getMessage():
+                record.msg = f"{record.getMessage()} [{type(exc).__name__}: {exc}]"
+                record.args = ()
+        return super().format(record)
+
+
+def _logging() -> None:
+    """The project's own warnings and errors (`campaign.*` loggers) reach stderr as one
+    line each; other libraries stay quiet unless they fail loudly."""
+    import os
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(_OneLine(tracebacks=os.environ.get("CAMPAIGN_DEBUG") == "1"))
+    ours = logging.getLogger("campaign")
+    ours.addHandler(handler)
+    ours.setLevel(logging.WARNING)
+    ours.propagate = False
+
+
 def main() -> None:
     """Errors of ours and of the database end in one line on stderr and exit status 1,
     never a traceback, whichever command met them."""
     import sys
 
+    _logging()
     from sqlalchemy.exc import DBAPIError
 
     from orchestrator.errors import CampaignError
