@@ -8,9 +8,17 @@ A profile link names the token version it was made for; raising the version
 revokes every link made before. An event may carry its sender's id: a repeat of
 the same id for the same subscriber is stored once (and a click link replayed
 records one click).
+
+On SQLite, JSON values holding NaN or Infinity (which its JSON functions refuse,
+failing every query over the row) are rewritten with null in their place.
+PostgreSQL's jsonb never held them.
 """
 
 from __future__ import annotations
+
+import json
+import math
+from typing import Any
 
 import sqlalchemy as sa
 import sqlmodel
@@ -32,6 +40,47 @@ def upgrade() -> None:
             sa.Column("client_id", sqlmodel.sql.sqltypes.AutoString(length=128), nullable=True)
         )
     op.create_index("uq_event_client_id", "event", ["subscriber_id", "client_id"], unique=True)
+    _heal_sqlite_json()
+
+
+JSON_COLUMNS = (
+    ("subscriber", "attributes"),
+    ("subscriber", "tags"),
+    ("event", "properties"),
+    ("journey", "trigger"),
+)
+
+
+def _heal_sqlite_json() -> None:
+    bind = op.get_bind()
+    if bind.dialect.name != "sqlite":
+        return
+    for table, column in JSON_COLUMNS:
+        rows = bind.execute(
+            sa.text(
+                f"SELECT rowid, {column} FROM {table} "
+                f"WHERE {column} IS NOT NULL AND json_valid({column}) = 0"
+            )
+        ).all()
+        for rowid, text in rows:
+            try:
+                value = json.loads(text)
+            except ValueError:
+                continue  # not JSON at all: left as it is, for the operator to see
+            bind.execute(
+                sa.text(f"UPDATE {table} SET {column} = :value WHERE rowid = :rowid"),
+                {"value": json.dumps(_finite(value), allow_nan=False), "rowid": rowid},
+            )
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def downgrade() -> None:
