@@ -152,13 +152,14 @@ def bench_web(*, seconds: float = 60.0, concurrency: int = 64, workers: int = 1)
                     yield sid, json.dumps(body)
 
             json_headers = {"content-type": "application/json"}
+            backend = {**json_headers, "authorization": f"Bearer {API_KEY}"}
             subs = asyncio.run(
-                _hammer(
+                _hammer(  # as the site's backend: it names its own ids and sets the plan
                     f"{base}/api/subscriptions",
                     subscriptions(),
                     seconds=seconds,
                     concurrency=concurrency,
-                    headers=json_headers,
+                    headers=backend,
                 )
             )
             ids = subs[2]
@@ -180,7 +181,7 @@ def bench_web(*, seconds: float = 60.0, concurrency: int = 64, workers: int = 1)
                     events(),
                     seconds=seconds,
                     concurrency=concurrency,
-                    headers={**json_headers, "authorization": f"Bearer {API_KEY}"},
+                    headers=backend,
                 )
             )
         finally:

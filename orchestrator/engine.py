@@ -285,8 +285,8 @@ def advance(
 def _exit_check(run: _Run) -> bool:
     """Unsubscribe, gone subscriptions and exit_on events end a journey at once."""
     s = run.subscriber
-    if s.status != "active":
-        run.end("unsubscribed", run.now)
+    if s.status != "active":  # unsubscribed, deleted, or merged into a site's own id
+        run.end("merged" if s.status == "merged" else "unsubscribed", run.now)
         return True
     if not s.has_subscription and not run.state.holdout:
         run.end("subscription_gone", run.now)

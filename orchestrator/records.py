@@ -37,6 +37,7 @@ MAX_DEPTH = 16  # objects and arrays inside one another, the value itself being 
 MAX_SAFE_INTEGER = 2**53  # integers beyond ±2^53 lose precision in JavaScript and jsonb
 MAX_NUMBER_CHARS = 40  # digits (and sign, point, exponent) of one JSON number
 FIRST_YEAR, LAST_YEAR = 1970, 9999
+MAX_SEND_ID = 2**31 - 1  # send ids are PostgreSQL integers
 
 
 class RecordError(ValueError):
@@ -74,17 +75,17 @@ class EventRecord:
 
 def loads(text: str | bytes, where: str = "body", *, max_depth: int = MAX_DEPTH + 4) -> Any:
     """Parse JSON strictly: no NaN or Infinity, no number longer than MAX_NUMBER_CHARS,
-    no integer beyond ±2^53, nesting bounded (deeper input is refused, never a
-    RecursionError). The contents still go through `check_json` where they are used."""
+    no integer beyond ±2^53, nesting at most `max_depth` levels. The C parser does the
+    work in one pass; input nested deeper than it recurses is refused as nested too
+    deeply, never a RecursionError. The contents still go through `check_json` where
+    they are used."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise RecordError(f"{where}: not UTF-8 text (byte {exc.start})") from None
-    if _nesting(text) > max_depth:
-        raise RecordError(f"{where}: nested deeper than {max_depth} levels")
     try:
-        return json.loads(
+        value = json.loads(
             text,
             parse_constant=_no_constant,
             parse_int=_json_int,
@@ -96,6 +97,28 @@ def loads(text: str | bytes, where: str = "body", *, max_depth: int = MAX_DEPTH 
         ) from None
     except _BadNumber as exc:
         raise RecordError(f"{where}: {exc}") from None
+    except RecursionError:
+        raise RecordError(f"{where}: nested deeper than {max_depth} levels") from None
+    if _deeper_than(value, max_depth):
+        raise RecordError(f"{where}: nested deeper than {max_depth} levels")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether arrays and objects nest more than `limit` levels (iterative)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
 
 
 class _BadNumber(ValueError):
@@ -122,25 +145,6 @@ def _json_float(text: str) -> float:
     if not math.isfinite(value):
         raise _BadNumber(f"{text} is beyond the range of a JSON number")
     return value
-
-
-_TOKENS = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
-
-
-def _nesting(text: str) -> int:
-    """The deepest nesting of arrays and objects in JSON text (strings skipped), in one
-    pass and without recursion, so a 100,000-deep body costs no stack."""
-    if "[" not in text and "{" not in text:
-        return 0
-    depth = deepest = 0
-    for match in _TOKENS.finditer(text):
-        char = match.group()
-        if char in "[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif char in "]}":
-            depth -= 1
-    return deepest
 
 
 def check_json(value: Any, where: str, *, max_bytes: int) -> Any:
@@ -433,9 +437,9 @@ def parse_event(raw: Any, *, default_at: datetime) -> EventRecord:
     check_json(props, "properties", max_bytes=MAX_PROPERTIES_BYTES)
     send = raw.get("send")
     if send is not None and (
-        not isinstance(send, int) or isinstance(send, bool) or not 0 < send <= MAX_SAFE_INTEGER
+        not isinstance(send, int) or isinstance(send, bool) or not 0 < send <= MAX_SEND_ID
     ):
-        raise RecordError("send: expected a send id (a positive integer)")
+        raise RecordError(f"send: expected a send id (an integer from 1 to {MAX_SEND_ID:,})")
     client_id = raw.get("id")
     if client_id is not None:
         check_text(

@@ -74,15 +74,57 @@ def normalise(url: object, *, what: str = "URL") -> str:
             ) from None
     netloc = ascii_host + (f":{port}" if port is not None else "")
     try:
-        path = quote(parts.path, safe=_SAFE)
-        query = quote(parts.query, safe=_SAFE)
-        fragment = quote(parts.fragment, safe=_SAFE)
+        path, query, fragment = (
+            _escapes(quote(part, safe=_SAFE), what)
+            for part in (parts.path, parts.query, parts.fragment)
+        )
     except UnicodeEncodeError:
         raise UrlError(f"{what} contains a lone surrogate (not valid Unicode)") from None
-    out = urlunsplit((parts.scheme.lower(), netloc, path, query, fragment))
+    out = urlunsplit((parts.scheme.lower(), netloc, _without_dots(path), query, fragment))
     if len(out) > MAX_URL:
         raise UrlError(f"{what} longer than {MAX_URL:,} characters once encoded")
     return out
+
+
+_ESCAPE = re.compile(r"%(..)?", re.DOTALL)
+_UNRESERVED = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~")
+
+
+def _escapes(text: str, what: str) -> str:
+    """Percent-escapes in one form (RFC 3986 6.2.2): an unreserved character written as an
+    escape is written plainly, other escapes in upper case; a `%` not followed by two
+    hex digits is refused."""
+
+    def one(match: re.Match[str]) -> str:
+        digits = match.group(1) or ""
+        if len(digits) != 2 or not all(c in "0123456789abcdefABCDEF" for c in digits):
+            raise UrlError(f"{what} has a % that is not followed by two hex digits")
+        char = chr(int(digits, 16))
+        return char if char in _UNRESERVED else f"%{digits.upper()}"
+
+    return _ESCAPE.sub(one, text) if "%" in text else text
+
+
+def _without_dots(path: str) -> str:
+    """The path with `.` and `..` segments resolved (RFC 3986 5.2.4): `/a/./b/../c` is
+    `/a/c`, so one resource has one name."""
+    if "." not in path:
+        return path
+    out: list[str] = []
+    segments = path.split("/")
+    for i, segment in enumerate(segments):
+        last = i == len(segments) - 1
+        if segment == ".":
+            if last:
+                out.append("")
+        elif segment == "..":
+            if len(out) > 1:
+                out.pop()
+            if last:
+                out.append("")
+        else:
+            out.append(segment)
+    return "/".join(out) if out != [""] else "/"
 
 
 def _describe(char: str) -> str:

@@ -7,7 +7,6 @@ whichever door it came through. Every change is one transaction.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 import time
 from collections.abc import Callable
@@ -57,6 +56,7 @@ SUBSCRIBE_FIELDS = {
 PAUSE_DAYS = 7
 TOPIC_PREFIX = "topic:"
 MAX_EDITABLE_CHARS = 200
+ANONYMOUS_PREFIX = "v_"  # ids the service mints for browsers that subscribe anonymously
 
 
 class Refused(RecordError):
@@ -220,10 +220,7 @@ def _store_subscriptions(
     sids: list[str | RecordError] = []
     for r in requests:
         stored = known.get(r.subscription.endpoint)
-        same_browser = stored is not None and stored[2:] == (
-            r.subscription.p256dh,
-            r.subscription.auth,
-        )
+        same_browser = stored is not None and _same_keys(stored[2:], r.subscription)
         if stored is not None and not same_browser and not r.backend:
             sids.append(
                 Conflict(
@@ -232,7 +229,9 @@ def _store_subscriptions(
                 )
             )
         else:
-            sids.append(r.id or (stored[1] if stored else f"v_{secrets.token_hex(8)}"))
+            sids.append(
+                r.id or (stored[1] if stored else f"{ANONYMOUS_PREFIX}{secrets.token_hex(8)}")
+            )
     ids = [sid for sid in sids if isinstance(sid, str)]
     current = {
         row.id: row
@@ -248,6 +247,7 @@ def _store_subscriptions(
         )
     }
     records, fresh_ids, revived = [], [], []
+    moved: dict[str, str] = {}  # an anonymous id whose browser is now linked -> the id
     out: list[Subscribed | RecordError] = []
     for r, sid in zip(requests, sids, strict=True):
         if isinstance(sid, RecordError):
@@ -265,6 +265,8 @@ def _store_subscriptions(
         )
         stored = known.get(r.subscription.endpoint)
         fresh = stored is None or stored[1] != sid
+        if stored is not None and stored[1] != sid and stored[1].startswith(ANONYMOUS_PREFIX):
+            moved[stored[1]] = sid
         if cur is not None and cur.status != "active":
             revived.append(sid)
             fresh = True
@@ -282,7 +284,67 @@ def _store_subscriptions(
         )
     if fresh_ids:
         repo.note_events(s, [EventRecord(sid, "subscribed", now, {}) for sid in fresh_ids])
+    for anonymous, into in moved.items():
+        _merge_anonymous(ctx, s, anonymous, into, now=now)
     return out
+
+
+def _merge_anonymous(ctx: Context, s: Any, anonymous: str, into: str, *, now: datetime) -> None:
+    """A browser that subscribed anonymously is now linked to a site's id: once the
+    anonymous subscriber has no subscription left, what they set themselves (editable
+    attributes, topics) fills in what the linked subscriber lacks, their events move
+    over, and the anonymous id is retired (`merged`: no attributes, its profile links
+    revoked, its journeys end)."""
+    if s.execute(
+        select(col(PushSubscription.id)).where(col(PushSubscription.subscriber_id) == anonymous)
+    ).first():
+        return  # another browser of theirs is still subscribed under that id
+    old = s.get(Subscriber, anonymous)
+    new = s.get(Subscriber, into)
+    if old is None or new is None or old.status == "deleted":
+        return
+    editable = set(ctx.config.profile_editable)
+    attributes = {
+        **{k: v for k, v in old.attributes.items() if k in editable},
+        **new.attributes,
+    }
+    topics = [t for t in old.tags if t.startswith(TOPIC_PREFIX) and t not in new.tags]
+    s.execute(
+        update(Subscriber)
+        .where(col(Subscriber.id) == into)
+        .values(attributes=attributes, tags=[*new.tags, *topics], updated_at=now)
+    )
+    taken = select(col(Event.client_id)).where(
+        col(Event.subscriber_id) == into, col(Event.client_id).is_not(None)
+    )
+    s.execute(
+        update(Event)
+        .where(
+            col(Event.subscriber_id) == anonymous,
+            col(Event.client_id).is_(None) | col(Event.client_id).not_in(taken),
+        )
+        .values(subscriber_id=into)
+    )
+    s.execute(
+        update(Subscriber)
+        .where(col(Subscriber.id) == anonymous)
+        .values(
+            status="merged",
+            attributes={},
+            tags=[],
+            paused_until=None,
+            updated_at=now,
+            token_version=Subscriber.token_version + 1,
+        )
+    )
+    repo.wake_many(s, {anonymous: now})
+
+
+def _same_secret(given: str, stored: str) -> bool:
+    try:
+        return records.b64_equal(given, stored)
+    except ValueError:
+        return False
 
 
 def _same_keys(stored: tuple[str, str], given: PushSubscriptionRecord) -> bool:
@@ -353,7 +415,7 @@ def unsubscribe(ctx: Context, body: Any, *, now: datetime, backend: bool = False
         if row is None:
             return False
         owner, stored_auth = row
-        if not backend and not hmac.compare_digest(str(auth).encode(), stored_auth.encode()):
+        if not backend and not _same_secret(str(auth), stored_auth):
             return False
         repo.delete_subscriptions(s, [endpoint])
         left = s.execute(
@@ -376,8 +438,8 @@ def click(ctx: Context, token: str, *, action: str | None, now: datetime) -> str
     one of the node's actions), never from the request, and is an absolute http(s)
     URL (`urls.click_target`) or the service's own thanks page: no open redirect, no
     `javascript:`. A link records one click however often it is opened: one for the
-    notification, one for each of its action buttons (the event's client id is
-    `click:SEND:ACTION`)."""
+    notification, one for each of the node's action buttons (the event's client id is
+    `click:SEND:ACTION`); an `a` that names no action of the node is the notification."""
     send_id = tokens.verify(ctx.secret(), "click", token)
     if send_id is None:
         return None
@@ -398,12 +460,15 @@ def click(ctx: Context, token: str, *, action: str | None, now: datetime) -> str
 
 
 def _record_click(ctx: Context, send_id: int, *, action: str | None, now: datetime) -> str | None:
-    """Store the click (once per send and action); the stored destination, or None for no such send."""
+    """Store the click (once per send and action); the stored destination, or None for no
+    such send. An action the node does not have counts as the notification itself; a
+    subscriber who deleted their data is redirected, and nothing is stored."""
     with ctx.session() as s, s.begin():
         send = s.get(Send, send_id)
         if send is None:
             return None
         target = send.target_url
+        chosen = None
         if action:
             journey = s.get(Journey, send.journey_id)
             node = None
@@ -412,11 +477,15 @@ def _record_click(ctx: Context, send_id: int, *, action: str | None, now: dateti
                 node = campaign.all_nodes().get(send.node)
             notification = getattr(node, "notification", None)
             for a in getattr(notification, "actions", []):
-                if a.action == action and a.url:
-                    target = a.url
+                if a.action == action:
+                    chosen = a.action
+                    target = a.url or target
+        subscriber = s.get(Subscriber, send.subscriber_id)
+        if subscriber is None or subscriber.status == "deleted":
+            return target or ""
         properties: dict[str, Any] = {"campaign": send.campaign, "node": send.node}
-        if action:
-            properties["action"] = action[:64]
+        if chosen:
+            properties["action"] = chosen
         repo.add_events(
             s,
             [
@@ -426,7 +495,7 @@ def _record_click(ctx: Context, send_id: int, *, action: str | None, now: dateti
                     now,
                     properties,
                     send_id=send_id,
-                    client_id=f"click:{send_id}:{action or ''}",
+                    client_id=f"click:{send_id}:{chosen or ''}",
                 )
             ],
         )
@@ -572,7 +641,7 @@ def update_profile(
     if refused:
         raise RecordError(f"not editable here: {', '.join(k[:40] for k in refused[:10])}")
     for key, value in attributes.items():
-        check_text(value, key, max_chars=MAX_EDITABLE_CHARS, what="text")
+        check_text(value, key[:40], max_chars=MAX_EDITABLE_CHARS, what="text")
     offered = set(topics(ctx))
     if picked_topics is not None:
         unknown = sorted(set(picked_topics) - offered)
@@ -580,7 +649,7 @@ def update_profile(
             raise RecordError(f"unknown topic(s): {', '.join(t[:40] for t in unknown[:10])}")
     with ctx.session() as s, s.begin():
         row = s.get(Subscriber, sid)
-        if row is None:
+        if row is None or row.status == "deleted":  # deleted meanwhile: nothing is written
             raise KeyError(sid)
         merged = dict(row.attributes)
         for key, value in attributes.items():
@@ -601,25 +670,30 @@ def update_profile(
 
 
 def pause(ctx: Context, sid: str, *, now: datetime, days: int = PAUSE_DAYS) -> datetime:
+    """Pause for `days`; KeyError when the subscriber is gone (deleted meanwhile)."""
     until = now + timedelta(days=days)
     with ctx.session() as s, s.begin():
-        s.execute(
-            update(Subscriber)
-            .where(col(Subscriber.id) == sid)
-            .values(paused_until=until, updated_at=now)
-        )
+        _change_living(s, sid, paused_until=until, updated_at=now)
         repo.add_events(s, [EventRecord(sid, "paused", now, {"days": days})])
     return until
 
 
 def resume(ctx: Context, sid: str, *, now: datetime) -> None:
+    """End a pause; KeyError when the subscriber is gone (deleted meanwhile)."""
     with ctx.session() as s, s.begin():
-        s.execute(
-            update(Subscriber)
-            .where(col(Subscriber.id) == sid)
-            .values(paused_until=None, updated_at=now)
-        )
+        _change_living(s, sid, paused_until=None, updated_at=now)
         repo.wake_many(s, {sid: now})
+
+
+def _change_living(s: Any, sid: str, **values: Any) -> None:
+    """Update a subscriber who has not deleted their data; KeyError otherwise."""
+    changed = s.execute(
+        update(Subscriber)
+        .where(col(Subscriber.id) == sid, col(Subscriber.status) != "deleted")
+        .values(**values)
+    )
+    if changed.rowcount != 1:
+        raise KeyError(sid)
 
 
 def forget(ctx: Context, sid: str, *, now: datetime) -> None:
@@ -637,6 +711,13 @@ def forget(ctx: Context, sid: str, *, now: datetime) -> None:
         s.execute(
             update(Subscriber)
             .where(col(Subscriber.id) == sid)
-            .values(status="deleted", attributes={}, tags=[], paused_until=None, updated_at=now)
+            .values(
+                status="deleted",
+                attributes={},
+                tags=[],
+                paused_until=None,
+                updated_at=now,
+                token_version=Subscriber.token_version + 1,  # every link made before ends
+            )
         )
         repo.wake_many(s, {sid: now})

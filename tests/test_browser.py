@@ -95,6 +95,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         dashboard_password=PASSWORD,
         public_url=base,
         secret="s" * 40,
+        api_key="k" * 40,
     )
     env = {
         **os.environ,
@@ -104,6 +105,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         "CAMPAIGN_DASHBOARD_PASSWORD": PASSWORD,
         "CAMPAIGN_PUBLIC_URL": base,
         "CAMPAIGN_SECRET": "s" * 40,
+        "CAMPAIGN_API_KEY": "k" * 40,
     }
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "campaign"), "serve", "--port", str(port)],
@@ -123,9 +125,10 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                     "auth": base64.urlsafe_b64encode(os.urandom(16)).decode(),
                 },
             }
-            made = httpx.post(
+            made = httpx.post(  # the site's backend: it knows their plan
                 f"{base}/api/subscriptions",
                 json={"subscription": sub, "attributes": {"plan": "pro", "first_name": name}},
+                headers={"authorization": f"Bearer {'k' * 40}"},
             ).json()
             people[made["id"]] = made["profile_url"]
         yield Site(base, env, config, people)

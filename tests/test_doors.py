@@ -26,7 +26,7 @@ from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
 from orchestrator.service import Context, import_subscribers, open_context
-from orchestrator.store.models import PushSubscription, Subscriber
+from orchestrator.store.models import Event, PushSubscription, Subscriber
 from orchestrator.web import create_app
 from tests.test_ticking import _key
 from tests.test_web_api import API_KEY, CAMPAIGN, ORIGIN, PASSWORD
@@ -83,6 +83,13 @@ class Door:
         self.victim_link = made.json()["profile_url"]
         self.fresh = 0
 
+    def app_throttle_reset(self) -> None:
+        """Forget failed log-ins (another test of this service used them up on purpose)."""
+        from orchestrator.web.dashboard import THROTTLE_KEY
+        from orchestrator.web.throttle import Throttle
+
+        setattr(self.client.app.state, THROTTLE_KEY, Throttle())  # type: ignore[attr-defined]
+
     def close(self) -> None:
         self.client.__exit__(None, None, None)
         self.ctx.engine.dispose()
@@ -113,6 +120,12 @@ class Door:
         out = raw.replace("$SUB_KEYS", json.dumps(sub["keys"]))
         out = out.replace("$SUB", json.dumps(sub))
         out = out.replace("$VICTIM_SUB", json.dumps(self.victim_sub))
+        out = out.replace(
+            "$VICTIM_DOTTED", self.victim_sub["endpoint"].replace("/send/", "/send/./x/../")
+        )
+        out = out.replace(
+            "$VICTIM_ESCAPED", self.victim_sub["endpoint"].replace("/victim", "/%76ictim")
+        )
         out = out.replace("$VICTIM_ENDPOINT", self.victim_sub["endpoint"])
         out = out.replace("$P256DH", _key())
         key = tokens.identity_key(self.ctx.secret())
@@ -632,3 +645,189 @@ def test_no_code_path_can_write_nan_into_a_json_column(door: Door) -> None:
         repo.add_events(s, [EventRecord("victim-1", "x", datetime.now(UTC), {"p": float("nan")})])
     assert "not storable as JSON" in str(caught.value)
     assert door.rows() == before
+
+
+# ------------------------------------------------------------------ found by a hostile review
+
+
+@pytest.mark.timeout(60)
+def test_an_unterminated_string_of_escapes_is_refused_in_one_pass(door: Door) -> None:
+    """A megabyte of escaped quotes in an unterminated string: refused at once (a scan
+    that started again at every quote took hours of the event loop for this body)."""
+    body = b'{"' + b'\\"' * 500_000
+    answer = door.client.post(
+        "/api/subscriptions", content=body, headers={"content-type": "application/json"}
+    )
+    assert answer.status_code == 422 and "not JSON" in answer.json()["detail"]
+
+
+def test_deleting_ends_every_profile_link_even_after_subscribing_again(door: Door) -> None:
+    key = tokens.identity_key(door.ctx.secret())
+    body = {"id": "acc-del", "id_hash": tokens.identity_proof(key, "acc-del")}
+    made = door.post({**body, "subscription": _subscription("del-1")}).json()
+    link = "/me/" + made["profile_url"].rsplit("/me/", 1)[1]
+    assert door.client.post(link + "/delete", data={"confirm": "yes"}).status_code == 200
+    again = door.post({**body, "subscription": _subscription("del-2")})
+    assert again.status_code == 201
+    assert door.client.get(link).status_code == 404  # the link from before the deletion
+    fresh = "/me/" + again.json()["profile_url"].rsplit("/me/", 1)[1]
+    assert door.client.get(fresh).status_code == 200
+
+
+def test_nothing_is_written_for_a_subscriber_who_deleted_their_data(door: Door) -> None:
+    made = door.post({"id": "gone-2", "subscription": _subscription("gone-2")}, backend=True)
+    sid = made.json()["id"]
+    visitors.forget(door.ctx, sid, now=datetime.now(UTC))
+    for write in (
+        lambda: visitors.update_profile(
+            door.ctx,
+            sid,
+            attributes={"first_name": "Bob"},
+            picked_topics=["space"],
+            now=datetime.now(UTC),
+        ),
+        lambda: visitors.pause(door.ctx, sid, now=datetime.now(UTC)),
+        lambda: visitors.resume(door.ctx, sid, now=datetime.now(UTC)),
+    ):
+        with pytest.raises(KeyError):
+            write()
+    with door.ctx.session() as s:
+        row = s.get(Subscriber, sid)
+        events = s.execute(select(Event.name).where(Event.subscriber_id == sid)).all()
+    assert row is not None and (row.attributes, row.tags, row.paused_until) == ({}, [], None)
+    assert events == []
+
+
+def _a_send(door: Door, subscriber: str, *, step: int = 1) -> int:
+    """A delivered send of the `hello` node (which has the action `docs`) to `subscriber`."""
+    from orchestrator.service import campaign_paths, load_current
+    from orchestrator.store.models import Journey, Send
+
+    version = load_current(door.ctx, campaign_paths(door.ctx)[0]).version_id
+    now = datetime.now(UTC)
+    with door.ctx.session() as s, s.begin():
+        journey = Journey(
+            campaign="launch",
+            version_id=version or 0,
+            subcampaign="pros",
+            subscriber_id=subscriber,
+            node="hello",
+            phase="ended",
+            entered_at=now,
+            ended_at=now,
+        )
+        s.add(journey)
+        s.flush()
+        send = Send(
+            journey_id=journey.id or 0,
+            step=step,
+            campaign="launch",
+            node="hello",
+            subscriber_id=subscriber,
+            claimed_at=now,
+            outcome="delivered",
+            target_url="https://example.com/pro",
+        )
+        s.add(send)
+        s.flush()
+        return send.id or 0
+
+
+def _clicks(door: Door, subscriber: str) -> list[Any]:
+    with door.ctx.session() as s:
+        return list(
+            s.execute(
+                select(Event.properties).where(
+                    Event.subscriber_id == subscriber, Event.name == "click"
+                )
+            ).scalars()
+        )
+
+
+def test_a_link_records_one_click_per_real_action_and_none_after_deletion(door: Door) -> None:
+    door.post({"id": "clicker", "subscription": _subscription("clicker")}, backend=True)
+    link = f"/c/{tokens.sign(door.ctx.secret(), 'click', _a_send(door, 'clicker'))}"
+    for action in (None, "x1", "x2", " ", "docs", "docs", "nope"):
+        answer = door.client.get(link, params={"a": action} if action is not None else None)
+        assert answer.status_code == 303
+    clicks = _clicks(door, "clicker")
+    assert sorted(c.get("action", "-") for c in clicks) == ["-", "docs"]
+    visitors.forget(door.ctx, "clicker", now=datetime.now(UTC))
+    other = f"/c/{tokens.sign(door.ctx.secret(), 'click', _a_send(door, 'clicker', step=2))}"
+    assert door.client.get(other).status_code == 303  # still redirected
+    assert _clicks(door, "clicker") == []  # nothing recorded about them
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["9999999999.0.\xe9", "\xb2.0.abc", "9" * 5000 + ".0.abc", "1.2", "a.b.c", "..", "9" * 250],
+)
+def test_a_forged_session_cookie_is_a_login_page_never_a_500(door: Door, cookie: str) -> None:
+    door.client.cookies.clear()
+    answer = door.client.get("/", headers={"cookie": f"campaign_session={cookie}".encode()})
+    assert answer.status_code == 303 and answer.headers["location"].startswith("/login")
+
+
+def test_logging_out_ends_every_session(door: Door) -> None:
+    client = door.client
+    client.cookies.clear()
+    door.app_throttle_reset()
+    logged = client.post("/login", data={"password": PASSWORD})
+    assert logged.status_code == 303
+    cookie = client.cookies.get("campaign_session")
+    assert cookie and client.get("/").status_code == 200
+    assert client.post("/logout").status_code == 303
+    client.cookies.clear()
+    old = client.get("/", headers={"cookie": f"campaign_session={cookie}"})
+    assert old.status_code == 303  # the cookie from before the log-out no longer works
+
+
+def test_the_try_page_renders(door: Door) -> None:
+    door.client.cookies.clear()
+    door.app_throttle_reset()
+    door.client.post("/login", data={"password": PASSWORD})
+    page = door.client.get("/try")
+    assert page.status_code == 200 and 'src="/try.js"' in page.text
+    assert door.client.get("/try.js").status_code == 200
+
+
+def test_unsubscribing_takes_the_keys_in_any_base64_form(door: Door) -> None:
+    sub = _subscription("forms")
+    door.post({"subscription": sub})
+    padded = {"endpoint": sub["endpoint"], "keys": {"auth": sub["keys"]["auth"] + "=="}}
+    answer = door.client.request("DELETE", "/api/subscriptions", json=padded)
+    assert answer.json() == {"removed": True}
+
+
+def test_linking_an_anonymous_browser_to_a_site_id_retires_the_anonymous_id(door: Door) -> None:
+    sub = _subscription("linked")
+    anonymous = door.post(
+        {"subscription": sub, "attributes": {"first_name": "Ana"}, "tags": ["topic:space"]}
+    ).json()
+    assert anonymous["id"].startswith("v_")
+    key = tokens.identity_key(door.ctx.secret())
+    linked = door.post(
+        {
+            "subscription": sub,
+            "id": "acc-linked",
+            "id_hash": tokens.identity_proof(key, "acc-linked"),
+        }
+    )
+    assert linked.status_code == 201 and linked.json()["id"] == "acc-linked"
+    with door.ctx.session() as s:
+        old, new = s.get(Subscriber, anonymous["id"]), s.get(Subscriber, "acc-linked")
+        moved = s.execute(select(Event.name).where(Event.subscriber_id == "acc-linked")).all()
+    assert old is not None and (old.status, old.attributes, old.tags) == ("merged", {}, [])
+    assert new is not None and new.attributes == {"first_name": "Ana"}
+    assert new.tags == ["topic:space"] and len(moved) >= 2  # both opt-ins
+    old_link = "/me/" + anonymous["profile_url"].rsplit("/me/", 1)[1]
+    assert door.client.get(old_link).status_code == 404
+
+
+def test_a_foreign_referer_alone_is_refused_and_an_upload_is_not_text(door: Door) -> None:
+    made = door.post({"id": "ref-1", "subscription": _subscription("ref-1")}, backend=True).json()
+    path = "/me/" + made["profile_url"].rsplit("/me/", 1)[1]
+    foreign = door.client.post(path + "/pause", headers={"referer": "https://evil.example/x"})
+    assert foreign.status_code == 403
+    upload = door.client.post(path, files={"attr:first_name": ("x.txt", b"hello")})
+    assert upload.status_code == 200 and "Not saved: first_name: expected text" in upload.text

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -167,3 +168,141 @@ def test_an_800_mb_body_never_fills_the_servers_memory(tmp_path: Path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[tuple[int, int]]:
+    """A real `campaign serve` on a SQLite file: (port, pid)."""
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(textwrap.dedent(CAMPAIGN), encoding="utf-8")
+    port = _free_port()
+    env = {
+        **os.environ,
+        "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
+        "CAMPAIGN_GRAPHS": str(graphs),
+        "CAMPAIGN_DASHBOARD_PASSWORD": "right-password",
+    }
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "campaign"), "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None
+                time.sleep(0.2)
+        yield port, process.pid
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_a_huge_request_head_is_refused_with_431(server: tuple[int, int]) -> None:
+    port, pid = server
+    baseline = _peak_rss_mb(pid)
+    head = b"GET /thanks HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: "
+    answer, taken = _send(port, head, b"x" * 65536, 200 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    many = b"".join(b"X-H%d: v\r\n" % i for i in range(10_000))
+    answer, _ = _send(port, b"GET /thanks HTTP/1.1\r\nHost: 127.0.0.1\r\n" + many + b"\r\n", b"", 0)
+    assert answer.startswith(b"HTTP/1.1 431"), answer[:200]
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:  # still serving
+        conn.sendall(b"GET /thanks HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+        assert conn.recv(100).startswith(b"HTTP/1.1 200")
+    assert _peak_rss_mb(pid) - baseline < 50, (baseline, _peak_rss_mb(pid), taken)
+
+
+@pytest.mark.slow
+def test_concurrent_log_in_attempts_pass_the_throttle_no_more_than_five_times(
+    server: tuple[int, int],
+) -> None:
+    """40 connections send their head, wait, then their guess at once: each guess is
+    judged after its form is read, so at most five of one client's are checked."""
+    port, _ = server
+    body = b"password=wrong-guess"
+    head = (
+        b"POST /login HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-"
+        b"urlencoded\r\nConnection: close\r\nContent-Length: %d\r\n\r\n" % len(body)
+    )
+    conns = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(40)]
+    for conn in conns:
+        conn.sendall(head)
+    time.sleep(1)
+    for conn in conns:
+        conn.sendall(body)
+    statuses = []
+    for conn in conns:
+        answer = b""
+        while b"\r\n" not in answer:
+            data = conn.recv(4096)
+            if not data:
+                break
+            answer += data
+        statuses.append(answer.split(b" ", 2)[1] if answer else b"?")
+        conn.close()
+    assert statuses.count(b"303") <= 5 and statuses.count(b"429") >= 35, statuses
+
+
+@pytest.mark.slow
+def test_an_event_id_stored_by_another_process_meanwhile_is_a_repeat_not_an_error(
+    tmp_path: Path, pg_url: str
+) -> None:
+    """Two workers storing the same event id: the second's insert waits on the unique
+    index until the first commits, fails, and is tried again, when it sees the stored
+    event. Its other event is stored; nothing is refused."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from orchestrator.records import EventRecord, SubscriberRecord
+    from orchestrator.service import StoredEvents
+    from orchestrator.store import repo
+
+    ctx = open_context(Config(db=pg_url, graphs=tmp_path), delivery=RecordingDelivery())
+    with ctx.session() as s, s.begin():
+        repo.upsert_subscribers(s, [SubscriberRecord("ann")])
+    now = datetime.now(UTC)
+    other = ctx.engine.connect()
+    held = other.begin()
+    first = other.execute(
+        text(
+            "INSERT INTO event (subscriber_id, name, at, properties, client_id, recorded_at)"
+            " VALUES ('ann', 'purchase', :t, '{}', 'order-1', :t) RETURNING id"
+        ),
+        {"t": now},
+    ).scalar_one()
+    writers = make_writers(ctx)
+    request = [
+        EventRecord("ann", "purchase", now, {}, client_id="order-1"),
+        EventRecord("ann", "purchase", now, {}, client_id="order-2"),
+    ]
+
+    async def run() -> tuple[bool, object]:
+        try:
+            waiting = asyncio.ensure_future(writers.events.submit(request))
+            await asyncio.sleep(1.0)  # our insert now waits on the other's uncommitted row
+            waited = not waiting.done()
+            await asyncio.to_thread(held.commit)
+            return waited, await waiting
+        finally:
+            await writers.events.close()
+
+    try:
+        waited, result = asyncio.run(run())
+    finally:
+        other.close()  # rolls back if the commit was never reached
+    assert waited
+    assert isinstance(result, StoredEvents), result
+    assert result.repeated == 1 and result.ids[0] == first
+    with ctx.session() as s:
+        stored = s.execute(text("SELECT client_id FROM event ORDER BY id")).scalars().all()
+    assert stored == ["order-1", "order-2"]
+    ctx.engine.dispose()

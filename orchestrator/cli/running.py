@@ -137,12 +137,17 @@ def serve(
     import uvicorn
 
     from orchestrator.config import load_config
+    from orchestrator.web.guard import BoundedHttpTools
 
     config = load_config()
-    if not (config.dashboard_password or config.api_key):
+    if not config.dashboard_password:
         typer.echo(
-            "note: no CAMPAIGN_DASHBOARD_PASSWORD or CAMPAIGN_API_KEY: the dashboard and "
-            "POST /api/events stay closed until one is set",
+            "note: no CAMPAIGN_DASHBOARD_PASSWORD: the dashboard stays closed until it is set",
+            err=True,
+        )
+    if not config.api_key:
+        typer.echo(
+            "note: no CAMPAIGN_API_KEY: POST /api/events stays closed until it is set",
             err=True,
         )
     typer.echo(f"campaign-flow on http://{host}:{port} (dashboard /, API docs /docs)", err=True)
@@ -154,6 +159,7 @@ def serve(
         workers=workers,
         log_level="warning",
         proxy_headers=True,
+        http=BoundedHttpTools,  # request heads bounded (431)
     )
 
 

@@ -306,15 +306,18 @@ async def _done(attempt: Attempt) -> Attempt:
 def _plain_path(rest: str) -> bool:
     """Whether the part of an endpoint from its path on is already in normal form and
     acceptable (`urls.endpoint_problem` would find nothing wrong with it after an origin
-    that passed): printable ASCII without space, backslash or fragment, and a query, if
-    any, that is not empty. Anything else is checked in full."""
+    that passed): printable ASCII without space, backslash, fragment, percent-escape or
+    dot segment, and a query, if any, that is not empty. Anything else is checked in full."""
     query = rest.find("?")
+    path = rest if query < 0 else rest[:query]
     return (
         rest.isascii()
         and rest.isprintable()
         and " " not in rest
         and "\\" not in rest
         and "#" not in rest
+        and "%" not in rest
+        and "/." not in path
         and (query < 0 or query < len(rest) - 1)
     )
 

@@ -32,7 +32,8 @@ class Subscriber(SQLModel, table=True):
         default_factory=dict, sa_column=Column(JsonType, nullable=False)
     )
     tags: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
-    status: str = Field(default="active", max_length=16)  # active | unsubscribed | deleted
+    # active | unsubscribed | deleted | merged (an anonymous id linked to a site's own id)
+    status: str = Field(default="active", max_length=16)
     paused_until: datetime | None = None
     # profile links carry the version they were made for: raising it revokes every earlier one
     token_version: int = Field(default=0, sa_column_kwargs={"server_default": "0"})

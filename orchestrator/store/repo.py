@@ -722,6 +722,17 @@ def setting_once(session: Session, key: str, value: str) -> str:
     return str(stored)
 
 
+def setting(session: Session, key: str) -> str | None:
+    stored = session.execute(select(col(Setting.value)).where(col(Setting.key) == key))
+    value = stored.scalar_one_or_none()
+    return None if value is None else str(value)
+
+
+def put_setting(session: Session, key: str, value: str) -> None:
+    stmt = _insert(session, Setting).values(key=key, value=value)
+    session.execute(stmt.on_conflict_do_update(index_elements=["key"], set_={"value": value}))
+
+
 def save_enrol_mark(session: Session, mark: EnrolMark) -> None:
     """Upsert: two ticks finishing enrolment together must not collide on the key."""
     values = {

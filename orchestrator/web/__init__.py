@@ -15,6 +15,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
 
 from orchestrator.records import RecordError
 from orchestrator.service import Context, open_context
@@ -63,6 +64,15 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     @app.exception_handler(StoreUnavailable)
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(OperationalError)
+    async def _database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+        # a locked SQLite file (a long tick holds its write lock) or a lost connection
+        return JSONResponse(
+            {"detail": "the database is busy or unavailable; try again shortly"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
 
     @app.exception_handler(guard.BodyTooLarge)
     async def _too_large(request: Request, exc: guard.BodyTooLarge) -> JSONResponse:

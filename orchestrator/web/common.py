@@ -15,6 +15,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from orchestrator.records import RecordError, loads
 from orchestrator.service import Context
+from orchestrator.store import repo
 from orchestrator.web import guard
 from orchestrator.web.writer import GroupWriter
 
@@ -142,11 +143,16 @@ async def require_api_key(request: Request) -> None:
 def same_origin(request: Request) -> bool:
     """Whether a state-changing browser request comes from one of our own pages.
 
-    Browsers send `Origin` with every cross-site POST (and `Sec-Fetch-Site`); a request
-    naming another origin is refused. One with neither header is not from a browser
-    page, so it cannot be a cross-site forgery, and is let through."""
-    if request.headers.get("sec-fetch-site", "same-origin") not in ("same-origin", "none"):
-        return False
+    Browsers say where a request comes from in `Sec-Fetch-Site` (a page cannot set it):
+    `same-origin` (or `none`, typed by the user) passes, anything else is refused. A
+    browser without it is judged by `Origin`, which must be ours; our pages send no
+    referrer (`Referrer-Policy: no-referrer`), so their own posts carry `Origin: null`
+    there, which cannot be told from a sandboxed foreign page and is refused; without
+    `Origin`, a `Referer` must be ours. A request with none of these headers is not from
+    a browser page — it cannot be a cross-site forgery — and passes."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None:
+        return site in ("same-origin", "none")
     origin = request.headers.get("origin")
     if origin is None:
         referer = request.headers.get("referer")
@@ -180,17 +186,43 @@ def passwords(ctx: Context) -> list[str]:
     return [ctx.config.dashboard_password] if ctx.config.dashboard_password else []
 
 
+EPOCH_KEY = "dashboard_session_epoch"
+
+
 def session_cookie(ctx: Context, *, at: float | None = None) -> str:
+    """A signed session: `EXPIRES.EPOCH.MAC`. The MAC covers the expiry, the sessions'
+    epoch (raised by every log-out: all sessions end) and a fingerprint of the password
+    (changing it ends all sessions)."""
     expires = int((at or time.time()) + SESSION_HOURS * 3600)
-    mac = hmac.new(ctx.secret().encode(), f"admin:{expires}".encode(), hashlib.sha256)
-    return f"{expires}.{mac.hexdigest()}"
+    epoch = _epoch(ctx)
+    return f"{expires}.{epoch}.{_session_mac(ctx, expires, epoch)}"
 
 
 def session_valid(ctx: Context, value: str | None) -> bool:
-    if not value or "." not in value:
+    if not value or len(value) > 200 or not value.isascii():
         return False
-    expires, _, mac = value.partition(".")
-    if not expires.isdigit() or int(expires) < time.time():
+    parts = value.split(".")
+    if len(parts) != 3 or not all(p.isdigit() and len(p) <= 20 for p in parts[:2]):
         return False
-    expected = hmac.new(ctx.secret().encode(), f"admin:{expires}".encode(), hashlib.sha256)
-    return hmac.compare_digest(mac, expected.hexdigest())
+    expires, epoch = int(parts[0]), int(parts[1])
+    if expires < time.time() or not passwords(ctx) or epoch != _epoch(ctx):
+        return False
+    return hmac.compare_digest(parts[2].encode(), _session_mac(ctx, expires, epoch).encode())
+
+
+def end_sessions(ctx: Context) -> None:
+    """Every session ends (the log-out button: this dashboard has one administrator)."""
+    with ctx.session() as s, s.begin():
+        repo.put_setting(s, EPOCH_KEY, str(_epoch(ctx) + 1))
+
+
+def _epoch(ctx: Context) -> int:
+    with ctx.session() as s:
+        stored = repo.setting(s, EPOCH_KEY)
+    return int(stored) if stored and stored.isdigit() else 0
+
+
+def _session_mac(ctx: Context, expires: int, epoch: int) -> str:
+    password = hashlib.sha256("".join(passwords(ctx)).encode("utf-8", "surrogateescape"))
+    body = f"admin:{expires}:{epoch}:{password.hexdigest()[:16]}".encode()
+    return hmac.new(ctx.secret().encode(), body, hashlib.sha256).hexdigest()

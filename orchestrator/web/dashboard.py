@@ -8,6 +8,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from orchestrator import insights, loader
 from orchestrator.errors import UnreadableFileError
@@ -19,6 +20,7 @@ from orchestrator.web.common import (
     SESSION_COOKIE,
     SESSION_HOURS,
     context,
+    end_sessions,
     now,
     passwords,
     same_origin,
@@ -78,9 +80,12 @@ def login_page(request: Request, next: str | None = None, failed: int = 0) -> HT
 
 @router.post("/login")
 async def login(request: Request) -> Response:
+    """The throttle is consulted after the form is read, and a failure counted before
+    anything else is awaited: concurrent attempts cannot all pass one check."""
     ctx = context(request)
     if not same_origin(request):
         return _refused_origin()
+    form = await request.form()
     client = request.client.host if request.client else "-"
     gate: Throttle = getattr(request.app.state, THROTTLE_KEY)
     wait = gate.wait(client, time.monotonic())
@@ -93,17 +98,16 @@ async def login(request: Request) -> Response:
             status_code=429,
             headers={"Retry-After": str(wait)},
         )
-    form = await request.form()
-    given = str(form.get("password", ""))
+    given = form.get("password", "")
     target = _safe_next(str(form.get("next", "/")))
-    if not any(same_secret(given, p) for p in passwords(ctx)):
+    if not isinstance(given, str) or not any(same_secret(given, p) for p in passwords(ctx)):
         gate.failed(client, time.monotonic())
         return RedirectResponse(f"/login?failed=1&next={quote(target)}", status_code=303)
     gate.succeeded(client)
     response = RedirectResponse(target, status_code=303)
     response.set_cookie(
         SESSION_COOKIE,
-        session_cookie(ctx),
+        await run_in_threadpool(session_cookie, ctx),  # reads the sessions' epoch
         max_age=SESSION_HOURS * 3600,
         httponly=True,
         samesite="lax",
@@ -114,8 +118,11 @@ async def login(request: Request) -> Response:
 
 @router.post("/logout")
 def logout(request: Request) -> Response:
+    """Ends every dashboard session (the cookie alone would stay valid until it expires)."""
     if not same_origin(request):
         return _refused_origin()
+    if _logged_in(request):
+        end_sessions(context(request))
     response = RedirectResponse("/login", status_code=303)
     response.delete_cookie(SESSION_COOKIE)
     return response

@@ -9,13 +9,17 @@
   that allows only this origin's scripts, no referrer (`Referrer-Policy: no-referrer`:
   a profile link in the address bar never leaks to the sites a page links to) and
   `X-Content-Type-Options: nosniff`. The API explorer (`/docs`, `/redoc`) keeps
-  FastAPI's own page, which needs inline script.
+  FastAPI's own page, which needs inline script;
+- request heads are bounded: `campaign serve` runs uvicorn with `BoundedHttpTools`,
+  which answers 431 to a request line and headers over MAX_HEAD bytes.
 """
 
 from __future__ import annotations
 
 import json
 from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 MAX_BODY = 1_048_576
 
@@ -106,3 +110,54 @@ async def _too_large(send: Any, limit: int) -> None:
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+# ------------------------------------------------------------------ request heads
+
+MAX_HEAD = 65_536  # request line and headers
+
+
+class BoundedHttpTools(HttpToolsProtocol):
+    """uvicorn's httptools protocol, refusing a request head (request line and headers)
+    over MAX_HEAD bytes with 431 and closing the connection. The head is measured as it
+    arrives, before the parser sees it (the parser would keep a header of any length):
+    at most MAX_HEAD bytes of a head are ever held."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._head_bytes = 0
+        self._in_head = True
+        self._tail = b""  # the last bytes of the head so far (its end may straddle reads)
+
+    def data_received(self, data: bytes) -> None:
+        if self._in_head:
+            seen = self._tail + data
+            end = seen.find(b"\r\n\r\n")
+            part = len(data) if end < 0 else max(end + 4 - len(self._tail), 0)
+            if self._head_bytes + part > MAX_HEAD:
+                self._refuse()
+                return
+            self._head_bytes += part
+            self._tail = seen[-3:]
+        super().data_received(data)
+
+    def _refuse(self) -> None:
+        body = f"request head larger than {MAX_HEAD:,} bytes".encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\n"
+            b"connection: close\r\n\r\n" + body
+        )
+        self.transport.close()
+        self._in_head = False
+
+    def on_message_begin(self) -> None:
+        super().on_message_begin()
+        self._in_head = True  # counted from where the last head ended
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
+        self._tail = b""
+        super().on_headers_complete()

@@ -7,6 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from orchestrator import visitors
 from orchestrator.errors import CampaignError
@@ -140,7 +141,9 @@ async def unsubscribe(request: Request) -> dict[str, bool]:
     matched (or the auth secret did not)."""
     backend = has_api_key(request)
     body = await json_body(request)
-    removed = visitors.unsubscribe(context(request), body, now=now(), backend=backend)
+    removed = await run_in_threadpool(
+        visitors.unsubscribe, context(request), body, now=now(), backend=backend
+    )
     return {"removed": removed}
 
 
@@ -259,30 +262,44 @@ def profile(request: Request, token: str, saved: str | None = None) -> HTMLRespo
 
 @router.post("/me/{token}", tags=["visitors"], summary="Correct details, pick topics")
 async def profile_save(request: Request, token: str) -> Response:
+    form = await request.form()  # read on the event loop; the rest on a worker thread
+    return await run_in_threadpool(_save, request, token, form)
+
+
+def _save(request: Request, token: str, form: Any) -> Response:
     ctx, sid = _owner(request, token)
-    form = await request.form()
-    attributes = {
-        str(k).removeprefix("attr:"): str(v) for k, v in form.items() if str(k).startswith("attr:")
-    }
-    picked = [str(t) for t in form.getlist("topic")] if form.get("topics_shown") else None
+    attributes: dict[str, Any] = {}
+    for key, value in form.items():
+        if str(key).startswith("attr:"):
+            attributes[str(key).removeprefix("attr:")] = value if isinstance(value, str) else None
+    topics = form.getlist("topic")
+    picked = [t for t in topics if isinstance(t, str)] if form.get("topics_shown") else None
     try:
         visitors.update_profile(ctx, sid, attributes=attributes, picked_topics=picked, now=now())
     except RecordError as exc:
         return _profile(request, token, f"Not saved: {exc}")
+    except KeyError:
+        raise LinkGone(token) from None
     return RedirectResponse(f"/me/{token}?saved=1", status_code=303)
 
 
 @router.post("/me/{token}/pause", tags=["visitors"], summary="Pause notifications for a week")
 def profile_pause(request: Request, token: str) -> Response:
     ctx, sid = _owner(request, token)
-    visitors.pause(ctx, sid, now=now())
+    try:
+        visitors.pause(ctx, sid, now=now())
+    except KeyError:
+        raise LinkGone(token) from None
     return RedirectResponse(f"/me/{token}?saved=paused", status_code=303)
 
 
 @router.post("/me/{token}/resume", tags=["visitors"], summary="End a pause")
 def profile_resume(request: Request, token: str) -> Response:
     ctx, sid = _owner(request, token)
-    visitors.resume(ctx, sid, now=now())
+    try:
+        visitors.resume(ctx, sid, now=now())
+    except KeyError:
+        raise LinkGone(token) from None
     return RedirectResponse(f"/me/{token}?saved=resumed", status_code=303)
 
 
@@ -298,9 +315,13 @@ def profile_export(request: Request, token: str) -> Response:
 
 @router.post("/me/{token}/delete", tags=["visitors"], summary="Delete everything")
 async def profile_delete(request: Request, token: str) -> Response:
+    form = await request.form()  # read on the event loop; the rest on a worker thread
+    return await run_in_threadpool(_delete, request, token, form.get("confirm") == "yes")
+
+
+def _delete(request: Request, token: str, confirmed: bool) -> Response:
     ctx, sid = _owner(request, token)
-    form = await request.form()
-    if form.get("confirm") != "yes":
+    if not confirmed:
         return _profile(request, token, "Tick the box to confirm the deletion.")
     visitors.forget(ctx, sid, now=now())
     return _message(

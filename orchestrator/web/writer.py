@@ -11,6 +11,9 @@ When a group's transaction fails, each request of it is tried again on its own,
 so a record the database refuses fails only its own request (StoreRefused, a
 4xx) and the others are stored. When the database itself is unreachable, every
 request of the group fails with StoreUnavailable (503) and nothing is retried.
+A unique key that another process took between our read and our write (two
+workers storing the same event id, the same endpoint, the same new subscriber)
+is no fault of the record: the store is tried again, and then sees that row.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from typing import Any
 from sqlalchemy.exc import (
     DBAPIError,
     DisconnectionError,
+    IntegrityError,
     InterfaceError,
     OperationalError,
     StatementError,
@@ -32,6 +36,7 @@ from sqlalchemy.exc import (
 from orchestrator.store.db import UnstorableValue
 
 MAX_BATCH = 500
+RACE_RETRIES = 2
 
 
 class StoreRefused(Exception):
@@ -95,6 +100,17 @@ class GroupWriter:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    async def _store(self, payloads: list[Any]) -> list[Any]:
+        """`store` on a worker thread, again (up to RACE_RETRIES times) when another
+        process took a unique key meanwhile: the next try reads the row it stored."""
+        for attempt in range(RACE_RETRIES + 1):
+            try:
+                return await asyncio.to_thread(self.store, payloads)
+            except IntegrityError:
+                if attempt == RACE_RETRIES:
+                    raise
+        raise AssertionError("unreachable")
+
     async def _one_by_one(self, items: list[_Item], failure: Exception) -> list[Any]:
         """The group's transaction failed: each request on its own, so only a bad one fails."""
         first = classify(failure)
@@ -103,7 +119,7 @@ class GroupWriter:
         results: list[Any] = []
         for item in items:
             try:
-                (result,) = await asyncio.to_thread(self.store, [item.payload])
+                (result,) = await self._store([item.payload])
             except Exception as exc:
                 result = classify(exc)
             results.append(result)
@@ -115,7 +131,7 @@ class GroupWriter:
             while len(items) < self.max_batch and not queue.empty():
                 items.append(queue.get_nowait())
             try:
-                results = await asyncio.to_thread(self.store, [i.payload for i in items])
+                results = await self._store([i.payload for i in items])
             except Exception as exc:
                 results = await self._one_by_one(items, exc)
             for item, result in zip(items, results, strict=True):
