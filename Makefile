@@ -38,11 +38,12 @@ lint: install
 typecheck: install
 	$(BIN)/mypy orchestrator
 
+# both cores: a test file runs on one of two workers (its module fixtures are made once)
 test: install node lint typecheck
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 test-fast: install
-	$(BIN)/pytest -q -m "not slow" -x
+	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow" -x
 
 clean:
 	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache

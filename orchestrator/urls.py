@@ -14,6 +14,7 @@ from __future__ import annotations
 import fnmatch
 import ipaddress
 import re
+from functools import lru_cache
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
@@ -33,7 +34,20 @@ class UrlError(ValueError):
 
 def normalise(url: object, *, what: str = "URL") -> str:
     """`url` as plain ASCII: the host IDNA-encoded and lower-cased, other non-ASCII
-    characters percent-encoded. Raises UrlError when it cannot be."""
+    characters percent-encoded, percent-escapes in one form, no dot segments. Raises
+    UrlError when it cannot be. (A tick checks the same few URLs again and again: the
+    answers for text are remembered.)"""
+    if isinstance(url, str) and len(url) <= MAX_URL:
+        return _normalised(url, what)
+    return _normalise(url, what)
+
+
+@lru_cache(maxsize=8192)
+def _normalised(url: str, what: str) -> str:
+    return _normalise(url, what)
+
+
+def _normalise(url: object, what: str) -> str:
     if not isinstance(url, str) or not url:
         raise UrlError(f"expected a {what} (text)")
     if len(url) > MAX_URL:
