@@ -85,12 +85,7 @@ def loads(text: str | bytes, where: str = "body", *, max_depth: int = MAX_DEPTH 
         except UnicodeDecodeError as exc:
             raise RecordError(f"{where}: not UTF-8 text (byte {exc.start})") from None
     try:
-        value = json.loads(
-            text,
-            parse_constant=_no_constant,
-            parse_int=_json_int,
-            parse_float=_json_float,
-        )
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise RecordError(
             f"{where}: not JSON ({exc.msg} at line {exc.lineno} column {exc.colno})"
@@ -145,6 +140,11 @@ def _json_float(text: str) -> float:
     if not math.isfinite(value):
         raise _BadNumber(f"{text} is beyond the range of a JSON number")
     return value
+
+
+_DECODER = json.JSONDecoder(
+    parse_constant=_no_constant, parse_int=_json_int, parse_float=_json_float
+)
 
 
 def check_json(value: Any, where: str, *, max_bytes: int) -> Any:

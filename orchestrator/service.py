@@ -293,18 +293,25 @@ class StoredEvents:
 def add_event_batches(
     ctx: Context, batches: list[list[EventRecord]]
 ) -> list[StoredEvents | RecordError]:
-    """Several requests' events in one transaction; a request naming an unknown (or deleted)
-    subscriber is refused whole (its RecordError in its place) and the others are stored."""
+    """Several requests' events in one transaction and one INSERT; a request naming an
+    unknown (or deleted) subscriber is refused whole (its RecordError in its place) and
+    the others are stored."""
     with ctx.session() as s, s.begin():
         found = repo.subscriber_status(s, (r.subscriber_id for b in batches for r in b))
+        problems = [_unknown(batch, found) for batch in batches]
+        accepted = [
+            r for batch, p in zip(batches, problems, strict=True) if p is None for r in batch
+        ]
+        ids, repeated = repo.store_events(s, accepted)
         out: list[StoredEvents | RecordError] = []
-        for batch in batches:
-            problem = _unknown(batch, found)
+        at = 0
+        for batch, problem in zip(batches, problems, strict=True):
             if problem is not None:
                 out.append(problem)
                 continue
-            ids, repeated = repo.store_events(s, batch)
-            out.append(StoredEvents(ids, repeated))
+            end = at + len(batch)
+            out.append(StoredEvents(ids[at:end], sum(repeated[at:end])))
+            at = end
         return out
 
 
@@ -320,7 +327,7 @@ def record_events(ctx: Context, records: list[EventRecord]) -> StoredEvents:
         if problem is not None:
             raise problem
         ids, repeated = repo.store_events(s, records)
-        return StoredEvents(ids, repeated)
+        return StoredEvents(ids, sum(repeated))
 
 
 def _unknown(records: list[EventRecord], status: dict[str, str]) -> RecordError | None:

@@ -89,7 +89,7 @@ def _normalise(url: object, what: str) -> str:
     netloc = ascii_host + (f":{port}" if port is not None else "")
     try:
         path, query, fragment = (
-            _escapes(quote(part, safe=_SAFE), what)
+            _escapes(part if part.isascii() else quote(part, safe=_SAFE), what)
             for part in (parts.path, parts.query, parts.fragment)
         )
     except UnicodeEncodeError:
@@ -170,13 +170,17 @@ def origin_allowed(endpoint: str, allowed: tuple[str, ...]) -> bool:
     """
     try:
         parts = urlsplit(endpoint)
-        _ = parts.port
+        port = parts.port
     except ValueError:
         return False
     host = (parts.hostname or "").lower()
     if not host or parts.username or parts.password:
         return False
-    origin = origin_of(endpoint).lower()
+    return _origin_ok(parts.scheme, host, port, allowed)
+
+
+@lru_cache(maxsize=1024)
+def _origin_ok(scheme: str, host: str, port: int | None, allowed: tuple[str, ...]) -> bool:
     loopback = host in LOOPBACK_HOSTS
     if not loopback:
         try:
@@ -184,8 +188,10 @@ def origin_allowed(endpoint: str, allowed: tuple[str, ...]) -> bool:
             return False
         except ValueError:
             pass
-    if parts.scheme != "https" and not (parts.scheme == "http" and loopback):
+    if scheme != "https" and not (scheme == "http" and loopback):
         return False
+    shown = f"[{host}]" if ":" in host else host
+    origin = f"{scheme}://{shown}{f':{port}' if port else ''}".lower()
     for pattern in allowed:
         p = pattern.strip().lower().rstrip("/")
         if not p:

@@ -266,10 +266,11 @@ def add_events(
 
 def store_events(
     session: Session, records: Sequence[EventRecord], *, ids_wanted: bool = True
-) -> tuple[list[int], int]:
-    """`add_events`, also saying how many of the records were repeats (stored once before)."""
+) -> tuple[list[int], list[bool]]:
+    """`add_events`, also saying of each record whether it repeated an event stored before
+    (or earlier in `records`) and so was not stored."""
     if not records:
-        return [], 0
+        return [], []
     keyed = [(r.subscriber_id, r.client_id) for r in records if r.client_id is not None]
     known: dict[tuple[str, str], int] = _client_ids(session, keyed) if keyed else {}
     fresh: list[EventRecord] = []
@@ -300,13 +301,14 @@ def store_events(
     for r in fresh:
         earliest[r.subscriber_id] = min(r.at, earliest.get(r.subscriber_id, r.at))
     wake_many(session, earliest)
-    if not ids_wanted and not keyed:
-        return [], 0
+    repeated = [not isinstance(slot, int) for slot in slots]
+    if not ids_wanted or (not ids and not known):
+        return [], repeated
     out = [
         ids[slot] if isinstance(slot, int) else known.get(slot) or ids[first[slot]]
         for slot in slots
     ]
-    return (out if ids_wanted else []), len(records) - len(fresh)
+    return out, repeated
 
 
 def _client_ids(session: Session, keys: list[tuple[str, str]]) -> dict[tuple[str, str], int]:

@@ -34,6 +34,13 @@ _ALWAYS = [
     (b"x-frame-options", b"DENY"),
 ]
 _EXPLORER = ("/docs", "/redoc")
+# added to every answer unless the route set its own (a route's Cache-Control wins)
+_HEADERS = [
+    *_ALWAYS,
+    (b"cache-control", b"no-store"),
+    (b"content-security-policy", CSP.encode()),
+]
+_EXPLORER_HEADERS = [*_ALWAYS, (b"cache-control", b"no-store")]
 
 
 class BodyTooLarge(Exception):
@@ -56,7 +63,20 @@ class Guard:
             await _too_large(send, self.max_body)
             return
         path: str = scope.get("path", "")
-        explorer = path.startswith(_EXPLORER)
+        extra = _EXPLORER_HEADERS if path.startswith(_EXPLORER) else _HEADERS
+        names = {name for name, _ in extra}
+
+        async def guarded_send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                own = {name.lower() for name, _ in headers} & names
+                headers.extend(h for h in extra if h[0] not in own)
+                message = {**message, "headers": headers}
+            await send(message)
+
+        if declared is not None:  # the server never passes on more than was declared
+            await self.app(scope, receive, guarded_send)
+            return
         seen = 0
         limit = self.max_body
 
@@ -68,18 +88,6 @@ class Guard:
                 if seen > limit:
                     raise BodyTooLarge(f"body larger than {limit:,} bytes")
             return message
-
-        async def guarded_send(message: dict[str, Any]) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                names = {name.lower() for name, _ in headers}
-                headers.extend(h for h in _ALWAYS if h[0] not in names)
-                if b"cache-control" not in names:
-                    headers.append((b"cache-control", b"no-store"))
-                if not explorer and b"content-security-policy" not in names:
-                    headers.append((b"content-security-policy", CSP.encode()))
-                message = {**message, "headers": headers}
-            await send(message)
 
         await self.app(scope, bounded_receive, guarded_send)
 
