@@ -408,7 +408,7 @@ def _check_template_limits(
             at = _template_pos(source, field_path, exc.line_offset)
             reporter.at(source, at, str(exc), code="template")
         except TemplateRenderError:
-            pass
+            continue  # an unknown value (see above): judged when the send is rendered
     return ok
 
 

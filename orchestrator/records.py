@@ -117,7 +117,7 @@ def _deeper_than(value: Any, limit: int) -> bool:
 
 
 class _BadNumber(ValueError):
-    pass
+    """A number `loads` refuses (raised from the decoder's hooks)."""
 
 
 def _no_constant(name: str) -> Any:

@@ -700,7 +700,7 @@ class _BoundedFormatter(SandboxedFormatter):
 
 
 class _BoundedEscapeFormatter(_BoundedFormatter, EscapeFormatter):
-    pass
+    """`Markup.format` in the sandbox, bounded like `_BoundedFormatter`."""
 
 
 # ------------------------------------------------------------------ code generation

@@ -182,12 +182,8 @@ def origin_allowed(endpoint: str, allowed: tuple[str, ...]) -> bool:
 @lru_cache(maxsize=1024)
 def _origin_ok(scheme: str, host: str, port: int | None, allowed: tuple[str, ...]) -> bool:
     loopback = host in LOOPBACK_HOSTS
-    if not loopback:
-        try:
-            ipaddress.ip_address(host)
-            return False
-        except ValueError:
-            pass
+    if not loopback and _is_ip(host):
+        return False
     if scheme != "https" and not (scheme == "http" and loopback):
         return False
     shown = f"[{host}]" if ":" in host else host
@@ -201,6 +197,14 @@ def _origin_ok(scheme: str, host: str, port: int | None, allowed: tuple[str, ...
         if origin == p or (("*" in p) and fnmatch.fnmatchcase(origin, p)):
             return True
     return False
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return True
 
 
 def push_endpoint(url: object, allowed: tuple[str, ...]) -> str:
@@ -228,6 +232,46 @@ def endpoint_problem(url: str, allowed: tuple[str, ...]) -> str | None:
     if normal != url:
         return "endpoint is not in normal form (stored before it was checked)"
     return None
+
+
+def screen_endpoint(
+    url: str, allowed: tuple[str, ...], passed: dict[str, str]
+) -> tuple[str | None, str]:
+    """(why not to send to a stored endpoint or None, its origin), for many endpoints in a
+    row: `endpoint_problem` in full once per origin; after that, an endpoint whose origin
+    part (`passed` maps it to its origin) already passed needs only the rest checked, by
+    `_plain_rest`, the rules of this module that can fail after the origin."""
+    cut = url.find("/", url.find("://") + 3) if "://" in url else -1
+    if cut > 0:
+        origin = passed.get(url[:cut])
+        if origin is not None and len(url) <= MAX_URL and _plain_rest(url[cut:]):
+            return None, origin
+    problem = endpoint_problem(url, allowed)
+    if problem is not None:
+        return problem, ""
+    origin = origin_of(url)
+    if cut > 0 and url[:cut] == origin:  # an origin in normal form: the rest decides
+        passed[origin] = origin
+    return None, origin
+
+
+def _plain_rest(rest: str) -> bool:
+    """Whether the part of an endpoint from its path on is in normal form and acceptable:
+    printable ASCII without space, backslash, fragment, percent-escape (`_escapes`) or dot
+    segment (`_without_dots`), and a query, if any, that is not empty. Anything else is
+    checked in full."""
+    query = rest.find("?")
+    path = rest if query < 0 else rest[:query]
+    return (
+        rest.isascii()
+        and rest.isprintable()
+        and " " not in rest
+        and "\\" not in rest
+        and "#" not in rest
+        and "%" not in rest
+        and "/." not in path
+        and (query < 0 or query < len(rest) - 1)
+    )
 
 
 def click_target(url: object) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -289,6 +289,24 @@ def _store_subscriptions(
     return out
 
 
+def _retire(s: Any, sid: str, *, status: str, now: datetime) -> None:
+    """The subscriber row stays as a tombstone (`deleted`, `merged`): no attributes, tags
+    or pause, every profile link made before revoked; their journeys end at once."""
+    s.execute(
+        update(Subscriber)
+        .where(col(Subscriber.id) == sid)
+        .values(
+            status=status,
+            attributes={},
+            tags=[],
+            paused_until=None,
+            updated_at=now,
+            token_version=Subscriber.token_version + 1,
+        )
+    )
+    repo.wake_many(s, {sid: now})
+
+
 def _merge_anonymous(ctx: Context, s: Any, anonymous: str, into: str, *, now: datetime) -> None:
     """A browser that subscribed anonymously is now linked to a site's id: once the
     anonymous subscriber has no subscription left, what they set themselves (editable
@@ -325,19 +343,7 @@ def _merge_anonymous(ctx: Context, s: Any, anonymous: str, into: str, *, now: da
         )
         .values(subscriber_id=into)
     )
-    s.execute(
-        update(Subscriber)
-        .where(col(Subscriber.id) == anonymous)
-        .values(
-            status="merged",
-            attributes={},
-            tags=[],
-            paused_until=None,
-            updated_at=now,
-            token_version=Subscriber.token_version + 1,
-        )
-    )
-    repo.wake_many(s, {anonymous: now})
+    _retire(s, anonymous, status="merged", now=now)
 
 
 def _same_secret(given: str, stored: str) -> bool:
@@ -359,19 +365,10 @@ def _same_keys(stored: tuple[str, str], given: PushSubscriptionRecord) -> bool:
 
 
 def _attributes(r: SubscribeRequest, stored: dict[str, Any]) -> dict[str, Any]:
-    """The backend's attributes replace the stored ones; a visitor's are merged in
-    (an empty text removes that attribute, as on the profile page)."""
+    """The backend's attributes replace the stored ones; a visitor's are merged in."""
     if r.attributes is None:
         return stored
-    if r.backend:
-        return r.attributes
-    merged = dict(stored)
-    for key, value in r.attributes.items():
-        if str(value).strip():
-            merged[key] = str(value).strip()
-        else:
-            merged.pop(key, None)
-    return merged
+    return r.attributes if r.backend else own_attributes(stored, r.attributes)
 
 
 def _tag_list(r: SubscribeRequest, stored: tuple[str, ...]) -> tuple[str, ...]:
@@ -379,9 +376,25 @@ def _tag_list(r: SubscribeRequest, stored: tuple[str, ...]) -> tuple[str, ...]:
     topics only."""
     if r.tags is None:
         return stored
-    if r.backend:
-        return r.tags
-    return (*(t for t in stored if not t.startswith(TOPIC_PREFIX)), *r.tags)
+    return r.tags if r.backend else own_topics(stored, r.tags)
+
+
+def own_attributes(stored: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
+    """What a subscriber sets themselves (their browser, their profile page) merged into
+    the stored attributes: a text is kept trimmed, an empty one removes the attribute."""
+    merged = dict(stored)
+    for key, value in given.items():
+        if str(value).strip():
+            merged[key] = str(value).strip()
+        else:
+            merged.pop(key, None)
+    return merged
+
+
+def own_topics(stored: Iterable[str], picked: Iterable[str]) -> tuple[str, ...]:
+    """The picked `topic:` tags in place of the stored topics; other tags kept."""
+    kept = [t for t in stored if not t.startswith(TOPIC_PREFIX)]
+    return (*kept, *dict.fromkeys(picked))
 
 
 def unsubscribe(ctx: Context, body: Any, *, now: datetime, backend: bool = False) -> bool:
@@ -651,20 +664,15 @@ def update_profile(
         row = s.get(Subscriber, sid)
         if row is None or row.status == "deleted":  # deleted meanwhile: nothing is written
             raise KeyError(sid)
-        merged = dict(row.attributes)
-        for key, value in attributes.items():
-            if value.strip():
-                merged[key] = value.strip()
-            else:
-                merged.pop(key, None)
         tags = list(row.tags)
         if picked_topics is not None:
-            tags = [t for t in tags if not t.startswith(TOPIC_PREFIX)]
-            tags += [TOPIC_PREFIX + t for t in sorted(set(picked_topics))]
+            tags = list(own_topics(tags, (TOPIC_PREFIX + t for t in sorted(set(picked_topics)))))
         s.execute(
             update(Subscriber)
             .where(col(Subscriber.id) == sid)
-            .values(attributes=merged, tags=tags, updated_at=now)
+            .values(
+                attributes=own_attributes(row.attributes, attributes), tags=tags, updated_at=now
+            )
         )
         repo.wake_many(s, {sid: now})  # branches and exits see the change at the next tick
 
@@ -708,16 +716,4 @@ def forget(ctx: Context, sid: str, *, now: datetime) -> None:
         s.execute(
             update(Send).where(col(Send.subscriber_id) == sid).values(payload=None, target_url=None)
         )
-        s.execute(
-            update(Subscriber)
-            .where(col(Subscriber.id) == sid)
-            .values(
-                status="deleted",
-                attributes={},
-                tags=[],
-                paused_until=None,
-                updated_at=now,
-                token_version=Subscriber.token_version + 1,  # every link made before ends
-            )
-        )
-        repo.wake_many(s, {sid: now})
+        _retire(s, sid, status="deleted", now=now)

@@ -591,42 +591,8 @@ def test_a_stored_click_destination_that_is_not_http_redirects_to_our_thanks_pag
     door: Door,
 ) -> None:
     """A destination stored before it was checked (or by another path) is never emitted."""
-    from orchestrator.service import campaign_paths, load_current
-    from orchestrator.store.models import Journey, Send
-
-    version = load_current(door.ctx, campaign_paths(door.ctx)[0]).version_id
-    assert version is not None
-    now = datetime.now(UTC)
     targets = ("javascript:alert(1)", "//evil.example/x", "data:text/html,x", "https://ok.example/")
-    with door.ctx.session() as s, s.begin():
-        journey = Journey(
-            campaign="launch",
-            version_id=version,
-            subcampaign="pros",
-            subscriber_id="victim-1",
-            node="hello",
-            phase="ended",
-            entered_at=now,
-            ended_at=now,
-        )
-        s.add(journey)
-        s.flush()
-        sends = [
-            Send(
-                journey_id=journey.id or 0,
-                step=step,
-                campaign="launch",
-                node="hello",
-                subscriber_id="victim-1",
-                claimed_at=now,
-                outcome="delivered",
-                target_url=target,
-            )
-            for step, target in enumerate(targets, 1)
-        ]
-        s.add_all(sends)
-        s.flush()
-        ids = [x.id or 0 for x in sends]
+    ids = _sends(door, "victim-1", targets)
     for send_id, target in zip(ids, targets, strict=True):
         answer = door.client.get(f"/c/{tokens.sign(door.ctx.secret(), 'click', send_id)}")
         assert answer.status_code == 303
@@ -698,8 +664,9 @@ def test_nothing_is_written_for_a_subscriber_who_deleted_their_data(door: Door) 
     assert events == []
 
 
-def _a_send(door: Door, subscriber: str, *, step: int = 1) -> int:
-    """A delivered send of the `hello` node (which has the action `docs`) to `subscriber`."""
+def _sends(door: Door, subscriber: str, targets: tuple[str, ...]) -> list[int]:
+    """A journey of `subscriber` through `hello` (which has the action `docs`), with one
+    delivered send per destination in `targets` (stored as given, unchecked)."""
     from orchestrator.service import campaign_paths, load_current
     from orchestrator.store.models import Journey, Send
 
@@ -718,19 +685,22 @@ def _a_send(door: Door, subscriber: str, *, step: int = 1) -> int:
         )
         s.add(journey)
         s.flush()
-        send = Send(
-            journey_id=journey.id or 0,
-            step=step,
-            campaign="launch",
-            node="hello",
-            subscriber_id=subscriber,
-            claimed_at=now,
-            outcome="delivered",
-            target_url="https://example.com/pro",
-        )
-        s.add(send)
+        sends = [
+            Send(
+                journey_id=journey.id or 0,
+                step=step,
+                campaign="launch",
+                node="hello",
+                subscriber_id=subscriber,
+                claimed_at=now,
+                outcome="delivered",
+                target_url=target,
+            )
+            for step, target in enumerate(targets, 1)
+        ]
+        s.add_all(sends)
         s.flush()
-        return send.id or 0
+        return [x.id or 0 for x in sends]
 
 
 def _clicks(door: Door, subscriber: str) -> list[Any]:
@@ -746,14 +716,14 @@ def _clicks(door: Door, subscriber: str) -> list[Any]:
 
 def test_a_link_records_one_click_per_real_action_and_none_after_deletion(door: Door) -> None:
     door.post({"id": "clicker", "subscription": _subscription("clicker")}, backend=True)
-    link = f"/c/{tokens.sign(door.ctx.secret(), 'click', _a_send(door, 'clicker'))}"
+    link = f"/c/{tokens.sign(door.ctx.secret(), 'click', _sends(door, 'clicker', ('https://example.com/pro',))[0])}"
     for action in (None, "x1", "x2", " ", "docs", "docs", "nope"):
         answer = door.client.get(link, params={"a": action} if action is not None else None)
         assert answer.status_code == 303
     clicks = _clicks(door, "clicker")
     assert sorted(c.get("action", "-") for c in clicks) == ["-", "docs"]
     visitors.forget(door.ctx, "clicker", now=datetime.now(UTC))
-    other = f"/c/{tokens.sign(door.ctx.secret(), 'click', _a_send(door, 'clicker', step=2))}"
+    other = f"/c/{tokens.sign(door.ctx.secret(), 'click', _sends(door, 'clicker', ('https://example.com/pro',))[0])}"
     assert door.client.get(other).status_code == 303  # still redirected
     assert _clicks(door, "clicker") == []  # nothing recorded about them
 

@@ -278,8 +278,7 @@ def test_loading_every_bomb_stays_within_memory_and_time(tmp_path: Path) -> None
         "print('\\n'.join(d.format() for d in loaded.diagnostics)); "
         "sys.exit(0 if loaded.ok else 1)"
     )
-    started = time.monotonic()
-    result = subprocess.run(
+    result = subprocess.run(  # the timeout is the hang guard
         [sys.executable, "-c", code, str(path)],
         capture_output=True,
         text=True,
@@ -289,7 +288,6 @@ def test_loading_every_bomb_stays_within_memory_and_time(tmp_path: Path) -> None
         check=False,
     )
     _assert_every_bomb_reported(result, path, expected)
-    assert time.monotonic() - started < 30
 
 
 @pytest.mark.slow

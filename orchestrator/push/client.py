@@ -37,7 +37,7 @@ from orchestrator.delivery import SendOutcome, SendRequest, Target, describe
 from orchestrator.push.encrypt import Encryptor
 from orchestrator.push.http1 import Http1Client, ProtocolError
 from orchestrator.push.vapid import TokenCache
-from orchestrator.urls import MAX_URL, endpoint_problem, origin_of
+from orchestrator.urls import origin_of, screen_endpoint
 
 log = logging.getLogger("campaign.push")
 
@@ -129,21 +129,9 @@ class PushClient:
     # -------------------------------------------------------------- preparation (caller's thread)
 
     def _screen(self, endpoint: str, seen: dict[str, str]) -> tuple[str | None, str]:
-        """(why not to send to `endpoint` or None, its origin): `urls.endpoint_problem` in
-        full once per origin and call; after that, an endpoint on an origin already passed
-        needs only its path checked here (plain ASCII, already in normal form)."""
-        cut = endpoint.find("/", endpoint.find("://") + 3) if "://" in endpoint else -1
-        if cut > 0:
-            origin = seen.get(endpoint[:cut])
-            if origin is not None and len(endpoint) <= MAX_URL and _plain_path(endpoint[cut:]):
-                return None, origin
-        problem = endpoint_problem(endpoint, self.allowed_origins)
-        if problem is not None:
-            return problem, ""
-        origin = origin_of(endpoint)
-        if cut > 0 and endpoint[:cut] == origin:  # an origin in normal form: the path decides
-            seen[origin] = origin
-        return None, origin
+        """(why not to send to `endpoint` or None, its origin): `urls.screen_endpoint`,
+        with the origins already passed in this call remembered in `seen`."""
+        return screen_endpoint(endpoint, self.allowed_origins, seen)
 
     def _prepare(
         self, request: SendRequest, seen: dict[str, str]
@@ -301,25 +289,6 @@ class PushClient:
 
 async def _done(attempt: Attempt) -> Attempt:
     return attempt
-
-
-def _plain_path(rest: str) -> bool:
-    """Whether the part of an endpoint from its path on is already in normal form and
-    acceptable (`urls.endpoint_problem` would find nothing wrong with it after an origin
-    that passed): printable ASCII without space, backslash, fragment, percent-escape or
-    dot segment, and a query, if any, that is not empty. Anything else is checked in full."""
-    query = rest.find("?")
-    path = rest if query < 0 else rest[:query]
-    return (
-        rest.isascii()
-        and rest.isprintable()
-        and " " not in rest
-        and "\\" not in rest
-        and "#" not in rest
-        and "%" not in rest
-        and "/." not in path
-        and (query < 0 or query < len(rest) - 1)
-    )
 
 
 def _classify(target: Target, status: int, text: str, origin: _Origin) -> Attempt:
