@@ -144,6 +144,35 @@ def write_people(path: Path, receiver: Any, people: int) -> Path:
     return path
 
 
+def p256dh_key() -> str:
+    """A fresh P-256 public key as a browser's subscription gives it (base64url, no padding)."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    point = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
+    )
+    return base64.urlsafe_b64encode(point).decode().rstrip("=")
+
+
+def subscriber_line(sid: str, **attributes: object) -> str:
+    """An import line: subscriber `sid` with these attributes and one FCM subscription."""
+    import base64
+
+    sub = {
+        "endpoint": f"https://fcm.googleapis.com/fcm/send/{sid}",
+        "keys": {
+            "p256dh": p256dh_key(),
+            "auth": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
+        },
+    }
+    return json.dumps({"id": sid, "attributes": attributes, "subscription": sub})
+
+
 # ------------------------------------------------------------------ a world for subprocesses
 
 

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import base64
 import json
-import os
 import textwrap
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
@@ -21,6 +17,7 @@ from orchestrator.records import EventRecord, RecordError
 from orchestrator.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.store.models import Journey, Send
 from orchestrator.ticking import tick
+from tests.conftest import p256dh_key, subscriber_line
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 
@@ -50,26 +47,6 @@ subcampaigns:
 """
 
 
-def _key() -> str:
-    point = (
-        ec.generate_private_key(ec.SECP256R1())
-        .public_key()
-        .public_bytes(serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint)
-    )
-    return base64.urlsafe_b64encode(point).decode().rstrip("=")
-
-
-def _line(sid: str, **attributes: object) -> str:
-    sub = {
-        "endpoint": f"https://fcm.googleapis.com/fcm/send/{sid}",
-        "keys": {
-            "p256dh": _key(),
-            "auth": base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("="),
-        },
-    }
-    return json.dumps({"id": sid, "attributes": attributes, "subscription": sub})
-
-
 @pytest.fixture
 def world(tmp_path: Path, db_url: str) -> tuple[Context, RecordingDelivery, Path]:
     graphs = tmp_path / "graphs"
@@ -81,9 +58,9 @@ def world(tmp_path: Path, db_url: str) -> tuple[Context, RecordingDelivery, Path
     people.write_text(
         "\n".join(
             [
-                _line("ann", plan="pro", name="Ann"),
-                _line("bob", plan="pro", name="Bob"),
-                _line("cat", plan="free"),
+                subscriber_line("ann", plan="pro", name="Ann"),
+                subscriber_line("bob", plan="pro", name="Bob"),
+                subscriber_line("cat", plan="free"),
             ]
         )
         + "\n",
@@ -200,7 +177,9 @@ def test_trigger_events_dated_later_do_not_hold_up_the_ones_already_due(
 
 def _more_people(ctx: Context, tmp: Path, *ids: str) -> None:
     people = tmp / "more-people.jsonl"
-    people.write_text("".join(_line(sid, plan="free") + "\n" for sid in ids), encoding="utf-8")
+    people.write_text(
+        "".join(subscriber_line(sid, plan="free") + "\n" for sid in ids), encoding="utf-8"
+    )
     assert import_subscribers(ctx, people).bad == []
 
 
@@ -399,7 +378,7 @@ def test_import_reports_bad_lines_keeps_good_ones_and_reimport_changes_nothing(
     path.write_text(
         "\n".join(
             [
-                _line("dan", plan="pro"),
+                subscriber_line("dan", plan="pro"),
                 "{not json",
                 json.dumps({"attributes": {}}),
                 json.dumps({"id": "eve", "timezone": "Mars/Base"}),
@@ -408,7 +387,7 @@ def test_import_reports_bad_lines_keeps_good_ones_and_reimport_changes_nothing(
                         "id": "fay",
                         "subscription": {
                             "endpoint": "https://evil.example/x",
-                            "keys": {"p256dh": _key(), "auth": "AAAAAAAAAAAAAAAAAAAAAA"},
+                            "keys": {"p256dh": p256dh_key(), "auth": "AAAAAAAAAAAAAAAAAAAAAA"},
                         },
                     }
                 ),
@@ -501,7 +480,7 @@ def test_two_ticks_at_once_send_every_due_notification_exactly_once(
     ctx, delivery, _ = world
     people = tmp_path / "more.jsonl"
     people.write_text(
-        "\n".join(_line(f"p{i}", plan="pro", name=f"P{i}") for i in range(120)) + "\n"
+        "\n".join(subscriber_line(f"p{i}", plan="pro", name=f"P{i}") for i in range(120)) + "\n"
     )
     import_subscribers(ctx, people)
     errors: list[BaseException] = []
@@ -529,9 +508,9 @@ def test_later_subscribers_and_changed_attributes_enrol_on_the_next_tick(
     ctx, delivery, _ = world
     tick(ctx, now=T0)
     later = tmp_path / "later.jsonl"
-    later.write_text(_line("dan", plan="pro", name="Dan") + "\n")
+    later.write_text(subscriber_line("dan", plan="pro", name="Dan") + "\n")
     import_subscribers(ctx, later)
-    cat = json.loads(_line("cat", plan="pro", name="Cat"))
+    cat = json.loads(subscriber_line("cat", plan="pro", name="Cat"))
     changed = tmp_path / "changed.jsonl"
     changed.write_text(json.dumps({"id": "cat", "attributes": cat["attributes"]}) + "\n")
     import_subscribers(ctx, changed)  # cat had a subscription already; now she is a pro
@@ -613,11 +592,11 @@ def test_sub_campaigns_take_their_members_in_file_order_across_a_trigger(
     people.write_text(
         "\n".join(
             [
-                _line("ann", size=50, plan="pro"),  # big: first
-                _line("bob", plan="pro"),  # anyone and pros: second comes first
-                _line("cat", plan="free"),
-                _line("dan", size=5, plan="pro"),  # a cart before the tick: carts
-                _line("eve", name="no plan"),  # in no segment
+                subscriber_line("ann", size=50, plan="pro"),  # big: first
+                subscriber_line("bob", plan="pro"),  # anyone and pros: second comes first
+                subscriber_line("cat", plan="free"),
+                subscriber_line("dan", size=5, plan="pro"),  # a cart before the tick: carts
+                subscriber_line("eve", name="no plan"),  # in no segment
             ]
         )
         + "\n",
@@ -627,7 +606,9 @@ def test_sub_campaigns_take_their_members_in_file_order_across_a_trigger(
     add_events(ctx, [EventRecord("dan", "cart_abandoned", T0 - timedelta(minutes=30))])
     tick(ctx, now=T0)
     later = tmp_path / "later.jsonl"
-    later.write_text(_line("fay", plan="pro") + "\n" + _line("gus", size=99) + "\n")
+    later.write_text(
+        subscriber_line("fay", plan="pro") + "\n" + subscriber_line("gus", size=99) + "\n"
+    )
     import_subscribers(ctx, later)
     tick(ctx, now=T0 + timedelta(minutes=5))  # incremental: only fay and gus are looked at
     with ctx.session() as s:
