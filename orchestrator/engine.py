@@ -44,6 +44,10 @@ class MembershipsNeeded(Exception):
 
 @dataclass(frozen=True)
 class JourneyState:
+    """Where one journey is. `last_send_at` is the campaign's latest send to the subscriber:
+    this journey's, or before its first send an earlier journey's (spacing is per campaign
+    and subscriber, not per journey)."""
+
     subscriber_id: str
     subcampaign: str
     node: str
@@ -482,6 +486,41 @@ def _deferral(run: _Run) -> datetime | None:
 # ------------------------------------------------------------------ enrolment
 
 
+@dataclass(frozen=True)
+class Past:
+    """What a subscriber's earlier journeys in a campaign leave for a new one."""
+
+    in_flight: bool = False  # one of them has not ended
+    ended_at: datetime | None = None  # when the latest of them ended
+    last_send_at: datetime | None = None  # the campaign's latest send to the subscriber
+
+
+def may_enter(campaign: Campaign, past: Past | None, at: datetime) -> bool:
+    """Whether an entry at `at` (a trigger event's own time, or the tick's for a segment)
+    is allowed: never while a journey is in flight; after one has ended, only with
+    `reentry` set and once `at` is that long after the end."""
+    if past is None:
+        return True
+    if past.in_flight:
+        return False
+    reentry = campaign.settings.reentry
+    if reentry is None:
+        return False
+    return past.ended_at is None or at >= past.ended_at + reentry
+
+
+def wake_names(campaign: Campaign) -> frozenset[str]:
+    """The events a journey of this campaign acts on: its `exit_on` events and its goals.
+    A journey is woken at the time of the first one stored for its subscriber."""
+    goals = {campaign.goal}
+    goals.update(
+        node.goal
+        for node in campaign.all_nodes().values()
+        if isinstance(node, NotificationNode) and node.goal
+    )
+    return frozenset(campaign.settings.exit_on) | frozenset(goals)
+
+
 def enroll(
     *,
     campaign: Campaign,
@@ -489,8 +528,12 @@ def enroll(
     subscriber_id: str,
     at: datetime,
     trigger: dict[str, Any] | None = None,
+    last_send_at: datetime | None = None,
 ) -> Result:
-    """A new journey at the sub-campaign's start (or straight to the holdout exit)."""
+    """A new journey at the sub-campaign's start (or straight to the holdout exit).
+
+    `last_send_at`: the campaign's latest send to this subscriber in an earlier journey;
+    the new journey's first send keeps `spacing` from it."""
     sub = campaign.subcampaigns[subcampaign]
     delay = sub.trigger.delay if sub.trigger else timedelta(0)
     start = sub.start
@@ -502,6 +545,7 @@ def enroll(
         due_at=at + delay,
         entered_at=at,
         trigger=trigger,
+        last_send_at=last_send_at,
     )
     node = campaign.node(start)
     if isinstance(node, NotificationNode) and node.delay:

@@ -11,7 +11,8 @@ however many ticks enrol at once.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
@@ -20,7 +21,7 @@ from sqlalchemy import and_, case, exists, func, or_, select
 from sqlmodel import Session, col
 
 from orchestrator import engine, journeys
-from orchestrator.engine import Action
+from orchestrator.engine import Action, Past
 from orchestrator.service import Context
 from orchestrator.spec import Campaign
 from orchestrator.store import repo, segments
@@ -36,9 +37,18 @@ from orchestrator.store.models import (
 ENROL_CHUNK = 5000
 # how long an event id may still be committing on PostgreSQL after a larger one is seen
 TRIGGER_SETTLE = timedelta(minutes=1)
-# journeys to start: (subscriber, (trigger time, trigger context, event id) or None)
-Entries = Sequence[tuple[str, tuple[datetime, dict[str, Any], int] | None]]
 FULL_PASS_EVERY = timedelta(hours=1)  # for segments whose rules change with time alone
+
+
+@dataclass(frozen=True)
+class Entry:
+    """A journey to start: at the tick's time (segment entry) or its trigger event's."""
+
+    subscriber_id: str
+    at: datetime
+    trigger: dict[str, Any] | None = None  # the template's `trigger`
+    event_id: int | None = None  # the trigger event
+    last_send_at: datetime | None = None  # the campaign's latest send to the subscriber
 
 
 def enrol(
@@ -67,12 +77,15 @@ def enrol(
             continue
         members, marks = _eligible_members(ctx, campaign=campaign, subcampaigns=run, now=now)
         for name in run:
+            last_sends = _last_sends(ctx, campaign, members[name])
             e, h = _insert_journeys(
                 ctx,
                 campaign=campaign,
                 version_id=version_id,
                 subcampaign=name,
-                entries=[(sid, None) for sid in members[name]],
+                entries=[
+                    Entry(sid, now, last_send_at=last_sends.get(sid)) for sid in members[name]
+                ],
                 now=now,
             )
             enrolled, holdout = enrolled + e, holdout + h
@@ -80,6 +93,27 @@ def enrol(
             for mark in marks:
                 repo.save_enrol_mark(s, mark)
     return enrolled, holdout
+
+
+def _last_sends(ctx: Context, campaign: Campaign, ids: Sequence[str]) -> dict[str, datetime]:
+    """The campaign's latest send to each of these subscribers in an earlier journey (only
+    with `reentry` set: otherwise an earlier journey keeps them from entering at all)."""
+    if campaign.settings.reentry is None or not ids:
+        return {}
+    with ctx.session() as s:
+        pasts = _pasts(s, campaign, ids)
+    return {sid: p.last_send_at for sid, p in pasts.items() if p.last_send_at is not None}
+
+
+def _pasts(s: Session, campaign: Campaign, ids: Iterable[str]) -> dict[str, Past]:
+    return {
+        row.subscriber_id: Past(
+            in_flight=bool(row.in_flight),
+            ended_at=repo.aware(row.ended_at),
+            last_send_at=repo.aware(row.last_send_at),
+        )
+        for row in repo.journey_pasts(s, campaign=campaign.campaign, ids=ids)
+    }
 
 
 def _blocked(campaign: Campaign, now: datetime) -> Any:
@@ -173,26 +207,44 @@ def _insert_journeys(
     campaign: Campaign,
     version_id: int,
     subcampaign: str,
-    entries: Entries,
+    entries: Sequence[Entry],
     now: datetime,
 ) -> tuple[int, int]:
+    """Store the journeys of these entries. A journey first due after `now` whose
+    subscriber has an event it acts on (`engine.wake_names`) stored from its entry on is
+    claimable from that event's time: an order placed after the cart, stored before a
+    late tick, ends the journey in that tick. (A journey due by `now` is advanced in this
+    tick, which sees those events itself.)"""
     enrolled = holdout = 0
+    names = engine.wake_names(campaign)
     for start in range(0, len(entries), ENROL_CHUNK):
+        chunk = entries[start : start + ENROL_CHUNK]
         rows: list[dict[str, Any]] = []
         trace: list[tuple[str, list[Action]]] = []
-        for sid, trig in entries[start : start + ENROL_CHUNK]:
-            at, context, event_id = trig if trig else (now, None, None)
+        later: list[tuple[Entry, dict[str, Any]]] = []
+        for entry in chunk:
             result = engine.enroll(
                 campaign=campaign,
                 subcampaign=subcampaign,
-                subscriber_id=sid,
-                at=at,
-                trigger=context,
+                subscriber_id=entry.subscriber_id,
+                at=entry.at,
+                trigger=entry.trigger,
+                last_send_at=entry.last_send_at,
             )
             row = journeys.row_values(result.state)
-            row.update(campaign=campaign.campaign, version_id=version_id, trigger_event_id=event_id)
+            row.update(
+                campaign=campaign.campaign, version_id=version_id, trigger_event_id=entry.event_id
+            )
+            if row["claim_at"] is not None and row["claim_at"] > now:
+                later.append((entry, row))
             rows.append(row)
-            trace.append((sid, result.actions))
+            trace.append((entry.subscriber_id, result.actions))
+        if later and names:
+            with ctx.session() as s:
+                wakes = _wakes(s, [entry for entry, _ in later], names)
+            for (_, row), wake in zip(later, wakes, strict=True):
+                if wake is not None:
+                    row["claim_at"] = min(row["claim_at"], wake)
         with ctx.session() as s, s.begin():
             stmt = repo.insert_ignoring(s, Journey)
             repo.core(s).execute(stmt, rows)
@@ -204,6 +256,28 @@ def _insert_journeys(
         holdout += sum(1 for r in rows if r["holdout"])
         journeys.audit(ctx, campaign.campaign, subcampaign, trace)
     return enrolled, holdout
+
+
+def _wakes(s: Session, entries: Sequence[Entry], names: frozenset[str]) -> list[datetime | None]:
+    """For each entry, the time of the first event its journey acts on stored from its
+    entry on (the trigger event itself aside), or None."""
+    if not entries or not names:
+        return [None] * len(entries)
+    since = min(e.at for e in entries)
+    found: dict[str, list[tuple[int, datetime]]] = {}
+    for row in repo.named_events(s, (e.subscriber_id for e in entries), names=names, since=since):
+        found.setdefault(row.subscriber_id, []).append((row.id, repo.utc(row.at)))
+    return [
+        next(
+            (
+                at
+                for event_id, at in found.get(entry.subscriber_id, ())
+                if at >= entry.at and event_id != entry.event_id
+            ),
+            None,
+        )
+        for entry in entries
+    ]
 
 
 def _enrol_triggered(
@@ -225,11 +299,14 @@ def _enrol_triggered(
     seen: list[int] = []  # every id read beyond the cursor, ascending
     beyond: list[tuple[int, datetime]] = []  # (id, at) handled beyond the cursor
 
-    def read(s: Session, after: int, taken: Entries) -> tuple[list[Any], list[Any], list[Any]]:
-        """The next due events beyond `after`, those not handled yet, and their journeys."""
+    def read(
+        s: Session, after: int, also: Sequence[Any] = ()
+    ) -> tuple[list[Any], list[Any], list[Entry]]:
+        """The next due events beyond `after`, those not handled yet, and the journeys they
+        (with `also`) start."""
         events = repo.trigger_events(s, name=name, after_id=after, until=now, limit=ENROL_CHUNK)
         fresh = [e for e in events if e.id not in handled]
-        return events, fresh, _entries(ctx, s, campaign, subcampaign, fresh, now=now, taken=taken)
+        return events, fresh, _entries(ctx, s, campaign, subcampaign, [*also, *fresh], now=now)
 
     with ctx.session() as s:
         start = repo.cursor(s, **keys)
@@ -237,9 +314,7 @@ def _enrol_triggered(
         handled = {i for i, _, done in marks if done}
         due = [i for i, at, done in marks if not done and at <= now]
         due_marked = repo.events_by_id(s, due)  # an erased subscriber's events are gone
-        entries = _entries(ctx, s, campaign, subcampaign, due_marked, now=now)
-        events, fresh, more = read(s, start, entries)
-        entries += more
+        events, fresh, entries = read(s, start, due_marked)
         s.commit()
     while True:
         e_count, h_count = _insert_journeys(
@@ -256,7 +331,7 @@ def _enrol_triggered(
         if len(events) < ENROL_CHUNK:  # that read took every due event there was
             break
         with ctx.session() as s:
-            events, fresh, entries = read(s, seen[-1], [])
+            events, fresh, entries = read(s, seen[-1])
             s.commit()
     if not seen and not marks:
         return enrolled, holdout
@@ -284,58 +359,50 @@ def _entries(
     events: Sequence[Any],
     *,
     now: datetime,
-    taken: Entries = (),
-) -> list[tuple[str, tuple[datetime, dict[str, Any], int] | None]]:
-    """The journeys these trigger events start: the subscribers that the trigger's `where`,
-    its segment, staleness and re-entry let in, one per subscriber (`taken`: already
-    given one in this pass)."""
+) -> list[Entry]:
+    """The journeys these trigger events start: those that the trigger's `where`, its
+    segment and staleness let in, judged in the order they happened, each at its own
+    time (`engine.may_enter`) against the subscriber's journeys, the ones these events
+    start included: a journey in flight keeps later events out; a holdout journey ends
+    at once, so a later event may enter once re-entry allows."""
     if not events:
         return []
     sub = campaign.subcampaigns[subcampaign]
     assert sub.trigger is not None
     stale_before = now - sub.trigger.delay - campaign.settings.window
-    wanted = [
-        e
-        for e in events
-        if all(e.properties.get(k) == v for k, v in sub.trigger.where.items())
-        and repo.utc(e.at) >= stale_before
-    ]
+    wanted = sorted(
+        (
+            e
+            for e in events
+            if all(e.properties.get(k) == v for k, v in sub.trigger.where.items())
+            and repo.utc(e.at) >= stale_before
+        ),
+        key=lambda e: (repo.utc(e.at), e.id),
+    )
     ids = {e.subscriber_id for e in wanted}
     if sub.segment is not None and ids:
         member = segments.is_member_of(
             s, sorted(ids), [sub.segment], segments=campaign.segments, now=now
         )
         ids = {sid for sid in ids if sub.segment in member.get(sid, set())}
-    blocked = _blocked_ids(s, campaign=campaign, ids=ids, now=now) | {sid for sid, _ in taken}
     if not ctx.simulated:
-        blocked |= ids - set(repo.subscription_counts(s, ids))
-    entries: list[tuple[str, tuple[datetime, dict[str, Any], int] | None]] = []
+        ids &= set(repo.subscription_counts(s, ids))
+    pasts = _pasts(s, campaign, ids) if ids else {}
+    entries: list[Entry] = []
     for e in wanted:
-        if e.subscriber_id in ids and e.subscriber_id not in blocked:
-            at = repo.aware(e.at)
-            assert at is not None and e.id is not None
-            context = {"event": e.name, "properties": e.properties, "at": at.isoformat()}
-            entries.append((e.subscriber_id, (at, context, e.id)))
-            blocked.add(e.subscriber_id)  # one journey per subscriber per tick
-    return entries
-
-
-def _blocked_ids(s: Session, *, campaign: Campaign, ids: set[str], now: datetime) -> set[str]:
-    if not ids:
-        return set()
-    reentry = campaign.settings.reentry
-    cond = repo.blocking_journey(
-        campaign=campaign.campaign,
-        now=now,
-        reentry_seconds=reentry.total_seconds() if reentry else None,
-    )
-    rows = (
-        repo.core(s)
-        .execute(
-            select(col(Journey.subscriber_id)).where(
-                col(Journey.subscriber_id).in_(sorted(ids)), cond
-            )
+        sid = e.subscriber_id
+        at = repo.utc(e.at)
+        past = pasts.get(sid)
+        if sid not in ids or not engine.may_enter(campaign, past, at):
+            continue
+        assert e.id is not None
+        context = {"event": e.name, "properties": e.properties, "at": at.isoformat()}
+        last_send_at = past.last_send_at if past else None
+        entries.append(Entry(sid, at, context, e.id, last_send_at))
+        held_out = engine.in_holdout(campaign, sid)
+        pasts[sid] = Past(
+            in_flight=not held_out,
+            ended_at=at if held_out else (past.ended_at if past else None),
+            last_send_at=last_send_at,
         )
-        .all()
-    )
-    return {r[0] for r in rows}
+    return entries

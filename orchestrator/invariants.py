@@ -1,7 +1,8 @@
 """The engine's invariants, checked on what journeys actually did (their actions).
 
 Used by the property tests, the simulation tests and `campaign soak`:
-- no two sends of a journey closer than `spacing`;
+- no two sends of the campaign to one subscriber closer than `spacing`, in one journey
+  or across re-entries (every send the engine makes counts, a skipped one included);
 - nothing sent in quiet hours (in the subscriber's timezone);
 - at most `max_sends` sends, none at all for the holdout group;
 - never more than `followup_cap` no-convert follow-ups in a row;
@@ -22,14 +23,22 @@ from orchestrator.engine import Action, edge_targets
 from orchestrator.spec import END, Campaign, WaitNode
 
 
-def journey_problems(campaign: Campaign, timezone: str, actions: list[Action]) -> list[str]:
-    """Every invariant one journey's actions break (empty: none)."""
+def journey_problems(
+    campaign: Campaign,
+    timezone: str,
+    actions: list[Action],
+    *,
+    previous_send: datetime | None = None,
+) -> list[str]:
+    """Every invariant one journey's actions break (empty: none). `previous_send`: the
+    campaign's last send to the subscriber in an earlier journey."""
     problems: list[str] = []
     s = campaign.settings
     sends = [a for a in actions if a.type == "send"]
-    for a, b in itertools.pairwise(sends):
-        if b.at - a.at < s.spacing:
-            problems.append(f"spacing: sends at {a.at} and {b.at}")
+    times = ([previous_send] if previous_send is not None else []) + [a.at for a in sends]
+    for a, b in itertools.pairwise(times):
+        if b - a < s.spacing:
+            problems.append(f"spacing: sends at {a} and {b}")
     for send in sends:
         if engine.quiet_until(s.quiet_hours, timezone, send.at) is not None:
             problems.append(f"quiet hours: send at {send.at} ({timezone})")
@@ -84,7 +93,8 @@ def action_of(line: dict[str, Any]) -> Action:
 
 @dataclass
 class TraceChecker:
-    """Checks a time-ordered trace journey by journey, holding only journeys in flight."""
+    """Checks a time-ordered trace journey by journey, holding the journeys in flight and
+    each subscriber's last send (spacing holds across a subscriber's journeys)."""
 
     campaign: Campaign
     timezones: dict[str, str]
@@ -92,6 +102,7 @@ class TraceChecker:
     lines: int = 0
     problems: list[str] = field(default_factory=list)
     _open: dict[str, list[Action]] = field(default_factory=dict)
+    _last_send: dict[str, datetime] = field(default_factory=dict)
 
     def feed(self, lines: Iterable[dict[str, Any]]) -> None:
         for line in lines:
@@ -114,7 +125,14 @@ class TraceChecker:
     def _check(self, sid: str, actions: list[Action]) -> None:
         self.journeys += 1
         tz = self.timezones.get(sid, "UTC")
-        self.problems.extend(f"{sid}: {p}" for p in journey_problems(self.campaign, tz, actions))
+        previous = self._last_send.get(sid)
+        self.problems.extend(
+            f"{sid}: {p}"
+            for p in journey_problems(self.campaign, tz, actions, previous_send=previous)
+        )
+        sends = [a.at for a in actions if a.type == "send"]
+        if sends:
+            self._last_send[sid] = sends[-1]
 
     def finish(self) -> int:
         """The journeys that never ended (also added to `problems`)."""

@@ -9,6 +9,7 @@ import base64
 import hashlib
 import logging
 from collections import Counter
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -103,6 +104,40 @@ def end_with_error(
         "due_at": None,
         "claim_at": None,
     }
+
+
+def later_events(
+    s: Any, ids: Iterable[str], *, names: frozenset[str], now: datetime
+) -> dict[str, list[tuple[str, datetime]]]:
+    """These subscribers' events named one of `names` dated after `now`: subscriber ->
+    [(name, at)], oldest first."""
+    later: dict[str, list[tuple[str, datetime]]] = {}
+    if names:
+        for event in repo.named_events(s, ids, names=names, since=now):
+            at = repo.utc(event.at)
+            if at > now:
+                later.setdefault(event.subscriber_id, []).append((event.name, at))
+    return later
+
+
+def wake_for_later_events(
+    changes: Iterable[tuple[str, frozenset[str], dict[str, Any]]],
+    later: dict[str, list[tuple[str, datetime]]],
+) -> None:
+    """Journeys next claimed after an event they act on that is stored ahead of its time
+    (dated after the tick: a population's event in the simulator, a client's clock
+    ahead) are claimed at that event's time instead. Storing an event wakes the journeys
+    then in flight (`repo.add_events`); this keeps a later advance from losing that.
+
+    `changes`: (subscriber id, the event names the journey acts on, its new column
+    values, whose `claim_at` is lowered in place); `later`: as `later_events` gives."""
+    for sid, wanted, values in changes:
+        claim = values.get("claim_at")
+        if claim is None or sid not in later:
+            continue
+        wake = next((at for name, at in later[sid] if name in wanted), None)
+        if wake is not None and wake < claim:
+            values["claim_at"] = wake
 
 
 def topic_for(journey_id: int, step: int) -> str:

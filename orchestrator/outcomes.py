@@ -135,6 +135,7 @@ def _abandon(
     )
     subs = repo.subscribers(s, (r.subscriber_id for r in rows))
     updates = []
+    woken: list[tuple[str, frozenset[str], dict[str, Any]]] = []
     trace: list[tuple[Row[Any], list[Action]]] = []
     for row in rows:
         try:
@@ -155,6 +156,10 @@ def _abandon(
         journeys.count(list(result.actions), counts)
         trace.append((row, list(result.actions)))
         updates.append({"id": row.id, **journeys.changes(result.state)})
+        woken.append((row.subscriber_id, engine.wake_names(campaign), updates[-1]))
+    names = frozenset().union(*(wanted for _, wanted, _ in woken))
+    later = journeys.later_events(s, {sid for sid, _, _ in woken}, names=names, now=now)
+    journeys.wake_for_later_events(woken, later)
     repo.update_by_id(s, Journey, updates)
     if rows:
         journeys.audit_rows(ctx, rows[0].campaign, trace)

@@ -3,7 +3,10 @@
 Each subscriber is made to satisfy one entry segment (or none), and, at random,
 the segments the campaign branches on, so every path of the flowchart gets
 traffic. Triggered sub-campaigns get trigger events with the properties their
-templates use.
+templates use. With `repeat_days`, subscribers go on doing things for that many
+days: trigger events again and again (now and then two close together) and the
+campaign's `exit_on` events, which exercises re-entry, spacing across journeys
+and several trigger events in one tick.
 """
 
 from __future__ import annotations
@@ -148,9 +151,10 @@ def _prop_value(name: str, rng: random.Random, index: int) -> str:
 
 
 def synthesize(
-    campaign: Campaign, *, count: int, seed: int, start: datetime
+    campaign: Campaign, *, count: int, seed: int, start: datetime, repeat_days: int = 0
 ) -> list[dict[str, Any]]:
-    """`count` population lines (the `simulate --population` format), the same for the same seed."""
+    """`count` population lines (the `simulate --population` format), the same for the same
+    seed; `repeat_days`: add `repeat` behaviour over that many days."""
     rng = random.Random(f"{seed}:{campaign.campaign}")
     entries = [name for name, sub in campaign.subcampaigns.items() if sub.trigger is None]
     triggered = [name for name, sub in campaign.subcampaigns.items() if sub.trigger is not None]
@@ -188,4 +192,40 @@ def synthesize(
                     {"name": sub.trigger.event, "at": at.isoformat(), "properties": props}
                 )
         lines.append(p.line())
+    if repeat_days:
+        repeat(campaign, lines, seed=seed, start=start, days=repeat_days)
     return lines
+
+
+def repeat(
+    campaign: Campaign, lines: list[dict[str, Any]], *, seed: int, start: datetime, days: int
+) -> None:
+    """Adds to each line, over `days` from `start`: its trigger events again, about every
+    40 hours (15 % of them with a second one within 20 minutes), and, for a third of the
+    subscribers, one of each `exit_on` event other than `unsubscribe` (the same for the
+    same seed)."""
+    rng = random.Random(f"{seed}:{campaign.campaign}:repeat")
+    triggers = sorted({s.trigger.event for s in campaign.subcampaigns.values() if s.trigger})
+    exits = [name for name in campaign.settings.exit_on if name != "unsubscribe"]
+    end = start + timedelta(days=days)
+    for line in lines:
+        events: list[dict[str, Any]] = line["events"]
+        for name in triggers:
+            shown = [e for e in events if e["name"] == name]
+            if not shown:
+                continue
+            moment = start + timedelta(hours=rng.uniform(0, 48))
+            while True:
+                moment += timedelta(hours=rng.expovariate(1 / 40))
+                if moment >= end:
+                    break
+                again = {**shown[0], "at": moment.isoformat()}
+                events.append(again)
+                if rng.random() < 0.15:
+                    soon = moment + timedelta(minutes=rng.uniform(1, 20))
+                    events.append({**again, "at": soon.isoformat()})
+        for name in exits:
+            if rng.random() < 0.35:
+                at = start + timedelta(seconds=rng.uniform(0, days * 86400))
+                events.append({"name": name, "at": at.isoformat(), "properties": {}})
+        events.sort(key=lambda e: str(e["at"]))

@@ -87,10 +87,16 @@ class _Collector:
 
 
 def _population(
-    campaign: Campaign, *, path: Path | None, count: int, seed: int, start: datetime
+    campaign: Campaign,
+    *,
+    path: Path | None,
+    count: int,
+    seed: int,
+    start: datetime,
+    repeat_days: int = 0,
 ) -> list[dict[str, Any]]:
     if path is None:
-        return synthesize(campaign, count=count, seed=seed, start=start)
+        return synthesize(campaign, count=count, seed=seed, start=start, repeat_days=repeat_days)
     lines = []
     for number, raw in read_jsonl(path):
         if isinstance(raw, RecordError):
@@ -199,10 +205,13 @@ def simulate(
     resolution: timedelta = timedelta(minutes=5),
     progress: Callable[[datetime, int], None] | None = None,
     workers: int | None = None,
+    repeat_days: int = 0,
 ) -> SimulationResult:
     """Subscribers never share journey state, so the population is split by a stable hash
     of the subscriber id over `workers` processes, each with its own temporary SQLite
-    and virtual clock; funnels and traces are merged."""
+    and virtual clock; funnels and traces are merged. `repeat_days`: synthetic subscribers
+    repeat their trigger events and send exit events over that many days
+    (`population.repeat`)."""
     loaded = loader.load(path)
     if not loaded.ok or loaded.campaign is None:
         first = next((d.format() for d in loaded.errors), "does not validate")
@@ -211,7 +220,16 @@ def simulate(
     unknown = sorted(set(rates or {}) - set(campaign.all_nodes()))
     if unknown:
         raise CampaignError(f"--rate names no node of {campaign.campaign}: {', '.join(unknown)}")
-    lines = _population(campaign, path=population, count=subscribers, seed=seed, start=start)
+    if population is not None and repeat_days:
+        raise CampaignError("repeat days apply to the synthetic population, not to a file")
+    lines = _population(
+        campaign,
+        path=population,
+        count=subscribers,
+        seed=seed,
+        start=start,
+        repeat_days=repeat_days,
+    )
     count = workers or default_workers(len(lines))
     job = _Job(path, seed, rates or {}, default_rate, start, until, resolution)
     with tempfile.TemporaryDirectory(prefix="campaign-sim-") as tmp:

@@ -352,7 +352,7 @@ def _advance_rows(
     has_sub = repo.subscription_counts(s, ids) if not ctx.simulated else None
     since = min(repo.utc(r.entered_at) for r in rows)
     assert since is not None
-    events = repo.events_for(s, ids, since=since, until=now)
+    events = repo.events_for(s, ids, since=since)  # those after `now` wake, below
     # a journey whose advance raises (its version does not load, its stored state does not
     # fit its campaign, ...) ends with `error`; the others go on
     broken: dict[int, Exception] = {}
@@ -374,8 +374,9 @@ def _advance_rows(
                 subs.get(row.subscriber_id), row.subscriber_id, has_sub
             ),
             events=[
-                EventView(e.name, repo.utc(e.at), e.send_id)
+                EventView(e.name, at, e.send_id)
                 for e in events.get(row.subscriber_id, [])
+                if (at := repo.utc(e.at)) <= now
             ],
             memberships=memberships,
             recent_sends=recent.get(row.subscriber_id, []),
@@ -432,6 +433,18 @@ def _advance_rows(
         trace.append((row, actions))
     requests = _claim_sends(
         ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace, updates=updates
+    )
+    later = {
+        sid: [(e.name, at) for e in rows_of if (at := repo.utc(e.at)) > now]
+        for sid, rows_of in events.items()
+    }
+    journeys.wake_for_later_events(
+        (
+            (r.subscriber_id, engine.wake_names(campaigns[r.version_id]), updates[r.id])
+            for r in rows
+            if r.version_id in campaigns and later.get(r.subscriber_id)
+        ),
+        later,
     )
     repo.update_by_id(s, Journey, [{"id": jid, **values} for jid, values in updates.items()])
     repo.update_by_id(s, Send, converted)

@@ -24,7 +24,7 @@ from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
 from orchestrator.service import open_context, status
 from orchestrator.ticking import tick
-from tests.test_ticking import _key
+from tests.conftest import p256dh_key
 
 pytestmark = pytest.mark.slow
 CHROMIUM = "/usr/bin/chromium"
@@ -121,7 +121,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             sub = {
                 "endpoint": f"https://fcm.googleapis.com/fcm/send/browser-{i}",
                 "keys": {
-                    "p256dh": _key(),
+                    "p256dh": p256dh_key(),
                     "auth": base64.urlsafe_b64encode(os.urandom(16)).decode(),
                 },
             }

@@ -28,7 +28,7 @@ from orchestrator.push.vapid import VapidKey
 from orchestrator.service import Context, import_subscribers, open_context
 from orchestrator.store.models import Event, PushSubscription, Subscriber
 from orchestrator.web import create_app
-from tests.test_ticking import _key
+from tests.conftest import p256dh_key
 from tests.test_web_api import API_KEY, CAMPAIGN, ORIGIN, PASSWORD
 
 CORPUS = Path(__file__).resolve().parent / "corpus" / "hostile"
@@ -44,7 +44,7 @@ def _cases(name: str) -> list[Any]:
 def _subscription(name: str, p256dh: str | None = None) -> dict[str, Any]:
     return {
         "endpoint": f"{ORIGIN}/fcm/send/{name}",
-        "keys": {"p256dh": p256dh or _key(), "auth": AUTH},
+        "keys": {"p256dh": p256dh or p256dh_key(), "auth": AUTH},
     }
 
 
@@ -127,7 +127,7 @@ class Door:
             "$VICTIM_ESCAPED", self.victim_sub["endpoint"].replace("/victim", "/%76ictim")
         )
         out = out.replace("$VICTIM_ENDPOINT", self.victim_sub["endpoint"])
-        out = out.replace("$P256DH", _key())
+        out = out.replace("$P256DH", p256dh_key())
         key = tokens.identity_key(self.ctx.secret())
         out = re.sub(r"\$PROOF\(([^)]*)\)", lambda m: tokens.identity_proof(key, m[1]), out)
         out = re.sub(r"\$DEEP\((\d+)\)", lambda m: "[" * int(m[1]) + "]" * int(m[1]), out)
@@ -383,6 +383,19 @@ CLI_CASES = [
         ["simulate", "{graphs}/launch.yaml", "--start", "9999-12-31T00:00:00Z"],
         2,
         "a simulation ends by the year 9000",
+    ),
+    (["simulate", "{graphs}/launch.yaml", "--repeat-days", "366"], 2, "--repeat-days"),
+    (
+        [
+            "simulate",
+            "{graphs}/launch.yaml",
+            "--population",
+            "{graphs}/../p.jsonl",
+            "--repeat-days",
+            "3",
+        ],
+        1,
+        "repeat days apply to the synthetic population",
     ),
     (["subscribers", "revoke-links", "nobody"], 1, "no subscriber 'nobody'"),
 ]

@@ -1,6 +1,6 @@
 """Hypothesis state machine over random campaigns: the engine's invariants hold on every trace.
 
-- no two sends of a journey closer than `spacing`
+- no two sends of the campaign to one subscriber closer than `spacing`, across re-entries
 - never more than `followup_cap` no-convert follow-ups in a row
 - nothing sent inside quiet hours (subscriber's timezone)
 - a holdout journey is never sent
@@ -90,6 +90,7 @@ def campaigns(draw: st.DrawFn) -> Campaign:
             "window": f"{draw(st.integers(1, 72))}h",
             "holdout": f"{draw(st.sampled_from([0, 0, 20, 50]))}%",
             "exit_on": ["unsubscribe", "refund"],
+            "reentry": draw(st.sampled_from(["never", "1h", "20h"])),
         },
         "segments": {"vip": {"match": {"tag": "vip"}}},
         "subcampaigns": {"s": {"segment": "vip", "start": "n0", "nodes": nodes}},
@@ -114,7 +115,8 @@ class Journeys(RuleBasedStateMachine):
         self.people: list[SubscriberView] = []
         self.vips: list[bool] = []  # in the branch segment "vip"
         self.states: list[JourneyState] = []
-        self.actions: list[list[Action]] = []
+        self.actions: list[list[Action]] = []  # of each person's current journey
+        self.earlier: list[list[list[Action]]] = []  # each person's journeys that ended
         self.events: list[list[EventView]] = []
 
     @initialize(
@@ -134,6 +136,7 @@ class Journeys(RuleBasedStateMachine):
             self.people.append(view)
             self.states.append(result.state)
             self.actions.append(list(result.actions))
+            self.earlier.append([])
             self.events.append([])
 
     def _advance_all(self) -> None:
@@ -145,7 +148,12 @@ class Journeys(RuleBasedStateMachine):
                 subscriber=person,
                 events=[e for e in self.events[i] if e.at <= self.now],
                 memberships=frozenset({"vip"}) if self.vips[i] else frozenset(),
-                recent_sends=[a.at for a in self.actions[i] if a.type == "send"],
+                recent_sends=[
+                    a.at
+                    for actions in [*self.earlier[i], self.actions[i]]
+                    for a in actions
+                    if a.type == "send"
+                ],
                 now=self.now,
             )
             new = result.state
@@ -184,10 +192,43 @@ class Journeys(RuleBasedStateMachine):
         self.people[i] = replace(self.people[i], status="unsubscribed")
         self._advance_all()
 
+    @precondition(lambda self: bool(self.people))
+    @rule(who=st.integers(0, 3), minutes=st.integers(0, 600))
+    def exits_and_enters_again(self, who: int, minutes: int) -> None:
+        """The issue's case: an exit_on event ends the journey, and once re-entry allows
+        (`minutes` later than that), a trigger-like entry starts a new one, as enrolment
+        makes it: `may_enter` at its time, the campaign's last send carried over."""
+        i = who % len(self.people)
+        if self.people[i].status != "active":
+            return
+        self.events[i].append(EventView("refund", self.now))
+        self._advance_all()
+        state = self.states[i]
+        reentry = self.campaign.settings.reentry
+        if not state.ended or reentry is None:
+            return
+        assert state.ended_at is not None  # later than now after an edge to end with a delay
+        self.now = max(self.now, state.ended_at + reentry) + timedelta(minutes=minutes)
+        self._advance_all()
+        last = _last_send([*self.earlier[i], self.actions[i]])
+        past = engine.Past(in_flight=False, ended_at=state.ended_at, last_send_at=last)
+        assert engine.may_enter(self.campaign, past, self.now)
+        result = engine.enroll(
+            campaign=self.campaign,
+            subcampaign="s",
+            subscriber_id=self.people[i].id,
+            at=self.now,
+            last_send_at=last,
+        )
+        self.earlier[i].append(self.actions[i])
+        self.states[i] = result.state
+        self.actions[i] = list(result.actions)
+        self._advance_all()
+
     @invariant()
     def traces_keep_the_rules(self) -> None:
         for i, actions in enumerate(self.actions):
-            _check_trace(self.campaign, self.people[i], actions)
+            _check_trace(self.campaign, self.people[i], [*self.earlier[i], actions])
 
     def teardown(self) -> None:
         if not self.people:
@@ -199,12 +240,19 @@ class Journeys(RuleBasedStateMachine):
             self._advance_all()
         assert all(s.ended for s in self.states), "every journey ends"
         for i, actions in enumerate(self.actions):
-            _check_trace(self.campaign, self.people[i], actions)
+            _check_trace(self.campaign, self.people[i], [*self.earlier[i], actions])
 
 
-def _check_trace(campaign: Campaign, person: SubscriberView, actions: list[Action]) -> None:
-    problems = journey_problems(campaign, person.timezone, actions)
-    assert not problems, problems
+def _last_send(journeys: list[list[Action]]) -> datetime | None:
+    return max((a.at for actions in journeys for a in actions if a.type == "send"), default=None)
+
+
+def _check_trace(campaign: Campaign, person: SubscriberView, journeys: list[list[Action]]) -> None:
+    """Each journey of the person on its own, spacing also from the journeys before it."""
+    for n, actions in enumerate(journeys):
+        previous = _last_send(journeys[:n])
+        problems = journey_problems(campaign, person.timezone, actions, previous_send=previous)
+        assert not problems, problems
 
 
 TestJourneys = pytest.mark.slow(Journeys.TestCase)

@@ -12,7 +12,8 @@ import pytest
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.service import Context, import_subscribers, open_context
-from tests.test_ticking import CAMPAIGN, _line
+from tests.conftest import subscriber_line
+from tests.test_ticking import CAMPAIGN
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,9 @@ def ctx(tmp_path: Path) -> Iterator[Context]:
         Config(db=f"sqlite:///{tmp_path / 'c.db'}", graphs=graphs), delivery=RecordingDelivery()
     )
     people = tmp_path / "people.jsonl"
-    people.write_text("\n".join(_line(f"p{i}", plan="pro", name=f"P{i}") for i in range(25)) + "\n")
+    people.write_text(
+        "\n".join(subscriber_line(f"p{i}", plan="pro", name=f"P{i}") for i in range(25)) + "\n"
+    )
     import_subscribers(context, people)
     yield context
     context.engine.dispose()

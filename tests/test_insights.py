@@ -15,7 +15,7 @@ from orchestrator.delivery import RecordingDelivery
 from orchestrator.records import EventRecord
 from orchestrator.service import add_events, import_subscribers, open_context
 from orchestrator.ticking import tick
-from tests.test_ticking import _line
+from tests.conftest import subscriber_line
 
 CAMPAIGN = """
 campaign: lift
@@ -53,7 +53,9 @@ def test_holdout_lift_and_arms_are_counted_from_the_database(tmp_path: Path, db_
     ctx = open_context(Config(db=db_url, graphs=graphs), delivery=RecordingDelivery())
     try:
         people = tmp_path / "people.jsonl"
-        people.write_text("\n".join(_line(f"p{i:03d}", plan="pro") for i in range(200)) + "\n")
+        people.write_text(
+            "\n".join(subscriber_line(f"p{i:03d}", plan="pro") for i in range(200)) + "\n"
+        )
         import_subscribers(ctx, people)
         tick(ctx, now=T0)
         sent = {r.subscriber_id: r for r in ctx.delivery.requests}  # type: ignore[attr-defined]

@@ -18,7 +18,8 @@ from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.service import Context, import_subscribers, open_context, status
 from orchestrator.store.models import Journey, PushSubscription, Send
 from orchestrator.ticking import tick
-from tests.test_ticking import CAMPAIGN, T0, _line
+from tests.conftest import subscriber_line
+from tests.test_ticking import CAMPAIGN, T0
 
 
 @dataclass
@@ -45,7 +46,7 @@ def world(tmp_path: Path, db_url: str) -> Iterator[tuple[Context, ScriptedDelive
     delivery = ScriptedDelivery(ok)
     ctx = open_context(Config(db=db_url, graphs=graphs), delivery=delivery)
     people = tmp_path / "people.jsonl"
-    people.write_text(_line("ann", plan="pro", name="Ann") + "\n")
+    people.write_text(subscriber_line("ann", plan="pro", name="Ann") + "\n")
     import_subscribers(ctx, people)
     yield ctx, delivery
     ctx.engine.dispose()

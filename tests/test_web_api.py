@@ -23,7 +23,7 @@ from orchestrator.service import Context, open_context
 from orchestrator.store.models import Event, Journey, PushSubscription, Send, Subscriber
 from orchestrator.ticking import tick
 from orchestrator.web import create_app
-from tests.test_ticking import _key
+from tests.conftest import p256dh_key
 
 CAMPAIGN = """
 campaign: launch
@@ -90,7 +90,7 @@ def _subscription(name: str = "a") -> dict[str, object]:
         "endpoint": f"{ORIGIN}/fcm/send/{name}",
         "expirationTime": None,
         "keys": {
-            "p256dh": _key(),
+            "p256dh": p256dh_key(),
             "auth": base64.urlsafe_b64encode(b"0123456789abcdef").decode().rstrip("="),
         },
     }
@@ -144,7 +144,7 @@ def test_subscribing_stores_the_subscriber_once_and_again_is_a_no_op(world: Worl
         ({"endpoint": "http://fcm.googleapis.com/fcm/send/x"}, "not an allowed push service"),
         ({"endpoint": "https://10.0.0.1/push/x"}, "not an allowed push service"),
         ({"keys": {"p256dh": "AAAA", "auth": "MDEyMzQ1Njc4OWFiY2RlZg"}}, "P-256"),
-        ({"keys": {"p256dh": _key(), "auth": "MDEyMzQ1Njc4OWFiY2Rl"}}, "16 bytes"),
+        ({"keys": {"p256dh": p256dh_key(), "auth": "MDEyMzQ1Njc4OWFiY2Rl"}}, "16 bytes"),
         ({"endpoint": None}, "endpoint: missing"),
     ],
 )

@@ -26,14 +26,14 @@ from orchestrator.store.models import Subscriber
 from orchestrator.visitors import Subscribed, SubscribeRequest
 from orchestrator.web.common import make_writers
 from orchestrator.web.writer import StoreRefused
-from tests.test_ticking import _key
+from tests.conftest import p256dh_key
 from tests.test_web_api import API_KEY, CAMPAIGN, ORIGIN
 
 
 def _request(i: int, attributes: dict[str, object]) -> SubscribeRequest:
     return SubscribeRequest(
         subscription=PushSubscriptionRecord(
-            f"{ORIGIN}/fcm/send/g{i}", _key(), "MDEyMzQ1Njc4OWFiY2RlZg"
+            f"{ORIGIN}/fcm/send/g{i}", p256dh_key(), "MDEyMzQ1Njc4OWFiY2RlZg"
         ),
         id=f"g-{i}",
         attributes=attributes,

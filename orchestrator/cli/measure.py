@@ -53,6 +53,16 @@ def simulate(
             "split by subscriber",
         ),
     ] = None,
+    repeat_days: Annotated[
+        int,
+        typer.Option(
+            "--repeat-days",
+            min=0,
+            max=365,
+            help="synthetic subscribers repeat their trigger events and send the exit_on "
+            "events over this many days (0: one trigger event each)",
+        ),
+    ] = 0,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
@@ -88,6 +98,7 @@ def simulate(
             trace=trace,
             resolution=_duration(resolution, "--resolution"),
             workers=workers,
+            repeat_days=repeat_days,
         )
     except CampaignError as exc:
         typer.echo(f"error: {exc}", err=True)

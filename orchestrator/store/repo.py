@@ -371,10 +371,10 @@ def wake_many(session: Session, moments: dict[str, datetime]) -> None:
 
 
 def events_for(
-    session: Session, ids: Iterable[str], *, since: datetime, until: datetime
+    session: Session, ids: Iterable[str], *, since: datetime, until: datetime | None = None
 ) -> dict[str, list[Row[Any]]]:
-    """Events of these subscribers in [since, until], oldest first (plain rows, without
-    properties: the engine matches by name and send)."""
+    """Events of these subscribers from `since` (to `until`, if given), oldest first (plain
+    rows, without properties: the engine matches by name and send)."""
     table = Event.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
     columns = ("subscriber_id", "name", "at", "send_id")
@@ -386,8 +386,10 @@ def events_for(
             columns,
             "subscriber_id",
             list(set(ids)),
-            also="at >= ? AND at <= ?",
-            params=(plain.bind_time(since), plain.bind_time(until)),
+            also="at >= ?" if until is None else "at >= ? AND at <= ?",
+            params=(plain.bind_time(since),)
+            if until is None
+            else (plain.bind_time(since), plain.bind_time(until)),
             order="at, id",
         )
     else:
@@ -396,13 +398,39 @@ def events_for(
             .where(
                 table.c.subscriber_id.in_(list(set(ids))),
                 table.c.at >= since,
-                table.c.at <= until,
+                *([] if until is None else [table.c.at <= until]),
             )
             .order_by(table.c.at, table.c.id)
         )
     for row in rows:
         out.setdefault(row.subscriber_id, []).append(row)
     return out
+
+
+def named_events(
+    session: Session, ids: Iterable[str], *, names: Iterable[str], since: datetime
+) -> list[Row[Any]]:
+    """(subscriber_id, id, name, at) of these subscribers' events named one of `names`,
+    dated at or after `since`, oldest first: what wakes their journeys."""
+    table = Event.__table__  # type: ignore[attr-defined]
+    values, wanted = sorted(set(ids)), sorted(set(names))
+    out: list[Row[Any]] = []
+    for i in range(0, len(values), _IN_CHUNK):
+        out.extend(
+            core(session).execute(
+                select(table.c.subscriber_id, table.c.id, table.c.name, table.c.at)
+                .where(
+                    table.c.subscriber_id.in_(values[i : i + _IN_CHUNK]),
+                    table.c.at >= since,
+                    table.c.name.in_(wanted),
+                )
+                .order_by(table.c.at, table.c.id)
+            )
+        )
+    return out
+
+
+_IN_CHUNK = 10_000  # ids per IN list: well under SQLite's bound-value limit
 
 
 def recent_sends(
@@ -714,6 +742,32 @@ def blocking_journey(
             col(Journey.ended_at) > now - timedelta(seconds=reentry_seconds),
         )
     return and_(*conditions, keep)
+
+
+def journey_pasts(session: Session, *, campaign: str, ids: Iterable[str]) -> list[Row[Any]]:
+    """For each of these subscribers with a journey in `campaign`: (subscriber_id,
+    in_flight, ended_at, last_send_at) — whether a journey of theirs has not ended, when
+    the latest ended, and the campaign's latest send to them."""
+    table = Journey.__table__  # type: ignore[attr-defined]
+    values = sorted(set(ids))
+    out: list[Row[Any]] = []
+    for i in range(0, len(values), _IN_CHUNK):
+        out.extend(
+            core(session).execute(
+                select(
+                    table.c.subscriber_id,
+                    func.max(case((table.c.ended_at.is_(None), 1), else_=0)).label("in_flight"),
+                    func.max(table.c.ended_at).label("ended_at"),
+                    func.max(table.c.last_send_at).label("last_send_at"),
+                )
+                .where(
+                    table.c.campaign == campaign,
+                    table.c.subscriber_id.in_(values[i : i + _IN_CHUNK]),
+                )
+                .group_by(table.c.subscriber_id)
+            )
+        )
+    return out
 
 
 def setting_once(session: Session, key: str, value: str) -> str:
