@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from orchestrator import engine, loader
+from orchestrator import engine, journeys, loader
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.engine import Action, SubscriberView
@@ -104,8 +104,23 @@ def test_engine_reentry_is_judged_at_the_trigger_events_own_time(carts: Campaign
 
 
 def test_engine_wakes_a_journey_at_the_first_later_event_it_acts_on(carts: Campaign) -> None:
-    """The events the engine acts on for a campaign: its exit_on events and goals."""
-    assert engine.wake_names(carts) == frozenset({"order_placed", "purchase"})
+    """The events the engine acts on for a campaign are its exit_on events and goals; a
+    journey next due after the first of them stored ahead of its time is claimed then."""
+    names = engine.wake_names(carts)
+    assert names == frozenset({"order_placed", "purchase"})
+    later = {
+        "ann": [("viewed", T0 + H), ("order_placed", T0 + 2 * H), ("purchase", T0 + 3 * H)],
+        "bob": [("order_placed", T0 + 9 * H)],
+    }
+    ann, bob, cat = ({"claim_at": T0 + 5 * H} for _ in range(3))
+    ended: dict[str, Any] = {"claim_at": None}
+    journeys.wake_for_later_events(
+        [("ann", names, ann), ("bob", names, bob), ("cat", names, cat), ("ann", names, ended)],
+        later,
+    )
+    assert ann == {"claim_at": T0 + 2 * H}  # not woken by "viewed": nothing acts on it
+    assert bob == {"claim_at": T0 + 5 * H}  # due before its event anyway
+    assert cat == {"claim_at": T0 + 5 * H} and ended == {"claim_at": None}
 
 
 # ------------------------------------------------------------------ the invariant checker
@@ -255,9 +270,9 @@ def test_tick_a_trigger_event_during_a_journey_in_flight_is_dropped(shop: Contex
     _event(shop, "ann", "cart_abandoned", T0 + H)
     for hours in (1, 5, 6, 10, 13, 20):
         tick(shop, now=T0 + hours * H)
-    journeys = _journeys(shop, "ann")
-    assert [(j["entered"], j["reason"]) for j in journeys] == [(T0, "completed")]
-    assert journeys[0]["ended"] == T0 + 10 * H  # "again" at 13:00 (spacing), window 4 h
+    anns = _journeys(shop, "ann")
+    assert [(j["entered"], j["reason"]) for j in anns] == [(T0, "completed")]
+    assert anns[0]["ended"] == T0 + 10 * H  # "again" at 13:00 (spacing), window 4 h
     _event(shop, "ann", "cart_abandoned", T0 + 20 * H)
     tick(shop, now=T0 + 20 * H)
     assert len(_journeys(shop, "ann")) == 2
