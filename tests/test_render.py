@@ -23,6 +23,7 @@ from orchestrator.render.routes import rect
 from orchestrator.spec import Campaign
 
 ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "campaign_graphs").glob("*.yaml"))
 SVG = "{http://www.w3.org/2000/svg}"
 
 # The complete example of shared/spec/campaign-graph.md, as written there.
@@ -376,7 +377,7 @@ def test_mermaid_convert_and_no_convert_look_different(spec_campaign: Campaign) 
 def test_mermaid_escapes_labels(tricky: Campaign) -> None:
     text = render.to_mermaid(tricky)
     assert (
-        'n_first_send("Say #quot;hi#quot; #lt;now#gt; #amp; #35;1 #96;tick#96; #124; pipe {{ su…'
+        'n_first_send("Say #quot;hi#quot; #lt;now#gt; #amp; #35;1 #96;tick#96; #124; pipe [id]'
         in text
     )
     assert 'subgraph sub_main_flow["main-flow · segment: everyone"]' in text
@@ -413,7 +414,7 @@ def test_dot_styles_and_escaping(spec_campaign: Campaign, tricky: Campaign) -> N
     assert "end_consumers [shape=oval" in text
     odd = render.to_dot(tricky)
     assert 'label="Tricky <b>\\"quotes\\"</b> & {{ braces }}"' in odd
-    assert '"Say \\"hi\\" <now> & #1 `tick` | pipe {{ su…\\n▶ first-send"' in odd
+    assert '"Say \\"hi\\" <now> & #1 `tick` | pipe [id]\\n▶ first-send"' in odd
 
 
 # ------------------------------------------------------------------ svg
@@ -446,7 +447,7 @@ def test_svg_nodes_edges_and_labels(spec_campaign: Campaign) -> None:
         assert label in texts, label
     assert "small-business" in texts and "segment: small_business" in texts
     assert "trigger: cart_abandoned +1h" in texts
-    assert "Still thinking about {{ trigger.propert…" in texts  # truncated; whole on hover
+    assert "Still thinking about [product]?" in texts  # readable; the source on hover
     assert "Still thinking about {{ trigger.properties.product }}?" in _title(node["cart_nudge"])
     paths = {
         (p.get("data-source"), p.get("data-target")): p
@@ -467,7 +468,7 @@ def test_svg_escapes_text(tricky: Campaign) -> None:
     assert "<now>" not in raw and "<b>" not in raw
     root = ET.fromstring(raw)
     texts = _texts(root)
-    assert 'Say "hi" <now> & #1 `tick` | pipe {{ su…' in texts
+    assert 'Say "hi" <now> & #1 `tick` | pipe [id]' in texts
     assert _title(root) == 'Tricky <b>"quotes"</b> & {{ braces }}'
     node = next(g for g in root.iter(f"{SVG}g") if g.get("data-node") == "first-send")
     tooltip = _title(node)
@@ -591,3 +592,40 @@ def test_spec_example_matches_the_spec() -> None:
     assert [x for x in ours if x.strip()] == [
         x for x in (t if not t.lstrip().startswith("#") else "" for t in theirs) if x.strip()
     ]
+
+
+@pytest.mark.parametrize(
+    "title, label",
+    [
+        (
+            "Still thinking about {{ trigger.properties.product | truncate(30) }}?",
+            "Still thinking about [product]?",
+        ),
+        (
+            "How's {{ trigger.properties.first_item | default('your order') }}?",
+            "How's [first item]?",
+        ),
+        (
+            "{% if subscriber.tags %}Hi{% else %}Hello{% endif %} {{ subscriber.id }}",
+            "Hi / Hello [id]",
+        ),
+        ("{# note #}Plain", "Plain"),
+        ("{{ }}", "[…]"),
+    ],
+)
+def test_drawings_show_templates_as_readable_placeholders(title: str, label: str) -> None:
+    from orchestrator.render.model import readable
+
+    assert readable(title) == label
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
+def test_no_drawing_of_an_example_shows_raw_template_source(path: Path) -> None:
+    loaded = loader.load(path)
+    assert loaded.campaign is not None
+    mermaid = re.findall(r'"((?:[^"\\]|\\.)*)"', render.to_mermaid(loaded.campaign))
+    dot = re.findall(r'\blabel="((?:[^"\\]|\\.)*)"', render.to_dot(loaded.campaign))
+    assert dot and not [label for label in mermaid + dot if "{{" in label or "{%" in label]
+    svg = render.to_svg(loaded.campaign)
+    labels = re.sub(r"<title>.*?</title>", "", svg, flags=re.S)  # hover text keeps the source
+    assert "{{" not in labels and "{%" not in labels

@@ -100,6 +100,27 @@ def truncate(text: str, limit: int = TITLE_CHARS) -> str:
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
+_EXPRESSION = re.compile(r"\{\{-?(.*?)-?\}\}", re.S)
+_STATEMENT = re.compile(r"\{%-?\s*(\w*).*?%\}|\{#.*?#\}", re.S)
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_FILTER_OR_TEST = re.compile(r"\||\bor\b|\bif\b|\band\b|~|\(")
+
+
+def readable(text: str) -> str:
+    """A template as a reader sees it in a drawing: each `{{ … }}` becomes a placeholder
+    named after what it shows (`{{ trigger.properties.product }}` → `[product]`,
+    `{{ subscriber.attributes.first_name | default("there") }}` → `[first name]`), and
+    `{% … %}` and `{# … #}` are left out (an `else` shows as " / " between the choices)."""
+    without = _STATEMENT.sub(lambda m: " / " if m.group(1) in ("else", "elif") else "", text)
+    return _EXPRESSION.sub(lambda m: f"[{_placeholder(m.group(1))}]", without)
+
+
+def _placeholder(expression: str) -> str:
+    head = _FILTER_OR_TEST.split(expression, maxsplit=1)[0]
+    names = [n for n in _NAME.findall(head) if n not in ("attributes", "properties")]
+    return names[-1].replace("_", " ") if names else "…"
+
+
 def end_key(sub: str) -> str:
     return f"{END}:{sub}"
 
@@ -178,7 +199,7 @@ class SafeIds:
 
 def _headline(node_kind: str, node: object) -> str:
     if isinstance(node, NotificationNode):
-        return truncate(node.notification.title)
+        return truncate(readable(node.notification.title))
     if isinstance(node, SplitNode):
         return "A/B split" if len(node.split) == 2 else f"split ×{len(node.split)}"
     if isinstance(node, WaitNode):
