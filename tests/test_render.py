@@ -629,3 +629,22 @@ def test_no_drawing_of_an_example_shows_raw_template_source(path: Path) -> None:
     svg = render.to_svg(loaded.campaign)
     labels = re.sub(r"<title>.*?</title>", "", svg, flags=re.S)  # hover text keeps the source
     assert "{{" not in labels and "{%" not in labels
+
+
+def test_a_notifications_bar_shows_the_shares_that_converted_and_did_not() -> None:
+    loaded = loader.load(ROOT / "campaign_graphs" / "cart-recovery.yaml")
+    assert loaded.campaign is not None
+    counts = {"cart_nudge": {"sent": 200, "converted": 50, "no_convert": 100}}
+    root = ET.fromstring(render.to_svg(loaded.campaign, counts=counts))
+    ns = "{http://www.w3.org/2000/svg}"
+    node = next(g for g in root.iter(f"{ns}g") if g.get("data-node") == "cart_nudge")
+    bars = {r.get("class"): float(r.get("width") or 0) for r in node.iter(f"{ns}rect")}
+    whole = bars["outcome pending"]
+    assert bars["outcome converted"] == pytest.approx(whole * 0.25, abs=0.1)
+    assert bars["outcome dropped"] == pytest.approx(whole * 0.5, abs=0.1)
+    others = [g for g in root.iter(f"{ns}g") if g.get("data-node") == "vip_nudge"]
+    assert not [
+        r for g in others for r in g.iter(f"{ns}rect") if "outcome" in (r.get("class") or "")
+    ]
+    assert "in window" in "".join(root.itertext())
+    assert "in window" not in render.to_svg(loaded.campaign)  # no counts, no bars

@@ -54,6 +54,8 @@ class DNode:
     figures: str  # live counts as one line, "" when none were given
     start: bool
     tooltip: str  # the full text, for hover
+    # of a notification's sends: the shares that converted and that did not (live counts)
+    outcome: tuple[float, float] | None = None
 
 
 @dataclass(frozen=True)
@@ -243,7 +245,16 @@ def _node(
         figures=figures_text(kind, counts.get(node_id)),
         start=graph.starts[sub] == node_id,
         tooltip=_tooltip(node_id, node),
+        outcome=_outcome(counts.get(node_id)) if kind == "notification" else None,
     )
+
+
+def _outcome(figures: NodeCounts | None) -> tuple[float, float] | None:
+    sent = (figures or {}).get("sent", 0)
+    if not figures or sent <= 0:
+        return None
+    converted = min(figures.get("converted", 0), sent)
+    return converted / sent, min(figures.get("no_convert", 0), sent - converted) / sent
 
 
 def _end_node(*, sub: str, ids: SafeIds, counts: dict[str, NodeCounts]) -> DNode:

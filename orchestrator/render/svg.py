@@ -108,13 +108,32 @@ def _header(drawing: Drawing) -> tuple[str, float]:
     sub = f"{campaign.campaign} · goal: {campaign.goal}"
     legend, legend_right = _legend(18, HEADER_H - 22)
     title_w = text_width(campaign.title, 18, bold=True)
+    bars = ""
+    if any(node.outcome is not None for node in drawing.nodes.values()):
+        words = (
+            ("converted", EDGE_STYLES["convert"][0]),
+            ("did not", EDGE_STYLES["no_convert"][0]),
+            ("in window", "#8c959f"),
+        )
+        bars = (
+            '<tspan fill="'
+            + MUTED
+            + '"> · sends: </tspan>'
+            + "".join(
+                f'<tspan fill="{color}" font-weight="700">▬ {word} </tspan>'
+                for word, color in words
+            )
+        )
+        sub_w = text_width(sub + " · sends: " + " ".join(f"▬ {w}" for w, _ in words), 12) + 20
+    else:
+        sub_w = text_width(sub, 12)
     svg = (
         f'<g class="header"><text x="16" y="28" font-size="18" font-weight="700" '
         f'fill="{INK}">{escape(campaign.title)}</text>'
         f'<text x="{fmt(28 + title_w)}" y="28" font-size="12" fill="{MUTED}">'
-        f"{escape(sub)}</text>{legend}</g>"
+        f"{escape(sub)}{bars}</text>{legend}</g>"
     )
-    return svg, max(legend_right, 40 + title_w + text_width(sub, 12)) + 16
+    return svg, max(legend_right, 40 + title_w + sub_w) + 16
 
 
 # ------------------------------------------------------------------ clusters
@@ -195,6 +214,31 @@ def _node_text(node: DNode, box: Box) -> str:
     return "".join(parts)
 
 
+def _outcome_bar(node: DNode, box: Box) -> str:
+    """Along a notification's bottom edge, what its sends led to: green for the share that
+    converted, orange for the share that did not, grey for those still in their window."""
+    if node.outcome is None:
+        return ""
+    converted, dropped = node.outcome
+    left, width, y = box.left + 10, box.w - 20, box.top + box.h - 7
+    parts = [
+        f'<rect class="outcome pending" x="{fmt(left)}" y="{fmt(y)}" width="{fmt(width)}" '
+        f'height="4" rx="2" fill="#d1d9e0"/>'
+    ]
+    cursor = left
+    for name, share, color in (
+        ("converted", converted, EDGE_STYLES["convert"][0]),
+        ("dropped", dropped, EDGE_STYLES["no_convert"][0]),
+    ):
+        if share > 0:
+            parts.append(
+                f'<rect class="outcome {name}" x="{fmt(cursor)}" y="{fmt(y)}" '
+                f'width="{fmt(width * share)}" height="4" fill="{color}"/>'
+            )
+            cursor += width * share
+    return '<g class="outcomes">' + "".join(parts) + "</g>"
+
+
 def _node(node: DNode, box: Box) -> str:
     fill, stroke = NODE_STYLES[node.kind]
     classes = f"node {node.kind}" + (" start" if node.start else "")
@@ -203,7 +247,7 @@ def _node(node: DNode, box: Box) -> str:
         f'<g class="{classes}" data-node="{attr(node.key)}" data-subcampaign="{attr(node.sub)}">'
         f"<title>{escape(node.tooltip)}</title>"
         f"{_shape(box, fill=fill, stroke=INK if node.start else stroke, width=width)}"
-        f"{_node_text(node, box)}</g>"
+        f"{_node_text(node, box)}{_outcome_bar(node, box)}</g>"
     )
 
 
