@@ -4,8 +4,8 @@ Thin over `orchestrator.ticking`: each batch is a Prefect task run named after
 the campaign and batch number (never one run per subscriber). A retried batch
 is safe: the sends ledger is unique per (journey, step), so a step claimed once
 is never sent twice. Every run publishes artifacts with stable keys per
-campaign: the flowchart as a ```mermaid block with live counts, the funnel as a
-table, and a progress bar while batches run.
+campaign: the flowchart as pictures with live counts (`render.artifact`), the
+funnel as a table, and a progress bar while batches run.
 
 A batch task that fails (after its retries), or a claim that raises, stops the
 claims; the batch already on the wire is still recorded and the artifacts are
@@ -17,6 +17,7 @@ are not affected.
 from __future__ import annotations
 
 import json
+import os
 import re
 import threading
 from collections import Counter
@@ -39,7 +40,7 @@ from orchestrator import outcomes
 from orchestrator.delivery import submit
 from orchestrator.enrolment import enrol
 from orchestrator.records import parse_time
-from orchestrator.render import to_mermaid
+from orchestrator.render.artifact import flowchart_markdown
 from orchestrator.service import (
     CampaignLoad,
     Context,
@@ -139,15 +140,23 @@ def _funnel_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def publish(ctx: Context, load: CampaignLoad) -> None:
-    """The flowchart with live counts and the funnel table, under stable keys per campaign."""
+    """The flowchart as pictures with live counts and the funnel table, under stable keys
+    per campaign."""
     assert load.loaded is not None and load.loaded.campaign is not None
     campaign = load.loaded.campaign
     figures = status(ctx, campaign.campaign)
-    chart = to_mermaid(campaign, counts=drawing_counts(ctx, campaign))
-    exits = ", ".join(f"{k} {v}" for k, v in sorted(figures["exits"].items())) or "none yet"
-    markdown = f"# {campaign.title}\n\n```mermaid\n{chart.rstrip()}\n```\n\nExits: {exits}\n"
+    dashboard = (
+        f"{ctx.config.public_url}/campaigns/{campaign.campaign}"
+        if os.environ.get("CAMPAIGN_PUBLIC_URL")
+        else None
+    )
     create_markdown_artifact(
-        markdown,
+        flowchart_markdown(
+            campaign,
+            counts=drawing_counts(ctx, campaign),
+            exits=figures["exits"],
+            dashboard_url=dashboard,
+        ),
         key=artifact_key(campaign.campaign, "flowchart"),
         description=f"{campaign.campaign}: flowchart with live counts",
     )

@@ -173,6 +173,27 @@ def subscriber_line(sid: str, **attributes: object) -> str:
     return json.dumps({"id": sid, "attributes": attributes, "subscription": sub})
 
 
+def flowchart_pictures(markdown: str) -> dict[str, dict[str, list[str]]]:
+    """The flowchart artifact's pictures: sub-campaign -> node id -> the texts drawn in
+    that node (each picture is a `data:image/svg+xml;base64` image of our SVG)."""
+    import base64
+    import re
+    import xml.etree.ElementTree as ET
+
+    ns = "{http://www.w3.org/2000/svg}"
+    out: dict[str, dict[str, list[str]]] = {}
+    for name, data in re.findall(
+        r"!\[([^\]]*) flowchart\]\(data:image/svg\+xml;base64,([A-Za-z0-9+/=]+)\)", markdown
+    ):
+        root = ET.fromstring(base64.b64decode(data))
+        out[name] = {
+            g.get("data-node", ""): [t.text or "" for t in g.iter(f"{ns}text")]
+            for g in root.iter(f"{ns}g")
+            if g.get("data-node") and not g.get("data-node", "").startswith("end:")
+        }
+    return out
+
+
 # ------------------------------------------------------------------ a world for subprocesses
 
 

@@ -12,7 +12,7 @@ import pytest
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.service import Context, import_subscribers, open_context
-from tests.conftest import subscriber_line
+from tests.conftest import flowchart_pictures, subscriber_line
 from tests.test_ticking import CAMPAIGN
 
 pytestmark = pytest.mark.slow
@@ -66,7 +66,12 @@ def test_tick_flow_sends_in_batches_and_publishes_the_flowchart_and_funnel(
 
     stored = asyncio.run(artifacts())
     chart = stored[artifact_key("launch", "flowchart")]
-    assert "```mermaid" in chart and "flowchart" in chart and "sent 25" in chart
+    pictures = flowchart_pictures(chart)
+    assert set(pictures) == {"pros", "carts"}  # one picture per sub-campaign
+    nodes = {n: texts for picture in pictures.values() for n, texts in picture.items()}
+    assert set(nodes) == {"hello", "again", "thanks", "nudge"}
+    assert "sent 25" in nodes["hello"]
+    assert "<details><summary>Mermaid source</summary>" in chart and "```mermaid" in chart
     table = stored[artifact_key("launch", "funnel")]
     rows = json.loads(table) if isinstance(table, str) else table
     hello = next(r for r in rows if r["node"] == "hello")

@@ -1,0 +1,75 @@
+"""The flowchart as Prefect shows it: markdown with pictures, for a markdown artifact.
+
+The open-source Prefect UI renders markdown but not mermaid; it does show an image
+whose source is a data URI. So each sub-campaign is drawn by our SVG writer, with
+its live counts, as its own picture (side by side, the sub-campaigns of a large
+campaign would be shrunk past reading at the UI's width), embedded as
+`![…](data:image/svg+xml;base64,…)`. The mermaid source follows in a collapsed
+`<details>` block for people who paste it elsewhere.
+"""
+
+from __future__ import annotations
+
+import base64
+from html import escape
+
+from orchestrator.render import to_mermaid, to_svg
+from orchestrator.render.model import NodeCounts, end_key
+from orchestrator.spec import Campaign
+
+MAX_PICTURE_BYTES = 200_000  # one sub-campaign's SVG; a larger one is named, not embedded
+MAX_MERMAID_BYTES = 60_000
+
+
+def flowchart_markdown(
+    campaign: Campaign,
+    *,
+    counts: dict[str, NodeCounts],
+    exits: dict[str, int],
+    dashboard_url: str | None = None,
+) -> str:
+    """Title, exits, a link to the dashboard page (when there is a public URL), one
+    picture per sub-campaign, then the mermaid source, collapsed."""
+    lines = [f"# {_text(campaign.title)}", ""]
+    summary = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(exits.items()))
+    lines.append(f"**Exits:** {summary or 'none yet'}")
+    if dashboard_url:
+        lines.append(f" · [Open in the campaign dashboard]({dashboard_url})")
+    lines.append("")
+    for name, sub in campaign.subcampaigns.items():
+        one = campaign.model_copy(update={"subcampaigns": {name: sub}})
+        keys = {*sub.nodes, end_key(name)}
+        svg = to_svg(one, counts={k: v for k, v in counts.items() if k in keys})
+        lines.append(f"## {_text(name)}")
+        lines.append("")
+        data = svg.encode()
+        if len(data) > MAX_PICTURE_BYTES:
+            lines.append(
+                f"*This sub-campaign's drawing is {len(data) // 1000} kB, more than an artifact "
+                "holds; `campaign render --format svg --counts` draws it.*"
+            )
+        else:
+            picture = base64.b64encode(data).decode()
+            lines.append(f"![{_text(name)} flowchart](data:image/svg+xml;base64,{picture})")
+        lines.append("")
+    mermaid = to_mermaid(campaign, counts=counts).rstrip()
+    if len(mermaid.encode()) <= MAX_MERMAID_BYTES:
+        lines += [
+            "<details><summary>Mermaid source</summary>",
+            "",
+            "```mermaid",
+            mermaid,
+            "```",
+            "",
+            "</details>",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def _text(value: str) -> str:
+    """Plain text in markdown: HTML escaped, and the characters markdown acts on quoted."""
+    out = escape(value, quote=False)
+    for char in "\\`*_[]#!|":
+        out = out.replace(char, "\\" + char)
+    return " ".join(out.split())
