@@ -14,7 +14,7 @@ from typing import Any
 from prefect import flow
 
 from flows.demo import quiet_prefect
-from flows.tick import tick_flow
+from flows.tick import run_tick
 from orchestrator.service import CampaignLoad, Context
 from orchestrator.ticking import tick_campaign
 
@@ -51,14 +51,14 @@ def prefect_leg(
     try:
         assert load.loaded is not None and load.loaded.campaign is not None
         started = time.perf_counter()
-        summary = tick_flow(
+        summary = run_tick(
             campaign=load.path.stem, now=now.isoformat(), batch_size=batch_size, ctx=ctx
         )
         through_flow = time.perf_counter() - started
         delivered = int(summary["outcomes"].get("delivered", 0))
         assert delivered == expected, f"flow: {delivered} of {expected} delivered"
         started = time.perf_counter()
-        idle = tick_flow(
+        idle = run_tick(
             campaign=load.path.stem, now=now.isoformat(), batch_size=batch_size, ctx=ctx
         )
         idle_s = time.perf_counter() - started

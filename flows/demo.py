@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.tick import publish
@@ -41,7 +41,7 @@ from orchestrator.service import (
 from orchestrator.simulate import NextMoment, _conversions
 from orchestrator.spec import Campaign
 from orchestrator.store import repo
-from orchestrator.ticking import tick_campaign
+from orchestrator.ticking import tick_campaign, tick_lines
 
 DAYS_BACK = 26  # the demo's clock starts this many days ago
 
@@ -78,7 +78,14 @@ class Watching:
     cache_policy=NO_CACHE,
 )
 def tick_task(ctx: Context, load: CampaignLoad, now: datetime, segments_too: bool) -> int:
-    return tick_campaign(ctx, load, now=now, enrol_segments=segments_too, batch_size=1000).sends
+    """One campaign's tick at the demo's clock, logged as a deployed tick logs it."""
+    logger = get_run_logger()
+    result = tick_campaign(ctx, load, now=now, enrol_segments=segments_too, batch_size=1000)
+    line, warnings = tick_lines(result, now=now)
+    logger.info(line)
+    for warning in warnings:
+        logger.warning(warning)
+    return result.sends
 
 
 def _population(
@@ -141,9 +148,24 @@ def demo_flow(
             loads = [ld for ld in loads if ld.problem is None and ld.loaded and ld.loaded.campaign]
             campaigns = [ld.loaded.campaign for ld in loads if ld.loaded and ld.loaded.campaign]
             people = _population(ctx, campaigns, receiver, per_campaign, start=start)
+            logger = get_run_logger()
+            logger.info(
+                "%d campaigns, %d synthetic subscribers with real subscriptions on the local "
+                "push service %s; the clock starts at %s",
+                len(campaigns),
+                people,
+                receiver.origin,
+                f"{start:%Y-%m-%d %H:%M} UTC",
+            )
             steps = _walk(ctx, loads, delivery, progress, start=start)
+            logger.info(
+                "every journey has ended after %d steps of %s; %d pushes delivered",
+                steps,
+                STEP,
+                receiver.stats().get("delivered", 0),
+            )
             for ld in loads:
-                publish(ctx, ld)
+                publish(ctx, ld, always=True)
             report = _report(ctx, campaigns, folder)
             funnels = {c.campaign: status(ctx, c.campaign) for c in campaigns}
             stats = receiver.stats()
@@ -287,6 +309,13 @@ def _report(ctx: Context, campaigns: list[Campaign], folder: Path) -> Path:
 
 
 def quiet_prefect() -> None:
-    """The demo's terminal shows our progress, not Prefect's run logs or shutdown noise."""
+    """The demo's terminal shows our progress, not Prefect's run logs or shutdown noise.
+
+    The run loggers keep their level and go to the API only (not on to the console), so
+    the runs' logs are still in Prefect's UI."""
     for name in ("prefect", "prefect.events", "prefect._internal", "httpx", "uvicorn", "docket"):
         logging.getLogger(name).setLevel(logging.CRITICAL)
+    for name in ("prefect.flow_runs", "prefect.task_runs"):
+        runs = logging.getLogger(name)
+        runs.setLevel(logging.INFO)
+        runs.propagate = False

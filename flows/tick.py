@@ -16,28 +16,28 @@ are not affected.
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import json
 import os
 import re
-import threading
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 from prefect.artifacts import (
     create_markdown_artifact,
     create_progress_artifact,
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture
+from prefect.events import emit_event
 
 from orchestrator import outcomes
-from orchestrator.delivery import submit
 from orchestrator.enrolment import enrol
 from orchestrator.records import parse_time
 from orchestrator.render.artifact import flowchart_markdown
@@ -50,72 +50,13 @@ from orchestrator.service import (
     open_context,
     status,
 )
-from orchestrator.ticking import (
-    BatchResult,
-    ClaimedBatch,
-    claim_batch,
-    failure,
-    finish_batch,
-    work_due,
-)
+from orchestrator.store import repo
+from orchestrator.ticking import CampaignTick, failure, run_batches, tick_lines
 
 
 def artifact_key(campaign: str, what: str) -> str:
     """Prefect artifact keys: lowercase letters, digits and dashes."""
     return re.sub(r"[^a-z0-9-]", "-", f"{campaign}-{what}".lower())
-
-
-@task(
-    name="resend",
-    task_run_name="resend {campaign}",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=5,
-)
-def resend_task(ctx: Context, campaign: str, now: datetime, batch_size: int) -> int:
-    total = 0
-    while (
-        again := outcomes.resend_due(ctx, campaign=campaign, now=now, limit=batch_size)
-    ) is not None:
-        total += again.sends
-    return total
-
-
-@task(
-    name="enrol",
-    task_run_name="enrol {load.path.stem}",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=5,
-)
-def enrol_task(ctx: Context, load: CampaignLoad, now: datetime) -> tuple[int, int]:
-    assert (
-        load.loaded is not None and load.loaded.campaign is not None and load.version_id is not None
-    )
-    return enrol(ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=now)
-
-
-# The flow's claims and the batch tasks' outcome writes take turns in this process
-# instead of meeting at SQLite's write lock, whose busy handler sleeps in steps.
-_WRITES = threading.Lock()
-
-
-@task(
-    name="batch",
-    task_run_name="{campaign} batch {number}",
-    cache_policy=NO_CACHE,
-    retries=2,
-    retry_delay_seconds=5,
-)
-def batch_task(
-    ctx: Context, campaign: str, now: datetime, number: int, claimed: ClaimedBatch
-) -> BatchResult:
-    """Deliver one claimed batch and record the answers. The flow claimed it (the ledger
-    rows committed) just before, and claims the next batch while this one is on the wire;
-    a retry sends the very same messages again (same Topic)."""
-    answers = submit(ctx.delivery, claimed.requests).result()
-    with _WRITES:
-        return finish_batch(ctx, claimed, answers, now=now)
 
 
 def _funnel_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
@@ -139,42 +80,120 @@ def _funnel_rows(figures: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def publish(ctx: Context, load: CampaignLoad) -> None:
+def publish(
+    ctx: Context, load: CampaignLoad, *, always: bool = False, changed: bool = True
+) -> bool:
     """The flowchart as pictures with live counts and the funnel table, under stable keys
-    per campaign."""
+    per campaign; written only when the counts changed since they were last written
+    (the digest is kept in the database's settings), unless `always`. `changed=False`
+    (a tick that did nothing) writes them only if they were never written. True if
+    written."""
     assert load.loaded is not None and load.loaded.campaign is not None
     campaign = load.loaded.campaign
+    key = "artifacts:" + hashlib.sha256(campaign.campaign.encode()).hexdigest()[:32]
+    if not always and not changed:
+        with ctx.session() as s:
+            if repo.setting(s, key) is not None:
+                return False
     figures = status(ctx, campaign.campaign)
+    counts = drawing_counts(ctx, campaign)
     dashboard = (
         f"{ctx.config.public_url}/campaigns/{campaign.campaign}"
         if os.environ.get("CAMPAIGN_PUBLIC_URL")
         else None
     )
-    create_markdown_artifact(
+    digest = hashlib.sha256(
+        json.dumps([load.version_id, counts, figures, dashboard], sort_keys=True).encode()
+    ).hexdigest()
+    with ctx.session() as s:
+        if not always and repo.setting(s, key) == digest:
+            return False
+    create_markdown_artifact(  # type: ignore[call-arg]
         flowchart_markdown(
-            campaign,
-            counts=drawing_counts(ctx, campaign),
-            exits=figures["exits"],
-            dashboard_url=dashboard,
+            campaign, counts=counts, exits=figures["exits"], dashboard_url=dashboard
         ),
         key=artifact_key(campaign.campaign, "flowchart"),
         description=f"{campaign.campaign}: flowchart with live counts",
+        _sync=True,  # the tick runs on a thread of an async flow: the sync API, not a coroutine
     )
-    create_table_artifact(
+    create_table_artifact(  # type: ignore[call-arg]
         _funnel_rows(figures),
         key=artifact_key(campaign.campaign, "funnel"),
         description=f"{campaign.campaign}: per-node funnel",
+        _sync=True,
     )
+    with ctx.session() as s, s.begin():
+        repo.put_setting(s, key, digest)
+    return True
+
+
+PROGRESS_EVERY_S = 2.0  # the progress artifact is updated at most this often
+FAILURE_RATE = 0.05  # of a tick's sends not delivered: `campaign.failure-rate.high`
+FAILURE_MIN_SENDS = 20  # fewer sends say too little for a rate
+REFUSALS = ("vapid_rejected", "rate_limited")  # 401/403 and 429 answers of a push service
+REFUSAL_MIN = 10  # an origin's refusals in one tick that make `campaign.push-origin.refusing`
+
+
+class _Progress:
+    """The `CAMPAIGN-progress` artifact: created at the first batch (an idle tick has none)
+    and updated at most every PROGRESS_EVERY_S, so a large tick is not slowed by it."""
+
+    def __init__(self, campaign: str) -> None:
+        self.campaign = campaign
+        self.id: UUID | None = None
+        self.last = 0.0
+
+    def batch_done(self, batches: int) -> None:
+        if self.id is None:
+            self.id = create_progress_artifact(  # type: ignore[assignment,call-arg]
+                0.0,
+                key=artifact_key(self.campaign, "progress"),
+                description=f"{self.campaign}: batches",
+                _sync=True,
+            )
+        elif time.monotonic() - self.last >= PROGRESS_EVERY_S:
+            update_progress_artifact(  # type: ignore[call-arg]
+                self.id, min(99.0, 100.0 * batches / (batches + 1)), _sync=True
+            )
+        else:
+            return
+        self.last = time.monotonic()
+
+    def finish(self) -> None:
+        if self.id is not None:
+            update_progress_artifact(self.id, 100.0, _sync=True)  # type: ignore[call-arg]
 
 
 @flow(name="campaign-tick", flow_run_name="tick {campaign}", log_prints=False)
-def tick_flow(
+async def tick_flow(
     campaign: str, now: str | None = None, batch_size: int = 500, ctx: Any = None
 ) -> dict[str, Any]:
     """Tick one campaign: `now` (ISO) overrides the clock, for back-fills and the demo's fast-forward.
 
     `ctx` (an `orchestrator.service.Context`) is for in-process callers such as the demo and
-    tests; a deployment leaves it out and the flow opens its own from the environment."""
+    tests; a deployment leaves it out and the flow opens its own from the environment.
+
+    The tick runs in the flow itself, the same pipeline as `campaign tick` (claims
+    overlapping deliveries, `ticking.run_batches`): no task run per batch. What it did is
+    the run's log (one line, and warnings), its artifacts (written only when the counts
+    changed) and Prefect events for automations.
+
+    The flow is async only for Prefect's sake: a sync flow's engine joins its heartbeat
+    thread at exit, which sleeps in one-second steps (up to a second per tick); the async
+    engine does not wait for it. The tick itself is blocking code and runs on a thread
+    (`tick_once`). Call it with `asyncio.run(tick_flow(...))` or `run_tick(...)`."""
+    return await asyncio.to_thread(tick_once, campaign, now, batch_size, ctx)
+
+
+def run_tick(
+    campaign: str, now: str | None = None, batch_size: int = 500, ctx: Any = None
+) -> dict[str, Any]:
+    """`tick_flow` from synchronous code: one flow run, its summary."""
+    return asyncio.run(tick_flow(campaign=campaign, now=now, batch_size=batch_size, ctx=ctx))
+
+
+def tick_once(campaign: str, now: str | None, batch_size: int, ctx: Any) -> dict[str, Any]:
+    """The body of `tick_flow`, inside its flow run."""
     logger = get_run_logger()
     ctx = ctx if isinstance(ctx, Context) else open_context()
     moment = parse_time(now, "now") if now else datetime.now(UTC)
@@ -183,68 +202,113 @@ def tick_flow(
     if load.problem is not None:
         logger.error("%s refused: %s", campaign, load.problem)
         raise ValueError(f"{campaign}: {load.problem}")
-    _, again = work_due(ctx, campaign=campaign, now=moment)
-    resent = resend_task(ctx, campaign, moment, batch_size) if again else 0
-    enrolled, holdout = enrol_task(ctx, load, moment)
-    progress: UUID = create_progress_artifact(  # type: ignore[assignment]
-        0.0, key=artifact_key(campaign, "progress"), description=f"{campaign}: batches"
-    )
-    tally: Counter[str] = Counter()
-    journeys = sends = number = 0
-    # Claims run here, in the flow; each claimed batch is a task run that delivers and
-    # records it, overlapping the next claim. Nothing due: no claim, no task run.
-    in_flight: PrefectFuture[BatchResult] | None = None
-    more = work_due(ctx, campaign=campaign, now=moment)[0]
-    failed: list[str] = []  # after a failure nothing more is claimed
-    while True:
-        claimed = None
-        if more:
-            try:
-                claimed = claim_batch(ctx, campaign=campaign, now=moment, batch_size=batch_size)
-            except Exception as exc:
-                failed.append(f"claiming batch {number + 1}: {failure(exc)}")
-        if in_flight is not None:
-            try:
-                batch = in_flight.result()
-            except Exception as exc:
-                failed.append(f"batch {number}: {failure(exc)}")
-            else:
-                journeys, sends = journeys + batch.journeys, sends + batch.sends
-                tally.update(batch.outcomes)
-            update_progress_artifact(progress, min(99.0, 100.0 * number / (number + 1)))
-        if claimed is None:
-            break
-        more = claimed.more and not failed
-        number += 1
-        in_flight = batch_task.submit(ctx, campaign, moment, number, claimed)
-    update_progress_artifact(progress, 100.0)
-    publish(ctx, load)
+    assert load.loaded is not None and load.loaded.campaign is not None
+    assert load.version_id is not None
+    name = load.loaded.campaign.campaign
+    result = CampaignTick(name, load.version_id)
+    progress = _Progress(name)
+    started = time.perf_counter()
+    failed: str | None = None
+    try:
+        result.enrolled, result.holdout = enrol(
+            ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=moment
+        )
+        while (
+            again := outcomes.resend_due(ctx, campaign=name, now=moment, limit=batch_size)
+        ) is not None:
+            result.resent += again.sends
+            result.outcomes.update(again.outcomes)
+        for batch in run_batches(ctx, campaign=name, now=moment, batch_size=batch_size):
+            result.add(batch)
+            progress.batch_done(result.batches)
+    except Exception as exc:
+        failed = failure(exc)
+    result.seconds = time.perf_counter() - started
+    progress.finish()
+    line, warnings = tick_lines(result, now=moment)
+    logger.info(line)
+    for warning in warnings:
+        logger.warning(warning)
     summary = {
-        "campaign": campaign,
+        "campaign": name,
         "now": moment.isoformat(),
-        "enrolled": enrolled,
-        "holdout": holdout,
-        "resent": resent,
-        "batches": number,
-        "journeys": journeys,
-        "sends": sends,
-        "outcomes": dict(tally),
+        "enrolled": result.enrolled,
+        "holdout": result.holdout,
+        "resent": result.resent,
+        "batches": result.batches,
+        "journeys": result.journeys,
+        "sends": result.sends,
+        "outcomes": dict(result.outcomes),
+        "steps": dict(result.steps),
     }
     if failed:
         summary["failed"] = failed
-    create_table_artifact(
-        [{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in summary.items()}],
-        key=artifact_key(campaign, "tick"),
-        description=f"{campaign}: what this tick did",
-    )
-    if failed:
-        logger.error("%s: the tick failed: %s", campaign, "; ".join(failed))
-        raise RuntimeError(
-            f"{campaign}: the tick failed ({'; '.join(failed)}); batches already recorded "
-            "are kept, sends claimed but not answered go out again after the claim grace"
+    busy = bool(result.enrolled or result.resent or result.journeys or failed)
+    publish(ctx, load, changed=busy)
+    if busy:
+        create_table_artifact(  # type: ignore[call-arg]
+            [{k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in summary.items()}],
+            key=artifact_key(name, "tick"),
+            description=f"{name}: what this tick did",
+            _sync=True,
         )
-    logger.info("%s: %s", campaign, summary)
+    emit_tick_events(ctx, result, summary, busy=busy)
+    if failed:
+        logger.error("%s: the tick failed: %s", name, failed)
+        raise RuntimeError(
+            f"{name}: the tick failed ({failed}); batches already recorded are kept, sends "
+            "claimed but not answered go out again after the claim grace"
+        )
     return summary
+
+
+def emit_tick_events(
+    ctx: Context, result: CampaignTick, summary: dict[str, Any], *, busy: bool
+) -> None:
+    """Prefect events an operator's automations act on (docs/prefect.md): every busy tick's
+    summary, a failure rate over FAILURE_RATE, a push origin refusing (401/403/429), and
+    a campaign whose last journey ended in this tick."""
+    resource = {
+        "prefect.resource.id": f"campaign-flow.campaign.{result.campaign}",
+        "prefect.resource.name": result.campaign,
+    }
+    if busy:
+        emit_event(event="campaign.tick.completed", resource=resource, payload=summary)
+    sent = result.sends + result.resent
+    failed = sum(n for outcome, n in result.outcomes.items() if outcome != "delivered")
+    if sent >= FAILURE_MIN_SENDS and failed / sent > FAILURE_RATE:
+        emit_event(
+            event="campaign.failure-rate.high",
+            resource=resource,
+            payload={
+                "sends": sent,
+                "not_delivered": failed,
+                "rate": round(failed / sent, 4),
+                "outcomes": dict(result.outcomes),
+            },
+        )
+    refusing: Counter[str] = Counter()
+    for (origin, outcome), n in result.origins.items():
+        if outcome in REFUSALS:
+            refusing[origin] += n
+    for origin, n in sorted(refusing.items()):
+        if n >= REFUSAL_MIN:
+            emit_event(
+                event="campaign.push-origin.refusing",
+                resource={**resource, "campaign-flow.push-origin": origin},
+                payload={
+                    "origin": origin,
+                    "refused": n,
+                    "by_outcome": {o: c for (org, o), c in result.origins.items() if org == origin},
+                },
+            )
+    if result.journeys and not _in_flight(ctx, result.campaign):
+        emit_event(event="campaign.finished", resource=resource, payload=summary)
+
+
+def _in_flight(ctx: Context, campaign: str) -> bool:
+    with ctx.session() as s:
+        return repo.next_claim(s, campaign=campaign) is not None
 
 
 def campaign_names(graphs: Path) -> list[str]:

@@ -183,6 +183,30 @@ def count(actions: list[Action], counts: Counter[tuple[str, str]]) -> None:
             counts[(a.node, f"exit:{a.reason}")] += 1
 
 
+SKIP_REASONS = frozenset({"template_error", "bad_url", "payload_too_large"})
+
+
+def step_summary(actions: Iterable[Action]) -> Counter[str]:
+    """What journeys did, for a tick's log line: `converted`, `no_convert`,
+    `skipped:REASON` (a send that could not be built), `not_sent:REASON` (one the push
+    services refused for good), `deferred:REASON` and `exit:REASON`."""
+    out: Counter[str] = Counter()
+    for a in actions:
+        if a.type == "convert":
+            out["converted"] += 1
+        elif a.type == "no_convert":
+            if a.reason is None:
+                out["no_convert"] += 1
+            else:
+                kind = "skipped" if a.reason in SKIP_REASONS else "not_sent"
+                out[f"{kind}:{a.reason}"] += 1
+        elif a.type == "defer":
+            out[f"deferred:{a.reason}"] += 1
+        elif a.type == "exit":
+            out[f"exit:{a.reason}"] += 1
+    return out
+
+
 def trace_line(
     action: Action, *, subscriber: str, campaign: str, subcampaign: str
 ) -> dict[str, Any]:

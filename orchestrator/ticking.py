@@ -52,7 +52,17 @@ class CampaignTick:
     sends: int = 0
     resent: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
+    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the tick
+    origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
     seconds: float = 0.0
+
+    def add(self, batch: BatchResult) -> None:
+        self.batches += 1
+        self.journeys += batch.journeys
+        self.sends += batch.sends
+        self.outcomes.update(batch.outcomes)
+        self.steps.update(batch.steps)
+        self.origins.update(batch.origins)
 
 
 @dataclass
@@ -61,6 +71,56 @@ class TickReport:
     refused: dict[str, str] = field(default_factory=dict)
     failed: dict[str, str] = field(default_factory=dict)  # campaign: "TypeName: message"
     errors: dict[str, Exception] = field(default_factory=dict, repr=False)  # campaign: raised
+
+
+def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
+    """What one campaign's tick did, for its log: one line, and the warnings a monitor acts
+    on (sends not delivered, by outcome and push origin; sends skipped, by reason;
+    journeys that ended with an error). Counts only: no subscriber, payload or secret."""
+    steps = tick.steps
+
+    def some(prefix: str) -> dict[str, int]:
+        return {k.removeprefix(prefix): n for k, n in sorted(steps.items()) if k.startswith(prefix)}
+
+    def listed(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts.items())
+
+    parts = [f"enrolled {tick.enrolled}" + (f" (holdout {tick.holdout})" if tick.holdout else "")]
+    if tick.resent:
+        parts.append(f"resent {tick.resent}")
+    parts.append(f"advanced {tick.journeys}")
+    sent = f"sent {tick.sends}"
+    if tick.outcomes:
+        sent += f" ({listed(dict(sorted(tick.outcomes.items())))})"
+    parts.append(sent)
+    parts.append(f"converted {steps['converted']}, no convert {steps['no_convert']}")
+    deferred, exits = some("deferred:"), some("exit:")
+    if deferred:
+        parts.append(f"deferred {sum(deferred.values())} ({listed(deferred)})")
+    if exits:
+        parts.append(f"exits {sum(exits.values())} ({listed(exits)})")
+    line = f"{tick.campaign} at {now:%Y-%m-%d %H:%M} UTC: " + "; ".join(parts)
+    warnings = []
+    failed = {k: n for k, n in sorted(tick.outcomes.items()) if k != "delivered"}
+    if failed:
+        where = sorted(
+            {origin for (origin, outcome), _ in tick.origins.items() if outcome in failed}
+        )
+        warnings.append(
+            f"{tick.campaign}: {sum(failed.values())} of {tick.sends + tick.resent} sends not "
+            f"delivered ({listed(failed)})" + (f" by {', '.join(where)}" if where else "")
+        )
+    skipped = some("skipped:") | some("not_sent:")
+    if skipped:
+        warnings.append(
+            f"{tick.campaign}: {sum(skipped.values())} sends skipped or refused for good "
+            f"({listed(skipped)}); their journeys took the no-convert edge"
+        )
+    if exits.get("error"):
+        warnings.append(
+            f"{tick.campaign}: {exits['error']} journeys ended with an error (see the log above)"
+        )
+    return line, warnings
 
 
 def failure(exc: BaseException) -> str:
@@ -77,6 +137,8 @@ class BatchResult:
     journeys: int
     sends: int
     outcomes: Counter[str]
+    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the batch
+    origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
 
 
 def tick(
@@ -140,10 +202,7 @@ def tick_campaign(
         result.resent += again.sends
         result.outcomes.update(again.outcomes)
     for batch in run_batches(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size):
-        result.batches += 1
-        result.journeys += batch.journeys
-        result.sends += batch.sends
-        result.outcomes.update(batch.outcomes)
+        result.add(batch)
         if on_batch:
             on_batch(campaign.campaign, batch)
     result.seconds = time.perf_counter() - started
@@ -219,6 +278,7 @@ class ClaimedBatch:
     journeys: int
     requests: list[SendRequest]
     more: bool  # False: this batch took the last due journey (no need to look again)
+    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary
 
 
 def run_batch(
@@ -271,7 +331,8 @@ def claim_batch(
             trace.extend(more_trace)
         repo.bump(s, campaign=campaign, counts=counts)
     journeys.audit_rows(ctx, campaign, trace)
-    return ClaimedBatch(campaign, len(rows), requests, len(rows) == batch_size or due_again)
+    steps = journeys.step_summary(a for _, actions in trace for a in actions)
+    return ClaimedBatch(campaign, len(rows), requests, len(rows) == batch_size or due_again, steps)
 
 
 def _claim_due(
@@ -335,10 +396,18 @@ def finish_batch(
             attempts={r.send_id: 1 for r in claimed.requests},
             now=now,
         )
+    by_id = {r.send_id: r for r in claimed.requests}
+    origins: Counter[tuple[str, str]] = Counter(
+        (urls.origin_of(by_id[a.send_id].targets[0].endpoint), a.outcome)
+        for a in answers
+        if a.send_id in by_id and by_id[a.send_id].targets
+    )
     return BatchResult(
         journeys=claimed.journeys,
         sends=len(claimed.requests),
         outcomes=tally,
+        steps=claimed.steps,
+        origins=origins,
     )
 
 

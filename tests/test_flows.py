@@ -50,9 +50,9 @@ def test_tick_flow_sends_in_batches_and_publishes_the_flowchart_and_funnel(
 
     from prefect.client.orchestration import get_client
 
-    from flows.tick import artifact_key, tick_flow
+    from flows.tick import artifact_key, run_tick
 
-    summary = tick_flow(campaign="launch", now="2026-01-05T09:00:00Z", batch_size=10, ctx=ctx)
+    summary = run_tick(campaign="launch", now="2026-01-05T09:00:00Z", batch_size=10, ctx=ctx)
     assert (
         summary["sends"] == 25
         and summary["batches"] == 3

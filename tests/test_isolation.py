@@ -583,18 +583,17 @@ def test_the_flow_records_the_batch_on_the_wire_then_fails_naming_the_campaign(
         campaigns={"launch": CAMPAIGN},
         wrap=FirstBatchFails,
     )
-    with prefect_test_harness(server_startup_timeout=120):
-        batch = flow_module.batch_task
-        flow_module.batch_task = batch.with_options(retries=0)
-        try:
-            with pytest.raises(RuntimeError, match=r"launch: the tick failed \(batch 1: "):
-                flow_module.tick_flow(
-                    campaign="launch", now=T0.isoformat(), batch_size=10, ctx=world.ctx
-                )
-        finally:
-            flow_module.batch_task = batch
+    with (
+        prefect_test_harness(server_startup_timeout=120),
+        pytest.raises(
+            RuntimeError,
+            match=r"launch: the tick failed \(RuntimeError: the push service is unreachable\)",
+        ),
+    ):
+        flow_module.run_tick(campaign="launch", now=T0.isoformat(), batch_size=10, ctx=world.ctx)
     outcomes_ = Counter(s.outcome for s in world.sends().values())
-    # batch 1 failed and waits for the grace; batch 2, claimed meanwhile, was sent and
-    # recorded; nothing more was claimed
-    assert outcomes_ == {"claimed": 10, "delivered": 10}
-    assert len(receiver.received()) == 10
+    # batch 1 failed and waits for the claim grace; the batches claimed while it was on the
+    # wire were sent and recorded; nothing more was claimed after the failure
+    assert outcomes_["claimed"] == 10
+    assert set(outcomes_) <= {"claimed", "delivered"}
+    assert outcomes_["delivered"] == len(receiver.received()) < 25

@@ -622,3 +622,38 @@ def test_sub_campaigns_take_their_members_in_file_order_across_a_trigger(
         "gus": "first",
     }
     ctx.engine.dispose()
+
+
+def test_a_ticks_log_line_counts_what_it_did(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    from orchestrator.ticking import tick_lines
+
+    ctx, _, _ = world
+    lines = []
+    for moment in (T0, T0 + timedelta(days=1, hours=1), T0 + timedelta(days=3)):
+        line, warnings = tick_lines(tick(ctx, now=moment).campaigns[0], now=moment)
+        assert warnings == []
+        lines.append(line)
+    assert lines[0] == (
+        "launch at 2026-01-05 09:00 UTC: enrolled 2; advanced 2; sent 2 (delivered 2); "
+        "converted 0, no convert 0"
+    )
+    assert "sent 2 (delivered 2); converted 0, no convert 2" in lines[1]
+    assert lines[2].endswith("no convert 2; exits 2 (completed 2)")
+    assert not any(sid in "".join(lines) for sid in ("ann", "bob"))  # counts only
+
+
+def test_a_ticks_log_warns_of_sends_it_could_not_make(
+    world: tuple[Context, RecordingDelivery, Path],
+) -> None:
+    from orchestrator.ticking import tick_lines
+
+    ctx, _, graphs = world
+    text = (graphs / "launch.yaml").read_text()
+    (graphs / "launch.yaml").write_text(text.replace("attributes.name", "attributes.nickname"))
+    _, warnings = tick_lines(tick(ctx, now=T0).campaigns[0], now=T0)
+    assert warnings == [
+        "launch: 2 sends skipped or refused for good (template error 2); their journeys "
+        "took the no-convert edge"
+    ]
