@@ -71,7 +71,7 @@ def test_tick_flow_sends_in_batches_and_publishes_the_flowchart_and_funnel(
     nodes = {n: texts for picture in pictures.values() for n, texts in picture.items()}
     assert set(nodes) == {"hello", "again", "thanks", "nudge"}
     assert "sent 25" in nodes["hello"]
-    assert "<details><summary>Mermaid source</summary>" in chart and "```mermaid" in chart
+    assert "<details><summary>Mermaid source</summary><pre><code>flowchart TB" in chart
     table = stored[artifact_key("launch", "funnel")]
     rows = json.loads(table) if isinstance(table, str) else table
     hello = next(r for r in rows if r["node"] == "hello")

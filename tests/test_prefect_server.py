@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +31,17 @@ def _port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("prefect-home")
+@contextmanager
+def prefect_server(home: Path, *, ui: bool = False) -> Iterator[str]:
+    """`prefect server start` on a free loopback port (with its UI, if asked); its API URL."""
     port = _port()
+    api = f"http://127.0.0.1:{port}/api"
     env = {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "false",
+        "PREFECT_UI_ENABLED": "true" if ui else "false",
+        "PREFECT_UI_API_URL": api,
     }
     env.pop("PREFECT_API_URL", None)
     proc = subprocess.Popen(
@@ -55,7 +58,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    api = f"http://127.0.0.1:{port}/api"
     try:
         for _ in range(240):
             try:
@@ -73,6 +75,12 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             proc.wait(timeout=30)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as api:
+        yield api
 
 
 def test_campaign_deploy_registers_a_scheduled_deployment_per_campaign(
@@ -164,6 +172,20 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=30)
 
 
+def _events(api: httpx.Client, name: str, *, seconds: float = 60) -> list[dict[str, Any]]:
+    """The server's events named `name` (the event pipeline stores them a moment after
+    they arrive, so it is read until one is there)."""
+    found: list[dict[str, Any]] = []
+    for _ in range(int(seconds * 2)):
+        answer = api.post("/events/filter", json={"filter": {"event": {"name": [name]}}})
+        assert answer.status_code == 200, answer.text[:1000]
+        found = list(answer.json()["events"])
+        if found:
+            break
+        time.sleep(0.5)
+    return found
+
+
 def _wait_for(api: httpx.Client, run_id: str, log: Path, *, seconds: float = 180) -> None:
     state: dict[str, object] = {}
     for _ in range(int(seconds * 2)):
@@ -222,8 +244,27 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
     titles = sorted(json.loads(m.payload)["title"] for m in messages)
     assert titles == sorted(f"Hi P{i}" for i in range(30))
 
+    # the tick runs in the flow itself: no task run per batch
     tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
-    assert "launch batch 1" in {t["name"] for t in tasks}
+    assert tasks == []
+    # the run's log says what the tick did, in one line
+    messages_logged = [
+        entry["message"]
+        for entry in api.post(
+            "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}
+        ).json()
+    ]
+    assert (
+        "launch at 2026-01-05 09:00 UTC: enrolled 30; advanced 30; sent 30 (delivered 30); "
+        "converted 0, no convert 0"
+    ) in messages_logged, messages_logged
+    # and its events reached the server, for automations
+    events = _events(api, "campaign.tick.completed")
+    assert events and events[-1]["resource"]["prefect.resource.id"] == (
+        "campaign-flow.campaign.launch"
+    )
+    assert events[-1]["payload"]["sends"] == 30
+    assert events[-1]["payload"]["outcomes"] == {"delivered": 30}
     found = api.post(
         "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
     ).json()
@@ -430,3 +471,127 @@ def test_two_workers_ticking_one_campaign_at_once_on_postgresql_send_each_step_o
         rows = json.loads(tick["data"]) if isinstance(tick["data"], str) else tick["data"]
         shares.append(int(rows[0]["sends"]))
     assert len(shares) == 2 and sum(shares) == people and min(shares) > 0, shares
+
+
+# ---------------------------------------------------------------- the artifact in the Prefect UI
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def test_the_prefect_ui_shows_the_flowchart_artifact_as_a_picture(tmp_path: Path) -> None:
+    """A tick against a real server with its UI; the artifact's page, opened in headless
+    Chromium, displays each sub-campaign's picture (natural width > 0) and keeps the
+    mermaid source in a collapsed block. With CAMPAIGN_SCREENSHOTS=DIR the page is also
+    saved there (docs/img/prefect-flowchart-artifact.png is made so)."""
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing (CI installs it: apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    from playwright.sync_api import sync_playwright
+
+    with Receiver() as receiver, prefect_server(tmp_path / "home", ui=True) as api_url:
+        env = _environment(
+            tmp_path, api_url, receiver, db=f"sqlite:///{tmp_path / 'c.db'}", people=30
+        )
+        env["CAMPAIGN_PUBLIC_URL"] = "https://campaigns.example.com"
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                "from flows.tick import run_tick; "
+                f"print(run_tick(campaign='launch', now='{T0}')['sends'])",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0 and done.stdout.strip().endswith("30"), done.stderr[-3000:]
+        api = httpx.Client(base_url=api_url, timeout=30)
+        (artifact,) = [
+            a
+            for a in api.post("/artifacts/filter", json={}).json()
+            if a.get("key") == "launch-flowchart"
+        ]
+        assert "https://campaigns.example.com/campaigns/launch" in artifact["data"]
+        ui = api_url.removesuffix("/api")
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+            try:
+                page = browser.new_page(viewport={"width": 1280, "height": 1400})
+                page.goto(f"{ui}/artifacts/artifact/{artifact['id']}", wait_until="networkidle")
+                pictures = page.locator('img[src^="data:image/svg+xml"]')
+                pictures.first.wait_for(timeout=60_000)
+                widths = pictures.evaluate_all("(images) => images.map(i => i.naturalWidth)")
+                assert len(widths) == 2 and all(w > 0 for w in widths), widths
+                assert page.locator("details summary", has_text="Mermaid source").count() == 1
+                assert not page.locator("details").first.evaluate("(d) => d.open")
+                assert not page.get_by_text("flowchart TB").first.is_visible()  # collapsed
+                folder = os.environ.get("CAMPAIGN_SCREENSHOTS")
+                shot = Path(folder) if folder else tmp_path
+                shot.mkdir(parents=True, exist_ok=True)
+                page.screenshot(path=str(shot / "prefect-flowchart-artifact.png"), full_page=False)
+            finally:
+                browser.close()
+
+
+def test_the_shipped_automation_is_accepted_by_a_real_server(server: str, tmp_path: Path) -> None:
+    import uuid
+
+    source = (ROOT / "docs" / "automations" / "failure-rate.yaml").read_text()
+    assert "YOUR-NOTIFICATION-BLOCK-ID" in source
+    path = tmp_path / "automation.yaml"
+    path.write_text(source.replace("YOUR-NOTIFICATION-BLOCK-ID", str(uuid.uuid4())))
+    env = {**os.environ, "PREFECT_API_URL": server}
+    done = subprocess.run(
+        [_bin("prefect"), "automation", "create", "--from-file", str(path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    found = httpx.post(f"{server}/automations/filter", json={}, timeout=30).json()
+    (automation,) = [a for a in found if a["name"] == "campaign failure rate over 5 %"]
+    assert automation["trigger"]["expect"] == ["campaign.failure-rate.high"]
+    assert automation["actions"][0]["type"] == "send-notification"
+
+
+def test_a_tick_whose_push_service_refuses_raises_the_events_to_alert_on(
+    server: str, tmp_path: Path
+) -> None:
+    with Receiver() as receiver:
+        env = _environment(
+            tmp_path, server, receiver, db=f"sqlite:///{tmp_path / 'c.db'}", people=30
+        )
+        receiver.fault(status=403)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"from flows.tick import run_tick; print(run_tick(campaign='launch', now='{T0}'))",
+            ],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    assert done.returncode == 0, done.stderr[-3000:]
+    api = httpx.Client(base_url=server, timeout=30)
+    (high,) = _events(api, "campaign.failure-rate.high")
+    assert high["resource"]["prefect.resource.id"] == "campaign-flow.campaign.launch"
+    assert high["payload"]["sends"] == 30 and high["payload"]["rate"] == 1.0
+    (refusing,) = _events(api, "campaign.push-origin.refusing")
+    assert refusing["payload"]["origin"] == receiver.origin
+    assert refusing["payload"]["refused"] == 30
+    assert refusing["resource"]["campaign-flow.push-origin"] == receiver.origin

@@ -32,10 +32,8 @@ def flowchart_markdown(
     picture per sub-campaign, then the mermaid source, collapsed."""
     lines = [f"# {_text(campaign.title)}", ""]
     summary = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(exits.items()))
-    lines.append(f"**Exits:** {summary or 'none yet'}")
-    if dashboard_url:
-        lines.append(f" · [Open in the campaign dashboard]({dashboard_url})")
-    lines.append("")
+    link = f" · [Open in the campaign dashboard]({dashboard_url})" if dashboard_url else ""
+    lines += [f"**Exits:** {summary or 'none yet'}{link}", ""]
     for name, sub in campaign.subcampaigns.items():
         one = campaign.model_copy(update={"subcampaigns": {name: sub}})
         keys = {*sub.nodes, end_key(name)}
@@ -54,14 +52,11 @@ def flowchart_markdown(
         lines.append("")
     mermaid = to_mermaid(campaign, counts=counts).rstrip()
     if len(mermaid.encode()) <= MAX_MERMAID_BYTES:
+        # one HTML block (no blank line inside), so the source stays inside the collapsed
+        # block: the UI renders markdown between HTML tags as separate blocks
+        source = escape("\n".join(line for line in mermaid.splitlines() if line.strip()))
         lines += [
-            "<details><summary>Mermaid source</summary>",
-            "",
-            "```mermaid",
-            mermaid,
-            "```",
-            "",
-            "</details>",
+            f"<details><summary>Mermaid source</summary><pre><code>{source}</code></pre></details>",
             "",
         ]
     return "\n".join(lines)
