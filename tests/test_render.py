@@ -648,3 +648,49 @@ def test_a_notifications_bar_shows_the_shares_that_converted_and_did_not() -> No
     ]
     assert "in window" in "".join(root.itertext())
     assert "in window" not in render.to_svg(loaded.campaign)  # no counts, no bars
+
+
+def test_the_flowchart_artifact_is_a_picture_per_sub_campaign_within_bounds() -> None:
+    import base64
+
+    from orchestrator.render import artifact
+
+    loaded = loader.load(ROOT / "campaign_graphs" / "cloud-storage-launch.yaml")
+    assert loaded.campaign is not None
+    campaign = loaded.campaign
+    counts = {n: {"sent": 100, "converted": 10, "no_convert": 50} for n in campaign.all_nodes()}
+    text = artifact.flowchart_markdown(
+        campaign, counts=counts, exits={"completed": 3}, dashboard_url="https://x.example/c"
+    )
+    pictures = re.findall(r"!\[([^\]]*) flowchart\]\(data:image/svg\+xml;base64,([^)]+)\)", text)
+    assert [name for name, _ in pictures] == list(campaign.subcampaigns)
+    for _, data in pictures:
+        svg = base64.b64decode(data)
+        assert len(svg) < artifact.MAX_PICTURE_BYTES
+        width = float(re.search(rb'width="([\d.]+)"', svg).group(1))  # type: ignore[union-attr]
+        assert width < 1100  # readable at the Prefect UI's width, not shrunk
+    assert "**Exits:** completed 3 · [Open in the campaign dashboard](https://x.example/c)" in text
+    assert "{{" not in text.split("<details>")[0]
+    assert len(text) < 200_000
+
+
+def test_a_picture_too_large_for_an_artifact_is_named_not_embedded(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from orchestrator.render import artifact
+
+    loaded = loader.load(ROOT / "campaign_graphs" / "cart-recovery.yaml")
+    assert loaded.campaign is not None
+    monkeypatch.setattr(artifact, "MAX_PICTURE_BYTES", 1000)
+    monkeypatch.setattr(artifact, "MAX_MERMAID_BYTES", 100)
+    text = artifact.flowchart_markdown(loaded.campaign, counts={}, exits={})
+    assert "data:image" not in text and "more than an artifact holds" in text
+    assert "<details>" not in text
+
+
+def test_markdown_in_a_campaign_title_stays_text() -> None:
+    from orchestrator.render.artifact import _text
+
+    assert _text("*Big* [sale](http://x) <b>now</b> #1") == (
+        "\\*Big\\* \\[sale\\](http://x) &lt;b&gt;now&lt;/b&gt; \\#1"
+    )
