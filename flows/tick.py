@@ -1,17 +1,17 @@
 """The tick flow: one campaign, one pass — retries, enrolment, then due journeys in batches.
 
-Thin over `orchestrator.ticking`: each batch is a Prefect task run named after
-the campaign and batch number (never one run per subscriber). A retried batch
-is safe: the sends ledger is unique per (journey, step), so a step claimed once
-is never sent twice. Every run publishes artifacts with stable keys per
-campaign: the flowchart as pictures with live counts (`render.artifact`), the
-funnel as a table, and a progress bar while batches run.
+Thin over `orchestrator.ticking`: the flow runs the same pipeline as `campaign tick`
+(each batch claimed and committed before it is sent, while the previous one is on
+the wire), with no task run per batch and never one run per subscriber. Every run
+logs one line of what it did (and warnings), emits Prefect events for automations,
+and keeps artifacts with stable keys per campaign: the flowchart as pictures with
+live counts (`render.artifact`), the funnel as a table, a progress bar while a
+large tick runs, and what the tick did.
 
-A batch task that fails (after its retries), or a claim that raises, stops the
-claims; the batch already on the wire is still recorded and the artifacts are
-published, then the flow run fails naming the campaign and the cause. Each
-campaign is its own flow run (its own deployment), so another campaign's runs
-are not affected.
+If delivering a batch fails as a whole, nothing more is claimed, the batches on the
+wire are recorded, the artifacts and events are written, then the flow run fails
+naming the campaign and the cause. Each campaign is its own flow run (its own
+deployment), so another campaign's runs are not affected.
 """
 
 from __future__ import annotations
