@@ -194,6 +194,18 @@ def flowchart_pictures(markdown: str) -> dict[str, dict[str, list[str]]]:
     return out
 
 
+# ------------------------------------------------------------------ a real browser
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's; playwright drives it (no browser download here)
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
 # ------------------------------------------------------------------ a world for subprocesses
 
 

@@ -24,19 +24,11 @@ from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
 from orchestrator.service import open_context, status
 from orchestrator.ticking import tick
-from tests.conftest import p256dh_key
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, p256dh_key
 
 pytestmark = pytest.mark.slow
-CHROMIUM = "/usr/bin/chromium"
 PASSWORD = "browser test password"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+ARGS = CHROMIUM_ARGS
 CAMPAIGN = """
 campaign: launch
 title: Product launch

@@ -19,7 +19,14 @@ import httpx
 import pytest
 
 from orchestrator.push.receiver import Receiver
-from tests.conftest import assert_no_secret, campaign_world, flowchart_pictures, secret_forms
+from tests.conftest import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    assert_no_secret,
+    campaign_world,
+    flowchart_pictures,
+    secret_forms,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -474,16 +481,6 @@ def test_two_workers_ticking_one_campaign_at_once_on_postgresql_send_each_step_o
 
 
 # ---------------------------------------------------------------- the artifact in the Prefect UI
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def test_the_prefect_ui_shows_the_flowchart_artifact_as_a_picture(tmp_path: Path) -> None:
