@@ -179,6 +179,26 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait(timeout=30)
 
 
+def _tick_in_a_process(env: dict[str, str]) -> dict[str, Any]:
+    """One run of the tick flow for `launch` at T0, in its own process with `env` (its
+    PREFECT_API_URL the server's); the flow's summary."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import json; from flows.tick import run_tick; "
+            f"print(json.dumps(run_tick(campaign='launch', now='{T0}')))",
+        ],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+
 def _events(api: httpx.Client, name: str, *, seconds: float = 60) -> list[dict[str, Any]]:
     """The server's events named `name` (the event pipeline stores them a moment after
     they arrive, so it is read until one is there)."""
@@ -499,20 +519,7 @@ def test_the_prefect_ui_shows_the_flowchart_artifact_as_a_picture(tmp_path: Path
             tmp_path, api_url, receiver, db=f"sqlite:///{tmp_path / 'c.db'}", people=30
         )
         env["CAMPAIGN_PUBLIC_URL"] = "https://campaigns.example.com"
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                "from flows.tick import run_tick; "
-                f"print(run_tick(campaign='launch', now='{T0}')['sends'])",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        assert done.returncode == 0 and done.stdout.strip().endswith("30"), done.stderr[-3000:]
+        assert _tick_in_a_process(env)["sends"] == 30
         api = httpx.Client(base_url=api_url, timeout=30)
         (artifact,) = [
             a
@@ -571,19 +578,7 @@ def test_a_tick_whose_push_service_refuses_raises_the_events_to_alert_on(
             tmp_path, server, receiver, db=f"sqlite:///{tmp_path / 'c.db'}", people=30
         )
         receiver.fault(status=403)
-        done = subprocess.run(
-            [
-                sys.executable,
-                "-c",
-                f"from flows.tick import run_tick; print(run_tick(campaign='launch', now='{T0}'))",
-            ],
-            env=env,
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-    assert done.returncode == 0, done.stderr[-3000:]
+        _tick_in_a_process(env)
     api = httpx.Client(base_url=server, timeout=30)
     (high,) = _events(api, "campaign.failure-rate.high")
     assert high["resource"]["prefect.resource.id"] == "campaign-flow.campaign.launch"
