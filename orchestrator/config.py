@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from dotenv import dotenv_values
 
@@ -34,6 +35,13 @@ class Config:
     dashboard_password: str | None = None
     # processes that encrypt and send large batches (None: one per core beyond the tick's, ≤ 4)
     delivery_processes: int | None = None
+    # the Prefect server the dashboard links to (its API, read for deployment and run ids,
+    # and its UI); the UI's address defaults to the API's without its `/api`
+    prefect_api_url: str | None = None
+    prefect_ui_url: str | None = None
+    # credentials for that API: a Prefect Cloud key, or a self-hosted server's "user:password"
+    prefect_api_key: str | None = None
+    prefect_api_auth_string: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -73,7 +81,24 @@ def load_config(env: dict[str, str] | None = None, *, dotenv: Path | None = Path
         delivery_processes=_count(
             "CAMPAIGN_DELIVERY_PROCESSES", get("CAMPAIGN_DELIVERY_PROCESSES")
         ),
+        prefect_api_url=_web_address("PREFECT_API_URL", get("PREFECT_API_URL")),
+        prefect_ui_url=_web_address("PREFECT_UI_URL", get("PREFECT_UI_URL")),
+        prefect_api_key=get("PREFECT_API_KEY"),
+        prefect_api_auth_string=get("PREFECT_API_AUTH_STRING"),
     )
+
+
+def _web_address(name: str, value: str | None) -> str | None:
+    """An http(s) address with a host, without its trailing slash; None when not set."""
+    if value is None:
+        return None
+    parts = urlsplit(value.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+        raise ConfigurationError(
+            f"{name}={value!r}: expected an http:// or https:// address with a host "
+            "and no query (e.g. http://127.0.0.1:4200/api)"
+        )
+    return value.strip().rstrip("/")
 
 
 def _count(name: str, value: str | None) -> int | None:

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -132,16 +133,62 @@ def test_campaign_deploy_registers_a_scheduled_deployment_per_campaign(
 T0 = "2026-01-05T09:00:00+00:00"
 
 
+class _Patient(httpx.HTTPTransport):
+    """Tries a request again while Prefect's server answers 502/503 (busy: it runs on
+    SQLite, sharing two cores with workers and the tick), as Prefect's own client does."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        for attempt in range(6):
+            answer = super().handle_request(request)
+            if answer.status_code not in (502, 503):
+                break
+            answer.close()
+            time.sleep(1 + attempt)
+        return answer
+
+
+def _api(base: str) -> httpx.Client:
+    """A client of the Prefect server under test (`_Patient` with a busy server)."""
+    return httpx.Client(base_url=base, timeout=30, transport=_Patient())
+
+
 def _created(api: httpx.Client, path: str, body: dict[str, object]) -> dict[str, Any]:
-    """POST that must create something; a busy server's 5xx is tried again (the server
-    under test is Prefect's, on SQLite, sharing two cores with workers and the tick)."""
-    for attempt in range(5):
-        answer = api.post(path, json=body)
-        if answer.status_code < 500:
-            break
-        time.sleep(1 + attempt)
+    """POST that must create something."""
+    answer = api.post(path, json=body)
     assert answer.status_code < 300, (path, answer.status_code, answer.text[:1000])
     return dict(answer.json())
+
+
+def _logged(api: httpx.Client, run_id: str, line: str, *, seconds: float = 60) -> list[str]:
+    """The run's log messages once `line` is among them, or after `seconds`: the flow's
+    process ships its logs in the background, so they may land after the run's final state."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = api.post("/logs/filter", json={"logs": {"flow_run_id": {"any_": [run_id]}}})
+        messages = [entry["message"] for entry in found.json()]
+        if line in messages or time.monotonic() > deadline:
+            return messages
+        time.sleep(0.5)
+
+
+def _dashboard_page(env: dict[str, str], path: str) -> str:
+    """A dashboard page, as a logged-in author sees it, served over the project in `env`."""
+    from fastapi.testclient import TestClient
+
+    from orchestrator.config import load_config
+    from orchestrator.service import open_context
+    from orchestrator.web import create_app
+
+    config = replace(load_config(env, dotenv=None), dashboard_password="a long enough password")
+    ctx = open_context(config)
+    try:
+        with TestClient(create_app(ctx), base_url="https://testserver") as client:
+            client.post("/login", data={"password": "a long enough password", "next": "/"})
+            answer = client.get(path)
+            assert answer.status_code == 200, answer.text[:2000]
+            return answer.text
+    finally:
+        ctx.engine.dispose()
 
 
 def _bin(name: str) -> str:
@@ -246,7 +293,7 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
     )
     assert done.returncode == 0, done.stderr[-2000:]
     deployment_id = json.loads(done.stdout)["deployments"]["tick-launch"]
-    api = httpx.Client(base_url=server, timeout=30)
+    api = _api(server)
     # The cron would start runs on the wall clock; this test drives the clock itself.
     assert api.post(f"/deployments/{deployment_id}/pause_deployment").status_code < 300
     run = api.post(
@@ -275,16 +322,12 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
     tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
     assert tasks == []
     # the run's log says what the tick did, in one line
-    messages_logged = [
-        entry["message"]
-        for entry in api.post(
-            "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}
-        ).json()
-    ]
-    assert (
+    line = (
         "launch at 2026-01-05 09:00 UTC: enrolled 30; advanced 30; sent 30 (delivered 30); "
         "converted 0, no convert 0"
-    ) in messages_logged, messages_logged
+    )
+    messages_logged = _logged(api, run["id"], line)
+    assert line in messages_logged, messages_logged
     # and its events reached the server, for automations
     events = _events(api, "campaign.tick.completed")
     assert events and events[-1]["resource"]["prefect.resource.id"] == (
@@ -303,6 +346,13 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
     hello = next(r for r in rows if r["node"] == "hello")
     assert (hello["entered"], hello["sent"], hello["delivered"]) == (30, 30, 30)
     assert by_key["launch-progress"]["data"] == 100.0
+
+    # the dashboard's campaign page links the deployment and this run in the Prefect UI
+    ui = server.removesuffix("/api")
+    page = _dashboard_page(env, "/campaigns/launch")
+    assert f'href="{ui}/deployments/deployment/{deployment_id}"' in page
+    assert f'href="{ui}/runs/flow-run/{run["id"]}"' in page
+    assert "Completed" in page
 
     # Secrets: none in the worker's output, the run's logs, its artifacts, its state
     # messages, or the database (file and write-ahead log).
@@ -340,7 +390,7 @@ def test_prefect_yaml_deploys_the_same_deployments_with_prefect_deploy(server: s
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     found = {
         d["name"]: d
-        for d in httpx.post(f"{server}/deployments/filter", json={}, timeout=30).json()
+        for d in _api(server).post("/deployments/filter", json={}).json()
         if d["work_pool_name"] == "campaign-flow"
     }
     assert set(found) == {f"tick-{p.stem}" for p in (ROOT / "campaign_graphs").glob("*.yaml")}
@@ -358,7 +408,7 @@ def test_campaign_deploy_serve_runs_the_deployment_in_process(
     project: tuple[dict[str, str], Receiver], server: str
 ) -> None:
     env, receiver = project
-    api = httpx.Client(base_url=server, timeout=30)
+    api = _api(server)
     log = Path(env["CAMPAIGN_GRAPHS"]).parent / "serve.log"
     with log.open("wb") as out:
         served = subprocess.Popen(
@@ -372,15 +422,18 @@ def test_campaign_deploy_serve_runs_the_deployment_in_process(
         deployment: dict[str, object] = {}
         for _ in range(240):
             if "prefect deployment run" in log.read_text():  # printed once it is serving
-                deployment = api.get("/deployments/name/campaign-tick/tick-launch").json()
-                break
+                found = api.get("/deployments/name/campaign-tick/tick-launch")
+                if found.status_code == 200:
+                    deployment = found.json()
+                    break
             assert served.poll() is None, log.read_text()[-3000:]
             time.sleep(0.5)
         assert deployment, log.read_text()[-3000:]
-        run = api.post(
+        created = api.post(
             f"/deployments/{deployment['id']}/create_flow_run", json={"parameters": {"now": T0}}
-        ).json()
-        _wait_for(api, run["id"], log)
+        )
+        assert created.status_code == 201, f"{created.status_code} {created.text[:2000]}"
+        _wait_for(api, created.json()["id"], log)
     finally:
         _stop(served)
     assert len(receiver.received()) == 30
@@ -399,7 +452,7 @@ def test_two_workers_ticking_one_campaign_at_once_on_postgresql_send_each_step_o
     people, pool = 1500, "campaign-scale-pool"
     with Receiver(latency_ms=40) as receiver:
         env = _environment(tmp_path, server, receiver, db=pg_url, people=people)
-        api = httpx.Client(base_url=server, timeout=30)
+        api = _api(server)
         created = subprocess.run(
             [_bin("prefect"), "work-pool", "create", pool, "--type", "process", "--overwrite"],
             env=env,
@@ -520,7 +573,7 @@ def test_the_prefect_ui_shows_the_flowchart_artifact_as_a_picture(tmp_path: Path
         )
         env["CAMPAIGN_PUBLIC_URL"] = "https://campaigns.example.com"
         assert _tick_in_a_process(env)["sends"] == 30
-        api = httpx.Client(base_url=api_url, timeout=30)
+        api = _api(api_url)
         (artifact,) = [
             a
             for a in api.post("/artifacts/filter", json={}).json()
@@ -564,7 +617,7 @@ def test_the_shipped_automation_is_accepted_by_a_real_server(server: str, tmp_pa
         timeout=120,
     )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    found = httpx.post(f"{server}/automations/filter", json={}, timeout=30).json()
+    found = _api(server).post("/automations/filter", json={}).json()
     (automation,) = [a for a in found if a["name"] == "campaign failure rate over 5 %"]
     assert automation["trigger"]["expect"] == ["campaign.failure-rate.high"]
     assert automation["actions"][0]["type"] == "send-notification"
@@ -579,7 +632,7 @@ def test_a_tick_whose_push_service_refuses_raises_the_events_to_alert_on(
         )
         receiver.fault(status=403)
         _tick_in_a_process(env)
-    api = httpx.Client(base_url=server, timeout=30)
+    api = _api(server)
     (high,) = _events(api, "campaign.failure-rate.high")
     assert high["resource"]["prefect.resource.id"] == "campaign-flow.campaign.launch"
     assert high["payload"]["sends"] == 30 and high["payload"]["rate"] == 1.0

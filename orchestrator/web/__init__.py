@@ -20,7 +20,7 @@ from sqlalchemy.exc import OperationalError
 from orchestrator.records import RecordError
 from orchestrator.service import Context, open_context
 from orchestrator.visitors import Conflict, Refused
-from orchestrator.web import api, dashboard, guard, site
+from orchestrator.web import api, dashboard, guard, prefect_ui, site
 from orchestrator.web.common import STATE_KEY, WRITERS_KEY, Writers, make_writers
 from orchestrator.web.throttle import Throttle
 from orchestrator.web.writer import StoreRefused, StoreUnavailable
@@ -50,6 +50,7 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     setattr(app.state, STATE_KEY, ctx)
     setattr(app.state, WRITERS_KEY, make_writers(ctx))
     setattr(app.state, dashboard.THROTTLE_KEY, Throttle())
+    setattr(app.state, dashboard.PREFECT_KEY, prefect_ui.PrefectDirectory(ctx.config))
     app.add_middleware(guard.Guard)
 
     @app.exception_handler(RecordError)

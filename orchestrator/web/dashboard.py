@@ -29,9 +29,11 @@ from orchestrator.web.common import (
     session_valid,
     templates,
 )
+from orchestrator.web.prefect_ui import PrefectDirectory
 from orchestrator.web.throttle import Throttle
 
 THROTTLE_KEY = "campaign_login_throttle"
+PREFECT_KEY = "campaign_prefect_directory"
 
 router = APIRouter(include_in_schema=False)
 
@@ -212,8 +214,10 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
         "rate": converted / sent if sent else None,
     }
     days = [d for d, _, _ in detail.daily]
+    directory: PrefectDirectory = getattr(request.app.state, PREFECT_KEY)
     html = templates.get_template("campaign.html").render(
         c=campaign,
+        prefect=directory.links(campaign.campaign),
         totals=totals,
         svg=to_svg(campaign, counts=drawing_counts(ctx, campaign)),
         nodes=detail.nodes,
