@@ -6,12 +6,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
+from flows.local_server import local_prefect_server
 from orchestrator.push.receiver import Receiver
 from tests.conftest import (
     CHROMIUM,
@@ -33,61 +32,9 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@contextmanager
-def prefect_server(home: Path, *, ui: bool = False) -> Iterator[str]:
-    """`prefect server start` on a free loopback port (with its UI, if asked); its API URL."""
-    port = _port()
-    api = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(home),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_UI_ENABLED": "true" if ui else "false",
-        "PREFECT_UI_API_URL": api,
-    }
-    env.pop("PREFECT_API_URL", None)
-    proc = subprocess.Popen(
-        [
-            str(Path(sys.executable).parent / "prefect"),
-            "server",
-            "start",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(240):
-            try:
-                if httpx.get(f"{api}/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        else:
-            pytest.fail("prefect server did not start within 120 s")
-        yield api
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with prefect_server(tmp_path_factory.mktemp("prefect-home")) as api:
+    with local_prefect_server(tmp_path_factory.mktemp("prefect-home")) as api:
         yield api
 
 
@@ -560,14 +507,14 @@ def test_the_prefect_ui_shows_the_flowchart_artifact_as_a_picture(tmp_path: Path
     """A tick against a real server with its UI; the artifact's page, opened in headless
     Chromium, displays each sub-campaign's picture (natural width > 0) and keeps the
     mermaid source in a collapsed block. With CAMPAIGN_SCREENSHOTS=DIR the page is also
-    saved there (docs/img/prefect-flowchart-artifact.png is made so)."""
+    saved there."""
     if not Path(CHROMIUM).exists():
         if os.environ.get("CI"):
             pytest.fail(f"{CHROMIUM} is missing (CI installs it: apt-get install -y chromium)")
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
-    with Receiver() as receiver, prefect_server(tmp_path / "home", ui=True) as api_url:
+    with Receiver() as receiver, local_prefect_server(tmp_path / "home", ui=True) as api_url:
         env = _environment(
             tmp_path, api_url, receiver, db=f"sqlite:///{tmp_path / 'c.db'}", people=30
         )
