@@ -255,8 +255,15 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+    line = (
+        "launch at 2026-01-05 09:00 UTC: enrolled 30; advanced 30; sent 30 (delivered 30); "
+        "converted 0, no convert 0"
+    )
     try:
         _wait_for(api, run["id"], log)
+        # the flow's process ships its logs after the run's final state: stopping the worker
+        # before then would stop that process with them
+        messages_logged = _logged(api, run["id"], line)
     finally:
         _stop(worker)
 
@@ -269,11 +276,6 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
     tasks = api.post("/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}).json()
     assert tasks == []
     # the run's log says what the tick did, in one line
-    line = (
-        "launch at 2026-01-05 09:00 UTC: enrolled 30; advanced 30; sent 30 (delivered 30); "
-        "converted 0, no convert 0"
-    )
-    messages_logged = _logged(api, run["id"], line)
     assert line in messages_logged, messages_logged
     # and its events reached the server, for automations
     events = _events(api, "campaign.tick.completed")
