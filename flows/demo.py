@@ -21,9 +21,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.tick import publish
-from orchestrator import loader
 from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest
+from orchestrator.language import loader
+from orchestrator.language.spec import Campaign
 from orchestrator.population import synthesize
 from orchestrator.push.receiver import Receiver
 from orchestrator.push.setup import WebPushDelivery
@@ -39,7 +40,6 @@ from orchestrator.service import (
     status,
 )
 from orchestrator.simulate import NextMoment, _conversions
-from orchestrator.spec import Campaign
 from orchestrator.store import repo
 from orchestrator.ticking import tick_campaign, tick_lines
 

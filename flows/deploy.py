@@ -18,7 +18,7 @@ from prefect.deployments.runner import RunnerDeployment
 from prefect.types.entrypoint import EntrypointType
 
 from flows.tick import tick_flow
-from orchestrator import loader
+from orchestrator.language import loader
 
 
 def deployments(

@@ -20,7 +20,7 @@ from datetime import datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
-from orchestrator.spec import (
+from orchestrator.language.spec import (
     END,
     AnyNode,
     BranchNode,

@@ -22,8 +22,8 @@ from sqlmodel import Session, col
 
 from orchestrator import engine, journeys
 from orchestrator.engine import Action, Past
+from orchestrator.language.spec import Campaign
 from orchestrator.service import Context
-from orchestrator.spec import Campaign
 from orchestrator.store import repo, segments
 from orchestrator.store.models import (
     EnrolMark,

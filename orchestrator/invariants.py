@@ -20,7 +20,7 @@ from typing import Any
 
 from orchestrator import engine
 from orchestrator.engine import Action, edge_targets
-from orchestrator.spec import END, Campaign, WaitNode
+from orchestrator.language.spec import END, Campaign, WaitNode
 
 
 def journey_problems(

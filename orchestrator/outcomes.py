@@ -34,8 +34,8 @@ from sqlmodel import Session
 from orchestrator import engine, journeys
 from orchestrator.delivery import SendOutcome, SendRequest, Target, describe
 from orchestrator.engine import Action
+from orchestrator.language.spec import NotificationNode
 from orchestrator.service import Context
-from orchestrator.spec import NotificationNode
 from orchestrator.store import repo
 from orchestrator.store.models import Journey, Send
 

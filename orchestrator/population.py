@@ -16,7 +16,7 @@ import re
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.spec import (
+from orchestrator.language.spec import (
     AllRule,
     AnyRule,
     AnyRuleModel,

@@ -24,8 +24,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from orchestrator import urls
-from orchestrator.spec import check_timezone_name
+from orchestrator.language import urls
+from orchestrator.language.spec import check_timezone_name
 
 SUBSCRIBER_ID_RE = re.compile(r"\A[A-Za-z0-9_.@:+-]{1,128}\Z")
 EVENT_NAME_RE = re.compile(r"\A[A-Za-z_][A-Za-z0-9_.:-]{0,63}\Z")

@@ -13,10 +13,12 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlmodel import Session
 
-from orchestrator import loader, tokens
+from orchestrator import tokens
 from orchestrator.config import Config, load_config
 from orchestrator.delivery import Delivery
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
+from orchestrator.language import loader
+from orchestrator.language.spec import Campaign
 from orchestrator.records import (
     EventRecord,
     RecordError,
@@ -24,7 +26,6 @@ from orchestrator.records import (
     loads,
     parse_subscriber,
 )
-from orchestrator.spec import Campaign
 from orchestrator.store import db, migrate, repo
 
 AuditSink = Callable[[list[dict[str, Any]]], None]

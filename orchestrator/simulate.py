@@ -24,10 +24,11 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from orchestrator import loader
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.errors import CampaignError
+from orchestrator.language import loader
+from orchestrator.language.spec import Campaign, NotificationNode
 from orchestrator.population import synthesize
 from orchestrator.records import (
     EventRecord,
@@ -36,7 +37,6 @@ from orchestrator.records import (
     parse_subscriber,
 )
 from orchestrator.service import CampaignLoad, load_current, open_context, read_jsonl, status
-from orchestrator.spec import Campaign, NotificationNode
 from orchestrator.store import repo
 from orchestrator.store.models import Journey
 from orchestrator.ticking import tick_campaign

@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator import loader
 from orchestrator.errors import CampaignError
 from orchestrator.invariants import TraceChecker
+from orchestrator.language import loader
 from orchestrator.population import synthesize
 from orchestrator.simulate import simulate
 

@@ -26,13 +26,14 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from orchestrator import engine, journeys, outcomes, payload, tokens, urls
+from orchestrator import engine, journeys, outcomes, tokens
 from orchestrator.delivery import SendOutcome, SendRequest, Target, describe, submit
 from orchestrator.engine import Action, EventView, JourneyState
 from orchestrator.enrolment import enrol
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
+from orchestrator.language import payload, urls
+from orchestrator.language.spec import BranchNode, Campaign, NotificationNode
 from orchestrator.service import CampaignLoad, Context, campaign_paths, load_current
-from orchestrator.spec import BranchNode, Campaign, NotificationNode
 from orchestrator.store import repo, segments
 from orchestrator.store.models import Journey, Send
 

@@ -19,8 +19,8 @@ from sqlalchemy.engine import CursorResult
 from sqlmodel import col
 
 from orchestrator.errors import CampaignError
+from orchestrator.language.spec import Campaign, NotificationNode, WaitNode
 from orchestrator.service import Context, campaign_paths, load_current
-from orchestrator.spec import Campaign, NotificationNode, WaitNode
 from orchestrator.store import repo
 from orchestrator.store.models import Journey
 

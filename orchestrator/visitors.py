@@ -18,7 +18,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from orchestrator import records, tokens, urls
+from orchestrator import records, tokens
+from orchestrator.language import urls
+from orchestrator.language.spec import TagRule
 from orchestrator.records import (
     EventRecord,
     PushSubscriptionRecord,
@@ -32,7 +34,6 @@ from orchestrator.records import (
     parse_subscription,
 )
 from orchestrator.service import Context
-from orchestrator.spec import TagRule
 from orchestrator.store import repo
 from orchestrator.store.models import (
     Event,
@@ -550,7 +551,7 @@ def revoke_links(ctx: Context, sid: str, *, now: datetime) -> str:
 
 def topics(ctx: Context) -> list[str]:
     """Topics a subscriber can pick: the `topic:` tags the campaigns' segment rules look at."""
-    from orchestrator import loader
+    from orchestrator.language import loader
 
     found: set[str] = set()
     for path in loader.campaign_files([ctx.config.graphs]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from orchestrator import loader
+from orchestrator.language import loader
 from orchestrator.render import to_mermaid
 
 ROOT = Path(__file__).resolve().parent.parent

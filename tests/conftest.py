@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from orchestrator import loader
+from orchestrator.language import loader
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT.parent / "shared" / "spec"

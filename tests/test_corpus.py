@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import loader
 from orchestrator.cli import app
-from orchestrator.diagnostics import Diagnostic
+from orchestrator.language import loader
+from orchestrator.language.diagnostics import Diagnostic
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"

@@ -10,8 +10,8 @@ import pytest
 
 from orchestrator import engine
 from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
-from orchestrator.loader import LoadedCampaign
-from orchestrator.spec import Campaign
+from orchestrator.language.loader import LoadedCampaign
+from orchestrator.language.spec import Campaign
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)  # a Monday, 09:00 UTC
 H = timedelta(hours=1)

@@ -21,7 +21,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from orchestrator import engine
 from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
 from orchestrator.invariants import journey_problems
-from orchestrator.spec import END, Campaign
+from orchestrator.language.spec import END, Campaign
 
 T0 = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)  # a week before Europe's spring DST change
 TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")

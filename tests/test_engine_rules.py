@@ -14,15 +14,16 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from orchestrator import engine, journeys, loader
+from orchestrator import engine, journeys
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.engine import Action, SubscriberView
 from orchestrator.invariants import TraceChecker, journey_problems
+from orchestrator.language import loader
+from orchestrator.language.spec import Campaign
 from orchestrator.records import EventRecord
 from orchestrator.service import Context, add_events, import_subscribers, open_context
 from orchestrator.simulate import simulate
-from orchestrator.spec import Campaign
 from orchestrator.store.models import Journey, Send
 from orchestrator.ticking import tick
 from tests.conftest import subscriber_line

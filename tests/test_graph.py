@@ -1,7 +1,7 @@
 from collections.abc import Callable
 
-from orchestrator.graph import CampaignGraph
-from orchestrator.loader import LoadedCampaign
+from orchestrator.language.graph import CampaignGraph
+from orchestrator.language.loader import LoadedCampaign
 
 HEAD = """
 campaign: g

@@ -18,9 +18,9 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from orchestrator import loader, templates
 from orchestrator.delivery import SendRequest, Target
 from orchestrator.errors import TemplateRenderError, UnreadableFileError
+from orchestrator.language import loader, templates
 from orchestrator.push.client import PushClient
 from orchestrator.push.receiver import Receiver
 from orchestrator.push.vapid import TokenCache, VapidKey

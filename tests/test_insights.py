@@ -9,9 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import insights, loader
+from orchestrator import insights
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
+from orchestrator.language import loader
 from orchestrator.records import EventRecord
 from orchestrator.service import add_events, import_subscribers, open_context
 from orchestrator.ticking import tick

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from orchestrator import outcomes, ticking
 from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest, Target
+from orchestrator.language.urls import endpoint_problem
 from orchestrator.push.client import PushClient
 from orchestrator.push.receiver import Receiver
 from orchestrator.push.setup import WebPushDelivery
@@ -31,7 +32,6 @@ from orchestrator.records import EventRecord
 from orchestrator.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.store.models import Journey, PushSubscription, Send, Subscriber
 from orchestrator.ticking import tick
-from orchestrator.urls import endpoint_problem
 from tests.conftest import push_request, write_people
 from tests.test_ticking import CAMPAIGN, T0
 

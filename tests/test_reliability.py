@@ -313,7 +313,7 @@ def test_the_trace_checker_catches_each_broken_invariant() -> None:
     """The soak's checker is not a rubber stamp: each rule broken once is reported."""
     from orchestrator.invariants import TraceChecker
 
-    loaded = __import__("orchestrator.loader", fromlist=["load"]).load(
+    loaded = __import__("orchestrator.language.loader", fromlist=["load"]).load(
         ROOT / "campaign_graphs" / "cloud-storage-launch.yaml"
     )
     campaign = loaded.campaign

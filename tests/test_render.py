@@ -13,14 +13,15 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from orchestrator import loader, render
-from orchestrator.graph import CampaignGraph
+from orchestrator import render
+from orchestrator.language import loader
+from orchestrator.language.graph import CampaignGraph
+from orchestrator.language.spec import Campaign
 from orchestrator.render import layout as layout_module
 from orchestrator.render.geometry import text_width
 from orchestrator.render.layout import isotonic_place
 from orchestrator.render.model import NodeCounts, build, truncate
 from orchestrator.render.routes import rect
-from orchestrator.spec import Campaign
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "campaign_graphs").glob("*.yaml"))

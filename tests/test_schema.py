@@ -18,9 +18,9 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError
 from typer.testing import CliRunner
 
-from orchestrator import loader
 from orchestrator.cli import app
-from orchestrator.spec import json_schema
+from orchestrator.language import loader
+from orchestrator.language.spec import json_schema
 
 ROOT = Path(__file__).resolve().parent.parent
 CORPUS = Path(__file__).resolve().parent / "corpus"

@@ -27,7 +27,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError
 
 from orchestrator.errors import ValidationError
-from orchestrator.spec import (
+from orchestrator.language.spec import (
     ATTR_OPS,
     AllRule,
     AnyRule,

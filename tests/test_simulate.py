@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import loader
 from orchestrator.invariants import TraceChecker
+from orchestrator.language import loader
+from orchestrator.language.spec import BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
 from orchestrator.population import synthesize
 from orchestrator.simulate import simulate
-from orchestrator.spec import BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "campaign_graphs").glob("*.yaml"))

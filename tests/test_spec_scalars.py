@@ -2,7 +2,7 @@ from datetime import timedelta
 
 import pytest
 
-from orchestrator.spec import format_duration, parse_duration, parse_percent
+from orchestrator.language.spec import format_duration, parse_duration, parse_percent
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import loader, templates
 from orchestrator.errors import TemplateRenderError
+from orchestrator.language import loader, templates
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -273,7 +273,7 @@ def _assert_every_bomb_reported(
 def test_loading_every_bomb_stays_within_memory_and_time(tmp_path: Path) -> None:
     path, expected = _all_bombs(tmp_path)
     code = (
-        "import sys; from orchestrator import loader; "
+        "import sys; from orchestrator.language import loader; "
         "from pathlib import Path; loaded = loader.load(Path(sys.argv[1])); "
         "print('\\n'.join(d.format() for d in loaded.diagnostics)); "
         "sys.exit(0 if loaded.ok else 1)"

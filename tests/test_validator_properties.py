@@ -18,8 +18,8 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from orchestrator import loader
-from orchestrator.yamlpos import _CoreLoader
+from orchestrator.language import loader
+from orchestrator.language.yamlpos import _CoreLoader
 
 pytestmark = pytest.mark.slow  # about 30 s
 

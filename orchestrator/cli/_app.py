@@ -58,7 +58,7 @@ def _scalar(text: str, where: str) -> Any:
 
 
 def _duration(text: str, option: str) -> timedelta:
-    from orchestrator.spec import parse_duration
+    from orchestrator.language.spec import parse_duration
 
     try:
         value = parse_duration(text)

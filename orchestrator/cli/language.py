@@ -10,12 +10,12 @@ from typing import Annotated
 
 import typer
 
-from orchestrator import loader
 from orchestrator.cli._app import (
     _context,
     app,
 )
 from orchestrator.errors import UnreadableFileError
+from orchestrator.language import loader
 
 
 class OutputFormat(StrEnum):
@@ -83,7 +83,7 @@ def validate(
 @app.command()
 def schema() -> None:
     """Print the JSON Schema of the campaign YAML language (for editors)."""
-    from orchestrator.spec import json_schema
+    from orchestrator.language.spec import json_schema
 
     typer.echo(json.dumps(json_schema(), indent=2))
 

@@ -12,9 +12,9 @@ reason). `exits` (reason -> journeys) adds a campaign-wide exit table to html.
 
 from __future__ import annotations
 
+from orchestrator.language.spec import Campaign
 from orchestrator.render import dot, layout, mermaid, page, svg
 from orchestrator.render.model import NodeCounts, build, end_key
-from orchestrator.spec import Campaign
 
 __all__ = [
     "FORMATS",

@@ -13,9 +13,9 @@ from __future__ import annotations
 import base64
 from html import escape
 
+from orchestrator.language.spec import Campaign
 from orchestrator.render import to_mermaid, to_svg
 from orchestrator.render.model import NodeCounts, end_key
-from orchestrator.spec import Campaign
 
 MAX_PICTURE_BYTES = 200_000  # one sub-campaign's SVG; a larger one is named, not embedded
 MAX_MERMAID_BYTES = 60_000

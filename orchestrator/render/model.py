@@ -16,8 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from orchestrator.graph import CampaignGraph, EdgeInfo
-from orchestrator.spec import (
+from orchestrator.language.graph import CampaignGraph, EdgeInfo
+from orchestrator.language.spec import (
     END,
     Campaign,
     NotificationNode,

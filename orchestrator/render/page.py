@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from html import escape
 
-from orchestrator.render.model import KIND_WORDS, Drawing, NodeCounts, percent
-from orchestrator.spec import (
+from orchestrator.language.spec import (
     END,
     AnyNode,
     Campaign,
@@ -17,6 +16,7 @@ from orchestrator.spec import (
     Settings,
     format_duration,
 )
+from orchestrator.render.model import KIND_WORDS, Drawing, NodeCounts, percent
 
 _CSS = """
 :root { --ink: #1f2328; --muted: #59636e; --line: #d1d9e0; --soft: #f6f8fa; }

@@ -55,7 +55,7 @@ from sqlalchemy.orm import Session
 from sqlmodel import SQLModel
 
 from orchestrator.errors import ConfigurationError, ValidationError
-from orchestrator.spec import (
+from orchestrator.language.spec import (
     AllRule,
     AnyRule,
     AnyRuleModel,

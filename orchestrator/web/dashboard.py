@@ -10,8 +10,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator import insights, loader
+from orchestrator import insights
 from orchestrator.errors import UnreadableFileError
+from orchestrator.language import loader
 from orchestrator.render import to_svg
 from orchestrator.service import drawing_counts
 from orchestrator.web import charts

@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from orchestrator import yamlpos
-from orchestrator.diagnostics import Diagnostic, Severity
 from orchestrator.errors import MissingFileError, UnreadableFileError
-from orchestrator.spec import (
+from orchestrator.language import yamlpos
+from orchestrator.language.diagnostics import Diagnostic, Severity
+from orchestrator.language.spec import (
     NODE_TAGS,
     BranchNode,
     Campaign,
@@ -32,7 +32,7 @@ from orchestrator.spec import (
     SubCampaign,
     WaitNode,
 )
-from orchestrator.wording import describe_value, valid_key, validate_piece
+from orchestrator.language.wording import describe_value, valid_key, validate_piece
 
 YAML_SUFFIXES = (".yaml", ".yml")
 # Keys that belong inside a node (edges, window, ...), never node ids themselves.
@@ -452,7 +452,7 @@ def load(path: Path, *, reader: Callable[[Path], str] | None = None) -> LoadedCa
     `reader` reads a file's text (default: from disk); a stored campaign version
     is loaded again from its saved sources this way.
     """
-    from orchestrator import checks  # checks imports graph; keep start-up light
+    from orchestrator.language import checks  # checks imports graph; keep start-up light
 
     read = reader or read_text
     if reader is None:

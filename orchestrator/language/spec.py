@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.scalars import (
+from orchestrator.language.scalars import (
     _DURATION_SCHEMA,
     CAMPAIGN_ID_RE,
     END as END,

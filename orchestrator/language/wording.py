@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError as PydanticValidationError
 
-from orchestrator import yamlpos
-from orchestrator.diagnostics import did_you_mean
-from orchestrator.scalars import _check_id
-from orchestrator.spec import NODE_TAGS, RULE_TAGS
+from orchestrator.language import yamlpos
+from orchestrator.language.diagnostics import did_you_mean
+from orchestrator.language.scalars import _check_id
+from orchestrator.language.spec import NODE_TAGS, RULE_TAGS
 
 if TYPE_CHECKING:
-    from orchestrator.loader import Reporter, Source
+    from orchestrator.language.loader import Reporter, Source
 
 _TAG_MODELS: dict[str, type[BaseModel]] = {}
 
@@ -33,7 +33,7 @@ def _adapter(tp: Any) -> TypeAdapter[Any]:
 
 def _tag_models() -> dict[str, type[BaseModel]]:
     if not _TAG_MODELS:
-        import orchestrator.spec as spec_module
+        import orchestrator.language.spec as spec_module
 
         for tag in (*NODE_TAGS.values(), *RULE_TAGS.values()):
             _TAG_MODELS[tag] = getattr(spec_module, tag)

@@ -13,7 +13,7 @@ from datetime import timedelta
 
 import networkx as nx
 
-from orchestrator.spec import (
+from orchestrator.language.spec import (
     END,
     BranchNode,
     Campaign,

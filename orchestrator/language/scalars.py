@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
 
-from orchestrator import urls
+from orchestrator.language import urls
 
 END = "end"
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from orchestrator import payload, templates
-from orchestrator.diagnostics import did_you_mean
 from orchestrator.errors import TemplateRenderError
-from orchestrator.graph import CampaignGraph
-from orchestrator.spec import (
+from orchestrator.language import payload, templates
+from orchestrator.language.diagnostics import did_you_mean
+from orchestrator.language.graph import CampaignGraph
+from orchestrator.language.spec import (
     END,
     AnyRuleModel,
     BranchNode,
@@ -19,11 +19,11 @@ from orchestrator.spec import (
     SplitNode,
     rule_children,
 )
-from orchestrator.yamlpos import Pos
+from orchestrator.language.yamlpos import Pos
 
 if TYPE_CHECKING:
-    from orchestrator.loader import Broken, LoadedCampaign, Reporter, Source
-    from orchestrator.yamlpos import Path_
+    from orchestrator.language.loader import Broken, LoadedCampaign, Reporter, Source
+    from orchestrator.language.yamlpos import Path_
 
 MAX_ACTIONS = 2
 

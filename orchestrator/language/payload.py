@@ -10,9 +10,9 @@ import json
 from functools import lru_cache
 from typing import Any
 
-from orchestrator import templates
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
-from orchestrator.spec import Campaign, NotificationNode
+from orchestrator.language import templates
+from orchestrator.language.spec import Campaign, NotificationNode
 
 # RFC 8291 with one aes128gcm record of 4,096 bytes: 86 bytes of header, 16 of tag, 1 of padding.
 MAX_PLAINTEXT_BYTES = 3993
