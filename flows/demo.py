@@ -24,12 +24,12 @@ from flows.tick import publish
 from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.language import loader
+from orchestrator.language.records import EventRecord, parse_population_events, parse_subscriber
 from orchestrator.language.spec import Campaign
 from orchestrator.population import synthesize
 from orchestrator.push.receiver import Receiver
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.records import EventRecord, parse_population_events, parse_subscriber
 from orchestrator.render import to_html
 from orchestrator.service import (
     CampaignLoad,

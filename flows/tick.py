@@ -39,7 +39,7 @@ from prefect.events import emit_event
 
 from orchestrator import outcomes
 from orchestrator.enrolment import enrol
-from orchestrator.records import parse_time
+from orchestrator.language.records import parse_time
 from orchestrator.render.artifact import flowchart_markdown
 from orchestrator.service import (
     CampaignLoad,

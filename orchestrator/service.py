@@ -18,14 +18,14 @@ from orchestrator.config import Config, load_config
 from orchestrator.delivery import Delivery
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
 from orchestrator.language import loader
-from orchestrator.language.spec import Campaign
-from orchestrator.records import (
+from orchestrator.language.records import (
     EventRecord,
     RecordError,
     SubscriberRecord,
     loads,
     parse_subscriber,
 )
+from orchestrator.language.spec import Campaign
 from orchestrator.store import db, migrate, repo
 
 AuditSink = Callable[[list[dict[str, Any]]], None]
@@ -440,6 +440,6 @@ def drawing_counts(ctx: Context, campaign: Campaign) -> dict[str, dict[str, int]
 def parse_now(value: str | None) -> datetime | None:
     if value is None:
         return None
-    from orchestrator.records import parse_time
+    from orchestrator.language.records import parse_time
 
     return parse_time(value, "--now")

@@ -28,14 +28,14 @@ from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.errors import CampaignError
 from orchestrator.language import loader
-from orchestrator.language.spec import Campaign, NotificationNode
-from orchestrator.population import synthesize
-from orchestrator.records import (
+from orchestrator.language.records import (
     EventRecord,
     RecordError,
     parse_population_events,
     parse_subscriber,
 )
+from orchestrator.language.spec import Campaign, NotificationNode
+from orchestrator.population import synthesize
 from orchestrator.service import CampaignLoad, load_current, open_context, read_jsonl, status
 from orchestrator.store import repo
 from orchestrator.store.models import Journey

@@ -4,7 +4,7 @@ For each campaign file of the graphs folder: `simulate` (the real engine and sto
 a virtual clock, the population split over worker processes) until every journey has
 ended, with the trace written to a temporary file; the trace is then read back in time
 order and every journey is checked against the engine's invariants
-(`orchestrator.invariants`), holding only journeys in flight. Memory is reported as
+(`orchestrator.engine.invariants`), holding only journeys in flight. Memory is reported as
 this process's resident set at the start and at the end, and the workers' peak.
 """
 
@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from orchestrator.engine.invariants import TraceChecker
 from orchestrator.errors import CampaignError
-from orchestrator.invariants import TraceChecker
 from orchestrator.language import loader
 from orchestrator.population import synthesize
 from orchestrator.simulate import simulate

@@ -1,7 +1,7 @@
 """What a website and its visitors do: subscribe, unsubscribe, click, and look after their profile.
 
 The HTTP layer (`orchestrator.web`) is a thin edge over these functions; they
-validate with `orchestrator.records`, so a record is judged the same way
+validate with `orchestrator.language.records`, so a record is judged the same way
 whichever door it came through. Every change is one transaction.
 """
 
@@ -18,10 +18,9 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from orchestrator import records, tokens
-from orchestrator.language import urls
-from orchestrator.language.spec import TagRule
-from orchestrator.records import (
+from orchestrator import tokens
+from orchestrator.language import records, urls
+from orchestrator.language.records import (
     EventRecord,
     PushSubscriptionRecord,
     RecordError,
@@ -33,6 +32,7 @@ from orchestrator.records import (
     check_timezone,
     parse_subscription,
 )
+from orchestrator.language.spec import TagRule
 from orchestrator.service import Context
 from orchestrator.store import repo
 from orchestrator.store.models import (

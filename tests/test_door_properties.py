@@ -17,8 +17,8 @@ from sqlalchemy import select, text
 
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
+from orchestrator.language.records import RecordError, check_json, loads
 from orchestrator.push.vapid import VapidKey
-from orchestrator.records import RecordError, check_json, loads
 from orchestrator.service import Context, import_subscribers, open_context
 from orchestrator.store.models import Subscriber
 from orchestrator.ticking import tick

@@ -616,7 +616,7 @@ def test_a_stored_click_destination_that_is_not_http_redirects_to_our_thanks_pag
 def test_no_code_path_can_write_nan_into_a_json_column(door: Door) -> None:
     from datetime import UTC, datetime
 
-    from orchestrator.records import EventRecord
+    from orchestrator.language.records import EventRecord
     from orchestrator.store import repo
 
     before = door.rows()

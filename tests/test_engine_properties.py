@@ -20,7 +20,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 
 from orchestrator import engine
 from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
-from orchestrator.invariants import journey_problems
+from orchestrator.engine.invariants import journey_problems
 from orchestrator.language.spec import END, Campaign
 
 T0 = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)  # a week before Europe's spring DST change

@@ -18,10 +18,10 @@ from orchestrator import engine, journeys
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.engine import Action, SubscriberView
-from orchestrator.invariants import TraceChecker, journey_problems
+from orchestrator.engine.invariants import TraceChecker, journey_problems
 from orchestrator.language import loader
+from orchestrator.language.records import EventRecord
 from orchestrator.language.spec import Campaign
-from orchestrator.records import EventRecord
 from orchestrator.service import Context, add_events, import_subscribers, open_context
 from orchestrator.simulate import simulate
 from orchestrator.store.models import Journey, Send

@@ -13,7 +13,7 @@ from orchestrator import insights
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
 from orchestrator.language import loader
-from orchestrator.records import EventRecord
+from orchestrator.language.records import EventRecord
 from orchestrator.service import add_events, import_subscribers, open_context
 from orchestrator.ticking import tick
 from tests.conftest import subscriber_line

@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 from orchestrator import outcomes, ticking
 from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest, Target
+from orchestrator.language.records import EventRecord
 from orchestrator.language.urls import endpoint_problem
 from orchestrator.push.client import PushClient
 from orchestrator.push.receiver import Receiver
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import TokenCache, VapidKey
-from orchestrator.records import EventRecord
 from orchestrator.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.store.models import Journey, PushSubscription, Send, Subscriber
 from orchestrator.ticking import tick

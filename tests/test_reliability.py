@@ -311,7 +311,7 @@ def test_a_soak_over_every_example_ends_every_journey_within_the_invariants() ->
 
 def test_the_trace_checker_catches_each_broken_invariant() -> None:
     """The soak's checker is not a rubber stamp: each rule broken once is reported."""
-    from orchestrator.invariants import TraceChecker
+    from orchestrator.engine.invariants import TraceChecker
 
     loaded = __import__("orchestrator.language.loader", fromlist=["load"]).load(
         ROOT / "campaign_graphs" / "cloud-storage-launch.yaml"

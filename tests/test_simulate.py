@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.invariants import TraceChecker
+from orchestrator.engine.invariants import TraceChecker
 from orchestrator.language import loader
 from orchestrator.language.spec import BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
 from orchestrator.population import synthesize

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
-from orchestrator.records import EventRecord, RecordError
+from orchestrator.language.records import EventRecord, RecordError
 from orchestrator.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.store.models import Journey, Send
 from orchestrator.ticking import tick

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from orchestrator.bench_web import wait_until_serving
 from orchestrator.config import Config
 from orchestrator.delivery import RecordingDelivery
-from orchestrator.records import PushSubscriptionRecord
+from orchestrator.language.records import PushSubscriptionRecord
 from orchestrator.service import open_context
 from orchestrator.store.models import Subscriber
 from orchestrator.visitors import Subscribed, SubscribeRequest
@@ -228,7 +228,7 @@ def test_an_event_id_stored_by_another_process_meanwhile_is_a_repeat_not_an_erro
 
     from sqlalchemy import text
 
-    from orchestrator.records import EventRecord, SubscriberRecord
+    from orchestrator.language.records import EventRecord, SubscriberRecord
     from orchestrator.service import StoredEvents
     from orchestrator.store import repo
 

@@ -25,7 +25,7 @@ def _context(**kwargs: Any) -> Any:
 
 
 def _now(value: str | None) -> datetime:
-    from orchestrator.records import RecordError, parse_time
+    from orchestrator.language.records import RecordError, parse_time
 
     if value is None:
         return datetime.now(UTC)
@@ -43,7 +43,7 @@ _NUMBER_LIKE = re.compile(
 def _scalar(text: str, where: str) -> Any:
     """A command-line value: a JSON number, boolean or string as such, anything else as text.
     Something that looks like a number but is not a finite JSON one is refused."""
-    from orchestrator.records import RecordError, loads
+    from orchestrator.language.records import RecordError, loads
 
     try:
         value = loads(text, where)

@@ -50,7 +50,7 @@ def subscribers_revoke_links(
     subscriber: Annotated[str, typer.Argument(help="subscriber id")],
 ) -> None:
     """Revoke every profile link of a subscriber (a leaked link stops working); prints the new one."""
-    from orchestrator.records import RecordError
+    from orchestrator.language.records import RecordError
     from orchestrator.visitors import revoke_links
 
     try:
@@ -92,7 +92,7 @@ def events_add(
     ] = None,
 ) -> None:
     """Record one event for a subscriber."""
-    from orchestrator.records import RecordError, parse_event
+    from orchestrator.language.records import RecordError, parse_event
     from orchestrator.service import record_events
 
     properties: dict[str, Any] = {}

@@ -1,4 +1,5 @@
-"""The campaign language: YAML files in, a validated `Campaign` (or diagnostics) out.
+"""What the project reads, validated: campaign files (YAML in, a `Campaign` or
+diagnostics out) and the subscriber and event records its doors accept.
 
 - `spec`: the model (pydantic) of a campaign file; `scalars`: durations, ids, times;
 - `loader`: reading files and includes, with every problem as a `Diagnostic`
@@ -6,7 +7,9 @@
 - `checks` and `graph`: what the model alone cannot see (reachability, cycles,
   template variables); `graph` is the only user of networkx;
 - `templates` (the sandboxed notification templates) and `payload` (a rendered
-  notification as the Web Push JSON body); `urls`: the URL rules shared by all.
+  notification as the Web Push JSON body); `urls`: the URL rules shared by all;
+- `records`: subscriber, subscription and event records from API bodies and import
+  files (bounded JSON, ids, times, attributes), as the store takes them.
 
 It imports nothing else of the project but `orchestrator.errors`.
 """

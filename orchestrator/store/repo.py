@@ -24,7 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
-from orchestrator.records import EventRecord, SubscriberRecord
+from orchestrator.language.records import EventRecord, SubscriberRecord
 from orchestrator.store import plain
 from orchestrator.store.models import (
     CampaignVersion,

@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
-from orchestrator.records import RecordError
+from orchestrator.language.records import RecordError
 from orchestrator.service import Context, open_context
 from orchestrator.visitors import Conflict, Refused
 from orchestrator.web import api, dashboard, guard, prefect_ui, site

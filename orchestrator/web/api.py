@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from orchestrator.records import RecordError, parse_event
+from orchestrator.language.records import RecordError, parse_event
 from orchestrator.service import StoredEvents
 from orchestrator.web.common import json_body, now, require_api_key, writers
 

@@ -13,7 +13,7 @@ from typing import Any
 from fastapi import HTTPException, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from orchestrator.records import RecordError, loads
+from orchestrator.language.records import RecordError, loads
 from orchestrator.service import Context
 from orchestrator.store import repo
 from orchestrator.web import guard

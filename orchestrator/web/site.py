@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator import visitors
 from orchestrator.errors import CampaignError
+from orchestrator.language.records import RecordError
 from orchestrator.push.setup import load_key
-from orchestrator.records import RecordError
 from orchestrator.service import Context
 from orchestrator.web.common import (
     HERE,
