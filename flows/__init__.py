@@ -1,1 +1,1 @@
-"""Prefect flows and tasks: the only package that imports prefect; thin over orchestrator.service."""
+"""Prefect flows and tasks: the only package that imports prefect; thin over orchestrator.app.service."""

@@ -15,8 +15,8 @@ from prefect import flow
 
 from flows.demo import quiet_prefect
 from flows.tick import run_tick
-from orchestrator.service import CampaignLoad, Context
-from orchestrator.ticking import tick_campaign
+from orchestrator.app.service import CampaignLoad, Context
+from orchestrator.app.ticking import tick_campaign
 
 
 @flow(name="campaign-bench-warmup")

@@ -21,17 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.tick import publish
-from orchestrator.config import Config
-from orchestrator.delivery import SendOutcome, SendRequest
-from orchestrator.language import loader
-from orchestrator.language.records import EventRecord, parse_population_events, parse_subscriber
-from orchestrator.language.spec import Campaign
-from orchestrator.population import synthesize
-from orchestrator.push.receiver import Receiver
-from orchestrator.push.setup import WebPushDelivery
-from orchestrator.push.vapid import VapidKey
-from orchestrator.render import to_html
-from orchestrator.service import (
+from orchestrator.app.service import (
     CampaignLoad,
     Context,
     drawing_counts,
@@ -39,9 +29,19 @@ from orchestrator.service import (
     open_context,
     status,
 )
-from orchestrator.simulate import NextMoment, _conversions
+from orchestrator.app.ticking import tick_campaign, tick_lines
+from orchestrator.config import Config
+from orchestrator.language import loader
+from orchestrator.language.records import EventRecord, parse_population_events, parse_subscriber
+from orchestrator.language.spec import Campaign
+from orchestrator.push.port import SendOutcome, SendRequest
+from orchestrator.push.setup import WebPushDelivery
+from orchestrator.push.vapid import VapidKey
+from orchestrator.render import to_html
+from orchestrator.sim.population import synthesize
+from orchestrator.sim.simulate import NextMoment, _conversions
 from orchestrator.store import repo
-from orchestrator.ticking import tick_campaign, tick_lines
+from orchestrator.testing.receiver import Receiver
 
 DAYS_BACK = 26  # the demo's clock starts this many days ago
 
@@ -263,7 +263,7 @@ def _baseline(
     from sqlalchemy import select
     from sqlmodel import col
 
-    from orchestrator.insights import horizon
+    from orchestrator.app.insights import horizon
     from orchestrator.store.models import Journey
 
     events: list[EventRecord] = []

@@ -1,6 +1,6 @@
 """The tick flow: one campaign, one pass — retries, enrolment, then due journeys in batches.
 
-Thin over `orchestrator.ticking`: the flow runs the same pipeline as `campaign tick`
+Thin over `orchestrator.app.ticking`: the flow runs the same pipeline as `campaign tick`
 (each batch claimed and committed before it is sent, while the previous one is on
 the wire), with no task run per batch and never one run per subscriber. Every run
 logs one line of what it did (and warnings), emits Prefect events for automations,
@@ -37,11 +37,9 @@ from prefect.artifacts import (
 )
 from prefect.events import emit_event
 
-from orchestrator import outcomes
-from orchestrator.enrolment import enrol
-from orchestrator.language.records import parse_time
-from orchestrator.render.artifact import flowchart_markdown
-from orchestrator.service import (
+from orchestrator.app import outcomes
+from orchestrator.app.enrolment import enrol
+from orchestrator.app.service import (
     CampaignLoad,
     Context,
     campaign_paths,
@@ -50,8 +48,10 @@ from orchestrator.service import (
     open_context,
     status,
 )
+from orchestrator.app.ticking import CampaignTick, failure, run_batches, tick_lines
+from orchestrator.language.records import parse_time
+from orchestrator.render.artifact import flowchart_markdown
 from orchestrator.store import repo
-from orchestrator.ticking import CampaignTick, failure, run_batches, tick_lines
 
 
 def artifact_key(campaign: str, what: str) -> str:
@@ -170,7 +170,7 @@ async def tick_flow(
 ) -> dict[str, Any]:
     """Tick one campaign: `now` (ISO) overrides the clock, for back-fills and the demo's fast-forward.
 
-    `ctx` (an `orchestrator.service.Context`) is for in-process callers such as the demo and
+    `ctx` (an `orchestrator.app.service.Context`) is for in-process callers such as the demo and
     tests; a deployment leaves it out and the flow opens its own from the environment.
 
     The tick runs in the flow itself, the same pipeline as `campaign tick` (claims

@@ -23,9 +23,9 @@ from concurrent.futures import Future
 from datetime import datetime
 from typing import Any
 
-from orchestrator import outcomes, ticking
-from orchestrator.delivery import SendOutcome, SendRequest
-from orchestrator.service import open_context
+from orchestrator.app import outcomes, ticking
+from orchestrator.app.service import open_context
+from orchestrator.push.port import SendOutcome, SendRequest
 
 
 def _die() -> None:

@@ -17,13 +17,13 @@ from typing import Any
 
 import httpx
 import pytest
+from orchestrator.bench.web import wait_until_serving
 
-from orchestrator.bench_web import wait_until_serving
+from orchestrator.app.service import open_context, status
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import open_context, status
-from orchestrator.ticking import tick
+from orchestrator.testing.fakes import RecordingDelivery
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, p256dh_key
 
 pytestmark = pytest.mark.slow

@@ -11,8 +11,8 @@ import pytest
 from typer.testing import CliRunner
 
 from orchestrator.cli import app
-from orchestrator.push.receiver import Receiver
 from orchestrator.push.vapid import VapidKey
+from orchestrator.testing.receiver import Receiver
 from tests.test_ticking import CAMPAIGN
 
 runner = CliRunner()

@@ -15,17 +15,17 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from orchestrator.app.service import import_subscribers, open_context
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config, load_config
-from orchestrator.delivery import SendRequest
 from orchestrator.errors import ConfigurationError
 from orchestrator.push.client import ClientSettings
+from orchestrator.push.port import SendRequest
 from orchestrator.push.processes import DeliveryProcessError
-from orchestrator.push.receiver import Receiver
 from orchestrator.push.setup import PROCESSES_FROM, WebPushDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import import_subscribers, open_context
 from orchestrator.store.models import Send
-from orchestrator.ticking import tick
+from orchestrator.testing.receiver import Receiver
 from tests.conftest import push_request, write_people
 from tests.test_ticking import CAMPAIGN, T0
 

@@ -15,14 +15,14 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings, strategies as st
 from sqlalchemy import select, text
 
+from orchestrator.app.service import Context, import_subscribers, open_context
+from orchestrator.app.ticking import tick
+from orchestrator.app.visitors import profile_url
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.language.records import RecordError, check_json, loads
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import Context, import_subscribers, open_context
 from orchestrator.store.models import Subscriber
-from orchestrator.ticking import tick
-from orchestrator.visitors import profile_url
+from orchestrator.testing.fakes import RecordingDelivery
 from orchestrator.web import create_app
 from tests.test_doors import _subscription
 from tests.test_web_api import API_KEY, CAMPAIGN, PASSWORD

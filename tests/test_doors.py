@@ -21,12 +21,12 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select, text
 
-from orchestrator import tokens, visitors
+from orchestrator.app import tokens, visitors
+from orchestrator.app.service import Context, import_subscribers, open_context
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import Context, import_subscribers, open_context
 from orchestrator.store.models import Event, PushSubscription, Subscriber
+from orchestrator.testing.fakes import RecordingDelivery
 from orchestrator.web import create_app
 from tests.conftest import p256dh_key
 from tests.test_web_api import API_KEY, CAMPAIGN, ORIGIN, PASSWORD
@@ -680,7 +680,7 @@ def test_nothing_is_written_for_a_subscriber_who_deleted_their_data(door: Door) 
 def _sends(door: Door, subscriber: str, targets: tuple[str, ...]) -> list[int]:
     """A journey of `subscriber` through `hello` (which has the action `docs`), with one
     delivered send per destination in `targets` (stored as given, unchecked)."""
-    from orchestrator.service import campaign_paths, load_current
+    from orchestrator.app.service import campaign_paths, load_current
     from orchestrator.store.models import Journey, Send
 
     version = load_current(door.ctx, campaign_paths(door.ctx)[0]).version_id

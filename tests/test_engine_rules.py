@@ -14,18 +14,19 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from orchestrator import engine, journeys
+from orchestrator import engine
+from orchestrator.app import journeys
+from orchestrator.app.service import Context, add_events, import_subscribers, open_context
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.engine import Action, SubscriberView
 from orchestrator.engine.invariants import TraceChecker, journey_problems
 from orchestrator.language import loader
 from orchestrator.language.records import EventRecord
 from orchestrator.language.spec import Campaign
-from orchestrator.service import Context, add_events, import_subscribers, open_context
-from orchestrator.simulate import simulate
+from orchestrator.sim.simulate import simulate
 from orchestrator.store.models import Journey, Send
-from orchestrator.ticking import tick
+from orchestrator.testing.fakes import RecordingDelivery
 from tests.conftest import subscriber_line
 
 T0 = datetime(2026, 1, 5, 7, 0, tzinfo=UTC)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from orchestrator.app.service import Context, import_subscribers, open_context
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
-from orchestrator.service import Context, import_subscribers, open_context
+from orchestrator.testing.fakes import RecordingDelivery
 from tests.conftest import flowchart_pictures, subscriber_line
 from tests.test_ticking import CAMPAIGN
 

@@ -18,14 +18,14 @@ import pytest
 from aiohttp import web
 from sqlalchemy import func, select
 
-from orchestrator.delivery import SendRequest, Target
+from orchestrator.app.ticking import tick
 from orchestrator.errors import TemplateRenderError, UnreadableFileError
 from orchestrator.language import loader, templates
 from orchestrator.push.client import PushClient
-from orchestrator.push.receiver import Receiver
+from orchestrator.push.port import SendRequest, Target
 from orchestrator.push.vapid import TokenCache, VapidKey
 from orchestrator.store.models import Event, Subscriber
-from orchestrator.ticking import tick
+from orchestrator.testing.receiver import Receiver
 from tests.conftest import assert_no_secret, campaign_world, secret_forms
 from tests.test_ticking import T0
 from tests.test_web_api import API_KEY, World, _count, _subscription, world  # noqa: F401

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator import insights
+from orchestrator.app import insights
+from orchestrator.app.service import add_events, import_subscribers, open_context
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.language import loader
 from orchestrator.language.records import EventRecord
-from orchestrator.service import add_events, import_subscribers, open_context
-from orchestrator.ticking import tick
+from orchestrator.testing.fakes import RecordingDelivery
 from tests.conftest import subscriber_line
 
 CAMPAIGN = """

@@ -20,18 +20,18 @@ from sqlalchemy import select, text, update
 from sqlmodel import col
 from typer.testing import CliRunner
 
-from orchestrator import outcomes, ticking
+from orchestrator.app import outcomes, ticking
+from orchestrator.app.service import Context, add_events, import_subscribers, open_context, status
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.delivery import SendOutcome, SendRequest, Target
 from orchestrator.language.records import EventRecord
 from orchestrator.language.urls import endpoint_problem
 from orchestrator.push.client import PushClient
-from orchestrator.push.receiver import Receiver
+from orchestrator.push.port import SendOutcome, SendRequest, Target
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import TokenCache, VapidKey
-from orchestrator.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.store.models import Journey, PushSubscription, Send, Subscriber
-from orchestrator.ticking import tick
+from orchestrator.testing.receiver import Receiver
 from tests.conftest import push_request, write_people
 from tests.test_ticking import CAMPAIGN, T0
 

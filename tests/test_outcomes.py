@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from orchestrator import outcomes
+from orchestrator.app import outcomes
+from orchestrator.app.service import Context, import_subscribers, open_context, status
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.delivery import SendOutcome, SendRequest
-from orchestrator.service import Context, import_subscribers, open_context, status
+from orchestrator.push.port import SendOutcome, SendRequest
 from orchestrator.store.models import Journey, PushSubscription, Send
-from orchestrator.ticking import tick
 from tests.conftest import subscriber_line
 from tests.test_ticking import CAMPAIGN, T0
 

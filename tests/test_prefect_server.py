@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from flows.local_server import local_prefect_server
-from orchestrator.push.receiver import Receiver
+from orchestrator.testing.receiver import Receiver
 from tests.conftest import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -122,8 +122,8 @@ def _dashboard_page(env: dict[str, str], path: str) -> str:
     """A dashboard page, as a logged-in author sees it, served over the project in `env`."""
     from fastapi.testclient import TestClient
 
+    from orchestrator.app.service import open_context
     from orchestrator.config import load_config
-    from orchestrator.service import open_context
     from orchestrator.web import create_app
 
     config = replace(load_config(env, dotenv=None), dashboard_password="a long enough password")

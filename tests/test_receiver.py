@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
 from py_vapid.jwt import sign as sign_jwt
 
-from orchestrator.push.receiver import Receiver, b64url_decode, b64url_encode, decrypt
+from orchestrator.testing.receiver import Receiver, b64url_decode, b64url_encode, decrypt
 
 CONTACT = "mailto:ops@example.com"
 
@@ -401,7 +401,7 @@ def test_keep_false_counts_but_stores_nothing(vapid: Vapid) -> None:
 
 
 def test_runs_as_a_process_and_prints_its_origin() -> None:
-    command = [sys.executable, "-m", "orchestrator.push.receiver", "--port", "0"]
+    command = [sys.executable, "-m", "orchestrator.testing.receiver", "--port", "0"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as process:
         try:
             assert process.stdout is not None

@@ -21,8 +21,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from orchestrator import outcomes
-from orchestrator.push.receiver import Delivered, Receiver
+from orchestrator.app import outcomes
+from orchestrator.testing.receiver import Delivered, Receiver
 from tests.conftest import ROOT, campaign_world, pg_schema
 from tests.test_ticking import T0
 
@@ -274,7 +274,7 @@ def test_a_dropped_postgresql_connection_fails_the_tick_cleanly_and_the_next_tic
 
 def test_a_run_against_a_faulty_push_service_accounts_for_every_send() -> None:
     """`campaign bench-faults` at 5,000 sends (docs/reliability.md has the 100,000 run)."""
-    from orchestrator.bench_faults import bench_faults
+    from orchestrator.bench.faults import bench_faults
 
     figures = bench_faults(sends=5000, seed=2)
     assert figures["checks"] == {
@@ -299,7 +299,7 @@ def test_a_run_against_a_faulty_push_service_accounts_for_every_send() -> None:
 
 def test_a_soak_over_every_example_ends_every_journey_within_the_invariants() -> None:
     """`campaign soak` at 3,000 subscribers a campaign (docs/reliability.md has 100,000)."""
-    from orchestrator.soak import soak
+    from orchestrator.sim.soak import soak
 
     figures = soak(ROOT / "campaign_graphs", subscribers=3000, start=T0)
     assert figures["ok"], figures

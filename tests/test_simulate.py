@@ -11,8 +11,8 @@ import pytest
 from orchestrator.engine.invariants import TraceChecker
 from orchestrator.language import loader
 from orchestrator.language.spec import BranchNode, Campaign, NotificationNode, SplitNode, WaitNode
-from orchestrator.population import synthesize
-from orchestrator.simulate import simulate
+from orchestrator.sim.population import synthesize
+from orchestrator.sim.simulate import simulate
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = sorted((ROOT / "campaign_graphs").glob("*.yaml"))

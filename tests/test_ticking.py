@@ -11,12 +11,12 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 
+from orchestrator.app.service import Context, add_events, import_subscribers, open_context, status
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.language.records import EventRecord, RecordError
-from orchestrator.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.store.models import Journey, Send
-from orchestrator.ticking import tick
+from orchestrator.testing.fakes import RecordingDelivery
 from tests.conftest import p256dh_key, subscriber_line
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -164,7 +164,7 @@ def test_trigger_events_dated_later_do_not_hold_up_the_ones_already_due(
 ) -> None:
     """More events dated after `now` than one read takes (here 2) come first in the
     events table: the trigger's read skips them in its query, so the due one enrols."""
-    from orchestrator import enrolment
+    from orchestrator.app import enrolment
 
     ctx, delivery, _ = world
     monkeypatch.setattr(enrolment, "ENROL_CHUNK", 2)
@@ -217,7 +217,7 @@ def test_a_trigger_event_dated_later_enrols_when_due_though_later_stored_ones_ca
     at or after its time enrols it (before, a later-stored due event moved the cursor past
     it for good). With the settling time (events stored in the last minute), the cursor
     stays behind both and the read finds dan's event when due."""
-    from orchestrator import enrolment
+    from orchestrator.app import enrolment
 
     if not settle:
         monkeypatch.setattr(enrolment, "TRIGGER_SETTLE", timedelta(0))
@@ -254,7 +254,7 @@ def test_the_mark_of_a_later_dated_event_goes_when_its_subscriber_is_erased(
 ) -> None:
     from sqlalchemy import delete
 
-    from orchestrator import enrolment
+    from orchestrator.app import enrolment
     from orchestrator.store.models import Event
 
     monkeypatch.setattr(enrolment, "TRIGGER_SETTLE", timedelta(0))
@@ -280,7 +280,7 @@ def test_the_trigger_cursor_waits_for_events_still_committing_then_passes_what_i
     their marks."""
     from sqlalchemy import delete, insert
 
-    from orchestrator import enrolment
+    from orchestrator.app import enrolment
     from orchestrator.store.models import Event
 
     ctx, delivery, _ = world
@@ -429,7 +429,7 @@ def test_events_for_unknown_subscribers_are_refused_whole(
 def test_migrate_dry_run_lists_moves_and_applying_moves_them(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:
-    from orchestrator import versions
+    from orchestrator.app import versions
 
     ctx, delivery, graphs = world
     tick(ctx, now=T0)
@@ -455,7 +455,7 @@ def test_migrate_dry_run_lists_moves_and_applying_moves_them(
 def test_migrate_ends_journeys_whose_node_was_removed(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:
-    from orchestrator import versions
+    from orchestrator.app import versions
 
     ctx, _, graphs = world
     tick(ctx, now=T0)
@@ -627,7 +627,7 @@ def test_sub_campaigns_take_their_members_in_file_order_across_a_trigger(
 def test_a_ticks_log_line_counts_what_it_did(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:
-    from orchestrator.ticking import tick_lines
+    from orchestrator.app.ticking import tick_lines
 
     ctx, _, _ = world
     lines = []
@@ -647,7 +647,7 @@ def test_a_ticks_log_line_counts_what_it_did(
 def test_a_ticks_log_warns_of_sends_it_could_not_make(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:
-    from orchestrator.ticking import tick_lines
+    from orchestrator.app.ticking import tick_lines
 
     ctx, _, graphs = world
     text = (graphs / "launch.yaml").read_text()

@@ -15,13 +15,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from orchestrator import tokens
+from orchestrator.app import tokens
+from orchestrator.app.service import Context, open_context
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import Context, open_context
 from orchestrator.store.models import Event, Journey, PushSubscription, Send, Subscriber
-from orchestrator.ticking import tick
+from orchestrator.testing.fakes import RecordingDelivery
 from orchestrator.web import create_app
 from tests.conftest import p256dh_key
 
@@ -418,8 +418,8 @@ def test_a_visitor_subscribes_receives_through_a_push_service_clicks_converts_an
 ) -> None:
     """The whole visitor story on real parts: the HTTP API, the local push service (which
     checks VAPID and decrypts like a browser), the tick, the click link and the profile page."""
-    from orchestrator.push.receiver import Receiver
     from orchestrator.push.setup import WebPushDelivery
+    from orchestrator.testing.receiver import Receiver
 
     graphs = tmp_path / "graphs"
     graphs.mkdir()

@@ -14,10 +14,10 @@ import schemathesis
 from hypothesis import HealthCheck, given, settings
 from sqlalchemy import text
 
+from orchestrator.app.service import Context, open_context
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import Context, open_context
+from orchestrator.testing.fakes import RecordingDelivery
 from orchestrator.web import create_app
 
 pytestmark = pytest.mark.slow

@@ -15,15 +15,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from orchestrator.bench.web import wait_until_serving
 from sqlalchemy import func, select
 
-from orchestrator.bench_web import wait_until_serving
+from orchestrator.app.service import open_context
+from orchestrator.app.visitors import Subscribed, SubscribeRequest
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.language.records import PushSubscriptionRecord
-from orchestrator.service import open_context
 from orchestrator.store.models import Subscriber
-from orchestrator.visitors import Subscribed, SubscribeRequest
+from orchestrator.testing.fakes import RecordingDelivery
 from orchestrator.web.common import make_writers
 from orchestrator.web.writer import StoreRefused
 from tests.conftest import p256dh_key
@@ -228,8 +228,8 @@ def test_an_event_id_stored_by_another_process_meanwhile_is_a_repeat_not_an_erro
 
     from sqlalchemy import text
 
+    from orchestrator.app.service import StoredEvents
     from orchestrator.language.records import EventRecord, SubscriberRecord
-    from orchestrator.service import StoredEvents
     from orchestrator.store import repo
 
     ctx = open_context(Config(db=pg_url, graphs=tmp_path), delivery=RecordingDelivery())

@@ -22,12 +22,12 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from orchestrator.app.service import import_subscribers, open_context
+from orchestrator.app.ticking import tick
 from orchestrator.config import Config
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import import_subscribers, open_context
 from orchestrator.store.models import Journey, PushSubscription
-from orchestrator.ticking import tick
 from tests.test_ticking import CAMPAIGN, T0
 
 ROOT = Path(__file__).resolve().parent.parent

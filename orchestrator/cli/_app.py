@@ -19,7 +19,7 @@ app = typer.Typer(
 
 
 def _context(**kwargs: Any) -> Any:
-    from orchestrator.service import open_context
+    from orchestrator.app.service import open_context
 
     return open_context(**kwargs)
 

@@ -116,7 +116,7 @@ def render(
         raise typer.Exit(1)
     figures = exits = None
     if counts:
-        from orchestrator.service import drawing_counts, status as get_status
+        from orchestrator.app.service import drawing_counts, status as get_status
 
         ctx = _context()
         figures = drawing_counts(ctx, loaded.campaign)

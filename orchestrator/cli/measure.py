@@ -67,7 +67,7 @@ def simulate(
 ) -> None:
     """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
     from orchestrator.errors import CampaignError
-    from orchestrator.simulate import simulate as run
+    from orchestrator.sim.simulate import simulate as run
 
     rates: dict[str, float] = {}
     for item in rate or []:
@@ -128,7 +128,7 @@ def bench(
     and the same tick run directly and as the Prefect flow."""
     if prefect:
         _quiet_prefect()
-    from orchestrator.bench import bench as run
+    from orchestrator.bench.throughput import bench as run
 
     _print_figures(run(sends=sends, latency_ms=latency_ms, with_prefect=prefect), as_json=as_json)
 
@@ -152,7 +152,7 @@ def bench_scale(
 ) -> None:
     """Import, enrolment, a full tick and an idle tick at scale; then journey steps per
     second of `campaign simulate` (cloud-storage-launch, 1-hour resolution)."""
-    from orchestrator.bench_scale import bench_scale as run
+    from orchestrator.bench.scale import bench_scale as run
     from orchestrator.config import load_config
 
     example = load_config().graphs / "cloud-storage-launch.yaml"
@@ -174,7 +174,7 @@ def bench_web(
 ) -> None:
     """POST /api/subscriptions, then POST /api/events, held for --seconds each against
     `campaign serve`; then checks every accepted request is stored exactly once."""
-    from orchestrator.bench_web import bench_web as run
+    from orchestrator.bench.web import bench_web as run
 
     figures = run(seconds=seconds, concurrency=concurrency, workers=workers)
     _print_figures(figures, as_json=as_json)
@@ -190,7 +190,7 @@ def bench_faults(
 ) -> None:
     """A run against a push service answering 5 % 503, 2 % 429 (Retry-After), 1 % 410 after
     0–200 ms: every send must end delivered, pruned or failed, with nothing doubled."""
-    from orchestrator.bench_faults import bench_faults as run
+    from orchestrator.bench.faults import bench_faults as run
 
     figures = run(sends=sends, seed=seed)
     _print_figures(figures, as_json=as_json)
@@ -212,7 +212,7 @@ def soak(
     end; check every journey against the engine's invariants; report memory."""
     from orchestrator.config import load_config
     from orchestrator.errors import CampaignError
-    from orchestrator.soak import soak as run
+    from orchestrator.sim.soak import soak as run
 
     try:
         figures = run(

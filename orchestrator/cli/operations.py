@@ -29,7 +29,7 @@ def subscribers_import(
     file: Annotated[Path, typer.Argument(help="JSONL: one subscriber per line")],
 ) -> None:
     """Add or update subscribers; bad lines are reported with their number and skipped."""
-    from orchestrator.service import import_subscribers
+    from orchestrator.app.service import import_subscribers
 
     if not file.is_file():
         typer.echo(f"{file}: no such file", err=True)
@@ -50,8 +50,8 @@ def subscribers_revoke_links(
     subscriber: Annotated[str, typer.Argument(help="subscriber id")],
 ) -> None:
     """Revoke every profile link of a subscriber (a leaked link stops working); prints the new one."""
+    from orchestrator.app.visitors import revoke_links
     from orchestrator.language.records import RecordError
-    from orchestrator.visitors import revoke_links
 
     try:
         link = revoke_links(_context(), subscriber, now=datetime.now(UTC))
@@ -69,7 +69,7 @@ def subscribers_revoke_links(
 @subscribers_app.command("identity-key")
 def subscribers_identity_key() -> None:
     """The key a site's backend uses to prove its own subscriber ids (`id_hash`, docs/web.md)."""
-    from orchestrator import tokens
+    from orchestrator.app import tokens
 
     typer.echo(tokens.identity_key(_context().secret()))
 
@@ -92,8 +92,8 @@ def events_add(
     ] = None,
 ) -> None:
     """Record one event for a subscriber."""
+    from orchestrator.app.service import record_events
     from orchestrator.language.records import RecordError, parse_event
-    from orchestrator.service import record_events
 
     properties: dict[str, Any] = {}
     raw: dict[str, Any] = {"subscriber": subscriber, "name": event, "properties": properties}
@@ -131,10 +131,10 @@ def tick(
     """One pass: enrol, then advance every due journey, sending what is due."""
     from sqlalchemy.exc import DBAPIError
 
+    from orchestrator.app.ticking import tick as run_tick
     from orchestrator.errors import ConfigurationError
     from orchestrator.push.processes import DeliveryProcessError
     from orchestrator.push.setup import check_ready
-    from orchestrator.ticking import tick as run_tick
 
     ctx = _context()
     try:
@@ -215,7 +215,7 @@ def status(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Per-node funnel, exits by reason, sends by outcome."""
-    from orchestrator.service import status as get_status
+    from orchestrator.app.service import status as get_status
 
     figures = get_status(_context(), campaign)
     if as_json:
@@ -240,8 +240,8 @@ def segments_export(
     now: Annotated[str | None, typer.Option("--now", help="evaluate as of this ISO time")] = None,
 ) -> None:
     """Write a segment's members (id, timezone, attributes, tags), to check a segment before use."""
+    from orchestrator.app.service import export_segment
     from orchestrator.errors import ConfigurationError
-    from orchestrator.service import export_segment
 
     if fmt not in ("csv", "jsonl"):
         raise typer.BadParameter("csv or jsonl", param_hint="--format")
@@ -266,8 +266,8 @@ def segments_overlap(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Member counts for every pair of a campaign's segments: where do they overlap?"""
+    from orchestrator.app.service import segment_overlap
     from orchestrator.errors import ConfigurationError
-    from orchestrator.service import segment_overlap
 
     try:
         names, counts = segment_overlap(_context(), campaign=campaign, now=_now(now))
@@ -297,7 +297,7 @@ def migrate(
     now: Annotated[str | None, typer.Option("--now")] = None,
 ) -> None:
     """Move in-flight journeys to the newest version; a removed node ends its journeys."""
-    from orchestrator import versions
+    from orchestrator.app import versions
     from orchestrator.errors import CampaignError
 
     ctx = _context()

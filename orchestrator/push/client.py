@@ -33,10 +33,10 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
-from orchestrator.delivery import SendOutcome, SendRequest, Target, describe
 from orchestrator.language.urls import origin_of, screen_endpoint
 from orchestrator.push.encrypt import Encryptor
 from orchestrator.push.http1 import Http1Client, ProtocolError
+from orchestrator.push.port import SendOutcome, SendRequest, Target, describe
 from orchestrator.push.vapid import TokenCache
 
 log = logging.getLogger("campaign.push")

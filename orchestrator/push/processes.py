@@ -36,8 +36,8 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from orchestrator.config import Config
-from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.push.client import ClientSettings
+from orchestrator.push.port import SendOutcome, SendRequest
 
 log = logging.getLogger("campaign.push")
 

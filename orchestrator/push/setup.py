@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from orchestrator.config import Config
-from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.errors import ConfigurationError
 from orchestrator.push.client import ClientSettings, PushClient
+from orchestrator.push.port import SendOutcome, SendRequest
 from orchestrator.push.processes import DeliveryProcesses
 from orchestrator.push.vapid import TokenCache, VapidKey, check_subject
 

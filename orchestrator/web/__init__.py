@@ -5,7 +5,7 @@
 - `api`: `POST /api/events` for the site's backend (bearer `CAMPAIGN_API_KEY`);
 - `dashboard`: the campaign author's pages, behind a login.
 
-Thin over `orchestrator.visitors`, `orchestrator.service` and `orchestrator.insights`.
+Thin over `orchestrator.app.visitors`, `orchestrator.app.service` and `orchestrator.app.insights`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from orchestrator.app.service import Context, open_context
+from orchestrator.app.visitors import Conflict, Refused
 from orchestrator.language.records import RecordError
-from orchestrator.service import Context, open_context
-from orchestrator.visitors import Conflict, Refused
 from orchestrator.web import api, dashboard, guard, prefect_ui, site
 from orchestrator.web.common import STATE_KEY, WRITERS_KEY, Writers, make_writers
 from orchestrator.web.throttle import Throttle

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
+from orchestrator.app.service import StoredEvents
 from orchestrator.language.records import RecordError, parse_event
-from orchestrator.service import StoredEvents
 from orchestrator.web.common import json_body, now, require_api_key, writers
 
 router = APIRouter()

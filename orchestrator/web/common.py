@@ -13,8 +13,8 @@ from typing import Any
 from fastapi import HTTPException, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from orchestrator.app.service import Context
 from orchestrator.language.records import RecordError, loads
-from orchestrator.service import Context
 from orchestrator.store import repo
 from orchestrator.web import guard
 from orchestrator.web.writer import GroupWriter
@@ -65,8 +65,8 @@ WRITERS_KEY = "campaign_writers"
 
 
 def make_writers(ctx: Context) -> Writers:
-    from orchestrator import visitors
-    from orchestrator.service import add_event_batches
+    from orchestrator.app import visitors
+    from orchestrator.app.service import add_event_batches
 
     return Writers(
         subscriptions=GroupWriter(lambda batch: visitors.subscribe_many(ctx, batch, now=now())),

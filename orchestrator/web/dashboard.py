@@ -10,11 +10,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator import insights
+from orchestrator.app import insights
+from orchestrator.app.service import drawing_counts
 from orchestrator.errors import UnreadableFileError
 from orchestrator.language import loader
 from orchestrator.render import to_svg
-from orchestrator.service import drawing_counts
 from orchestrator.web import charts
 from orchestrator.web.common import (
     HERE,

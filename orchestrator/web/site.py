@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator import visitors
+from orchestrator.app import visitors
+from orchestrator.app.service import Context
 from orchestrator.errors import CampaignError
 from orchestrator.language.records import RecordError
 from orchestrator.push.setup import load_key
-from orchestrator.service import Context
 from orchestrator.web.common import (
     HERE,
     context,

@@ -31,11 +31,12 @@ from typing import Any
 from sqlalchemy import Row, select
 from sqlmodel import Session
 
-from orchestrator import engine, journeys
-from orchestrator.delivery import SendOutcome, SendRequest, Target, describe
+from orchestrator import engine
+from orchestrator.app import journeys
+from orchestrator.app.service import Context
 from orchestrator.engine import Action
 from orchestrator.language.spec import NotificationNode
-from orchestrator.service import Context
+from orchestrator.push.port import SendOutcome, SendRequest, Target, describe
 from orchestrator.store import repo
 from orchestrator.store.models import Journey, Send
 

@@ -20,10 +20,11 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, or_, select
 from sqlmodel import Session, col
 
-from orchestrator import engine, journeys
+from orchestrator import engine
+from orchestrator.app import journeys
+from orchestrator.app.service import Context
 from orchestrator.engine import Action, Past
 from orchestrator.language.spec import Campaign
-from orchestrator.service import Context
 from orchestrator.store import repo, segments
 from orchestrator.store.models import (
     EnrolMark,

@@ -29,9 +29,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import create_engine, func, select
 
+from orchestrator.app.service import open_context
 from orchestrator.config import Config
 from orchestrator.push.vapid import VapidKey
-from orchestrator.service import open_context
 from orchestrator.store.models import Event, PushSubscription, Subscriber
 
 API_KEY = "bench-" + "k" * 40

@@ -27,11 +27,11 @@ from typing import Any
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from orchestrator.app.enrolment import enrol
+from orchestrator.app.service import import_subscribers, load_current, open_context
+from orchestrator.app.ticking import run_batch
 from orchestrator.config import Config
-from orchestrator.delivery import SendOutcome, SendRequest
-from orchestrator.enrolment import enrol
-from orchestrator.service import import_subscribers, load_current, open_context
-from orchestrator.ticking import run_batch
+from orchestrator.push.port import SendOutcome, SendRequest
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ORIGIN = "https://push.bench.invalid"
@@ -170,7 +170,7 @@ def bench_scale(
 
 
 def _simulate(path: Path, subscribers: int) -> dict[str, Any]:
-    from orchestrator.simulate import default_workers, simulate
+    from orchestrator.sim.simulate import default_workers, simulate
 
     result = simulate(path, subscribers=subscribers, start=T0, resolution=timedelta(hours=1))
     return {

@@ -18,7 +18,8 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import col
 
-from orchestrator import tokens
+from orchestrator.app import tokens
+from orchestrator.app.service import Context
 from orchestrator.language import records, urls
 from orchestrator.language.records import (
     EventRecord,
@@ -33,7 +34,6 @@ from orchestrator.language.records import (
     parse_subscription,
 )
 from orchestrator.language.spec import TagRule
-from orchestrator.service import Context
 from orchestrator.store import repo
 from orchestrator.store.models import (
     Event,

@@ -22,10 +22,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
-from orchestrator.bench import T0, ReceiverProcess, world
+from orchestrator.app.ticking import tick_campaign, work_due
+from orchestrator.bench.throughput import T0, ReceiverProcess, world
 from orchestrator.push.vapid import VapidKey
 from orchestrator.store.models import Journey, PushSubscription, Send
-from orchestrator.ticking import tick_campaign, work_due
 
 STEP = timedelta(minutes=2)
 MAX_TICKS = 120  # four virtual hours: far beyond the last retry (2+4+8+16 minutes)

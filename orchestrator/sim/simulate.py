@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import col
 
+from orchestrator.app.service import CampaignLoad, load_current, open_context, read_jsonl, status
+from orchestrator.app.ticking import tick_campaign
 from orchestrator.config import Config
-from orchestrator.delivery import RecordingDelivery
 from orchestrator.errors import CampaignError
 from orchestrator.language import loader
 from orchestrator.language.records import (
@@ -35,11 +36,10 @@ from orchestrator.language.records import (
     parse_subscriber,
 )
 from orchestrator.language.spec import Campaign, NotificationNode
-from orchestrator.population import synthesize
-from orchestrator.service import CampaignLoad, load_current, open_context, read_jsonl, status
+from orchestrator.sim.population import synthesize
 from orchestrator.store import repo
 from orchestrator.store.models import Journey
-from orchestrator.ticking import tick_campaign
+from orchestrator.testing.fakes import RecordingDelivery
 
 SEGMENT_ENROL_EVERY = timedelta(days=1)
 MAX_TICKS = 200_000

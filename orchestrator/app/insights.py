@@ -17,9 +17,9 @@ from typing import Any
 from sqlalchemy import and_, case, exists, func, select
 from sqlmodel import col
 
+from orchestrator.app.service import Context, status
 from orchestrator.language import loader
 from orchestrator.language.spec import Campaign, SplitNode
-from orchestrator.service import Context, status
 from orchestrator.store import segments as segment_sql
 from orchestrator.store.models import Event, Journey, Send, Subscriber
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Protocol
 
@@ -73,14 +73,3 @@ def submit(delivery: Delivery, requests: Sequence[SendRequest]) -> Future[list[S
     except BaseException as exc:  # re-raised by .result(), where the caller waits
         done.set_exception(exc)
     return done
-
-
-@dataclass
-class RecordingDelivery:
-    """A fake for tests and simulation: keeps every request, answers 'delivered'."""
-
-    requests: list[SendRequest] = field(default_factory=list)
-
-    def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
-        self.requests.extend(requests)
-        return [SendOutcome(r.send_id, "delivered", 201) for r in requests]

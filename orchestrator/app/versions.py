@@ -18,9 +18,9 @@ from sqlalchemy import select, update
 from sqlalchemy.engine import CursorResult
 from sqlmodel import col
 
+from orchestrator.app.service import Context, campaign_paths, load_current
 from orchestrator.errors import CampaignError
 from orchestrator.language.spec import Campaign, NotificationNode, WaitNode
-from orchestrator.service import Context, campaign_paths, load_current
 from orchestrator.store import repo
 from orchestrator.store.models import Journey
 

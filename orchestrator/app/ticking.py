@@ -1,4 +1,4 @@
-"""A tick: enrol (`orchestrator.enrolment`), then advance every due journey in batches,
+"""A tick: enrol (`orchestrator.app.enrolment`), then advance every due journey in batches,
 sending what is due.
 
 Exactly-once: a batch claims its journeys and writes a ledger row for every
@@ -26,14 +26,15 @@ from sqlalchemy import Row
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from orchestrator import engine, journeys, outcomes, tokens
-from orchestrator.delivery import SendOutcome, SendRequest, Target, describe, submit
+from orchestrator import engine
+from orchestrator.app import journeys, outcomes, tokens
+from orchestrator.app.enrolment import enrol
+from orchestrator.app.service import CampaignLoad, Context, campaign_paths, load_current
 from orchestrator.engine import Action, EventView, JourneyState
-from orchestrator.enrolment import enrol
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.language import payload, urls
 from orchestrator.language.spec import BranchNode, Campaign, NotificationNode
-from orchestrator.service import CampaignLoad, Context, campaign_paths, load_current
+from orchestrator.push.port import SendOutcome, SendRequest, Target, describe, submit
 from orchestrator.store import repo, segments
 from orchestrator.store.models import Journey, Send
 

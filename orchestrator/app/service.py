@@ -13,9 +13,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlmodel import Session
 
-from orchestrator import tokens
+from orchestrator.app import tokens
 from orchestrator.config import Config, load_config
-from orchestrator.delivery import Delivery
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
 from orchestrator.language import loader
 from orchestrator.language.records import (
@@ -26,6 +25,7 @@ from orchestrator.language.records import (
     parse_subscriber,
 )
 from orchestrator.language.spec import Campaign
+from orchestrator.push.port import Delivery
 from orchestrator.store import db, migrate, repo
 
 AuditSink = Callable[[list[dict[str, Any]]], None]

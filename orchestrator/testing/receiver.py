@@ -3,7 +3,7 @@
 It speaks RFC 8030 (HTTP push), checks RFC 8292 VAPID and decrypts RFC 8291
 aes128gcm messages with keys it made the way a browser would. Run it in-process
 (`with Receiver() as r:`, a background thread with its own asyncio loop) or as a
-process: `python -m orchestrator.push.receiver --port 8090 --latency-ms 25`.
+process: `python -m orchestrator.testing.receiver --port 8090 --latency-ms 25`.
 """
 
 from __future__ import annotations
@@ -520,7 +520,7 @@ async def _read_body(request: web.Request) -> bytes:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the receiver as a process; print its origin; stop on Ctrl-C or SIGTERM."""
-    parser = argparse.ArgumentParser(prog="python -m orchestrator.push.receiver")
+    parser = argparse.ArgumentParser(prog="python -m orchestrator.testing.receiver")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--latency-ms", type=float, default=0.0)

@@ -21,8 +21,8 @@ from typing import Any
 from orchestrator.engine.invariants import TraceChecker
 from orchestrator.errors import CampaignError
 from orchestrator.language import loader
-from orchestrator.population import synthesize
-from orchestrator.simulate import simulate
+from orchestrator.sim.population import synthesize
+from orchestrator.sim.simulate import simulate
 
 
 def rss_mb() -> float:

@@ -26,22 +26,22 @@ from typing import Any
 
 import httpx
 
-from orchestrator.bench_scale import CAMPAIGN
-from orchestrator.config import Config
-from orchestrator.delivery import SendRequest, Target
-from orchestrator.enrolment import enrol
-from orchestrator.push.client import PushClient
-from orchestrator.push.naive import naive_sends_per_s
-from orchestrator.push.setup import WebPushDelivery, default_processes
-from orchestrator.push.vapid import TokenCache, VapidKey
-from orchestrator.service import (
+from orchestrator.app.enrolment import enrol
+from orchestrator.app.service import (
     CampaignLoad,
     Context,
     import_subscribers,
     load_current,
     open_context,
 )
-from orchestrator.ticking import run_batches
+from orchestrator.app.ticking import run_batches
+from orchestrator.bench.naive import naive_sends_per_s
+from orchestrator.bench.scale import CAMPAIGN
+from orchestrator.config import Config
+from orchestrator.push.client import PushClient
+from orchestrator.push.port import SendRequest, Target
+from orchestrator.push.setup import WebPushDelivery, default_processes
+from orchestrator.push.vapid import TokenCache, VapidKey
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 SUBJECT = "mailto:bench@example.com"
@@ -62,7 +62,7 @@ class ReceiverProcess:
             [
                 sys.executable,
                 "-m",
-                "orchestrator.push.receiver",
+                "orchestrator.testing.receiver",
                 "--latency-ms",
                 str(latency_ms),
                 "--decrypt-every",

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlalchemy import Row
 
-from orchestrator.delivery import describe
+from orchestrator.app.service import Context
 from orchestrator.engine import Action, JourneyState, SubscriberView
-from orchestrator.service import Context
+from orchestrator.push.port import describe
 from orchestrator.store import repo
 
 log = logging.getLogger("campaign.tick")

@@ -1,0 +1,14 @@
+"""The use cases: what happens when a campaign ticks, a visitor subscribes or an author looks.
+
+- `service`: the `Context` (configuration, database, delivery) every use case takes,
+  campaign loading with versions, imports and events in;
+- `ticking`: one tick of a campaign (enrol, claim due journeys, advance them with the
+  engine, commit the send ledger, deliver, record outcomes), built from `enrolment`,
+  `journeys` and `outcomes`; `versions`: which version of a campaign file a journey follows;
+- `visitors`: subscriptions, click links, the subscriber's own profile page;
+- `insights`: the figures the dashboard and `campaign status` show;
+- `tokens`: signed, expiring links.
+
+It reaches the database only through `orchestrator.store` and push services only
+through `orchestrator.push`.
+"""

@@ -1,0 +1,8 @@
+"""The benchmark commands; each prints figures (and JSON with `--json`), never asserts speed.
+
+- `throughput`: `campaign bench` (the tick's sends per second against a local push
+  service, the Prefect leg, a naive one-request-at-a-time baseline from `naive`);
+- `scale`: `campaign bench-scale` (import, enrolment and ticks over up to millions of
+  subscribers); `faults`: `campaign bench-faults` (retries under 429/5xx/410 answers);
+- `web`: `campaign bench-web` (the HTTP service under concurrent requests).
+"""

@@ -1,0 +1,7 @@
+"""Simulation: the production tick on a virtual clock, against synthetic subscribers.
+
+- `population`: synthetic or imported subscribers with their events;
+- `simulate`: `campaign simulate` (every decision from the real engine and store,
+  deliveries recorded, conversions drawn from given rates), with its JSONL trace;
+- `soak`: `campaign soak`, long randomised runs checked against the engine's invariants.
+"""

@@ -1,0 +1,6 @@
+"""Shipped test doubles, for this project's tests and for users testing their own setup.
+
+- `receiver`: a local Web Push service that decrypts (RFC 8291), checks VAPID and can
+  answer with faults (429, 5xx, 410, slow answers) on demand;
+- `fakes`: `RecordingDelivery`, a delivery that keeps every request and answers "delivered".
+"""
