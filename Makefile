@@ -34,6 +34,7 @@ demo: install
 lint: install
 	$(BIN)/ruff check orchestrator flows tests scripts
 	$(BIN)/ruff format --check orchestrator flows tests scripts
+	$(BIN)/lint-imports --no-cache  # the layer and library contracts in pyproject.toml
 
 typecheck: install
 	$(BIN)/mypy orchestrator
@@ -46,4 +47,4 @@ test-fast: install
 	$(BIN)/pytest -q -n 2 --dist loadfile -m "not slow" -x
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) out .pytest_cache .mypy_cache .ruff_cache .import_linter_cache

@@ -18,9 +18,9 @@ import sys
 from pathlib import Path
 
 import httpx
-from orchestrator.bench.web import wait_until_serving
 
 from flows.local_server import free_port, local_prefect_server
+from orchestrator.bench.web import wait_until_serving
 
 ROOT = Path(__file__).resolve().parent.parent
 ARGS = [

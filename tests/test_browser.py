@@ -17,10 +17,10 @@ from typing import Any
 
 import httpx
 import pytest
-from orchestrator.bench.web import wait_until_serving
 
 from orchestrator.app.service import open_context, status
 from orchestrator.app.ticking import tick
+from orchestrator.bench.web import wait_until_serving
 from orchestrator.config import Config
 from orchestrator.push.vapid import VapidKey
 from orchestrator.testing.fakes import RecordingDelivery

@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from orchestrator.bench.web import wait_until_serving
 from sqlalchemy import func, select
 
 from orchestrator.app.service import open_context
 from orchestrator.app.visitors import Subscribed, SubscribeRequest
+from orchestrator.bench.web import wait_until_serving
 from orchestrator.config import Config
 from orchestrator.language.records import PushSubscriptionRecord
 from orchestrator.store.models import Subscriber

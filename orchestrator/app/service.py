@@ -17,6 +17,7 @@ from orchestrator.app import tokens
 from orchestrator.config import Config, load_config
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
 from orchestrator.language import loader
+from orchestrator.language.document import LoadedCampaign
 from orchestrator.language.records import (
     EventRecord,
     RecordError,
@@ -139,7 +140,7 @@ def campaign_paths(ctx: Context, names: list[str] | None = None) -> list[Path]:
 @dataclass
 class CampaignLoad:
     path: Path
-    loaded: loader.LoadedCampaign | None
+    loaded: LoadedCampaign | None
     version_id: int | None
     problem: str | None
 

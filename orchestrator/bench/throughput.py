@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -52,6 +52,19 @@ PAYLOAD = json.dumps(
         "data": {"url": "http://127.0.0.1:8000/c/" + "x" * 30},
     }
 ).encode()
+
+
+class PrefectLeg(Protocol):
+    """Runs the tick directly and through the Prefect flow on worlds from `prepare`."""
+
+    def __call__(
+        self,
+        prepare: Callable[[str], tuple[Context, CampaignLoad, Callable[[], None]]],
+        *,
+        now: datetime,
+        batch_size: int,
+        expected: int,
+    ) -> dict[str, Any]: ...
 
 
 class ReceiverProcess:
@@ -210,8 +223,10 @@ def bench(
     latency_ms: float = 25.0,
     naive_sends: int = 200,
     batch_size: int = 1000,
-    with_prefect: bool = True,
+    prefect_leg: PrefectLeg | None = None,
 ) -> dict[str, Any]:
+    """The figures of `campaign bench`; with `prefect_leg` (the CLI passes
+    `flows.bench.prefect_leg`: Prefect stays in `flows/`), the tick through the flow too."""
     receiver = ReceiverProcess(latency_ms)
     try:
         subs = receiver.subscriptions(sends)
@@ -235,9 +250,7 @@ def bench(
                 subs, key_path, receiver.origin, folder / "one-process", batch_size, processes=0
             )
             orchestrated: dict[str, Any] = {}
-            if with_prefect:
-                from flows.bench import prefect_leg
-
+            if prefect_leg is not None:
                 orchestrated = prefect_leg(
                     lambda name: world(subs, key_path, receiver.origin, folder / name),
                     now=T0,

@@ -16,6 +16,7 @@ from orchestrator.cli._app import (
 )
 from orchestrator.errors import UnreadableFileError
 from orchestrator.language import loader
+from orchestrator.language.document import LoadedCampaign
 
 
 class OutputFormat(StrEnum):
@@ -38,7 +39,7 @@ def validate(
     ] = OutputFormat.text,
 ) -> None:
     """Check campaign files: every problem at once, as FILE:LINE:COL: error: MESSAGE."""
-    results: list[loader.LoadedCampaign] = []
+    results: list[LoadedCampaign] = []
     unreadable: list[str] = []
     for path in loader.campaign_files(paths):
         try:

@@ -130,7 +130,13 @@ def bench(
         _quiet_prefect()
     from orchestrator.bench.throughput import bench as run
 
-    _print_figures(run(sends=sends, latency_ms=latency_ms, with_prefect=prefect), as_json=as_json)
+    if prefect:
+        from flows.bench import prefect_leg
+
+        figures = run(sends=sends, latency_ms=latency_ms, prefect_leg=prefect_leg)
+    else:
+        figures = run(sends=sends, latency_ms=latency_ms)
+    _print_figures(figures, as_json=as_json)
 
 
 @app.command("bench-scale")

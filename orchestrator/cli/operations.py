@@ -134,7 +134,7 @@ def tick(
     from orchestrator.app.ticking import tick as run_tick
     from orchestrator.errors import ConfigurationError
     from orchestrator.push.processes import DeliveryProcessError
-    from orchestrator.push.setup import check_ready
+    from orchestrator.push.vapid import check_ready
 
     ctx = _context()
     try:

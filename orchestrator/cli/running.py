@@ -134,10 +134,8 @@ def serve(
     workers: Annotated[int, typer.Option("--workers", min=1, max=64)] = 1,
 ) -> None:
     """The HTTP service and dashboard (FastAPI; OpenAPI at /docs)."""
-    import uvicorn
-
     from orchestrator.config import load_config
-    from orchestrator.web.guard import BoundedHttpTools
+    from orchestrator.web.serve import serve as run
 
     config = load_config()
     if not config.dashboard_password:
@@ -151,16 +149,7 @@ def serve(
             err=True,
         )
     typer.echo(f"campaign-flow on http://{host}:{port} (dashboard /, API docs /docs)", err=True)
-    uvicorn.run(
-        "orchestrator.web:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-        proxy_headers=True,
-        http=BoundedHttpTools,  # request heads bounded (431)
-    )
+    run(host=host, port=port, workers=workers)
 
 
 vapid_app = typer.Typer(help="The VAPID key pair that signs every push.", no_args_is_help=True)

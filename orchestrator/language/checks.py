@@ -22,7 +22,7 @@ from orchestrator.language.spec import (
 from orchestrator.language.yamlpos import Pos
 
 if TYPE_CHECKING:
-    from orchestrator.language.loader import Broken, LoadedCampaign, Reporter, Source
+    from orchestrator.language.document import Broken, LoadedCampaign, Reporter, Source
     from orchestrator.language.yamlpos import Path_
 
 MAX_ACTIONS = 2

@@ -21,7 +21,7 @@ from orchestrator.language.scalars import _check_id
 from orchestrator.language.spec import NODE_TAGS, RULE_TAGS
 
 if TYPE_CHECKING:
-    from orchestrator.language.loader import Reporter, Source
+    from orchestrator.language.document import Reporter, Source
 
 _TAG_MODELS: dict[str, type[BaseModel]] = {}
 

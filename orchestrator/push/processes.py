@@ -53,8 +53,7 @@ def _child(conn: Connection, config: Config, settings: ClientSettings) -> None:
     """A delivery process: receive (number, requests), send back (number, outcomes or error)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when we stop
     from orchestrator.push.client import PushClient
-    from orchestrator.push.setup import check_ready
-    from orchestrator.push.vapid import TokenCache
+    from orchestrator.push.vapid import TokenCache, check_ready
 
     key, subject = check_ready(config)
     client = PushClient(

@@ -1,6 +1,6 @@
 """Wiring the real Web Push delivery from configuration.
 
-`check_ready(config)` fails before any send when the VAPID subject or key is
+`vapid.check_ready(config)` fails before any send when the VAPID subject or key is
 missing; `WebPushDelivery` builds the client on first use, so commands that
 never send (import, status, render) need no VAPID configuration at all.
 """
@@ -11,33 +11,12 @@ import os
 from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from orchestrator.config import Config
-from orchestrator.errors import ConfigurationError
 from orchestrator.push.client import ClientSettings, PushClient
 from orchestrator.push.port import SendOutcome, SendRequest
 from orchestrator.push.processes import DeliveryProcesses
-from orchestrator.push.vapid import TokenCache, VapidKey, check_subject
-
-
-def load_key(config: Config) -> VapidKey:
-    value = config.vapid_private_key
-    if "\n" not in value and len(value) < 200 and not value.startswith("-----"):
-        path = Path(value)
-        if not path.exists() and path.suffix in (".pem", ".key"):
-            raise ConfigurationError(
-                f"VAPID key file {value} does not exist: run `campaign vapid init` "
-                "or set CAMPAIGN_VAPID_PRIVATE_KEY"
-            )
-    return VapidKey.load(value)
-
-
-def check_ready(config: Config) -> tuple[VapidKey, str]:
-    """The key and subject, or a ConfigurationError saying what to set."""
-    subject = check_subject(config.vapid_subject)
-    return load_key(config), subject
-
+from orchestrator.push.vapid import TokenCache, check_ready
 
 PROCESSES_FROM = 200  # requests in one batch from which it goes to the delivery processes
 

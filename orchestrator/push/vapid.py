@@ -19,6 +19,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid02
 
+from orchestrator.config import Config
 from orchestrator.errors import ConfigurationError
 
 JWT_LIFETIME_S = 12 * 3600
@@ -140,3 +141,21 @@ class TokenCache:
             self._tokens[origin] = (value, expires)
             self.signed += 1
             return value
+
+
+def load_key(config: Config) -> VapidKey:
+    value = config.vapid_private_key
+    if "\n" not in value and len(value) < 200 and not value.startswith("-----"):
+        path = Path(value)
+        if not path.exists() and path.suffix in (".pem", ".key"):
+            raise ConfigurationError(
+                f"VAPID key file {value} does not exist: run `campaign vapid init` "
+                "or set CAMPAIGN_VAPID_PRIVATE_KEY"
+            )
+    return VapidKey.load(value)
+
+
+def check_ready(config: Config) -> tuple[VapidKey, str]:
+    """The key and subject, or a ConfigurationError saying what to set."""
+    subject = check_subject(config.vapid_subject)
+    return load_key(config), subject

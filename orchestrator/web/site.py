@@ -13,7 +13,7 @@ from orchestrator.app import visitors
 from orchestrator.app.service import Context
 from orchestrator.errors import CampaignError
 from orchestrator.language.records import RecordError
-from orchestrator.push.setup import load_key
+from orchestrator.push.vapid import load_key
 from orchestrator.web.common import (
     HERE,
     context,
