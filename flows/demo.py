@@ -39,7 +39,7 @@ from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import VapidKey
 from orchestrator.render import to_html
 from orchestrator.sim.population import synthesize
-from orchestrator.sim.simulate import NextMoment, _conversions
+from orchestrator.sim.simulate import NextMoment, draw_conversions
 from orchestrator.store import repo
 from orchestrator.testing.receiver import Receiver
 
@@ -236,7 +236,7 @@ def _convert(
     events: list[EventRecord] = []
     for name, campaign in by_campaign.items():
         mine = [r for r in delivered if r.campaign == name]
-        events += _conversions(
+        events += draw_conversions(
             campaign,
             mine,
             now=now,

@@ -216,11 +216,13 @@ def campaign_world(
     with subscriptions on `receiver` imported into `db`; returns the environment that
     `campaign` commands (or Prefect workers) run with."""
     from orchestrator.push.vapid import VapidKey
-    from tests.test_ticking import CAMPAIGN
+    from tests.helpers import TICK_CAMPAIGN
 
     graphs = tmp_path / "graphs"
     graphs.mkdir()
-    (graphs / "launch.yaml").write_text(textwrap.dedent(campaign or CAMPAIGN), encoding="utf-8")
+    (graphs / "launch.yaml").write_text(
+        textwrap.dedent(campaign or TICK_CAMPAIGN), encoding="utf-8"
+    )
     key = VapidKey.generate()
     key.save(tmp_path / "vapid.pem")
     lines = write_people(tmp_path / "people.jsonl", receiver, people)
@@ -274,3 +276,16 @@ def assert_no_secret(where: str, blob: bytes | str, forms: dict[str, str]) -> No
     text = blob.decode("utf-8", "replace") if isinstance(blob, bytes) else blob
     leaked = [name for name, value in forms.items() if value in text]
     assert not leaked, f"{', '.join(leaked)} found in {where}"
+
+
+SLOW_FOLDERS = frozenset({"browser", "integration", "bench"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Every test under tests/browser, tests/integration and tests/bench is `slow`:
+    `make test-fast` (`-m "not slow"`) leaves them out. A slow test elsewhere says so itself."""
+    here = Path(__file__).parent
+    for item in items:
+        parts = item.path.relative_to(here).parts
+        if parts and parts[0] in SLOW_FOLDERS:
+            item.add_marker(pytest.mark.slow)

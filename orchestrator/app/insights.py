@@ -180,7 +180,7 @@ def _split_tests(ctx: Context, campaign: Campaign) -> list[SplitTest]:
             j, sn, cv = by_arm.get(str(key), (0, 0, 0))
             arms.append(ArmFigures(split_id, str(key), _weight(weight) / total, j, sn, cv))
         ranked = sorted(arms, key=lambda a: a.sends, reverse=True)[:2]
-        p = _two_proportion_p(ranked[0], ranked[1]) if len(ranked) == 2 else None
+        p = two_proportion_p(ranked[0], ranked[1]) if len(ranked) == 2 else None
         leader = max(arms, key=lambda a: a.rate or 0.0).arm if any(a.sends for a in arms) else None
         tests.append(SplitTest(split_id, arms, p, leader))
     return tests
@@ -193,7 +193,7 @@ def _weight(value: Any) -> float:
     return float(value)
 
 
-def _two_proportion_p(a: ArmFigures, b: ArmFigures) -> float | None:
+def two_proportion_p(a: ArmFigures, b: ArmFigures) -> float | None:
     """Two-sided p-value of a two-proportion z-test (conversions per send)."""
     if a.sends < 1 or b.sends < 1:
         return None

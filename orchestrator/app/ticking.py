@@ -316,7 +316,7 @@ def claim_batch(
         if rows:
             try:
                 with s.begin_nested():
-                    requests, more_counts, more_trace, due_again = _advance_rows(
+                    requests, more_counts, more_trace, due_again = advance_rows(
                         ctx, s, rows, now=now
                     )
             except DBAPIError:
@@ -362,7 +362,7 @@ def _claim_due(
 def _advance_each(
     ctx: Context, s: Session, rows: list[Row[Any]], *, now: datetime
 ) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Row[Any], list[Action]]], bool]:
-    """`_advance_rows` one row at a time, each in a savepoint; a row that raises ends."""
+    """`advance_rows` one row at a time, each in a savepoint; a row that raises ends."""
     requests: list[SendRequest] = []
     counts: Counter[tuple[str, str]] = Counter()
     trace: list[tuple[Row[Any], list[Action]]] = []
@@ -370,7 +370,7 @@ def _advance_each(
     for row in rows:
         try:
             with s.begin_nested():
-                more, more_counts, more_trace, again = _advance_rows(ctx, s, [row], now=now)
+                more, more_counts, more_trace, again = advance_rows(ctx, s, [row], now=now)
         except DBAPIError:
             raise
         except Exception as exc:
@@ -413,7 +413,7 @@ def finish_batch(
     )
 
 
-def _advance_rows(
+def advance_rows(
     ctx: Context, s: Session, rows: list[Row[Any]], *, now: datetime
 ) -> tuple[list[SendRequest], Counter[tuple[str, str]], list[tuple[Row[Any], list[Action]]], bool]:
     """Advance the claimed rows; the last item says whether one of them is due again at `now`

@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 
 # isort: off
-from orchestrator.cli._app import app
+from orchestrator.cli.common import app
 from orchestrator.cli import language  # noqa: F401
 from orchestrator.cli import operations  # noqa: F401
 from orchestrator.cli import measure  # noqa: F401

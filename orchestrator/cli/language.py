@@ -10,9 +10,9 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli._app import (
-    _context,
+from orchestrator.cli.common import (
     app,
+    open_cli_context,
 )
 from orchestrator.errors import UnreadableFileError
 from orchestrator.language import loader
@@ -119,7 +119,7 @@ def render(
     if counts:
         from orchestrator.app.service import drawing_counts, status as get_status
 
-        ctx = _context()
+        ctx = open_cli_context()
         figures = drawing_counts(ctx, loaded.campaign)
         exits = get_status(ctx, loaded.campaign.campaign)["exits"]
     text = drawing.render(loaded.campaign, format.value, counts=figures, exits=exits)

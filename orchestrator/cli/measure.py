@@ -8,13 +8,13 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli._app import (
-    _duration,
-    _now,
-    _print_figures,
-    _print_funnel,
-    _quiet_prefect,
+from orchestrator.cli.common import (
     app,
+    duration_option,
+    now_option,
+    print_figures,
+    print_funnel,
+    quiet_prefect_logs,
 )
 
 LAST_SIMULATED_YEAR = 9000  # room for a campaign's delays after the last start
@@ -78,8 +78,8 @@ def simulate(
         except (ValueError, AssertionError):
             typer.echo(f"--rate {item!r}: expected NODE=P with P between 0 and 1", err=True)
             raise typer.Exit(1) from None
-    begin = _now(start or "2026-01-05T09:00:00Z")
-    end = _now(until) if until else None
+    begin = now_option(start or "2026-01-05T09:00:00Z")
+    end = now_option(until) if until else None
     for option, moment in (("--start", begin), ("--until", end)):
         if moment is not None and moment.year > LAST_SIMULATED_YEAR:
             raise typer.BadParameter(
@@ -96,7 +96,7 @@ def simulate(
             start=begin,
             until=end,
             trace=trace,
-            resolution=_duration(resolution, "--resolution"),
+            resolution=duration_option(resolution, "--resolution"),
             workers=workers,
             repeat_days=repeat_days,
         )
@@ -107,7 +107,7 @@ def simulate(
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return
-    _print_funnel(figures)
+    print_funnel(figures)
     typer.echo(
         f"{result.subscribers} subscribers, {result.ticks} ticks from {result.start:%Y-%m-%d %H:%M} "
         f"to {result.end:%Y-%m-%d %H:%M}, {result.steps} journey steps in {result.seconds:.1f}s "
@@ -127,7 +127,7 @@ def bench(
     """Delivery throughput: naive pywebpush loop vs bare encrypt+POST vs the full tick pipeline,
     and the same tick run directly and as the Prefect flow."""
     if prefect:
-        _quiet_prefect()
+        quiet_prefect_logs()
     from orchestrator.bench.throughput import bench as run
 
     if prefect:
@@ -136,7 +136,7 @@ def bench(
         figures = run(sends=sends, latency_ms=latency_ms, prefect_leg=prefect_leg)
     else:
         figures = run(sends=sends, latency_ms=latency_ms)
-    _print_figures(figures, as_json=as_json)
+    print_figures(figures, as_json=as_json)
 
 
 @app.command("bench-scale")
@@ -168,7 +168,7 @@ def bench_scale(
         simulate_path=example if example.is_file() else None,
         simulate_subscribers=simulate_subscribers,
     )
-    _print_figures(figures, as_json=as_json)
+    print_figures(figures, as_json=as_json)
 
 
 @app.command("bench-web")
@@ -183,7 +183,7 @@ def bench_web(
     from orchestrator.bench.web import bench_web as run
 
     figures = run(seconds=seconds, concurrency=concurrency, workers=workers)
-    _print_figures(figures, as_json=as_json)
+    print_figures(figures, as_json=as_json)
     if figures["lost_or_doubled"]:
         raise typer.Exit(1)
 
@@ -199,7 +199,7 @@ def bench_faults(
     from orchestrator.bench.faults import bench_faults as run
 
     figures = run(sends=sends, seed=seed)
-    _print_figures(figures, as_json=as_json)
+    print_figures(figures, as_json=as_json)
     if not figures["ok"]:
         raise typer.Exit(1)
 
@@ -222,11 +222,14 @@ def soak(
 
     try:
         figures = run(
-            graphs or load_config().graphs, subscribers=subscribers, seed=seed, start=_now(start)
+            graphs or load_config().graphs,
+            subscribers=subscribers,
+            seed=seed,
+            start=now_option(start),
         )
     except CampaignError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    _print_figures(figures, as_json=as_json)
+    print_figures(figures, as_json=as_json)
     if not figures["ok"]:
         raise typer.Exit(1)

@@ -10,12 +10,12 @@ from typing import Annotated, Any
 
 import typer
 
-from orchestrator.cli._app import (
-    _context,
-    _now,
-    _print_funnel,
-    _scalar,
+from orchestrator.cli.common import (
     app,
+    now_option,
+    open_cli_context,
+    print_funnel,
+    scalar_option,
 )
 
 subscribers_app = typer.Typer(
@@ -34,7 +34,7 @@ def subscribers_import(
     if not file.is_file():
         typer.echo(f"{file}: no such file", err=True)
         raise typer.Exit(2)
-    ctx = _context()
+    ctx = open_cli_context()
     report = import_subscribers(ctx, file)
     for number, message in report.bad:
         typer.echo(f"{file}:{number}: {message}", err=True)
@@ -54,7 +54,7 @@ def subscribers_revoke_links(
     from orchestrator.language.records import RecordError
 
     try:
-        link = revoke_links(_context(), subscriber, now=datetime.now(UTC))
+        link = revoke_links(open_cli_context(), subscriber, now=datetime.now(UTC))
     except RecordError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -71,7 +71,7 @@ def subscribers_identity_key() -> None:
     """The key a site's backend uses to prove its own subscriber ids (`id_hash`, docs/web.md)."""
     from orchestrator.app import tokens
 
-    typer.echo(tokens.identity_key(_context().secret()))
+    typer.echo(tokens.identity_key(open_cli_context().secret()))
 
 
 events_app = typer.Typer(help="Events: conversions, triggers, unsubscribes.", no_args_is_help=True)
@@ -106,9 +106,9 @@ def events_add(
             key, sep, value = item.partition("=")
             if not sep or not key:
                 raise RecordError(f"--prop {item[:80]!r}: expected KEY=VALUE")
-            properties[key] = _scalar(value, f"--prop {key[:80]}")
+            properties[key] = scalar_option(value, f"--prop {key[:80]}")
         record = parse_event(raw, default_at=datetime.now(UTC))
-        stored = record_events(_context(), [record])
+        stored = record_events(open_cli_context(), [record])
     except RecordError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -136,14 +136,14 @@ def tick(
     from orchestrator.push.processes import DeliveryProcessError
     from orchestrator.push.vapid import check_ready
 
-    ctx = _context()
+    ctx = open_cli_context()
     try:
         check_ready(ctx.config)  # before anything is claimed
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
     try:
-        report = run_tick(ctx, now=_now(now), names=campaigns or None, batch_size=batch_size)
+        report = run_tick(ctx, now=now_option(now), names=campaigns or None, batch_size=batch_size)
     except DBAPIError as exc:  # e.g. the connection dropped: what was committed stays
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         typer.echo(
@@ -217,12 +217,12 @@ def status(
     """Per-node funnel, exits by reason, sends by outcome."""
     from orchestrator.app.service import status as get_status
 
-    figures = get_status(_context(), campaign)
+    figures = get_status(open_cli_context(), campaign)
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return
     typer.echo(f"campaign {campaign}")
-    _print_funnel(figures, totals=("journeys", "exits", "sends"))
+    print_funnel(figures, totals=("journeys", "exits", "sends"))
 
 
 segments_app = typer.Typer(
@@ -248,7 +248,7 @@ def segments_export(
     out = output.open("w", encoding="utf-8", newline="") if output else sys.stdout
     try:
         count = export_segment(
-            _context(), name=name, campaign=campaign, fmt=fmt, out=out, now=_now(now)
+            open_cli_context(), name=name, campaign=campaign, fmt=fmt, out=out, now=now_option(now)
         )
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -270,7 +270,7 @@ def segments_overlap(
     from orchestrator.errors import ConfigurationError
 
     try:
-        names, counts = segment_overlap(_context(), campaign=campaign, now=_now(now))
+        names, counts = segment_overlap(open_cli_context(), campaign=campaign, now=now_option(now))
     except ConfigurationError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -300,7 +300,7 @@ def migrate(
     from orchestrator.app import versions
     from orchestrator.errors import CampaignError
 
-    ctx = _context()
+    ctx = open_cli_context()
     try:
         migration = versions.plan(ctx, campaign)
     except CampaignError as exc:
@@ -325,4 +325,4 @@ def migrate(
             f"{'would end' if dry_run else 'ended'} {len(migration.ends)} (removed node)"
         )
     if not dry_run:
-        versions.apply(ctx, migration, now=_now(now))
+        versions.apply(ctx, migration, now=now_option(now))

@@ -10,10 +10,10 @@ from typing import Annotated
 
 import typer
 
-from orchestrator.cli._app import (
-    _print_funnel,
-    _quiet_prefect,
+from orchestrator.cli.common import (
     app,
+    print_funnel,
+    quiet_prefect_logs,
 )
 
 
@@ -78,7 +78,7 @@ def demo(
 ) -> None:
     """The main job on the example campaigns: Prefect walks synthetic subscribers through every
     flowchart on a fast-forward clock, sending real encrypted pushes to a local push service."""
-    _quiet_prefect()
+    quiet_prefect_logs()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.demo import demo_flow, demo_start, quiet_prefect
@@ -106,7 +106,7 @@ def demo(
         )
     for campaign, figures in result["funnels"].items():
         typer.echo(f"\n== {campaign}")
-        _print_funnel(figures)
+        print_funnel(figures)
     received = result["receiver"]
     typer.echo(
         f"\n{result['subscribers']} subscribers walked in {result['steps']} virtual ticks; "

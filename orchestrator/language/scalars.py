@@ -63,7 +63,7 @@ def format_duration(delta: timedelta) -> str:
     return "".join(parts)
 
 
-def _positive_duration(value: Any) -> timedelta:
+def positive_duration(value: Any) -> timedelta:
     delta = parse_duration(value)
     if delta <= timedelta(0):
         raise ValueError(f"{value!r} must be longer than zero")
@@ -95,7 +95,7 @@ def parse_percent(value: Any) -> float:
     return fraction
 
 
-def _check_id(value: Any, what: str = "id") -> str:
+def check_id(value: Any, what: str = "id") -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be text, got {value!r}")
     if value == END:
@@ -113,7 +113,7 @@ def _check_ref(value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"a target is a node id or 'end', got {value!r}")
     if value != END:
-        _check_id(value, "node id")
+        check_id(value, "node id")
     return value
 
 
@@ -192,7 +192,7 @@ def _fixed_url(value: Any) -> str:
     return value
 
 
-_DURATION_SCHEMA = {
+DURATION_SCHEMA = {
     "type": "string",
     "pattern": r"^(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?$",
     "description": "duration: 30s, 15m, 12h, 7d, 2w, 1d12h",
@@ -209,30 +209,30 @@ Duration: TypeAlias = Annotated[
     timedelta,
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(_DURATION_SCHEMA),
+    WithJsonSchema(DURATION_SCHEMA),
 ]
 PositiveDuration: TypeAlias = Annotated[
     timedelta,
-    BeforeValidator(_positive_duration),
+    BeforeValidator(positive_duration),
     PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema(_DURATION_SCHEMA),
+    WithJsonSchema(DURATION_SCHEMA),
 ]
 Percent: TypeAlias = Annotated[
     float, BeforeValidator(parse_percent), WithJsonSchema(_PERCENT_SCHEMA)
 ]
 NodeId: TypeAlias = Annotated[
     str,
-    BeforeValidator(lambda v: _check_id(v, "node id")),
+    BeforeValidator(lambda v: check_id(v, "node id")),
     WithJsonSchema({"type": "string", "pattern": ID_RE.pattern, "not": {"const": END}}),
 ]
 Name: TypeAlias = Annotated[
     str,
-    BeforeValidator(lambda v: _check_id(v, "name")),
+    BeforeValidator(lambda v: check_id(v, "name")),
     WithJsonSchema({"type": "string", "pattern": ID_RE.pattern}),
 ]
 SegmentName: TypeAlias = Annotated[  # a reference to a segment: `segment: NAME`
     str,
-    BeforeValidator(lambda v: _check_id(v, "segment name")),
+    BeforeValidator(lambda v: check_id(v, "segment name")),
     WithJsonSchema({"type": "string", "pattern": ID_RE.pattern}),
 ]
 Target: TypeAlias = Annotated[

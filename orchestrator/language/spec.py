@@ -24,8 +24,8 @@ from pydantic import (
 )
 
 from orchestrator.language.scalars import (
-    _DURATION_SCHEMA,
     CAMPAIGN_ID_RE,
+    DURATION_SCHEMA,
     END as END,
     Clock,
     Cron,
@@ -42,12 +42,12 @@ from orchestrator.language.scalars import (
     Timezone,
     Urgency,
     Url,
-    _check_id as _check_id,
-    _positive_duration,
+    check_id as check_id,
     check_timezone_name as check_timezone_name,
     format_duration as format_duration,
     parse_duration as parse_duration,
     parse_percent as parse_percent,
+    positive_duration,
 )
 
 
@@ -79,14 +79,14 @@ class FrequencyCap(Strict):
 def _reentry(value: Any) -> timedelta | None:
     if value in (None, "never"):
         return None
-    return _positive_duration(value)
+    return positive_duration(value)
 
 
 Reentry: TypeAlias = Annotated[
     timedelta | None,
     BeforeValidator(_reentry),
     PlainSerializer(lambda d: "never" if d is None else format_duration(d)),
-    WithJsonSchema({"anyOf": [{"const": "never"}, _DURATION_SCHEMA]}),
+    WithJsonSchema({"anyOf": [{"const": "never"}, DURATION_SCHEMA]}),
 ]
 
 
@@ -259,7 +259,7 @@ _EDGE_SCHEMA = {
         {"type": "string", "description": "a node id or 'end'"},
         {
             "type": "object",
-            "properties": {"to": {"type": "string"}, "delay": _DURATION_SCHEMA},
+            "properties": {"to": {"type": "string"}, "delay": DURATION_SCHEMA},
             "required": ["to"],
             "additionalProperties": False,
         },

@@ -17,7 +17,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError as PydanticValidati
 
 from orchestrator.language import yamlpos
 from orchestrator.language.diagnostics import did_you_mean
-from orchestrator.language.scalars import _check_id
+from orchestrator.language.scalars import check_id
 from orchestrator.language.spec import NODE_TAGS, RULE_TAGS
 
 if TYPE_CHECKING:
@@ -273,7 +273,7 @@ def valid_key(
     name: Any, *, what: str, source: Source, path: yamlpos.Path_, reporter: Reporter
 ) -> bool:
     try:
-        _check_id(name, what)
+        check_id(name, what)
     except ValueError as exc:
         reporter.key(source, path, str(exc), code="invalid-id")
         return False

@@ -85,22 +85,22 @@ class YamlSyntaxError(Exception):
         self.message = message
 
 
-class _CoreLoader(yaml.SafeLoader):
+class CoreLoader(yaml.SafeLoader):
     """SafeLoader with YAML 1.2 core-schema implicit types."""
 
 
-_CoreLoader.yaml_implicit_resolvers = {}
-_CoreLoader.add_implicit_resolver(
+CoreLoader.yaml_implicit_resolvers = {}
+CoreLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool",
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
-_CoreLoader.add_implicit_resolver(
+CoreLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int",
     re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"),
     list("-+0123456789"),
 )
-_CoreLoader.add_implicit_resolver(
+CoreLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(
         r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
@@ -108,7 +108,7 @@ _CoreLoader.add_implicit_resolver(
     ),
     list("-+0123456789."),
 )
-_CoreLoader.add_implicit_resolver(
+CoreLoader.add_implicit_resolver(
     "tag:yaml.org,2002:null", re.compile(r"^(?:~|null|Null|NULL|)$"), ["~", "n", "N", ""]
 )
 
@@ -127,7 +127,7 @@ def _mark(node: yaml.Node) -> Pos:
     return Pos(node.start_mark.line + 1, node.start_mark.column + 1)
 
 
-def _scalar(loader: _CoreLoader, node: yaml.ScalarNode) -> Any:
+def _scalar(loader: CoreLoader, node: yaml.ScalarNode) -> Any:
     tag = node.tag
     if tag == "tag:yaml.org,2002:int":
         text = node.value.replace("_", "")
@@ -200,7 +200,7 @@ def parse(text: str) -> Located:
     if len(text.encode("utf-8", "surrogatepass")) > MAX_BYTES:
         raise YamlSyntaxError(Pos(1, 1), f"file is larger than {MAX_BYTES:,} bytes")
     try:
-        loader = _CoreLoader(text)  # the reader rejects control characters here
+        loader = CoreLoader(text)  # the reader rejects control characters here
     except yaml.reader.ReaderError as exc:
         raise _reader_error(text, exc) from None
     try:

@@ -30,7 +30,7 @@ def flowchart_markdown(
 ) -> str:
     """Title, exits, a link to the dashboard page (when there is a public URL), one
     picture per sub-campaign, then the mermaid source, collapsed."""
-    lines = [f"# {_text(campaign.title)}", ""]
+    lines = [f"# {markdown_text(campaign.title)}", ""]
     summary = ", ".join(f"{reason.replace('_', ' ')} {n}" for reason, n in sorted(exits.items()))
     link = f" · [Open in the campaign dashboard]({dashboard_url})" if dashboard_url else ""
     lines += [f"**Exits:** {summary or 'none yet'}{link}", ""]
@@ -38,7 +38,7 @@ def flowchart_markdown(
         one = campaign.model_copy(update={"subcampaigns": {name: sub}})
         keys = {*sub.nodes, end_key(name)}
         svg = to_svg(one, counts={k: v for k, v in counts.items() if k in keys})
-        lines.append(f"## {_text(name)}")
+        lines.append(f"## {markdown_text(name)}")
         lines.append("")
         data = svg.encode()
         if len(data) > MAX_PICTURE_BYTES:
@@ -48,7 +48,7 @@ def flowchart_markdown(
             )
         else:
             picture = base64.b64encode(data).decode()
-            lines.append(f"![{_text(name)} flowchart](data:image/svg+xml;base64,{picture})")
+            lines.append(f"![{markdown_text(name)} flowchart](data:image/svg+xml;base64,{picture})")
         lines.append("")
     mermaid = to_mermaid(campaign, counts=counts).rstrip()
     if len(mermaid.encode()) <= MAX_MERMAID_BYTES:
@@ -62,7 +62,7 @@ def flowchart_markdown(
     return "\n".join(lines)
 
 
-def _text(value: str) -> str:
+def markdown_text(value: str) -> str:
     """Plain text in markdown: HTML escaped, and the characters markdown acts on quoted."""
     out = escape(value, quote=False)
     for char in "\\`*_[]#!|":

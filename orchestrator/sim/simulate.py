@@ -122,7 +122,7 @@ def _store_population(ctx: Any, lines: list[dict[str, Any]]) -> int:
     return len(records)
 
 
-def _conversions(
+def draw_conversions(
     campaign: Campaign,
     requests: list[Any],
     *,
@@ -417,7 +417,7 @@ def _run(
         fresh = delivery.requests[seen:]
         seen = len(delivery.requests)
         result.sends += len(fresh)
-        conversions = _conversions(
+        conversions = draw_conversions(
             campaign, fresh, now=now, seed=seed, rates=rates, default_rate=default_rate
         )
         if conversions:

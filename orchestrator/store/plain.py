@@ -3,7 +3,7 @@ SQLAlchemy binds and reads them (docs/benchmarks.md: a compiled statement's per-
 bind and result processing cost several times SQLite's own work).
 
 Only the simple column types are handled here (times, JSON, booleans, numbers, strings);
-a table with any other type keeps SQLAlchemy's statement. `tests/test_repo.py` compares
+a table with any other type keeps SQLAlchemy's statement. `tests/store/test_repo.py` compares
 what both paths store and read.
 """
 

@@ -1,0 +1,61 @@
+"""The benchmark commands run and print the JSON the interfaces spec names (small sizes:
+figures are for docs/benchmarks.md, never asserted here)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+CAMPAIGN_BIN = str(Path(sys.executable).parent / "campaign")
+
+
+def _json(*args: str) -> dict[str, object]:
+    done = subprocess.run(
+        [CAMPAIGN_BIN, *args, "--json"], capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    out: dict[str, object] = json.loads(done.stdout)
+    return out
+
+
+def test_bench_prints_the_spec_keys_and_delivers_every_send() -> None:
+    figures = _json("bench", "--sends", "300", "--latency-ms", "5", "--no-prefect")
+    spec = (
+        "sends",
+        "latency_ms",
+        "pipeline_sends_per_s",
+        "naive_sends_per_s",
+        "speedup_vs_naive",
+        "bare_sends_per_s",
+        "pipeline_vs_bare",
+        "peak_rss_mb",
+    )
+    assert all(key in figures for key in spec), sorted(figures)
+    assert figures["sends"] == 300 and figures["latency_ms"] == 5.0
+    for key in ("pipeline_sends_per_s", "pipeline_one_process_sends_per_s", "bare_sends_per_s"):
+        assert float(figures[key]) > 0  # type: ignore[arg-type]
+    # naive (200) + bare (50 warm-up + 300) + pipeline (300) + one-process pipeline (300)
+    receiver = figures["receiver"]
+    assert isinstance(receiver, dict) and receiver["delivered"] == 200 + 350 + 300 + 300
+
+
+def test_bench_scale_prints_the_spec_keys() -> None:
+    figures = _json("bench-scale", "--subscribers", "2000", "--simulate-subscribers", "500")
+    for key in (
+        "subscribers",
+        "import_s",
+        "enroll_s",
+        "idle_tick_s",
+        "tick_sends_per_s",
+        "peak_rss_mb",
+        "db",
+    ):
+        assert key in figures, sorted(figures)
+    assert figures["subscribers"] == 2000 and figures["db"] == "sqlite"
+    assert figures["tick_sends"] == 2000
+    # then the simulator's figure: the example campaign over 500 subscribers, to its end
+    assert figures["simulate_subscribers"] == 500 and figures["simulate_workers"] == 1
+    assert int(figures["simulate_steps"]) > 500 and float(figures["simulate_steps_per_s"]) > 0  # type: ignore[arg-type]

@@ -1,0 +1,230 @@
+"""Real headless Chromium (Debian's /usr/bin/chromium, driven by playwright) against `campaign serve`."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from orchestrator.app.service import open_context, status
+from orchestrator.app.ticking import tick
+from orchestrator.bench.web import wait_until_serving
+from orchestrator.config import Config
+from orchestrator.push.vapid import VapidKey
+from orchestrator.testing.fakes import RecordingDelivery
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, p256dh_key
+
+PASSWORD = "browser test password"
+ARGS = CHROMIUM_ARGS
+CAMPAIGN = """
+campaign: launch
+title: Product launch
+goal: click
+settings: {spacing: 1h, window: 1d, followup_cap: 1}
+segments:
+  pros: {match: {attr: plan, eq: pro}}
+  space: {match: {tag: "topic:space"}}
+subcampaigns:
+  pros:
+    segment: pros
+    start: hello
+    nodes:
+      hello:
+        notification: {title: "Hi {{ subscriber.attributes.first_name }}", url: "BASE/thanks?from=push"}
+        on_convert: welcome
+        on_no_convert: {to: again, delay: 1h}
+      again: {notification: {title: Again, url: "BASE/thanks"}}
+      welcome: {notification: {title: Welcome, url: "BASE/thanks"}}
+"""
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Site:
+    base: str
+    env: dict[str, str]
+    config: Config
+    people: dict[str, str]  # subscriber id -> profile url
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing (CI installs it: apt-get install -y chromium)")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
+    tmp = tmp_path_factory.mktemp("site")
+    port = _port()
+    base = f"http://127.0.0.1:{port}"
+    graphs = tmp / "graphs"
+    graphs.mkdir()
+    (graphs / "launch.yaml").write_text(
+        textwrap.dedent(CAMPAIGN).replace("BASE", base), encoding="utf-8"
+    )
+    VapidKey.generate().save(tmp / "vapid.pem")
+    config = Config(
+        db=f"sqlite:///{tmp / 'c.db'}",
+        graphs=graphs,
+        vapid_private_key=str(tmp / "vapid.pem"),
+        dashboard_password=PASSWORD,
+        public_url=base,
+        secret="s" * 40,
+        api_key="k" * 40,
+    )
+    env = {
+        **os.environ,
+        "CAMPAIGN_DB": config.db,
+        "CAMPAIGN_GRAPHS": str(graphs),
+        "CAMPAIGN_VAPID_PRIVATE_KEY": config.vapid_private_key,
+        "CAMPAIGN_DASHBOARD_PASSWORD": PASSWORD,
+        "CAMPAIGN_PUBLIC_URL": base,
+        "CAMPAIGN_SECRET": "s" * 40,
+        "CAMPAIGN_API_KEY": "k" * 40,
+    }
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "campaign"), "serve", "--port", str(port)],
+        env=env,
+        cwd=tmp,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_until_serving(base, seconds=30)
+        people = {}
+        for i, name in enumerate(["Ana", "Ben", "Cleo"]):
+            sub = {
+                "endpoint": f"https://fcm.googleapis.com/fcm/send/browser-{i}",
+                "keys": {
+                    "p256dh": p256dh_key(),
+                    "auth": base64.urlsafe_b64encode(os.urandom(16)).decode(),
+                },
+            }
+            made = httpx.post(  # the site's backend: it knows their plan
+                f"{base}/api/subscriptions",
+                json={"subscription": sub, "attributes": {"plan": "pro", "first_name": name}},
+                headers={"authorization": f"Bearer {'k' * 40}"},
+            ).json()
+            people[made["id"]] = made["profile_url"]
+        yield Site(base, env, config, people)
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser(site: Site) -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        yield chromium
+        chromium.close()
+
+
+def _tick(site: Site) -> RecordingDelivery:
+    delivery = RecordingDelivery()
+    ctx = open_context(site.config, delivery=delivery)
+    try:
+        tick(ctx, now=datetime.now(UTC))
+    finally:
+        ctx.engine.dispose()
+    return delivery
+
+
+def _login(page: Any, site: Site) -> None:
+    page.goto(f"{site.base}/")
+    page.fill("input[name=password]", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{site.base}/")
+
+
+def test_a_click_link_redirects_in_the_browser_and_is_counted(site: Site, browser: Any) -> None:
+    delivery = _tick(site)
+    assert len(delivery.requests) == 3
+    link = json.loads(delivery.requests[0].payload)["data"]["url"]
+    page = browser.new_page()
+    page.goto(link)
+    assert page.url == f"{site.base}/thanks?from=push"
+    assert "Thanks" in page.inner_text("h1")
+    page.close()
+    _tick(site)  # the click converts at the next tick
+    ctx = open_context(site.config, delivery=RecordingDelivery())
+    try:
+        nodes = status(ctx, "launch")["nodes"]
+    finally:
+        ctx.engine.dispose()
+    assert nodes["hello"]["converted"] == 1 and nodes["welcome"]["entered"] == 1
+
+
+def test_the_dashboard_draws_the_flowchart_with_counts(site: Site, browser: Any) -> None:
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _login(page, site)
+    assert "Product launch" in page.inner_text("#campaigns")
+    assert page.locator("svg.chart").count() >= 4
+    page.click("text=Product launch")
+    page.wait_for_selector("#flowchart svg")
+    chart = page.inner_text("#flowchart")
+    assert "hello" in chart and "sent 3" in chart
+    rows = page.inner_text("#nodes")
+    assert "hello" in rows and "33.3%" in rows  # 1 of 3 sends converted
+    shot = Path(os.environ.get("SCREENSHOTS", "")) if os.environ.get("SCREENSHOTS") else None
+    if shot is not None:
+        page.screenshot(path=str(shot / "dashboard-campaign.png"), full_page=True)
+    page.close()
+
+
+def test_the_profile_page_edits_exports_and_deletes(site: Site, browser: Any) -> None:
+    sid, url = sorted(site.people.items())[-1]
+    context = browser.new_context(accept_downloads=True)
+    page = context.new_page()
+    page.goto(url)
+    page.fill("input[name='attr:first_name']", "Cleopatra")
+    page.check("input[name=topic][value=space]")
+    page.click("#profile-form button[type=submit]")
+    page.wait_for_selector("#message")
+    assert page.input_value("input[name='attr:first_name']") == "Cleopatra"
+    assert page.is_checked("input[name=topic][value=space]")
+    with page.expect_download() as download:
+        page.click("#export")
+    data = json.loads(Path(download.value.path()).read_text(encoding="utf-8"))
+    assert data["id"] == sid and data["attributes"]["first_name"] == "Cleopatra"
+    assert data["tags"] == ["topic:space"]
+    page.check("#delete-form input[name=confirm]")
+    page.click("#delete-form button[type=submit]")
+    assert "deleted" in page.inner_text("#message")
+    page.goto(url)
+    assert "not valid" in page.inner_text("#message")
+    context.close()
+
+
+def test_the_service_worker_registers(site: Site, browser: Any) -> None:
+    page = browser.new_page()
+    _login(page, site)
+    page.goto(f"{site.base}/try")
+    script = page.evaluate(
+        """async () => {
+            const reg = await window.campaignFlow.registration();
+            await navigator.serviceWorker.ready;
+            return (reg.active || reg.waiting || reg.installing).scriptURL;
+        }"""
+    )
+    assert script == f"{site.base}/sw.js"
+    assert page.evaluate("window.campaignFlow.supported()") is True
+    page.close()
