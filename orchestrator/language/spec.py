@@ -1,4 +1,4 @@
-"""The campaign graph language as pydantic models (shared/spec/campaign-graph.md).
+"""The campaign graph language as pydantic models (reference: docs/language.md).
 
 Parsing only: every model forbids unknown keys and checks the shape and the
 scalar formats of its own values (durations, percents, cron, timezones, ids).
