@@ -31,10 +31,10 @@ from orchestrator.app.service import (
 )
 from orchestrator.app.ticking import tick_campaign, tick_lines
 from orchestrator.config import Config
+from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.language import loader
 from orchestrator.language.records import EventRecord, parse_population_events, parse_subscriber
 from orchestrator.language.spec import Campaign
-from orchestrator.push.port import SendOutcome, SendRequest
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import VapidKey
 from orchestrator.render import to_html

@@ -49,6 +49,7 @@ from orchestrator.app.service import (
     status,
 )
 from orchestrator.app.ticking import CampaignTick, failure, run_batches, tick_lines
+from orchestrator.delivery import Outcome
 from orchestrator.language.records import parse_time
 from orchestrator.render.artifact import flowchart_markdown
 from orchestrator.store import repo
@@ -130,7 +131,10 @@ def publish(
 PROGRESS_EVERY_S = 2.0  # the progress artifact is updated at most this often
 FAILURE_RATE = 0.05  # of a tick's sends not delivered: `campaign.failure-rate.high`
 FAILURE_MIN_SENDS = 20  # fewer sends say too little for a rate
-REFUSALS = ("vapid_rejected", "rate_limited")  # 401/403 and 429 answers of a push service
+REFUSALS = (
+    Outcome.VAPID_REJECTED,
+    Outcome.RATE_LIMITED,
+)  # 401/403 and 429 answers of a push service
 REFUSAL_MIN = 10  # an origin's refusals in one tick that make `campaign.push-origin.refusing`
 
 
@@ -275,7 +279,7 @@ def emit_tick_events(
     if busy:
         emit_event(event="campaign.tick.completed", resource=resource, payload=summary)
     sent = result.sends + result.resent
-    failed = sum(n for outcome, n in result.outcomes.items() if outcome != "delivered")
+    failed = sum(n for outcome, n in result.outcomes.items() if outcome != Outcome.DELIVERED)
     if sent >= FAILURE_MIN_SENDS and failed / sent > FAILURE_RATE:
         emit_event(
             event="campaign.failure-rate.high",

@@ -103,7 +103,7 @@ def push_request(send_id: int, *subs: Any, payload: bytes = b'{"title":"Hi"}') -
     a browser gives it): TTL 2 h, urgency high, Topic `topic{send_id}`."""
     from datetime import timedelta
 
-    from orchestrator.push.port import SendRequest, Target
+    from orchestrator.delivery import SendRequest, Target
 
     targets = tuple(
         s

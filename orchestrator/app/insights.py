@@ -18,6 +18,7 @@ from sqlalchemy import and_, case, exists, func, select
 from sqlmodel import col
 
 from orchestrator.app.service import Context, status
+from orchestrator.delivery import Outcome
 from orchestrator.language import loader
 from orchestrator.language.spec import Campaign, SplitNode
 from orchestrator.store import segments as segment_sql
@@ -118,8 +119,8 @@ def campaigns(ctx: Context) -> list[CampaignSummary]:
                 str(path),
                 journeys=sum(phases.values()),
                 in_flight=sum(n for p, n in phases.items() if p != "ended"),
-                sent=sum(n for o, n in sends.items() if o != "skipped"),
-                delivered=sends.get("delivered", 0),
+                sent=sum(n for o, n in sends.items() if o != Outcome.SKIPPED),
+                delivered=sends.get(Outcome.DELIVERED, 0),
                 converted=converted,
             )
         )
@@ -166,7 +167,7 @@ def _split_tests(ctx: Context, campaign: Campaign) -> list[SplitTest]:
             .select_from(Journey)
             .outerjoin(
                 Send,
-                and_(col(Send.journey_id) == col(Journey.id), col(Send.outcome) != "skipped"),
+                and_(col(Send.journey_id) == col(Journey.id), col(Send.outcome) != Outcome.SKIPPED),
             )
             .where(col(Journey.campaign) == campaign.campaign, col(Journey.arm).is_not(None))
             .group_by(col(Journey.arm))
@@ -249,7 +250,7 @@ def _daily(ctx: Context, campaign: str | None, *, now: datetime) -> list[tuple[d
     """Sends and the conversions credited to them, by the day they were sent (last 30 days)."""
     since = now - timedelta(days=DAYS)
     day = func.date(col(Send.claimed_at))
-    conditions = [col(Send.claimed_at) >= since, col(Send.outcome) != "skipped"]
+    conditions = [col(Send.claimed_at) >= since, col(Send.outcome) != Outcome.SKIPPED]
     if campaign is not None:
         conditions.append(col(Send.campaign) == campaign)
     with ctx.session() as s:
@@ -291,7 +292,7 @@ def metrics(ctx: Context, *, now: datetime) -> Metrics:
         week = now - timedelta(days=7)
         per_subscriber = (
             select(col(Send.subscriber_id), func.count().label("n"))
-            .where(col(Send.claimed_at) >= week, col(Send.outcome) != "skipped")
+            .where(col(Send.claimed_at) >= week, col(Send.outcome) != Outcome.SKIPPED)
             .group_by(col(Send.subscriber_id))
             .subquery()
         )
@@ -336,7 +337,7 @@ def _quiet_segments(ctx: Context, *, now: datetime) -> list[tuple[str, str, int]
                 notified = exists().where(
                     col(Send.subscriber_id) == members.c.id,
                     col(Send.claimed_at) >= week,
-                    col(Send.outcome) != "skipped",
+                    col(Send.outcome) != Outcome.SKIPPED,
                 )
                 with segment_sql.as_of(now):
                     total, reached = s.execute(

@@ -16,8 +16,8 @@ from typing import Any
 from sqlalchemy import Row
 
 from orchestrator.app.service import Context
+from orchestrator.delivery import describe
 from orchestrator.engine import Action, JourneyState, SubscriberView
-from orchestrator.push.port import describe
 from orchestrator.store import repo
 
 log = logging.getLogger("campaign.tick")

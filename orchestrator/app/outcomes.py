@@ -34,9 +34,9 @@ from sqlmodel import Session
 from orchestrator import engine
 from orchestrator.app import journeys
 from orchestrator.app.service import Context
+from orchestrator.delivery import Outcome, SendOutcome, SendRequest, Target, describe
 from orchestrator.engine import Action
 from orchestrator.language.spec import NotificationNode
-from orchestrator.push.port import SendOutcome, SendRequest, Target, describe
 from orchestrator.store import repo
 from orchestrator.store.models import Journey, Send
 
@@ -44,11 +44,11 @@ MAX_ATTEMPTS = 5
 CLAIM_GRACE = timedelta(minutes=10)
 RETRY_BASE = timedelta(minutes=2)
 RETRY_CAP = timedelta(hours=1)
-TRANSIENT = frozenset({"rate_limited", "failed", "vapid_rejected"})
-PERMANENT = frozenset({"payload_error", "rejected", "disallowed", "error"})
+TRANSIENT = frozenset({Outcome.RATE_LIMITED, Outcome.FAILED, Outcome.VAPID_REJECTED})
+PERMANENT = frozenset({Outcome.PAYLOAD_ERROR, Outcome.REJECTED, Outcome.DISALLOWED, Outcome.ERROR})
 # permanent outcomes recorded under another name, and the reason their journeys are given
-_LEDGER = {"error": "failed"}
-_REASON = {"error": "delivery_error"}
+_LEDGER = {Outcome.ERROR: Outcome.FAILED}
+_REASON = {Outcome.ERROR: "delivery_error"}
 
 log = logging.getLogger("campaign.tick")
 
@@ -83,9 +83,9 @@ def record(
         outcome, retry_at = o.outcome, None
         if o.outcome in TRANSIENT:
             if attempts.get(o.send_id, 1) < MAX_ATTEMPTS:
-                outcome, retry_at = "retry", now + backoff(attempts.get(o.send_id, 1))
+                outcome, retry_at = Outcome.RETRY, now + backoff(attempts.get(o.send_id, 1))
             else:
-                outcome = "failed"
+                outcome = Outcome.FAILED
                 abandon.append((o.send_id, f"delivery_{o.outcome}"))
         elif o.outcome in PERMANENT:
             outcome = _LEDGER.get(o.outcome, o.outcome)
@@ -96,7 +96,7 @@ def record(
                 "outcome": outcome,
                 "status_code": o.status_code,
                 "detail": o.detail[:1024] if o.detail else None,
-                "finished_at": None if outcome == "retry" else now,
+                "finished_at": None if outcome == Outcome.RETRY else now,
                 "retry_at": retry_at,
             }
         )
@@ -192,11 +192,11 @@ def resend_due(
     for r in rows:
         if r.attempts >= MAX_ATTEMPTS:
             detail = f"gave up after {r.attempts} attempts"
-            decided.append(SendOutcome(r.id, "failed", None, detail))
+            decided.append(SendOutcome(r.id, Outcome.FAILED, None, detail))
         elif r.id in broken:
-            decided.append(SendOutcome(r.id, "error", None, broken[r.id]))
+            decided.append(SendOutcome(r.id, Outcome.ERROR, None, broken[r.id]))
         elif r.id not in sending:
-            decided.append(SendOutcome(r.id, "rejected", None, "no stored payload"))
+            decided.append(SendOutcome(r.id, Outcome.REJECTED, None, "no stored payload"))
     tally: Counter[str] = Counter()
     if decided:
         by_id = {r.id: r for r in rows}

@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError, StatementError
 from sqlmodel import Session
 
 from orchestrator.app import tokens
 from orchestrator.config import Config, load_config
+from orchestrator.delivery import Delivery
 from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
 from orchestrator.language import loader
 from orchestrator.language.document import LoadedCampaign
@@ -26,8 +26,7 @@ from orchestrator.language.records import (
     parse_subscriber,
 )
 from orchestrator.language.spec import Campaign
-from orchestrator.push.port import Delivery
-from orchestrator.store import db, migrate, repo
+from orchestrator.store import db, failures, migrate, repo
 
 AuditSink = Callable[[list[dict[str, Any]]], None]
 
@@ -240,16 +239,16 @@ def import_subscribers(
             return
         try:
             count(len(batch), *store([r for _, r in batch]))
-        except (DBAPIError, StatementError) as exc:
-            if _unavailable(exc):
+        except Exception as exc:
+            if not failures.is_database_error(exc) or failures.is_unavailable(exc):
                 raise
             for number, record in batch:
                 try:
                     count(1, *store([record]))
-                except (DBAPIError, StatementError) as one:
-                    if _unavailable(one):
+                except Exception as one:
+                    if not failures.is_database_error(one) or failures.is_unavailable(one):
                         raise
-                    report.bad.append((number, f"the database refused it: {_first_line(one)}"))
+                    report.bad.append((number, f"the database refused it: {failures.reason(one)}"))
         if progress:
             progress(len(batch))
         batch.clear()
@@ -271,19 +270,6 @@ def import_subscribers(
             flush()
     flush()
     return report
-
-
-def _unavailable(exc: Exception) -> bool:
-    """A database error that is no record's fault (connection lost, server down)."""
-    return isinstance(exc, OperationalError | InterfaceError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    )
-
-
-def _first_line(exc: Exception) -> str:
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:200]
 
 
 @dataclass(frozen=True)

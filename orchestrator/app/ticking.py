@@ -30,11 +30,11 @@ from orchestrator import engine
 from orchestrator.app import journeys, outcomes, tokens
 from orchestrator.app.enrolment import enrol
 from orchestrator.app.service import CampaignLoad, Context, campaign_paths, load_current
+from orchestrator.delivery import Outcome, SendOutcome, SendRequest, Target, describe, submit
 from orchestrator.engine import Action, EventView, JourneyState
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.language import payload, urls
 from orchestrator.language.spec import BranchNode, Campaign, NotificationNode
-from orchestrator.push.port import SendOutcome, SendRequest, Target, describe, submit
 from orchestrator.store import repo, segments
 from orchestrator.store.models import Journey, Send
 
@@ -103,7 +103,7 @@ def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
         parts.append(f"exits {sum(exits.values())} ({listed(exits)})")
     line = f"{tick.campaign} at {now:%Y-%m-%d %H:%M} UTC: " + "; ".join(parts)
     warnings = []
-    failed = {k: n for k, n in sorted(tick.outcomes.items()) if k != "delivered"}
+    failed = {k: n for k, n in sorted(tick.outcomes.items()) if k != Outcome.DELIVERED}
     if failed:
         where = sorted(
             {origin for (origin, outcome), _ in tick.origins.items() if outcome in failed}
@@ -583,7 +583,7 @@ def _claim_sends(
             "node": p.node_id,
             "subscriber_id": p.row.subscriber_id,
             "claimed_at": now,
-            "outcome": "claimed",
+            "outcome": Outcome.CLAIMED,
             "attempts": 1,
             "retry_at": now + outcomes.CLAIM_GRACE,  # sent again by a later tick if we die here
         }
@@ -631,7 +631,7 @@ def _claim_sends(
             skipped.append(
                 {
                     "id": p.send_id,
-                    "outcome": "skipped",
+                    "outcome": Outcome.SKIPPED,
                     "detail": f"{reason}: {detail}"[:1024],
                     "finished_at": now,
                     "retry_at": None,

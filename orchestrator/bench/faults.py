@@ -24,6 +24,7 @@ from sqlmodel import col
 
 from orchestrator.app.ticking import tick_campaign, work_due
 from orchestrator.bench.throughput import T0, ReceiverProcess, world
+from orchestrator.delivery import Outcome
 from orchestrator.push.vapid import VapidKey
 from orchestrator.store.models import Journey, PushSubscription, Send
 
@@ -129,10 +130,10 @@ def _run(ctx: Any, load: Any, *, sends: int, batch_size: int) -> dict[str, Any]:
     return {
         "sends": sends,
         "ledger_rows": sum(by_outcome.values()),
-        "delivered": by_outcome.get("delivered", 0),
-        "pruned": by_outcome.get("gone", 0),
-        "failed": by_outcome.get("failed", 0),
-        "waiting": by_outcome.get("claimed", 0) + by_outcome.get("retry", 0),
+        Outcome.DELIVERED: by_outcome.get(Outcome.DELIVERED, 0),
+        "pruned": by_outcome.get(Outcome.GONE, 0),
+        Outcome.FAILED: by_outcome.get(Outcome.FAILED, 0),
+        "waiting": by_outcome.get(Outcome.CLAIMED, 0) + by_outcome.get(Outcome.RETRY, 0),
         "ledger_attempts": {str(k): v for k, v in sorted(attempts.items())},
         "pruned_journeys_ended": ended_gone,
         "subscriptions_left": subscriptions,

@@ -31,7 +31,7 @@ from orchestrator.app.enrolment import enrol
 from orchestrator.app.service import import_subscribers, load_current, open_context
 from orchestrator.app.ticking import run_batch
 from orchestrator.config import Config
-from orchestrator.push.port import SendOutcome, SendRequest
+from orchestrator.delivery import Outcome, SendOutcome, SendRequest
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ORIGIN = "https://push.bench.invalid"
@@ -63,7 +63,7 @@ class CountingDelivery:
 
     def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
         self.sent += len(requests)
-        return [SendOutcome(r.send_id, "delivered", 201) for r in requests]
+        return [SendOutcome(r.send_id, Outcome.DELIVERED, 201) for r in requests]
 
 
 def _keys(count: int) -> list[str]:

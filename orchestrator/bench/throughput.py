@@ -38,8 +38,8 @@ from orchestrator.app.ticking import run_batches
 from orchestrator.bench.naive import naive_sends_per_s
 from orchestrator.bench.scale import CAMPAIGN
 from orchestrator.config import Config
+from orchestrator.delivery import SendRequest, Target
 from orchestrator.push.client import PushClient
-from orchestrator.push.port import SendRequest, Target
 from orchestrator.push.setup import WebPushDelivery, default_processes
 from orchestrator.push.vapid import TokenCache, VapidKey
 

@@ -50,24 +50,30 @@ def _logging() -> None:
 
 
 def main() -> None:
-    """Errors of ours and of the database end in one line on stderr and exit status 1,
-    never a traceback, whichever command met them."""
+    """The one place errors become exit codes: an error of ours (`CampaignError`, the root
+    of every error the project raises on purpose) or of the database ends in one line on
+    stderr and exit status 1, never a traceback, whichever command met it. Commands exit
+    with other codes themselves only where a command's contract says so (`validate`: 2
+    for a file that cannot be read; `subscribers import`: 1 when some line was bad)."""
     import sys
 
     _logging()
-    from sqlalchemy.exc import DBAPIError
-
     from orchestrator.errors import CampaignError
-    from orchestrator.push.processes import DeliveryProcessError
 
     try:
         app()
-    except (CampaignError, DeliveryProcessError) as exc:
+    except CampaignError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(1)
-    except DBAPIError as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        print(f"error: the database failed ({reason}); what was committed is kept", file=sys.stderr)
+    except Exception as exc:
+        from orchestrator.store import failures
+
+        if not failures.is_database_error(exc):
+            raise
+        print(
+            f"error: the database failed ({failures.reason(exc)}); what was committed is kept",
+            file=sys.stderr,
+        )
         sys.exit(1)
 
 

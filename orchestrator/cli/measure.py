@@ -66,7 +66,6 @@ def simulate(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
-    from orchestrator.errors import CampaignError
     from orchestrator.sim.simulate import simulate as run
 
     rates: dict[str, float] = {}
@@ -85,24 +84,20 @@ def simulate(
             raise typer.BadParameter(
                 f"a simulation ends by the year {LAST_SIMULATED_YEAR}", param_hint=option
             )
-    try:
-        result = run(
-            file,
-            subscribers=subscribers,
-            population=population,
-            seed=seed,
-            rates=rates,
-            default_rate=default_rate,
-            start=begin,
-            until=end,
-            trace=trace,
-            resolution=duration_option(resolution, "--resolution"),
-            workers=workers,
-            repeat_days=repeat_days,
-        )
-    except CampaignError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    result = run(
+        file,
+        subscribers=subscribers,
+        population=population,
+        seed=seed,
+        rates=rates,
+        default_rate=default_rate,
+        start=begin,
+        until=end,
+        trace=trace,
+        resolution=duration_option(resolution, "--resolution"),
+        workers=workers,
+        repeat_days=repeat_days,
+    )
     figures = result.as_dict()
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
@@ -217,19 +212,14 @@ def soak(
     """Simulate every campaign of the folder over a large population until all journeys
     end; check every journey against the engine's invariants; report memory."""
     from orchestrator.config import load_config
-    from orchestrator.errors import CampaignError
     from orchestrator.sim.soak import soak as run
 
-    try:
-        figures = run(
-            graphs or load_config().graphs,
-            subscribers=subscribers,
-            seed=seed,
-            start=now_option(start),
-        )
-    except CampaignError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    figures = run(
+        graphs or load_config().graphs,
+        subscribers=subscribers,
+        seed=seed,
+        start=now_option(start),
+    )
     print_figures(figures, as_json=as_json)
     if not figures["ok"]:
         raise typer.Exit(1)

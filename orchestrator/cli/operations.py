@@ -129,35 +129,30 @@ def tick(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One pass: enrol, then advance every due journey, sending what is due."""
-    from sqlalchemy.exc import DBAPIError
-
     from orchestrator.app.ticking import tick as run_tick
-    from orchestrator.errors import ConfigurationError
     from orchestrator.push.processes import DeliveryProcessError
     from orchestrator.push.vapid import check_ready
+    from orchestrator.store import failures
 
     ctx = open_cli_context()
-    try:
-        check_ready(ctx.config)  # before anything is claimed
-    except ConfigurationError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    check_ready(ctx.config)  # before anything is claimed
     try:
         report = run_tick(ctx, now=now_option(now), names=campaigns or None, batch_size=batch_size)
-    except DBAPIError as exc:  # e.g. the connection dropped: what was committed stays
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
-        typer.echo(
-            f"error: the database failed during the tick ({reason}). Batches already "
-            "committed are kept; sends claimed but not answered go out again after the "
-            "claim grace, and the next tick takes up the rest.",
-            err=True,
-        )
-        raise typer.Exit(1) from None
     except DeliveryProcessError as exc:
         typer.echo(
             f"error: a delivery process failed during the tick ({exc}). Batches already "
             "answered are recorded; sends claimed but not answered go out again after the "
             "claim grace.",
+            err=True,
+        )
+        raise typer.Exit(1) from None
+    except Exception as exc:  # e.g. the connection dropped: what was committed stays
+        if not failures.is_database_error(exc):
+            raise
+        typer.echo(
+            f"error: the database failed during the tick ({failures.reason(exc)}). Batches already "
+            "committed are kept; sends claimed but not answered go out again after the "
+            "claim grace, and the next tick takes up the rest.",
             err=True,
         )
         raise typer.Exit(1) from None
@@ -195,7 +190,7 @@ def tick(
             typer.echo(f"{path}: refused: {reason}", err=True)
     for name, reason in report.failed.items():  # the other campaigns ran
         error = report.errors.get(name)
-        if isinstance(error, DBAPIError):
+        if error is not None and failures.is_database_error(error):
             what = f"the database failed during the tick of {name} ({reason.partition(': ')[2]})"
         elif isinstance(error, DeliveryProcessError):
             what = f"a delivery process failed during the tick of {name} ({error})"
@@ -298,14 +293,9 @@ def migrate(
 ) -> None:
     """Move in-flight journeys to the newest version; a removed node ends its journeys."""
     from orchestrator.app import versions
-    from orchestrator.errors import CampaignError
 
     ctx = open_cli_context()
-    try:
-        migration = versions.plan(ctx, campaign)
-    except CampaignError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    migration = versions.plan(ctx, campaign)
     if as_json:
         typer.echo(json.dumps({**migration.summary(), "applied": not dry_run}, indent=2))
     else:

@@ -24,6 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from orchestrator.errors import CampaignError
 from orchestrator.language import urls
 from orchestrator.language.spec import check_timezone_name
 
@@ -40,7 +41,7 @@ FIRST_YEAR, LAST_YEAR = 1970, 9999
 MAX_SEND_ID = 2**31 - 1  # send ids are PostgreSQL integers
 
 
-class RecordError(ValueError):
+class RecordError(CampaignError, ValueError):
     """A record that cannot be stored; the message says what and where."""
 
 

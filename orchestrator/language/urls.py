@@ -19,6 +19,8 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
 
+from orchestrator.errors import CampaignError
+
 MAX_URL = 2048
 LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "[::1]", "::1")
 
@@ -28,7 +30,7 @@ _FORBIDDEN = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029\s]")
 _SAFE = "".join(chr(c) for c in range(0x21, 0x7F))
 
 
-class UrlError(ValueError):
+class UrlError(CampaignError, ValueError):
     """A URL refused; the message says why."""
 
 

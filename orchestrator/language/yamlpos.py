@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from orchestrator.errors import CampaignError
+
 Path_ = tuple[str | int, ...]
 
 MAX_BYTES = 1_000_000
@@ -78,7 +80,7 @@ class Located:
         return self.pos(p)
 
 
-class YamlSyntaxError(Exception):
+class YamlSyntaxError(CampaignError):
     def __init__(self, pos: Pos, message: str) -> None:
         super().__init__(message)
         self.pos = pos

@@ -33,32 +33,32 @@ from email.utils import parsedate_to_datetime
 
 import aiohttp
 
+from orchestrator.delivery import Outcome, SendOutcome, SendRequest, Target, describe
 from orchestrator.language.urls import origin_of, screen_endpoint
 from orchestrator.push.encrypt import Encryptor
 from orchestrator.push.http1 import Http1Client, ProtocolError
-from orchestrator.push.port import SendOutcome, SendRequest, Target, describe
 from orchestrator.push.vapid import TokenCache
 
 log = logging.getLogger("campaign.push")
 
 # Outcome precedence when a subscriber has several devices: the best one counts.
 _RANK = (
-    "delivered",
-    "rate_limited",
-    "failed",
-    "vapid_rejected",
-    "payload_error",
-    "rejected",
-    "disallowed",
-    "error",
-    "gone",
+    Outcome.DELIVERED,
+    Outcome.RATE_LIMITED,
+    Outcome.FAILED,
+    Outcome.VAPID_REJECTED,
+    Outcome.PAYLOAD_ERROR,
+    Outcome.REJECTED,
+    Outcome.DISALLOWED,
+    Outcome.ERROR,
+    Outcome.GONE,
 )
 
 
 @dataclass(frozen=True)
 class Attempt:
     endpoint: str
-    outcome: str
+    outcome: Outcome
     status: int | None = None
     detail: str | None = None
 
@@ -77,7 +77,7 @@ class ClientSettings:
     timeout_s: float = 10.0
     attempts: int = 3  # for 5xx and network errors
     backoff_s: float = 0.2  # doubled per attempt, with jitter
-    max_retry_after_s: float = 30.0  # longer waits give up for this tick ("rate_limited")
+    max_retry_after_s: float = 30.0  # longer waits give up for this tick (Outcome.RATE_LIMITED)
     default_retry_after_s: float = 5.0
     transport: str = "http1"  # "http1" (our lean client, the measured fastest) or "aiohttp"
     ca_file: str | None = None  # CA bundle for push services with a private CA (and tests)
@@ -143,7 +143,7 @@ class PushClient:
             except Exception as exc:  # this endpoint's outcome, not the call's
                 log.warning("could not prepare a push to one endpoint: %s", describe(exc))
                 prepared.append(
-                    (target, Attempt(target.endpoint, "error", None, describe(exc)), {})
+                    (target, Attempt(target.endpoint, Outcome.ERROR, None, describe(exc)), {})
                 )
         return request, prepared
 
@@ -152,11 +152,11 @@ class PushClient:
     ) -> tuple[Target, bytes | Attempt, dict[str, str]]:
         problem, origin = self._screen(target.endpoint, seen)
         if problem is not None:
-            return target, Attempt(target.endpoint, "disallowed", detail=problem), {}
+            return target, Attempt(target.endpoint, Outcome.DISALLOWED, detail=problem), {}
         try:
             body: bytes | Attempt = self.encryptor.encrypt(target, request.payload)
         except ValueError as exc:
-            body = Attempt(target.endpoint, "payload_error", detail=str(exc))
+            body = Attempt(target.endpoint, Outcome.PAYLOAD_ERROR, detail=str(exc))
         headers = {
             "TTL": str(max(int(request.ttl.total_seconds()), 0)),
             "Urgency": request.urgency,
@@ -222,7 +222,7 @@ class PushClient:
             return _aggregate(request.send_id, list(attempts))
         except Exception as exc:  # this send's outcome, not the call's
             log.warning("send %s failed unexpectedly: %s", request.send_id, describe(exc))
-            return SendOutcome(request.send_id, "error", None, describe(exc))
+            return SendOutcome(request.send_id, Outcome.ERROR, None, describe(exc))
 
     async def _target(
         self, target: Target, body: bytes, headers: dict[str, str], origins: dict[str, _Origin]
@@ -231,7 +231,7 @@ class PushClient:
             return await self._target_attempts(target, body, headers, origins)
         except Exception as exc:  # this endpoint's outcome, never retried
             log.warning("a push to one endpoint failed unexpectedly: %s", describe(exc))
-            return Attempt(target.endpoint, "error", None, describe(exc))
+            return Attempt(target.endpoint, Outcome.ERROR, None, describe(exc))
 
     async def _target_attempts(
         self, target: Target, body: bytes, headers: dict[str, str], origins: dict[str, _Origin]
@@ -242,24 +242,26 @@ class PushClient:
         s = self.settings
         for attempt in range(1, s.attempts + 1):
             if origin.blocked:
-                return Attempt(target.endpoint, "vapid_rejected", detail=origin.blocked)
+                return Attempt(target.endpoint, Outcome.VAPID_REJECTED, detail=origin.blocked)
             wait = origin.not_before - self._loop.time()
             if wait > s.max_retry_after_s:
-                return Attempt(target.endpoint, "rate_limited", 429, f"Retry-After {wait:.0f}s")
+                return Attempt(
+                    target.endpoint, Outcome.RATE_LIMITED, 429, f"Retry-After {wait:.0f}s"
+                )
             if wait > 0:
                 await asyncio.sleep(wait)
             result, retry_after = await self._post(target, body, headers, origin)
-            if result.outcome == "rate_limited":
+            if result.outcome == Outcome.RATE_LIMITED:
                 delay = retry_after if retry_after is not None else s.default_retry_after_s
                 origin.not_before = max(origin.not_before, self._loop.time() + delay)
                 continue
-            if result.outcome != "retry":
+            if result.outcome != Outcome.RETRY:
                 return result
             if attempt < s.attempts:
                 await asyncio.sleep(s.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
-        if result.outcome == "rate_limited":
+        if result.outcome == Outcome.RATE_LIMITED:
             return result
-        return Attempt(target.endpoint, "failed", result.status, result.detail)
+        return Attempt(target.endpoint, Outcome.FAILED, result.status, result.detail)
 
     async def _post(
         self, target: Target, body: bytes, headers: dict[str, str], origin: _Origin
@@ -281,7 +283,7 @@ class PushClient:
                     reply = await response.read() if status >= 300 else b""
         except (TimeoutError, aiohttp.ClientError, OSError, ProtocolError) as exc:
             return Attempt(
-                target.endpoint, "retry", None, f"{type(exc).__name__}: {exc}"[:300]
+                target.endpoint, Outcome.RETRY, None, f"{type(exc).__name__}: {exc}"[:300]
             ), None
         text = reply[:300].decode("utf-8", errors="replace") if status >= 300 else ""
         return _classify(target, status, text, origin), _retry_after(retry_header)
@@ -294,11 +296,11 @@ async def _done(attempt: Attempt) -> Attempt:
 def _classify(target: Target, status: int, text: str, origin: _Origin) -> Attempt:
     endpoint = target.endpoint
     if status in (201, 202):
-        return Attempt(endpoint, "delivered", status)
+        return Attempt(endpoint, Outcome.DELIVERED, status)
     if status in (404, 410):
-        return Attempt(endpoint, "gone", status)
+        return Attempt(endpoint, Outcome.GONE, status)
     if status == 413:
-        return Attempt(endpoint, "payload_error", status, text or "payload too large")
+        return Attempt(endpoint, Outcome.PAYLOAD_ERROR, status, text or "payload too large")
     if status in (401, 403):
         reason = f"{status} from {origin_of(endpoint)}: VAPID key or subject refused ({text or 'no detail'})"
         if not origin.blocked:
@@ -307,14 +309,14 @@ def _classify(target: Target, status: int, text: str, origin: _Origin) -> Attemp
                 reason,
             )
         origin.blocked = reason
-        return Attempt(endpoint, "vapid_rejected", status, reason)
+        return Attempt(endpoint, Outcome.VAPID_REJECTED, status, reason)
     if status == 429:
-        return Attempt(endpoint, "rate_limited", status, text or None)
+        return Attempt(endpoint, Outcome.RATE_LIMITED, status, text or None)
     if status >= 500:
-        return Attempt(endpoint, "retry", status, text or None)
+        return Attempt(endpoint, Outcome.RETRY, status, text or None)
     if 300 <= status < 400:
-        return Attempt(endpoint, "rejected", status, "redirects are not followed")
-    return Attempt(endpoint, "rejected", status, text or None)
+        return Attempt(endpoint, Outcome.REJECTED, status, "redirects are not followed")
+    return Attempt(endpoint, Outcome.REJECTED, status, text or None)
 
 
 def _retry_after(value: str | None) -> float | None:
@@ -332,10 +334,12 @@ def _retry_after(value: str | None) -> float | None:
 
 def _aggregate(send_id: int, attempts: list[Attempt]) -> SendOutcome:
     if not attempts:
-        return SendOutcome(send_id, "gone", None, "no push subscription")
+        return SendOutcome(send_id, Outcome.GONE, None, "no push subscription")
     best = min(attempts, key=lambda a: _RANK.index(a.outcome) if a.outcome in _RANK else len(_RANK))
-    gone = tuple(a.endpoint for a in attempts if a.outcome == "gone")
+    gone = tuple(a.endpoint for a in attempts if a.outcome == Outcome.GONE)
     detail = best.detail
-    if best.outcome == "delivered" and len(attempts) > 1:
-        detail = f"{sum(a.outcome == 'delivered' for a in attempts)} of {len(attempts)} devices"
+    if best.outcome == Outcome.DELIVERED and len(attempts) > 1:
+        detail = (
+            f"{sum(a.outcome == Outcome.DELIVERED for a in attempts)} of {len(attempts)} devices"
+        )
     return SendOutcome(send_id, best.outcome, best.status, detail, gone)

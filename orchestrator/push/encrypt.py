@@ -23,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pywebpush import WebPusher
 
-from orchestrator.push.port import Target
+from orchestrator.delivery import Target
 
 RECORD_SIZE = 4096
 MAX_PLAINTEXT = 3993  # 4096 − 86 (header with a 65-byte key) − 16 (tag) − 1 (padding delimiter)

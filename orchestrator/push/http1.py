@@ -22,15 +22,17 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from orchestrator.errors import DeliveryError
+
 MAX_HEAD = 64 * 1024
 MAX_BODY = 1024 * 1024
 
 
-class ProtocolError(Exception):
+class ProtocolError(DeliveryError):
     """The server's answer was not HTTP/1.1 we understand."""
 
 
-class RequestError(ValueError):
+class RequestError(DeliveryError, ValueError):
     """The request cannot be written: its URL or a header is not printable ASCII (nothing
     is sent; the caller treats it as this request's own error, not the connection's)."""
 

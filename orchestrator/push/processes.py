@@ -36,8 +36,9 @@ from multiprocessing.connection import Connection
 from typing import Any
 
 from orchestrator.config import Config
+from orchestrator.delivery import SendOutcome, SendRequest
+from orchestrator.errors import DeliveryError
 from orchestrator.push.client import ClientSettings
-from orchestrator.push.port import SendOutcome, SendRequest
 
 log = logging.getLogger("campaign.push")
 
@@ -45,7 +46,7 @@ log = logging.getLogger("campaign.push")
 READY = -1  # the number of the message a child sends once it can take batches
 
 
-class DeliveryProcessError(RuntimeError):
+class DeliveryProcessError(DeliveryError):
     """A delivery process died or failed; the batch's sends stay claimed and are sent again."""
 
 

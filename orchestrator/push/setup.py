@@ -13,8 +13,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 
 from orchestrator.config import Config
+from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.push.client import ClientSettings, PushClient
-from orchestrator.push.port import SendOutcome, SendRequest
 from orchestrator.push.processes import DeliveryProcesses
 from orchestrator.push.vapid import TokenCache, check_ready
 

@@ -11,6 +11,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
 
+from orchestrator.errors import CampaignError
 from orchestrator.store import (
     models,  # noqa: F401  (registers the tables)
     plain,
@@ -46,7 +47,7 @@ def _sqlite_begin(connection: Any) -> None:
     plain.execute(connection, "BEGIN IMMEDIATE", ())
 
 
-class UnstorableValue(ValueError):
+class UnstorableValue(CampaignError, ValueError):
     """A value a JSON column cannot hold (NaN, Infinity, something not JSON at all)."""
 
 

@@ -24,6 +24,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session, col
 
+from orchestrator.delivery import Outcome
 from orchestrator.language.records import EventRecord, SubscriberRecord
 from orchestrator.store import plain
 from orchestrator.store.models import (
@@ -453,7 +454,7 @@ def recent_sends(
             select(col(Send.subscriber_id), col(Send.claimed_at)).where(
                 col(Send.subscriber_id).in_(list(set(ids))),
                 col(Send.claimed_at) > since,
-                col(Send.outcome) != "skipped",
+                col(Send.outcome) != Outcome.SKIPPED,
             )
         )
     for sid, at in rows:
@@ -658,7 +659,7 @@ def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, b
             .where(
                 sends.c.campaign == campaign,
                 sends.c.retry_at <= now,
-                sends.c.outcome.in_(("claimed", "retry")),
+                sends.c.outcome.in_((Outcome.CLAIMED, Outcome.RETRY)),
             )
             .limit(1)
         )
@@ -684,7 +685,7 @@ def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int)
         .where(
             table.c.campaign == campaign,
             table.c.retry_at <= now,
-            table.c.outcome.in_(("claimed", "retry")),
+            table.c.outcome.in_((Outcome.CLAIMED, Outcome.RETRY)),
         )
         .order_by(table.c.retry_at, table.c.id)
         .limit(limit)

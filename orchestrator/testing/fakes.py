@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from orchestrator.push.port import SendOutcome, SendRequest
+from orchestrator.delivery import Outcome, SendOutcome, SendRequest
 
 
 @dataclass
@@ -16,4 +16,4 @@ class RecordingDelivery:
 
     def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
         self.requests.extend(requests)
-        return [SendOutcome(r.send_id, "delivered", 201) for r in requests]
+        return [SendOutcome(r.send_id, Outcome.DELIVERED, 201) for r in requests]

@@ -15,11 +15,11 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
 
 from orchestrator.app.service import Context, open_context
 from orchestrator.app.visitors import Conflict, Refused
 from orchestrator.language.records import RecordError
+from orchestrator.store import failures
 from orchestrator.web import api, dashboard, guard, prefect_ui, site
 from orchestrator.web.common import STATE_KEY, WRITERS_KEY, Writers, make_writers
 from orchestrator.web.throttle import Throttle
@@ -66,14 +66,16 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     async def _unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": "5"})
 
-    @app.exception_handler(OperationalError)
-    async def _database_busy(request: Request, exc: OperationalError) -> JSONResponse:
+    async def _database_busy(request: Request, exc: Exception) -> JSONResponse:
         # a locked SQLite file (a long tick holds its write lock) or a lost connection
         return JSONResponse(
             {"detail": "the database is busy or unavailable; try again shortly"},
             status_code=503,
             headers={"Retry-After": "5"},
         )
+
+    for unavailable in failures.UNAVAILABLE:
+        app.add_exception_handler(unavailable, _database_busy)
 
     @app.exception_handler(guard.BodyTooLarge)
     async def _too_large(request: Request, exc: guard.BodyTooLarge) -> JSONResponse:

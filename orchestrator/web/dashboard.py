@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from orchestrator.app import insights
 from orchestrator.app.service import drawing_counts
+from orchestrator.delivery import Outcome
 from orchestrator.errors import UnreadableFileError
 from orchestrator.language import loader
 from orchestrator.render import to_svg
@@ -204,13 +205,13 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
     detail = insights.campaign_detail(ctx, campaign, now=now())
     phases = detail.figures["journeys"]
     sends = detail.figures["sends"]
-    sent = sum(n for o, n in sends.items() if o != "skipped")
+    sent = sum(n for o, n in sends.items() if o != Outcome.SKIPPED)
     converted = sum(n["converted"] for n in detail.nodes)
     totals = {
         "journeys": sum(phases.values()),
         "in_flight": sum(n for p, n in phases.items() if p != "ended"),
         "sent": sent,
-        "delivered": sends.get("delivered", 0),
+        Outcome.DELIVERED: sends.get(Outcome.DELIVERED, 0),
         "converted": converted,
         "rate": converted / sent if sent else None,
     }

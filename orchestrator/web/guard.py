@@ -21,6 +21,8 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from orchestrator.errors import CampaignError
+
 MAX_BODY = 1_048_576
 
 CSP = (
@@ -43,7 +45,7 @@ _HEADERS = [
 _EXPLORER_HEADERS = [*_ALWAYS, (b"cache-control", b"no-store")]
 
 
-class BodyTooLarge(Exception):
+class BodyTooLarge(CampaignError):
     """A request body passed MAX_BODY while it was being read (answered 413)."""
 
 

@@ -26,6 +26,7 @@ from urllib.parse import quote
 import httpx
 
 from orchestrator.config import Config
+from orchestrator.errors import CampaignError
 
 FLOW_NAME = "campaign-tick"
 TTL = 30.0  # seconds an answer (or a failure) is reused
@@ -53,7 +54,7 @@ class PrefectLinks:
     problem: str | None = None  # why the deployment or its runs are not shown
 
 
-class Unreadable(Exception):
+class Unreadable(CampaignError):
     """The Prefect API's answer was not what it documents."""
 
 

@@ -213,11 +213,11 @@ def _profile(request: Request, token: str, message: str | None = None) -> HTMLRe
     )
 
 
-class LinkGone(Exception):
+class LinkGone(CampaignError):
     """A profile link that is forged, expired, or names someone deleted: answered by `gone`."""
 
 
-class ForeignOrigin(Exception):
+class ForeignOrigin(CampaignError):
     """A profile form posted from another site's page: answered 403, nothing changed."""
 
 

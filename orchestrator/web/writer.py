@@ -24,40 +24,27 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.exc import (
-    DBAPIError,
-    DisconnectionError,
-    IntegrityError,
-    InterfaceError,
-    OperationalError,
-    StatementError,
-)
-
-from orchestrator.store.db import UnstorableValue
+from orchestrator.errors import CampaignError
+from orchestrator.store import failures
 
 MAX_BATCH = 500
 RACE_RETRIES = 2
 
 
-class StoreRefused(Exception):
+class StoreRefused(CampaignError):
     """The database refused this request's records (a 4xx: the records are at fault)."""
 
 
-class StoreUnavailable(Exception):
+class StoreUnavailable(CampaignError):
     """The database could not be reached or failed as a whole (a 503: try again later)."""
 
 
 def classify(exc: Exception) -> Exception:
     """A database error as the request should see it; any other error unchanged."""
-    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError) or (
-        isinstance(exc, DBAPIError) and exc.connection_invalidated
-    ):
+    if failures.is_unavailable(exc):
         return StoreUnavailable("the database is unavailable; try again shortly")
-    if isinstance(exc, UnstorableValue):
-        return StoreRefused(f"the database refused this record: {exc}")
-    if isinstance(exc, StatementError):
-        first = str(exc.orig or exc).strip().splitlines()[0][:200] if str(exc.orig or exc) else ""
-        return StoreRefused(f"the database refused this record: {first or type(exc).__name__}")
+    if failures.is_refused(exc):
+        return StoreRefused(f"the database refused this record: {failures.reason(exc)}")
     return exc
 
 
@@ -106,8 +93,8 @@ class GroupWriter:
         for attempt in range(RACE_RETRIES + 1):
             try:
                 return await asyncio.to_thread(self.store, payloads)
-            except IntegrityError:
-                if attempt == RACE_RETRIES:
+            except Exception as exc:
+                if not failures.is_conflict(exc) or attempt == RACE_RETRIES:
                     raise
         raise AssertionError("unreachable")
 

@@ -16,7 +16,7 @@ from orchestrator.app import outcomes
 from orchestrator.app.service import Context, import_subscribers, open_context, status
 from orchestrator.app.ticking import tick
 from orchestrator.config import Config
-from orchestrator.push.port import SendOutcome, SendRequest
+from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.store.models import Journey, PushSubscription, Send
 from tests.conftest import subscriber_line
 from tests.helpers import T0, TICK_CAMPAIGN

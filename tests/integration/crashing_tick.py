@@ -25,7 +25,7 @@ from typing import Any
 
 from orchestrator.app import outcomes, ticking
 from orchestrator.app.service import open_context
-from orchestrator.push.port import SendOutcome, SendRequest
+from orchestrator.delivery import SendOutcome, SendRequest
 
 
 def _die() -> None:

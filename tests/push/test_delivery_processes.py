@@ -18,9 +18,9 @@ from sqlalchemy import func, select
 from orchestrator.app.service import import_subscribers, open_context
 from orchestrator.app.ticking import tick
 from orchestrator.config import Config, load_config
+from orchestrator.delivery import SendRequest
 from orchestrator.errors import ConfigurationError
 from orchestrator.push.client import ClientSettings
-from orchestrator.push.port import SendRequest
 from orchestrator.push.processes import DeliveryProcessError
 from orchestrator.push.setup import PROCESSES_FROM, WebPushDelivery
 from orchestrator.push.vapid import VapidKey

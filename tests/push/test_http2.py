@@ -23,8 +23,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from orchestrator.delivery import SendRequest, Target
 from orchestrator.push.client import ClientSettings, PushClient
-from orchestrator.push.port import SendRequest, Target
 from orchestrator.push.vapid import TokenCache, VapidKey
 from orchestrator.testing.receiver import b64url_encode, decrypt
 from tests.conftest import push_request

@@ -11,10 +11,10 @@ import http_ece
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from orchestrator.delivery import Target
 from orchestrator.errors import ConfigurationError
 from orchestrator.push.client import ClientSettings, PushClient
 from orchestrator.push.encrypt import Encryptor, encrypt_aes128gcm, pywebpush_encrypt
-from orchestrator.push.port import Target
 from orchestrator.push.vapid import TokenCache, VapidKey, check_subject
 from orchestrator.testing.receiver import Receiver, b64url_decode, decrypt
 from tests.conftest import push_request

@@ -24,10 +24,10 @@ from orchestrator.app import outcomes, ticking
 from orchestrator.app.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.app.ticking import tick
 from orchestrator.config import Config
+from orchestrator.delivery import SendOutcome, SendRequest, Target
 from orchestrator.language.records import EventRecord
 from orchestrator.language.urls import endpoint_problem
 from orchestrator.push.client import PushClient
-from orchestrator.push.port import SendOutcome, SendRequest, Target
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import TokenCache, VapidKey
 from orchestrator.store.models import Journey, PushSubscription, Send, Subscriber

@@ -19,10 +19,10 @@ from aiohttp import web
 from sqlalchemy import func, select
 
 from orchestrator.app.ticking import tick
+from orchestrator.delivery import SendRequest, Target
 from orchestrator.errors import TemplateRenderError, UnreadableFileError
 from orchestrator.language import loader, templates
 from orchestrator.push.client import PushClient
-from orchestrator.push.port import SendRequest, Target
 from orchestrator.push.vapid import TokenCache, VapidKey
 from orchestrator.store.models import Event, Subscriber
 from orchestrator.testing.receiver import Receiver

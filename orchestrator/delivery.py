@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Protocol
 
 
@@ -33,12 +34,32 @@ class SendRequest:
     topic: str  # same for a retried send, so the push service replaces rather than duplicates
 
 
+class Outcome(StrEnum):
+    """What became of one send, as the send ledger records it.
+
+    A delivery answers DELIVERED to GONE (`SendOutcome.outcome`). The ledger adds its own
+    states around them: CLAIMED (committed, not yet answered), RETRY (to go out again at
+    its `retry_at`; the push client also uses it between its own attempts) and SKIPPED
+    (never built: a template error, a payload too large, a bad URL)."""
+
+    DELIVERED = "delivered"  # 201: the push service took it
+    RATE_LIMITED = "rate_limited"  # 429
+    FAILED = "failed"  # 5xx, a timeout, a lost connection: transient
+    VAPID_REJECTED = "vapid_rejected"  # 401/403: the push service refuses our VAPID token
+    PAYLOAD_ERROR = "payload_error"  # 413, or the payload could not be encrypted
+    REJECTED = "rejected"  # another 4xx, or a redirect (never followed)
+    DISALLOWED = "disallowed"  # the endpoint is not on an allowed push service
+    ERROR = "error"  # an unexpected exception for this send (detail `TypeName: message`)
+    GONE = "gone"  # 404/410: the subscription no longer exists
+    RETRY = "retry"
+    CLAIMED = "claimed"
+    SKIPPED = "skipped"
+
+
 @dataclass(frozen=True)
 class SendOutcome:
     send_id: int
-    # delivered | gone | rate_limited | failed | vapid_rejected | payload_error | rejected
-    # | disallowed | error (an unexpected exception for this send: detail `TypeName: message`)
-    outcome: str
+    outcome: Outcome
     status_code: int | None = None
     detail: str | None = None
     gone_endpoints: tuple[str, ...] = ()
