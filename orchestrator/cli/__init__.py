@@ -1,7 +1,10 @@
 """The `campaign` command line (typer). A thin edge: parse arguments, call, print, exit.
 
 One module per group of commands; importing them registers their commands on `app`,
-in the order `campaign --help` lists them."""
+in the order `campaign --help` lists them. Those modules import only typer and the
+standard library at the top; every command imports what it needs (the language's
+pydantic models, SQLAlchemy, Prefect, the push client) inside its own body, so
+`campaign --help` and a command's `--help` start without loading any of them."""
 
 from __future__ import annotations
 
@@ -50,31 +53,10 @@ def _logging() -> None:
 
 
 def main() -> None:
-    """The one place errors become exit codes: an error of ours (`CampaignError`, the root
-    of every error the project raises on purpose) or of the database ends in one line on
-    stderr and exit status 1, never a traceback, whichever command met it. Commands exit
-    with other codes themselves only where a command's contract says so (`validate`: 2
-    for a file that cannot be read; `subscribers import`: 1 when some line was bad)."""
-    import sys
-
+    """`campaign`: logging set up, then the app (errors become exit codes in
+    `common._Commands`)."""
     _logging()
-    from orchestrator.errors import CampaignError
-
-    try:
-        app()
-    except CampaignError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except Exception as exc:
-        from orchestrator.store import failures
-
-        if not failures.is_database_error(exc):
-            raise
-        print(
-            f"error: the database failed ({failures.reason(exc)}); what was committed is kept",
-            file=sys.stderr,
-        )
-        sys.exit(1)
+    app()
 
 
 __all__ = ["app", "main"]

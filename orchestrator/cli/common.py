@@ -8,6 +8,36 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+from orchestrator.errors import CampaignError
+
+
+class _Commands(TyperGroup):
+    """The one place errors become exit codes, for `campaign` and for tests that invoke the
+    app alike: an error of ours (`CampaignError`, the root of every error the project raises
+    on purpose) or of the database ends in one line on stderr and exit status 1, never a
+    traceback, whichever command met it. Commands exit with other codes themselves only
+    where their contract says so (`validate`: 2 for a file that cannot be read;
+    `subscribers import`: 1 when some line was bad)."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer.core types it with its private click
+        try:
+            return super().invoke(ctx)
+        except CampaignError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        except Exception as exc:
+            from orchestrator.store import failures
+
+            if not failures.is_database_error(exc):
+                raise
+            typer.echo(
+                f"error: the database failed ({failures.reason(exc)}); what was committed is kept",
+                err=True,
+            )
+            raise typer.Exit(1) from None
+
 
 app = typer.Typer(
     name="campaign",
@@ -15,6 +45,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_Commands,
 )
 
 

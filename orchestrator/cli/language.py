@@ -15,8 +15,6 @@ from orchestrator.cli.common import (
     open_cli_context,
 )
 from orchestrator.errors import UnreadableFileError
-from orchestrator.language import loader
-from orchestrator.language.document import LoadedCampaign
 
 
 class OutputFormat(StrEnum):
@@ -39,6 +37,9 @@ def validate(
     ] = OutputFormat.text,
 ) -> None:
     """Check campaign files: every problem at once, as FILE:LINE:COL: error: MESSAGE."""
+    from orchestrator.language import loader
+    from orchestrator.language.document import LoadedCampaign
+
     results: list[LoadedCampaign] = []
     unreadable: list[str] = []
     for path in loader.campaign_files(paths):
@@ -102,6 +103,7 @@ def render(
 ) -> None:
     """Draw a campaign's flowchart as mermaid, dot, svg or a self-contained html page."""
     from orchestrator import render as drawing
+    from orchestrator.language import loader
 
     try:
         loaded = loader.load(file)

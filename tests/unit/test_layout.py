@@ -147,3 +147,25 @@ def test_every_error_of_the_project_is_a_campaign_error() -> None:
             if error and f"{info.name}.{name}" not in NOT_ERRORS:
                 outside.append(f"{info.name}.{name}")
     assert outside == []
+
+
+def test_the_command_line_starts_without_its_heavy_libraries() -> None:
+    """`campaign --help` loads typer and the command modules only: every command imports
+    the language's models, the database, Prefect or the push client in its own body."""
+    import subprocess
+    import sys
+
+    heavy = ("pydantic", "sqlalchemy", "sqlmodel", "prefect", "fastapi", "networkx", "jinja2")
+    code = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from orchestrator.cli import app\n"
+        "result = CliRunner().invoke(app, ['--help'])\n"
+        "assert result.exit_code == 0 and 'validate' in result.output, result.output\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
