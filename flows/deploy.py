@@ -27,7 +27,7 @@ def deployments(
     """Deployments for the valid campaigns; problems of the others by file."""
     out: list[RunnerDeployment] = []
     refused: dict[str, str] = {}
-    for path in loader.campaign_files([graphs]):
+    for path in loader.campaigns_in(graphs):
         if names and path.stem not in names:
             continue
         loaded = loader.load(path)
@@ -71,7 +71,7 @@ def prefect_yaml(graphs: Path, *, pool: str = "campaign-flow") -> str:
     import yaml
 
     entries: list[dict[str, Any]] = []
-    for path in loader.campaign_files([graphs]):
+    for path in loader.campaigns_in(graphs):
         loaded = loader.load(path)
         if not loaded.ok or loaded.campaign is None:
             continue

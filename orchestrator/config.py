@@ -45,12 +45,27 @@ class Config:
     extra: dict[str, str] = field(default_factory=dict)
 
 
-def load_config(env: dict[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Config:
-    """Environment wins over `.env`; `.env` wins over the defaults."""
+def graphs_setting(
+    env: dict[str, str] | None = None, *, dotenv: Path | None = Path(".env")
+) -> Path | None:
+    """CAMPAIGN_GRAPHS when it is set (environment or `.env`), else None: for commands whose
+    campaigns default to something other than `./campaign_graphs` (the demo's examples)."""
+    value = _settings(env, dotenv).get("CAMPAIGN_GRAPHS")
+    return Path(value) if value else None
+
+
+def _settings(env: dict[str, str] | None, dotenv: Path | None) -> dict[str, str]:
+    """The environment over `.env`."""
     values: dict[str, str] = {}
     if dotenv is not None and dotenv.is_file():
         values.update({k: v for k, v in dotenv_values(dotenv).items() if v is not None})
     values.update(os.environ if env is None else env)
+    return values
+
+
+def load_config(env: dict[str, str] | None = None, *, dotenv: Path | None = Path(".env")) -> Config:
+    """Environment wins over `.env`; `.env` wins over the defaults."""
+    values = _settings(env, dotenv)
 
     def get(name: str) -> str | None:
         value = values.get(name)

@@ -123,9 +123,11 @@ def jsonl_sink(path: Path) -> AuditSink:
 
 
 def campaign_paths(ctx: Context, names: list[str] | None = None) -> list[Path]:
+    """The files of these campaigns (ids or paths), or of every campaign in CAMPAIGN_GRAPHS:
+    none there is a ConfigurationError."""
     folder = ctx.config.graphs
     if not names:
-        return loader.campaign_files([folder])
+        return loader.campaigns_in(folder)
     out = []
     for name in names:
         candidate = Path(name)

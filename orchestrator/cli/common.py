@@ -135,3 +135,21 @@ def print_figures(figures: dict[str, Any], *, as_json: bool) -> None:
     width = max(len(key) for key in figures)
     for key, value in figures.items():
         typer.echo(f"{key:>{width}}: {value}")
+
+
+def installed_command(name: str) -> str:
+    """How to run the command `name` of this installation, for hints: its bare name when
+    the shell finds this very one on PATH, else its path (relative to the working folder
+    when inside it, as `.venv/bin/campaign` in a checkout)."""
+    import shutil
+    import sys
+    from pathlib import Path
+
+    ours = Path(sys.executable).parent / name
+    found = shutil.which(name)
+    if found and Path(found).resolve() == ours.resolve():
+        return name
+    try:
+        return str(ours.relative_to(Path.cwd()))
+    except ValueError:
+        return str(ours)

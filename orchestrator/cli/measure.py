@@ -154,13 +154,12 @@ def bench_scale(
     """Import, enrolment, a full tick and an idle tick at scale; then journey steps per
     second of `campaign simulate` (cloud-storage-launch, 1-hour resolution)."""
     from orchestrator.bench.scale import bench_scale as run
-    from orchestrator.config import load_config
+    from orchestrator.language.loader import EXAMPLES
 
-    example = load_config().graphs / "cloud-storage-launch.yaml"
     figures = run(
         subscribers=subscribers,
         db_url=db,
-        simulate_path=example if example.is_file() else None,
+        simulate_path=EXAMPLES / "cloud-storage-launch.yaml",
         simulate_subscribers=simulate_subscribers,
     )
     print_figures(figures, as_json=as_json)

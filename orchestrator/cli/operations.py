@@ -129,12 +129,14 @@ def tick(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """One pass: enrol, then advance every due journey, sending what is due."""
+    from orchestrator.app.service import campaign_paths
     from orchestrator.app.ticking import tick as run_tick
     from orchestrator.push.processes import DeliveryProcessError
     from orchestrator.push.vapid import check_ready
     from orchestrator.store import failures
 
     ctx = open_cli_context()
+    campaign_paths(ctx, campaigns or None)  # no campaign at all: say so before anything else
     check_ready(ctx.config)  # before anything is claimed
     try:
         report = run_tick(ctx, now=now_option(now), names=campaigns or None, batch_size=batch_size)

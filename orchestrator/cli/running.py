@@ -1,4 +1,4 @@
-"""Running it: deploy (Prefect), demo, serve, vapid init."""
+"""Running it: init, deploy (Prefect), demo, serve, vapid init."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import typer
 
 from orchestrator.cli.common import (
     app,
+    installed_command,
     print_funnel,
     quiet_prefect_logs,
 )
@@ -70,6 +71,40 @@ def deploy(
 
 
 @app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="the project folder (made if missing)")] = Path(
+        "."
+    ),
+) -> None:
+    """Start a project: a campaigns folder with a first campaign, a `.env` and a VAPID key."""
+    from orchestrator.cli.starter import WELCOME, env_file
+    from orchestrator.push.vapid import VapidKey
+
+    graphs, env, key = folder / "campaign_graphs", folder / ".env", folder / "vapid_private.pem"
+    campaign = graphs / "welcome.yaml"
+    there = [str(p) for p in (campaign, env, key) if p.exists()]
+    if there:
+        typer.echo(f"error: already there, nothing written: {', '.join(there)}", err=True)
+        raise typer.Exit(1)
+    graphs.mkdir(parents=True, exist_ok=True)
+    campaign.write_text(WELCOME, encoding="utf-8")
+    made = VapidKey.generate()
+    made.save(key)
+    env.write_text(env_file(graphs="campaign_graphs", key="vapid_private.pem"), encoding="utf-8")
+    env.chmod(0o600)  # it holds the dashboard password and the API key
+    me = installed_command("campaign")
+    where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "
+    typer.echo(f"wrote {campaign}, {env} (settings, secrets) and {key} (the VAPID key)")
+    typer.echo(f"applicationServerKey (for subscribe.js): {made.public_key_b64()}")
+    typer.echo(
+        "Next: set CAMPAIGN_VAPID_SUBJECT in .env to your contact, then\n"
+        f"  {where}{me} validate campaign_graphs/\n"
+        f"  {where}{me} simulate campaign_graphs/welcome.yaml\n"
+        f"  {where}{me} serve        # the dashboard; its password is in .env"
+    )
+
+
+@app.command()
 def demo(
     subscribers: Annotated[
         int, typer.Option("--subscribers", min=10, max=20_000, help="per campaign")
@@ -77,12 +112,19 @@ def demo(
     workdir: Annotated[Path, typer.Option("--workdir")] = Path("out/demo"),
 ) -> None:
     """The main job on the example campaigns: Prefect walks synthetic subscribers through every
-    flowchart on a fast-forward clock, sending real encrypted pushes to a local push service."""
+    flowchart on a fast-forward clock, sending real encrypted pushes to a local push service.
+
+    The campaigns are those of CAMPAIGN_GRAPHS when it is set, else the examples shipped
+    with campaign-flow, so the demo runs from any folder."""
     quiet_prefect_logs()
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     from flows.demo import demo_flow, demo_start, quiet_prefect
+    from orchestrator.config import graphs_setting
+    from orchestrator.language import loader
 
+    graphs = graphs_setting() or loader.EXAMPLES
+    loader.campaigns_in(graphs)  # none: a clear error before anything starts
     quiet_prefect()
     total_days = 35
     start = demo_start()
@@ -102,7 +144,11 @@ def demo(
             )
 
         result = demo_flow(
-            workdir=str(workdir), per_campaign=subscribers, progress=progress, start=start
+            workdir=str(workdir),
+            graphs=str(graphs),
+            per_campaign=subscribers,
+            progress=progress,
+            start=start,
         )
     for campaign, figures in result["funnels"].items():
         typer.echo(f"\n== {campaign}")
@@ -116,14 +162,14 @@ def demo(
     typer.echo(f"Report with the flowcharts and live counts: {result['report']}")
     typer.echo(
         "The dashboard on the same data: "
-        f"CAMPAIGN_DB={result['db']} CAMPAIGN_DASHBOARD_PASSWORD=demo "
+        f"CAMPAIGN_DB={result['db']} CAMPAIGN_GRAPHS={graphs} CAMPAIGN_DASHBOARD_PASSWORD=demo "
         f"CAMPAIGN_VAPID_PRIVATE_KEY={Path(workdir) / 'vapid_private.pem'} "
-        ".venv/bin/campaign serve, then http://127.0.0.1:8000 (password: demo)."
+        f"{installed_command('campaign')} serve, then http://127.0.0.1:8000 (password: demo)."
     )
     typer.echo(
-        "The same runs in the Prefect UI: run `.venv/bin/prefect server start` and open "
-        'http://127.0.0.1:4200 (flow "campaign-demo", one task run per campaign tick; '
-        "artifacts: each campaign's flowchart and funnel)."
+        f"The same runs in the Prefect UI: run `{installed_command('prefect')} server start` "
+        'and open http://127.0.0.1:4200 (flow "campaign-demo", one task run per campaign '
+        "tick; artifacts: each campaign's flowchart and funnel)."
     )
 
 

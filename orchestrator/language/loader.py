@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from orchestrator.errors import MissingFileError, UnreadableFileError
+from orchestrator.errors import ConfigurationError, MissingFileError, UnreadableFileError
 from orchestrator.language import yamlpos
 from orchestrator.language.document import (
     Broken,
@@ -459,3 +459,24 @@ def campaign_files(paths: list[Path]) -> list[Path]:
         else:
             out.append(path)
     return out
+
+
+def campaigns_in(folder: Path) -> list[Path]:
+    """The campaign files of a campaigns folder, or a ConfigurationError that says what to
+    do when there is no such folder or no campaign in it (a command that reads campaigns
+    never goes on with none)."""
+    if not folder.is_dir():
+        raise ConfigurationError(
+            f"{folder}: no such folder of campaigns. Set CAMPAIGN_GRAPHS to yours, or "
+            "run `campaign init` to start one"
+        )
+    found = campaign_files([folder])
+    if not found:
+        raise ConfigurationError(
+            f"{folder}: no campaign files (*.yaml) in it. Set CAMPAIGN_GRAPHS to your "
+            "campaigns folder, or run `campaign init` to start one"
+        )
+    return found
+
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"  # shipped in the package
