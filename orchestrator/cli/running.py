@@ -162,7 +162,7 @@ def demo(
     typer.echo(f"Report with the flowcharts and live counts: {result['report']}")
     typer.echo(
         "The dashboard on the same data: "
-        f"CAMPAIGN_DB={result['db']} CAMPAIGN_GRAPHS={graphs} CAMPAIGN_DASHBOARD_PASSWORD=demo "
+        f"CAMPAIGN_DB={result['db']} CAMPAIGN_GRAPHS={_shown(graphs)} CAMPAIGN_DASHBOARD_PASSWORD=demo "
         f"CAMPAIGN_VAPID_PRIVATE_KEY={Path(workdir) / 'vapid_private.pem'} "
         f"{installed_command('campaign')} serve, then http://127.0.0.1:8000 (password: demo)."
     )
@@ -171,6 +171,17 @@ def demo(
         'and open http://127.0.0.1:4200 (flow "campaign-demo", one task run per campaign '
         "tick; artifacts: each campaign's flowchart and funnel)."
     )
+
+
+def _shown(folder: Path) -> str:
+    """A campaigns folder as a hint shows it: `campaign_graphs` when that is the same folder
+    (a checkout: the shipped examples are a link to it), else relative to here if inside."""
+    if Path("campaign_graphs").resolve() == folder.resolve():
+        return "campaign_graphs"
+    try:
+        return str(folder.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(folder)
 
 
 @app.command()

@@ -1,10 +1,10 @@
 """Delivery over HTTP (RFC 8030) to each subscription's push service, with every answer handled.
 
-aiohttp on the hot path (measured here: several times httpx's throughput at
-the same concurrency, see docs/benchmarks.md); one event loop in a background
-thread with a persistent connection pool, bounded concurrency in total and
-per origin. Encryption and VAPID headers are prepared in the caller's thread,
-so the loop only does I/O.
+The requests go through `http1.Http1Client` (a lean HTTP/1.1 client, HTTP/2 by ALPN
+where a push service offers it), or aiohttp with `ClientSettings(transport="aiohttp")`;
+one event loop in a background thread with persistent connections, bounded
+concurrency in total and per origin. Encryption and VAPID headers are prepared in
+the caller's thread, so the loop only does I/O.
 
 Answers: 201/202 delivered · 404/410 gone (the subscription is deleted) ·
 413 payload error (never retried) · 400 rejected (body kept) · 401/403 the
