@@ -13,12 +13,11 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row
-
 from orchestrator.app.service import Context
 from orchestrator.delivery import describe
 from orchestrator.engine import Action, JourneyState, SubscriberView
 from orchestrator.store import repo
+from orchestrator.store.db import Row
 
 log = logging.getLogger("campaign.tick")
 

@@ -28,9 +28,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, select
-from sqlmodel import Session
-
 from orchestrator import engine
 from orchestrator.app import journeys
 from orchestrator.app.service import Context
@@ -38,6 +35,7 @@ from orchestrator.delivery import Outcome, SendOutcome, SendRequest, Target, des
 from orchestrator.engine import Action
 from orchestrator.language.spec import NotificationNode
 from orchestrator.store import repo
+from orchestrator.store.db import Row, Session
 from orchestrator.store.models import Journey, Send
 
 MAX_ATTEMPTS = 5
@@ -126,14 +124,7 @@ def _abandon(
 ) -> None:
     """Journeys still waiting on a send that will never arrive take their no-convert edge now."""
     reasons = dict(sends)
-    table = Journey.__table__  # type: ignore[attr-defined]
-    rows = (
-        repo.core(s)
-        .execute(
-            select(table).where(table.c.last_send_id.in_(list(reasons)), table.c.phase == "await")
-        )
-        .all()
-    )
+    rows = repo.journeys_awaiting(s, reasons)
     subs = repo.subscribers(s, (r.subscriber_id for r in rows))
     updates = []
     woken: list[tuple[str, frozenset[str], dict[str, Any]]] = []
@@ -227,13 +218,7 @@ def _requests(
 ) -> tuple[list[SendRequest], dict[int, str]]:
     """The requests to send again, and why each send that could not be rebuilt could not
     (its journey or campaign version no longer knows its node, …)."""
-    table = Journey.__table__  # type: ignore[attr-defined]
-    by_journey = {
-        j.id: j
-        for j in repo.core(s)
-        .execute(select(table).where(table.c.id.in_([r.journey_id for r in rows])))
-        .all()
-    }
+    by_journey = repo.journeys_by_id(s, (r.journey_id for r in rows))
     targets = repo.subscriptions_of(s, (r.subscriber_id for r in rows))
     out = []
     broken: dict[int, str] = {}

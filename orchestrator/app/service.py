@@ -9,9 +9,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import Engine
-from sqlmodel import Session
-
 from orchestrator.app import tokens
 from orchestrator.config import Config, load_config
 from orchestrator.delivery import Delivery
@@ -27,6 +24,7 @@ from orchestrator.language.records import (
 )
 from orchestrator.language.spec import Campaign
 from orchestrator.store import db, failures, migrate, repo
+from orchestrator.store.db import Engine, Session
 
 AuditSink = Callable[[list[dict[str, Any]]], None]
 

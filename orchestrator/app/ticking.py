@@ -22,10 +22,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
-from sqlalchemy.exc import DBAPIError
-from sqlmodel import Session
-
 from orchestrator import engine
 from orchestrator.app import journeys, outcomes, tokens
 from orchestrator.app.enrolment import enrol
@@ -36,6 +32,8 @@ from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.language import payload, urls
 from orchestrator.language.spec import BranchNode, Campaign, NotificationNode
 from orchestrator.store import repo, segments
+from orchestrator.store.db import Row, Session
+from orchestrator.store.failures import DatabaseError
 from orchestrator.store.models import Journey, Send
 
 IN_FLIGHT = 2  # batches on the wire while the next one is claimed
@@ -128,7 +126,7 @@ def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
 def failure(exc: BaseException) -> str:
     """`TypeName: message` for a campaign whose tick raised; a database error by its
     driver's message only (never the statement or its parameters)."""
-    if isinstance(exc, DBAPIError) and exc.orig is not None:
+    if isinstance(exc, DatabaseError) and exc.orig is not None:
         lines = str(exc.orig).strip().splitlines()
         return f"{type(exc).__name__}: {lines[0] if lines else type(exc.orig).__name__}"[:500]
     return describe(exc)
@@ -174,7 +172,7 @@ def tick(
                 "%s: the tick failed (%s); the other campaigns go on",
                 name,
                 report.failed[name],
-                exc_info=None if isinstance(exc, DBAPIError) else exc,
+                exc_info=None if isinstance(exc, DatabaseError) else exc,
             )
     return report
 
@@ -319,7 +317,7 @@ def claim_batch(
                     requests, more_counts, more_trace, due_again = advance_rows(
                         ctx, s, rows, now=now
                     )
-            except DBAPIError:
+            except DatabaseError:
                 raise
             except Exception as exc:
                 log.warning(
@@ -371,7 +369,7 @@ def _advance_each(
         try:
             with s.begin_nested():
                 more, more_counts, more_trace, again = advance_rows(ctx, s, [row], now=now)
-        except DBAPIError:
+        except DatabaseError:
             raise
         except Exception as exc:
             end = journeys.end_with_error(row, exc, now=now, counts=counts, trace=trace)
@@ -431,7 +429,7 @@ def advance_rows(
     for version_id in {r.version_id for r in rows}:
         try:
             campaigns[version_id] = ctx.campaign_of_version(version_id, s)
-        except DBAPIError:
+        except DatabaseError:
             raise
         except Exception as exc:
             broken.update((r.id, exc) for r in rows if r.version_id == version_id)

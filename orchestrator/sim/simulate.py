@@ -21,9 +21,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlmodel import col
-
 from orchestrator.app.service import CampaignLoad, load_current, open_context, read_jsonl, status
 from orchestrator.app.ticking import tick_campaign
 from orchestrator.config import Config
@@ -38,7 +35,6 @@ from orchestrator.language.records import (
 from orchestrator.language.spec import Campaign, NotificationNode
 from orchestrator.sim.population import synthesize
 from orchestrator.store import repo
-from orchestrator.store.models import Journey
 from orchestrator.testing.fakes import RecordingDelivery
 
 SEGMENT_ENROL_EVERY = timedelta(days=1)
@@ -371,14 +367,7 @@ def _simulate_shard(
     result.steps = len(collector.lines)
     result.funnel = status(ctx, campaign.campaign)
     with ctx.session() as s:
-        result.unfinished = int(
-            s.execute(
-                select(func.count())
-                .select_from(Journey)
-                .where(col(Journey.campaign) == campaign.campaign, col(Journey.phase) != "ended")
-            ).scalar()
-            or 0
-        )
+        result.unfinished = repo.unfinished_journeys(s, campaign.campaign)
     if trace is not None:
         collector.lines.sort(key=lambda line: line["t"])
         with trace.open("w", encoding="utf-8") as out:

@@ -6,7 +6,7 @@ import json
 from functools import partial
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import Row, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import StaticPool
 from sqlmodel import Session, SQLModel, create_engine
@@ -83,3 +83,7 @@ def create_all(engine: Engine) -> None:
 
 def session(engine: Engine) -> Session:
     return Session(engine, expire_on_commit=False)
+
+
+# The types the layers above name in signatures (they import no SQLAlchemy themselves).
+__all__ = ["Engine", "Row", "Session", "UnstorableValue", "create_all", "make_engine", "session"]

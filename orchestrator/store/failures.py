@@ -20,6 +20,8 @@ from sqlalchemy.exc import (
 
 from orchestrator.store.db import UnstorableValue
 
+# the driver's errors as SQLAlchemy wraps them: what a caller catches to retry a batch row by row
+DatabaseError = DBAPIError
 # the exception classes that mean "unavailable" (for frameworks that register handlers by class)
 UNAVAILABLE: tuple[type[Exception], ...] = (OperationalError, InterfaceError, DisconnectionError)
 

@@ -21,7 +21,6 @@ OVERSIZE = {
     "orchestrator/language/checks.py": 515,
     "orchestrator/language/spec.py": 530,
     "orchestrator/language/templates.py": 1245,
-    "orchestrator/store/repo.py": 1075,
     "orchestrator/store/segments.py": 540,
     "orchestrator/testing/receiver.py": 580,
 }

@@ -1,0 +1,261 @@
+"""Journeys and their sends in flight: claiming what is due, retries, what blocks an entry."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Row,
+    and_,
+    case,
+    func,
+    or_,
+    select,
+    update,
+)
+from sqlmodel import Session, col
+
+from orchestrator.delivery import Outcome
+from orchestrator.store import plain
+from orchestrator.store.models import (
+    Journey,
+    Send,
+)
+from orchestrator.store.repo.base import IN_CHUNK, aware, core, dialect
+
+
+def recent_sends(
+    session: Session, ids: Iterable[str], *, since: datetime
+) -> dict[str, list[datetime]]:
+    out: dict[str, list[datetime]] = {}
+    rows: Iterable[Any]
+    if dialect(session) == "sqlite":
+        rows = plain.select_in(
+            core(session),
+            Send.__table__,  # type: ignore[attr-defined]
+            ("subscriber_id", "claimed_at"),
+            "subscriber_id",
+            list(set(ids)),
+            also="claimed_at > ? AND outcome != 'skipped'",
+            params=(plain.bind_time(since),),
+        )
+    else:
+        rows = core(session).execute(
+            select(col(Send.subscriber_id), col(Send.claimed_at)).where(
+                col(Send.subscriber_id).in_(list(set(ids))),
+                col(Send.claimed_at) > since,
+                col(Send.outcome) != Outcome.SKIPPED,
+            )
+        )
+    for sid, at in rows:
+        moment = aware(at)
+        assert moment is not None
+        out.setdefault(sid, []).append(moment)
+    return out
+
+
+def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
+    """Due journeys of a campaign, oldest first: one range scan of ix_journey_claim.
+
+    On PostgreSQL the rows are locked with SKIP LOCKED, so two ticks never take
+    the same journey; on SQLite the caller holds the write lock (BEGIN IMMEDIATE).
+    """
+    table = Journey.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        return plain.select(
+            core(session),
+            table,
+            None,
+            "WHERE campaign = ? AND claim_at <= ? ORDER BY claim_at, id LIMIT ?",
+            (campaign, plain.bind_time(now), limit),
+        )
+    stmt = (
+        select(table)
+        .where(col(Journey.campaign) == campaign, col(Journey.claim_at) <= now)
+        .order_by(col(Journey.claim_at), col(Journey.id))
+        .limit(limit)
+    )
+    if dialect(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(core(session).execute(stmt).all())
+
+
+def next_claim(session: Session, *, campaign: str) -> datetime | None:
+    """When the campaign's next journey is due (None: none is waiting); one index probe."""
+    table = Journey.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        rows = plain.select(
+            core(session),
+            table,
+            ("claim_at",),
+            "WHERE campaign = ? AND claim_at IS NOT NULL ORDER BY claim_at LIMIT 1",
+            (campaign,),
+        )
+        return rows[0].claim_at if rows else None
+    return aware(
+        core(session)
+        .execute(
+            select(func.min(table.c.claim_at)).where(
+                table.c.campaign == campaign, table.c.claim_at.is_not(None)
+            )
+        )
+        .scalar()
+    )
+
+
+def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, bool]:
+    """(a journey is due, a send is due again): two index probes, nothing locked or read."""
+    journeys = Journey.__table__  # type: ignore[attr-defined]
+    sends = Send.__table__  # type: ignore[attr-defined]
+    journey = (
+        core(session)
+        .execute(
+            select(journeys.c.id)
+            .where(journeys.c.campaign == campaign, journeys.c.claim_at <= now)
+            .limit(1)
+        )
+        .first()
+    )
+    again = (
+        core(session)
+        .execute(
+            select(sends.c.id)
+            .where(
+                sends.c.campaign == campaign,
+                sends.c.retry_at <= now,
+                sends.c.outcome.in_((Outcome.CLAIMED, Outcome.RETRY)),
+            )
+            .limit(1)
+        )
+        .first()
+    )
+    return journey is not None, again is not None
+
+
+def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
+    """Sends due to go out again (a retry, or a claim whose process never wrote an outcome)."""
+    table = Send.__table__  # type: ignore[attr-defined]
+    if dialect(session) == "sqlite":
+        return plain.select(
+            core(session),
+            table,
+            None,
+            "WHERE campaign = ? AND retry_at <= ? AND outcome IN ('claimed', 'retry') "
+            "ORDER BY retry_at, id LIMIT ?",
+            (campaign, plain.bind_time(now), limit),
+        )
+    stmt = (
+        select(table)
+        .where(
+            table.c.campaign == campaign,
+            table.c.retry_at <= now,
+            table.c.outcome.in_((Outcome.CLAIMED, Outcome.RETRY)),
+        )
+        .order_by(table.c.retry_at, table.c.id)
+        .limit(limit)
+    )
+    if dialect(session) == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True)
+    return list(core(session).execute(stmt).all())
+
+
+def end_unreadable_journeys(session: Session, *, campaign: str, now: datetime) -> list[Row[Any]]:
+    """End (`error`) the due journeys of a campaign whose stored trigger is not JSON, so that
+    the rest can be claimed; their id, campaign, subcampaign, subscriber_id and node. The
+    trigger is cleared, so that the row can be read again (the tick logs what it was not).
+    Only SQLite can hold such a row (PostgreSQL's jsonb refuses it): elsewhere, none."""
+    if dialect(session) != "sqlite":
+        return []
+    table = Journey.__table__  # type: ignore[attr-defined]
+    stmt = (
+        update(table)
+        .where(
+            table.c.campaign == campaign,
+            table.c.claim_at <= now,
+            table.c.trigger.is_not(None),
+            func.json_valid(table.c.trigger) == 0,
+        )
+        .values(
+            phase="ended",
+            exit_reason="error",
+            ended_at=now,
+            due_at=None,
+            claim_at=None,
+            trigger=None,
+        )
+        .returning(
+            table.c.id, table.c.campaign, table.c.subcampaign, table.c.subscriber_id, table.c.node
+        )
+    )
+    return list(core(session).execute(stmt).all())
+
+
+def blocking_journey(
+    *, campaign: str, now: datetime, reentry_seconds: float | None, subcampaign: str | None = None
+) -> Any:
+    """A condition on Journey: this journey keeps its subscriber from enrolling again."""
+    conditions = [col(Journey.campaign) == campaign]
+    if subcampaign is not None:
+        conditions.append(col(Journey.subcampaign) == subcampaign)
+    if reentry_seconds is None:
+        keep: Any = True
+    else:
+        from datetime import timedelta
+
+        keep = or_(
+            col(Journey.ended_at).is_(None),
+            col(Journey.ended_at) > now - timedelta(seconds=reentry_seconds),
+        )
+    return and_(*conditions, keep)
+
+
+def journey_pasts(session: Session, *, campaign: str, ids: Iterable[str]) -> list[Row[Any]]:
+    """For each of these subscribers with a journey in `campaign`: (subscriber_id,
+    in_flight, ended_at, last_send_at) — whether a journey of theirs has not ended, when
+    the latest ended, and the campaign's latest send to them."""
+    table = Journey.__table__  # type: ignore[attr-defined]
+    values = sorted(set(ids))
+    out: list[Row[Any]] = []
+    for i in range(0, len(values), IN_CHUNK):
+        out.extend(
+            core(session).execute(
+                select(
+                    table.c.subscriber_id,
+                    func.max(case((table.c.ended_at.is_(None), 1), else_=0)).label("in_flight"),
+                    func.max(table.c.ended_at).label("ended_at"),
+                    func.max(table.c.last_send_at).label("last_send_at"),
+                )
+                .where(
+                    table.c.campaign == campaign,
+                    table.c.subscriber_id.in_(values[i : i + IN_CHUNK]),
+                )
+                .group_by(table.c.subscriber_id)
+            )
+        )
+    return out
+
+
+def journeys_awaiting(session: Session, send_ids: Iterable[int]) -> list[Row[Any]]:
+    """Journeys still waiting (phase `await`) on one of these sends, whole rows."""
+    table = Journey.__table__  # type: ignore[attr-defined]
+    query = select(table).where(table.c.last_send_id.in_(list(send_ids)), table.c.phase == "await")
+    return list(core(session).execute(query).all())
+
+
+def journeys_by_id(session: Session, ids: Iterable[int]) -> dict[int, Row[Any]]:
+    """Whole journey rows by id."""
+    table = Journey.__table__  # type: ignore[attr-defined]
+    query = select(table).where(table.c.id.in_(list(ids)))
+    return {j.id: j for j in core(session).execute(query).all()}
+
+
+def unfinished_journeys(session: Session, campaign: str) -> int:
+    """Journeys of the campaign that have not ended."""
+    query = (
+        select(func.count())
+        .select_from(Journey)
+        .where(col(Journey.campaign) == campaign, col(Journey.phase) != "ended")
+    )
+    return int(session.execute(query).scalar() or 0)

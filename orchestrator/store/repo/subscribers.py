@@ -1,0 +1,213 @@
+"""Subscribers and their push subscriptions: upserts, lookups by id, deletions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Row,
+    delete,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlmodel import Session, col
+
+from orchestrator.language.records import SubscriberRecord
+from orchestrator.store import plain
+from orchestrator.store.models import (
+    PushSubscription,
+    Subscriber,
+    utcnow,
+)
+from orchestrator.store.repo.base import core, dialect
+
+
+def existing_subscribers(
+    session: Session, ids: Iterable[str]
+) -> dict[str, tuple[str, dict[str, Any], list[str]]]:
+    """(timezone, attributes, tags) of the stored subscribers among `ids`."""
+    return {
+        row[0]: (row[1], row[2], row[3])
+        for row in session.execute(
+            select(
+                col(Subscriber.id),
+                col(Subscriber.timezone),
+                col(Subscriber.attributes),
+                col(Subscriber.tags),
+            ).where(col(Subscriber.id).in_(list(set(ids))))
+        )
+    }
+
+
+def known_subscriptions(
+    session: Session, endpoints: Iterable[str]
+) -> dict[str, tuple[int, str, str, str]]:
+    """endpoint -> (row id, subscriber id, p256dh, auth) of the stored ones among `endpoints`."""
+    return {
+        row[1]: (row[0], row[2], row[3], row[4])
+        for row in session.execute(
+            select(
+                col(PushSubscription.id),
+                col(PushSubscription.endpoint),
+                col(PushSubscription.subscriber_id),
+                col(PushSubscription.p256dh),
+                col(PushSubscription.auth),
+            ).where(col(PushSubscription.endpoint).in_(list(set(endpoints))))
+        )
+    }
+
+
+def upsert_subscribers(
+    session: Session,
+    records: Sequence[SubscriberRecord],
+    *,
+    existing: dict[str, tuple[str, dict[str, Any], list[str]]] | None = None,
+    known: dict[str, tuple[int, str, str, str]] | None = None,
+) -> tuple[int, int]:
+    """Add or update subscribers and their subscriptions. Returns (added, changed); same data = no write.
+
+    Bulk statements (one INSERT and one UPDATE per batch), so a million-line import stays fast.
+    A caller that already read `existing_subscribers` / `known_subscriptions` passes them in."""
+    if not records:
+        return 0, 0
+    if existing is None:
+        existing = existing_subscribers(session, (r.id for r in records))
+    now = utcnow()
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for r in records:
+        values = {"timezone": r.timezone, "attributes": r.attributes, "tags": list(r.tags)}
+        old = existing.get(r.id)
+        if old is None:
+            inserts.append(
+                {"id": r.id, **values, "status": "active", "created_at": now, "updated_at": now}
+            )
+        elif old != (r.timezone, r.attributes, list(r.tags)):
+            updates.append({"id": r.id, **values, "updated_at": now})
+    if inserts:  # Core executemany: the ORM's bulk insert costs more per row
+        session.execute(insert(Subscriber.__table__), inserts)  # type: ignore[attr-defined]
+    if updates:
+        session.execute(update(Subscriber), updates)
+    _upsert_subscriptions(
+        session, records, now=now, known=known, inserted=[row["id"] for row in inserts]
+    )
+    return len(inserts), len(updates)
+
+
+def _upsert_subscriptions(
+    session: Session,
+    records: Sequence[SubscriberRecord],
+    *,
+    now: datetime,
+    known: dict[str, tuple[int, str, str, str]] | None,
+    inserted: Iterable[str] = (),
+) -> None:
+    pairs = {s.endpoint: (r.id, s) for r in records for s in r.subscriptions}  # the last line wins
+    if not pairs:
+        return
+    if known is None:
+        known = known_subscriptions(session, pairs)
+    inserts, updates = [], []
+    for endpoint, (sid, s) in pairs.items():
+        old = known.get(endpoint)
+        if old is None:
+            inserts.append(
+                {
+                    "subscriber_id": sid,
+                    "endpoint": endpoint,
+                    "p256dh": s.p256dh,
+                    "auth": s.auth,
+                    "created_at": now,
+                }
+            )
+        elif old[1:] != (sid, s.p256dh, s.auth):
+            updates.append({"id": old[0], "subscriber_id": sid, "p256dh": s.p256dh, "auth": s.auth})
+    if inserts:
+        session.execute(insert(PushSubscription.__table__), inserts)  # type: ignore[attr-defined]
+    if updates:
+        session.execute(update(PushSubscription), updates)
+    # (subscribers inserted by this same call already carry updated_at = now)
+    touched = {row["subscriber_id"] for row in [*inserts, *updates]} - set(inserted)
+    if touched:  # a new device can make a subscriber eligible: enrolment looks at updated_at
+        session.execute(
+            update(Subscriber).where(col(Subscriber.id).in_(sorted(touched))).values(updated_at=now)
+        )
+
+
+def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
+    """Subscriber rows by id (plain rows: attribute access, no ORM bookkeeping): what the
+    engine reads (id, timezone, status, paused_until); no JSON is decoded."""
+    return _by_id(session, ("id", "timezone", "status", "paused_until"), ids)
+
+
+def profiles(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
+    """(id, attributes, tags) by id: what templates read, fetched only for those sent to."""
+    return _by_id(session, ("id", "attributes", "tags"), ids)
+
+
+def _by_id(session: Session, columns: Sequence[str], ids: Iterable[str]) -> dict[str, Row[Any]]:
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    id_list = list(set(ids))
+    if dialect(session) == "sqlite":
+        rows: Iterable[Row[Any]] = plain.select_in(core(session), table, columns, "id", id_list)
+    else:
+        query = select(*(table.c[name] for name in columns)).where(table.c.id.in_(id_list))
+        rows = core(session).execute(query)
+    return {row.id: row for row in rows}
+
+
+def known_subscribers(session: Session, ids: Iterable[str]) -> set[str]:
+    """Which of these ids are stored subscribers (ids only: no attributes decoded)."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    return set(
+        core(session).execute(select(table.c.id).where(table.c.id.in_(list(set(ids))))).scalars()
+    )
+
+
+def subscriber_status(session: Session, ids: Iterable[str]) -> dict[str, str]:
+    """id -> status of the stored subscribers among these ids."""
+    table = Subscriber.__table__  # type: ignore[attr-defined]
+    return {
+        sid: status
+        for sid, status in core(session).execute(
+            select(table.c.id, table.c.status).where(table.c.id.in_(list(set(ids))))
+        )
+    }
+
+
+def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
+    rows = (
+        core(session)
+        .execute(
+            select(col(PushSubscription.subscriber_id), func.count())
+            .where(col(PushSubscription.subscriber_id).in_(list(set(ids))))
+            .group_by(PushSubscription.subscriber_id)
+        )
+        .all()
+    )
+    return Counter({sid: n for sid, n in rows})
+
+
+def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row[Any]]]:
+    table = PushSubscription.__table__  # type: ignore[attr-defined]
+    out: dict[str, list[Row[Any]]] = {}
+    wanted = list(set(ids))
+    rows: Iterable[Row[Any]]
+    if dialect(session) == "sqlite":
+        rows = plain.select_in(core(session), table, None, "subscriber_id", wanted)
+    else:
+        rows = core(session).execute(select(table).where(table.c.subscriber_id.in_(wanted)))
+    for row in rows:
+        out.setdefault(row.subscriber_id, []).append(row)
+    return out
+
+
+def delete_subscriptions(session: Session, endpoints: Sequence[str]) -> None:
+    session.execute(
+        delete(PushSubscription).where(col(PushSubscription.endpoint).in_(list(endpoints)))
+    )
