@@ -12,17 +12,12 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, cast
-
-from sqlalchemy import select, update
-from sqlalchemy.engine import CursorResult
-from sqlmodel import col
+from typing import Any
 
 from orchestrator.app.service import Context, campaign_paths, load_current
 from orchestrator.errors import CampaignError
 from orchestrator.language.spec import Campaign, NotificationNode, WaitNode
 from orchestrator.store import repo
-from orchestrator.store.models import Journey
 
 
 @dataclass(frozen=True)
@@ -78,19 +73,7 @@ def plan(ctx: Context, campaign: str) -> MigrationPlan:
     new: Campaign = load.loaded.campaign
     result = MigrationPlan(campaign=new.campaign, to_version=load.version_id)
     with ctx.session() as s:
-        rows = (
-            s.execute(
-                select(Journey)
-                .where(
-                    col(Journey.campaign) == new.campaign,
-                    col(Journey.phase) != "ended",
-                    col(Journey.version_id) != load.version_id,
-                )
-                .order_by(col(Journey.id))
-            )
-            .scalars()
-            .all()
-        )
+        rows = repo.journeys_off_version(s, campaign=new.campaign, version_id=load.version_id)
         old_models = {v: ctx.campaign_of_version(v, s) for v in {r.version_id for r in rows}}
     new_nodes = new.all_nodes()
     for row in rows:
@@ -121,34 +104,20 @@ def apply(ctx: Context, migration: MigrationPlan, *, now: datetime) -> None:
             values: dict[str, Any] = {"version_id": m.to_version, "subcampaign": m.to_subcampaign}
             if not m.resumes:
                 values.update(phase="arrive", due_at=now, claim_at=now)
-            s.execute(
-                update(Journey)
-                .where(
-                    col(Journey.id) == m.journey_id,
-                    col(Journey.version_id) == m.from_version,
-                    col(Journey.phase) != "ended",
-                )
-                .values(**values)
-            )
+            repo.move_journey(s, m.journey_id, from_version=m.from_version, values=values)
         for m in migration.ends:
-            done = cast(
-                CursorResult[Any],
-                s.execute(
-                    update(Journey)
-                    .where(
-                        col(Journey.id) == m.journey_id,
-                        col(Journey.version_id) == m.from_version,
-                        col(Journey.phase) != "ended",
-                    )
-                    .values(
-                        phase="ended",
-                        due_at=None,
-                        claim_at=None,
-                        ended_at=now,
-                        exit_reason="removed_node",
-                    ),
-                ),
+            ended = repo.move_journey(
+                s,
+                m.journey_id,
+                from_version=m.from_version,
+                values={
+                    "phase": "ended",
+                    "due_at": None,
+                    "claim_at": None,
+                    "ended_at": now,
+                    "exit_reason": "removed_node",
+                },
             )
-            if done.rowcount:
+            if ended:
                 counts[(m.node, "exit:removed_node")] += 1
         repo.bump(s, campaign=migration.campaign, counts=counts)

@@ -73,7 +73,9 @@ from orchestrator.store.repo.triggers import (
 )
 from orchestrator.store.repo.versions import (
     ensure_version,
+    journeys_off_version,
     latest_version,
+    move_journey,
     version,
 )
 
@@ -105,11 +107,13 @@ __all__ = [
     "journey_phases",
     "journeys_awaiting",
     "journeys_by_id",
+    "journeys_off_version",
     "known_subscribers",
     "known_subscriptions",
     "latest_version",
     "mark_triggers",
     "move_cursor",
+    "move_journey",
     "named_events",
     "next_claim",
     "node_stats",

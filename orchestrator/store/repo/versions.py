@@ -1,18 +1,15 @@
-"""Campaign versions: one row per distinct content of a campaign file."""
+"""Campaign versions (one row per distinct content of a campaign file) and moving journeys
+between them (`campaign migrate`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import (
-    select,
-)
+from sqlalchemy import select, update
+from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col
 
-from orchestrator.store.models import (
-    CampaignVersion,
-    utcnow,
-)
+from orchestrator.store.models import CampaignVersion, Journey, utcnow
 from orchestrator.store.repo.base import dialect_insert
 
 
@@ -55,3 +52,37 @@ def latest_version(session: Session, campaign: str) -> CampaignVersion | None:
         .order_by(col(CampaignVersion.id).desc())
         .limit(1)
     ).scalar_one_or_none()
+
+
+def journeys_off_version(session: Session, *, campaign: str, version_id: int) -> list[Journey]:
+    """The campaign's journeys in flight on another version than `version_id`, by id."""
+    query = (
+        select(Journey)
+        .where(
+            col(Journey.campaign) == campaign,
+            col(Journey.phase) != "ended",
+            col(Journey.version_id) != version_id,
+        )
+        .order_by(col(Journey.id))
+    )
+    return list(session.execute(query).scalars().all())
+
+
+def move_journey(
+    session: Session, journey_id: int, *, from_version: int, values: dict[str, Any]
+) -> bool:
+    """Set `values` on the journey if it is still in flight on `from_version` (a journey that
+    changed meanwhile is left alone); whether it was."""
+    done = cast(
+        CursorResult[Any],
+        session.execute(
+            update(Journey)
+            .where(
+                col(Journey.id) == journey_id,
+                col(Journey.version_id) == from_version,
+                col(Journey.phase) != "ended",
+            )
+            .values(**values)
+        ),
+    )
+    return bool(done.rowcount)
