@@ -260,11 +260,7 @@ def _baseline(
     """People also convert with no push at all: held-out journeys that began since the last step
     reach the goal at BASELINE_RATE some time inside the campaign's horizon, so the dashboard's
     holdout lift has a real baseline."""
-    from sqlalchemy import select
-    from sqlmodel import col
-
     from orchestrator.app.insights import horizon
-    from orchestrator.store.models import Journey
 
     events: list[EventRecord] = []
     for ld in loads:
@@ -272,15 +268,8 @@ def _baseline(
         if campaign is None or not campaign.settings.holdout or campaign.goal == "click":
             continue
         with ctx.session() as s:
-            rows = s.execute(
-                select(col(Journey.subscriber_id)).where(
-                    col(Journey.campaign) == campaign.campaign,
-                    col(Journey.holdout).is_(True),
-                    col(Journey.entered_at) > since,
-                    col(Journey.entered_at) <= now,
-                )
-            ).scalars()
-            for sid in rows:
+            held = repo.holdout_entries(s, campaign=campaign.campaign, after=since, until=now)
+            for sid in held:
                 if rng.random() < BASELINE_RATE:
                     at = now + timedelta(seconds=rng.uniform(60, horizon(campaign).total_seconds()))
                     events.append(EventRecord(sid, campaign.goal, at, {"baseline": True}))

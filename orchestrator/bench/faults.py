@@ -19,14 +19,11 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-from sqlmodel import col
-
 from orchestrator.app.ticking import tick_campaign, work_due
 from orchestrator.bench.throughput import T0, ReceiverProcess, world
 from orchestrator.delivery import Outcome
 from orchestrator.push.vapid import VapidKey
-from orchestrator.store.models import Journey, PushSubscription, Send
+from orchestrator.store import repo
 
 STEP = timedelta(minutes=2)
 MAX_TICKS = 120  # four virtual hours: far beyond the last retry (2+4+8+16 minutes)
@@ -115,24 +112,15 @@ def _run(ctx: Any, load: Any, *, sends: int, batch_size: int) -> dict[str, Any]:
             break  # reported as waiting: the check fails
         now += STEP
     with ctx.session() as s:
-        by_outcome = dict(
-            s.execute(select(col(Send.outcome), func.count()).group_by(col(Send.outcome))).all()
-        )
-        attempts = dict(
-            s.execute(select(col(Send.attempts), func.count()).group_by(col(Send.attempts))).all()
-        )
-        ended_gone = s.execute(
-            select(func.count())
-            .select_from(Journey)
-            .where(col(Journey.exit_reason) == "subscription_gone")
-        ).scalar_one()
-        subscriptions = s.execute(select(func.count()).select_from(PushSubscription)).scalar_one()
+        ledger = repo.ledger_summary(s)
+    by_outcome, attempts = ledger["by_outcome"], ledger["attempts"]
+    ended_gone, subscriptions = ledger["ended_gone"], ledger["subscriptions"]
     return {
         "sends": sends,
         "ledger_rows": sum(by_outcome.values()),
-        Outcome.DELIVERED: by_outcome.get(Outcome.DELIVERED, 0),
+        "delivered": by_outcome.get(Outcome.DELIVERED, 0),
         "pruned": by_outcome.get(Outcome.GONE, 0),
-        Outcome.FAILED: by_outcome.get(Outcome.FAILED, 0),
+        "failed": by_outcome.get(Outcome.FAILED, 0),
         "waiting": by_outcome.get(Outcome.CLAIMED, 0) + by_outcome.get(Outcome.RETRY, 0),
         "ledger_attempts": {str(k): v for k, v in sorted(attempts.items())},
         "pruned_journeys_ended": ended_gone,

@@ -27,12 +27,11 @@ import aiohttp
 import httpx
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from sqlalchemy import create_engine, func, select
 
 from orchestrator.app.service import open_context
 from orchestrator.config import Config
 from orchestrator.push.vapid import VapidKey
-from orchestrator.store.models import Event, PushSubscription, Subscriber
+from orchestrator.store import repo
 
 API_KEY = "bench-" + "k" * 40
 
@@ -187,19 +186,12 @@ def bench_web(*, seconds: float = 60.0, concurrency: int = 64, workers: int = 1)
         finally:
             server.terminate()
             server.wait(timeout=30)
-        engine = create_engine(db)
-        with engine.connect() as c:
-            stored_subscribers = c.execute(select(func.count()).select_from(Subscriber)).scalar()
-            stored_subscriptions = c.execute(
-                select(func.count()).select_from(PushSubscription)
-            ).scalar()
-            stored_events = c.execute(
-                select(func.count()).select_from(Event).where(Event.name == "bench")  # type: ignore[arg-type]
-            ).scalar()
-            distinct_events = c.execute(
-                select(func.count(func.distinct(Event.properties))).where(Event.name == "bench")  # type: ignore[arg-type]
-            ).scalar()
-        engine.dispose()
+        after = open_context(Config(db=db, graphs=graphs))
+        with after.session() as s:
+            stored = repo.stored_counts(s, event_name="bench")
+        after.engine.dispose()
+        stored_subscribers, stored_subscriptions = stored["subscribers"], stored["subscriptions"]
+        stored_events, distinct_events = stored["events"], stored["distinct_events"]
     sub_ok, ev_ok = len(subs[2]), len(evs[2])
     return {
         "seconds": seconds,

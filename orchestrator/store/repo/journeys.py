@@ -259,3 +259,16 @@ def unfinished_journeys(session: Session, campaign: str) -> int:
         .where(col(Journey.campaign) == campaign, col(Journey.phase) != "ended")
     )
     return int(session.execute(query).scalar() or 0)
+
+
+def holdout_entries(
+    session: Session, *, campaign: str, after: datetime, until: datetime
+) -> list[str]:
+    """Subscribers whose held-out journeys of the campaign began in (after, until]."""
+    query = select(col(Journey.subscriber_id)).where(
+        col(Journey.campaign) == campaign,
+        col(Journey.holdout).is_(True),
+        col(Journey.entered_at) > after,
+        col(Journey.entered_at) <= until,
+    )
+    return list(session.execute(query).scalars())

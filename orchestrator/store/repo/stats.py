@@ -11,11 +11,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
-from orchestrator.store.models import (
-    Journey,
-    NodeStat,
-    Send,
-)
+from orchestrator.store.models import Event, Journey, NodeStat, PushSubscription, Send, Subscriber
 from orchestrator.store.repo.base import core, dialect, dialect_insert
 
 
@@ -77,3 +73,42 @@ def exit_reasons(session: Session, campaign: str) -> dict[str, int]:
         .group_by(Journey.exit_reason)
     ).all()
     return {str(reason): n for reason, n in rows}
+
+
+def ledger_summary(session: Session) -> dict[str, Any]:
+    """The whole send ledger at a glance: rows by outcome and by attempts, journeys ended
+    because their subscriptions were gone, subscriptions left (bench-faults' checks)."""
+    by_outcome = dict(
+        session.execute(select(col(Send.outcome), func.count()).group_by(col(Send.outcome))).all()
+    )
+    attempts = dict(
+        session.execute(select(col(Send.attempts), func.count()).group_by(col(Send.attempts))).all()
+    )
+    ended_gone = session.execute(
+        select(func.count())
+        .select_from(Journey)
+        .where(col(Journey.exit_reason) == "subscription_gone")
+    ).scalar_one()
+    subscriptions = session.execute(select(func.count()).select_from(PushSubscription)).scalar_one()
+    return {
+        "by_outcome": by_outcome,
+        "attempts": attempts,
+        "ended_gone": ended_gone,
+        "subscriptions": subscriptions,
+    }
+
+
+def stored_counts(session: Session, *, event_name: str) -> dict[str, int]:
+    """Subscribers, subscriptions, events named `event_name` and their distinct properties
+    (bench-web's check that every accepted request is stored exactly once)."""
+    named = col(Event.name) == event_name
+
+    def one(query: Any) -> int:
+        return int(session.execute(query).scalar() or 0)
+
+    return {
+        "subscribers": one(select(func.count()).select_from(Subscriber)),
+        "subscriptions": one(select(func.count()).select_from(PushSubscription)),
+        "events": one(select(func.count()).select_from(Event).where(named)),
+        "distinct_events": one(select(func.count(func.distinct(Event.properties))).where(named)),
+    }
