@@ -86,12 +86,18 @@ def init(
     if there:
         typer.echo(f"error: already there, nothing written: {', '.join(there)}", err=True)
         raise typer.Exit(1)
-    graphs.mkdir(parents=True, exist_ok=True)
-    campaign.write_text(WELCOME, encoding="utf-8")
     made = VapidKey.generate()
-    made.save(key)
-    env.write_text(env_file(graphs="campaign_graphs", key="vapid_private.pem"), encoding="utf-8")
-    env.chmod(0o600)  # it holds the dashboard password and the API key
+    try:
+        graphs.mkdir(parents=True, exist_ok=True)
+        campaign.write_text(WELCOME, encoding="utf-8")
+        made.save(key)
+        env.touch(mode=0o600)  # it holds the dashboard password and the API key
+        env.write_text(
+            env_file(graphs="campaign_graphs", key="vapid_private.pem"), encoding="utf-8"
+        )
+    except OSError as exc:
+        typer.echo(f"error: cannot write the project in {folder}: {exc.strerror or exc}", err=True)
+        raise typer.Exit(1) from None
     me = installed_command("campaign")
     where = "" if folder.resolve() == Path.cwd().resolve() else f"cd {folder} && "
     typer.echo(f"wrote {campaign}, {env} (settings, secrets) and {key} (the VAPID key)")
