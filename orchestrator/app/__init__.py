@@ -12,3 +12,17 @@
 It reaches the database only through `orchestrator.store` and push services only
 through `orchestrator.push`.
 """
+
+# The modules the rest of the project (and its users) may import; the others are this
+# package's own.
+__all__ = [
+    "enrolment",
+    "insights",
+    "journeys",
+    "outcomes",
+    "service",
+    "ticking",
+    "tokens",
+    "versions",
+    "visitors",
+]

@@ -6,3 +6,7 @@
   subscribers); `faults`: `campaign bench-faults` (retries under 429/5xx/410 answers);
 - `web`: `campaign bench-web` (the HTTP service under concurrent requests).
 """
+
+# The modules the rest of the project (and its users) may import; the others are this
+# package's own.
+__all__ = ["faults", "naive", "scale", "throughput", "web"]

@@ -47,6 +47,7 @@ __all__ = [
     "enroll",
     "frequency_until",
     "in_holdout",
+    "invariants",
     "may_enter",
     "pick_split",
     "quiet_until",

@@ -13,3 +13,7 @@ diagnostics out) and the subscriber and event records its doors accept.
 
 It imports nothing else of the project but `orchestrator.errors`.
 """
+
+# The modules the rest of the project (and its users) may import; the others are this
+# package's own.
+__all__ = ["document", "graph", "loader", "payload", "records", "spec", "urls"]

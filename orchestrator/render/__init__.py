@@ -19,6 +19,7 @@ from orchestrator.render.model import NodeCounts, build, end_key
 __all__ = [
     "FORMATS",
     "NodeCounts",
+    "artifact",  # the Prefect artifact's markdown (imported by flows/)
     "end_key",
     "render",
     "to_dot",

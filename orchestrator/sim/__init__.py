@@ -5,3 +5,7 @@
   deliveries recorded, conversions drawn from given rates), with its JSONL trace;
 - `soak`: `campaign soak`, long randomised runs checked against the engine's invariants.
 """
+
+# The modules the rest of the project (and its users) may import; the others are this
+# package's own.
+__all__ = ["population", "simulate", "soak"]

@@ -4,3 +4,7 @@
   answer with faults (429, 5xx, 410, slow answers) on demand;
 - `fakes`: `RecordingDelivery`, a delivery that keeps every request and answers "delivered".
 """
+
+# The modules the rest of the project (and its users) may import; the others are this
+# package's own.
+__all__ = ["fakes", "receiver"]

@@ -87,3 +87,6 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(api.router)
     app.include_router(dashboard.router)
     return app
+
+
+__all__ = ["create_app", "serve"]

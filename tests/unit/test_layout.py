@@ -168,3 +168,34 @@ def test_the_command_line_starts_without_its_heavy_libraries() -> None:
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_packages_are_entered_through_their_public_face() -> None:
+    """A package with `__all__` names what the rest of the project may import from it; its
+    other modules are its own (tests may look inside)."""
+    import importlib
+
+    faces: dict[str, set[str]] = {}
+    inits = [*sorted((ROOT / "orchestrator").rglob("__init__.py")), ROOT / "flows" / "__init__.py"]
+    for init in inits:
+        package = ".".join(init.parent.relative_to(ROOT).parts)
+        names = getattr(importlib.import_module(package), "__all__", None)
+        if names is not None:
+            faces[package] = set(names)
+    behind: list[str] = []
+    for path in sorted([*(ROOT / "orchestrator").rglob("*.py"), *(ROOT / "flows").glob("*.py")]):
+        here = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ImportFrom) or not node.module or node.level:
+                continue
+            for package, names in faces.items():
+                if here == package or here.startswith(package + "."):
+                    continue
+                if node.module == package:
+                    wanted = {a.name for a in node.names}
+                elif node.module.startswith(package + "."):
+                    wanted = {node.module[len(package) + 1 :].split(".")[0]}
+                else:
+                    continue
+                behind += [f"{here}:{node.lineno}: {package}.{w}" for w in sorted(wanted - names)]
+    assert behind == []
