@@ -6,6 +6,7 @@ serves its UI with the API address the browser must call (PREFECT_UI_API_URL).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -14,6 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -57,11 +59,9 @@ def local_prefect_server(home: Path, *, ui: bool = False, seconds: float = 120) 
     try:
         deadline = time.monotonic() + seconds
         while True:
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # not listening yet
                 if httpx.get(f"{api}/health", timeout=1).status_code == 200:
                     break
-            except httpx.HTTPError:
-                pass
             if proc.poll() is not None:
                 raise RuntimeError(f"prefect server exited with {proc.returncode} at start")
             if time.monotonic() > deadline:
@@ -69,9 +69,15 @@ def local_prefect_server(home: Path, *, ui: bool = False, seconds: float = 120) 
             time.sleep(0.5)
         yield api
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+        stop(proc)
+
+
+def stop(proc: subprocess.Popen[Any]) -> None:
+    """SIGTERM, then SIGKILL after 30 s: a Prefect server or worker busy on a loaded machine
+    may not finish its graceful shutdown in time, and whoever stops it is done with it."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=30)

@@ -21,16 +21,9 @@ import httpx
 
 from flows.local_server import free_port, local_prefect_server
 from orchestrator.bench.web import wait_until_serving
+from orchestrator.testing.browser import CHROMIUM, CHROMIUM_ARGS
 
 ROOT = Path(__file__).resolve().parent.parent
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 PAGES = {
     "dashboard.png": "/",
     "dashboard-coffee-carafe-ab.png": "/campaigns/coffee-carafe-ab",
@@ -95,7 +88,7 @@ def _photograph(base: str, out: Path, *, prefect_page: str) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1360, "height": 900})
         page.goto(f"{base}/login")
         page.fill("input[name=password]", "demo")

@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from orchestrator.language import loader
+from orchestrator.testing.browser import CHROMIUM, CHROMIUM_ARGS  # noqa: F401  (shared)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPEC_DIR = ROOT.parent / "shared" / "spec"
@@ -193,18 +194,6 @@ def flowchart_pictures(markdown: str) -> dict[str, dict[str, list[str]]]:
         }
     return out
 
-
-# ------------------------------------------------------------------ a real browser
-
-CHROMIUM = "/usr/bin/chromium"  # Debian's; playwright drives it (no browser download here)
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 # ------------------------------------------------------------------ a world for subprocesses
 

@@ -2,9 +2,10 @@
 
 - `receiver`: a local Web Push service that decrypts (RFC 8291), checks VAPID and can
   answer with faults (429, 5xx, 410, slow answers) on demand;
+- `browser`: where Debian's Chromium is and the flags it runs headless with;
 - `fakes`: `RecordingDelivery`, a delivery that keeps every request and answers "delivered".
 """
 
 # The modules the rest of the project (and its users) may import; the others are this
 # package's own.
-__all__ = ["fakes", "receiver"]
+__all__ = ["browser", "fakes", "receiver"]

@@ -17,7 +17,7 @@ from typing import Any
 import httpx
 import pytest
 
-from flows.local_server import local_prefect_server
+from flows.local_server import local_prefect_server, stop
 from orchestrator.testing.receiver import Receiver
 from tests.conftest import (
     CHROMIUM,
@@ -46,7 +46,7 @@ def test_campaign_deploy_registers_a_scheduled_deployment_per_campaign(
         "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
     }
     done = subprocess.run(
-        [str(Path(sys.executable).parent / "campaign"), "deploy", "--json"],
+        [_bin("campaign"), "deploy", "--json"],
         env=env,
         capture_output=True,
         text=True,
@@ -160,17 +160,6 @@ def project(tmp_path: Path, server: str) -> Iterator[tuple[dict[str, str], Recei
         )
 
 
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM, then SIGKILL: a worker busy with a slow API on a loaded machine may not
-    finish its graceful shutdown in time, and the test is over either way."""
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=30)
-
-
 def _tick_in_a_process(env: dict[str, str]) -> dict[str, Any]:
     """One run of the tick flow for `launch` at T0, in its own process with `env` (its
     PREFECT_API_URL the server's); the flow's summary."""
@@ -263,7 +252,7 @@ def test_a_deployed_tick_runs_on_a_worker_and_its_artifacts_show_the_counts(
         # before then would stop that process with them
         messages_logged = _logged(api, run["id"], line)
     finally:
-        _stop(worker)
+        stop(worker)
 
     messages = receiver.received()
     assert len(messages) == 30
@@ -382,7 +371,7 @@ def test_campaign_deploy_serve_runs_the_deployment_in_process(
         assert created.status_code == 201, f"{created.status_code} {created.text[:2000]}"
         _wait_for(api, created.json()["id"], log)
     finally:
-        _stop(served)
+        stop(served)
     assert len(receiver.received()) == 30
 
 
@@ -456,7 +445,7 @@ def test_two_workers_ticking_one_campaign_at_once_on_postgresql_send_each_step_o
             for worker in workers:
                 worker.terminate()
             for worker in workers:
-                _stop(worker)
+                stop(worker)
         finished = [api.get(f"/flow_runs/{run['id']}").json() for run in runs]
         stats = receiver.stats()
         endpoints = {m.endpoint for m in receiver.received()}
