@@ -17,28 +17,18 @@ from datetime import datetime, timedelta
 from itertools import groupby
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, or_, select
-from sqlmodel import Session, col
-
 from orchestrator import engine
 from orchestrator.app import journeys
 from orchestrator.app.service import Context
 from orchestrator.engine import Action, Past
 from orchestrator.language.spec import Campaign
 from orchestrator.store import repo, segments
-from orchestrator.store.models import (
-    EnrolMark,
-    Event,
-    Journey,
-    PushSubscription,
-    Subscriber,
-    utcnow,
-)
+from orchestrator.store.db import Session
+from orchestrator.store.models import EnrolMark, Journey, utcnow
 
 ENROL_CHUNK = 5000
 # how long an event id may still be committing on PostgreSQL after a larger one is seen
 TRIGGER_SETTLE = timedelta(minutes=1)
-FULL_PASS_EVERY = timedelta(hours=1)  # for segments whose rules change with time alone
 
 
 @dataclass(frozen=True)
@@ -117,89 +107,20 @@ def _pasts(s: Session, campaign: Campaign, ids: Iterable[str]) -> dict[str, Past
     }
 
 
-def _blocked(campaign: Campaign, now: datetime) -> Any:
-    reentry = campaign.settings.reentry
-    return exists(
-        select(col(Journey.id)).where(
-            col(Journey.subscriber_id) == Subscriber.id,
-            repo.blocking_journey(
-                campaign=campaign.campaign,
-                now=now,
-                reentry_seconds=reentry.total_seconds() if reentry else None,
-            ),
-        )
-    )
-
-
 def _eligible_members(
     ctx: Context, *, campaign: Campaign, subcampaigns: Sequence[str], now: datetime
 ) -> tuple[dict[str, list[str]], list[EnrolMark]]:
-    """For each of these segment sub-campaigns (in priority order), the members of its entry
-    segment who may enrol and are not taken by an earlier one; and the marks to store after.
-
-    One query: the journey check (an index probe that rules out most subscribers before
-    any rule is looked at), then each sub-campaign's segment as a 0/1 flag. Incremental
-    per sub-campaign: only subscribers changed or with new events since its last pass are
-    looked at, except for a full pass on the first tick, after FULL_PASS_EVERY when the
-    rule changes with time alone, and when the clock goes backwards (`--now` back-fills)."""
+    """The members of each segment sub-campaign who may enrol now (`repo.eligible_members`:
+    one incremental query for the run); in a simulation, subscribers need no push
+    subscription."""
     with ctx.session() as s:
-        newest_sub = s.execute(select(func.max(col(Subscriber.updated_at)))).scalar()
-        newest_event = int(s.execute(select(func.max(col(Event.id)))).scalar() or 0)
-        dialect = repo.dialect(s)
-        flags: list[Any] = []
-        marks: list[EnrolMark] = []
-        for name in subcampaigns:
-            segment = campaign.subcampaigns[name].segment
-            assert segment is not None
-            old = s.get(EnrolMark, (campaign.campaign, name))
-            last_full = repo.aware(old.full_at) if old else None
-            full = (
-                old is None
-                or last_full is None
-                or now < last_full
-                or (
-                    segments.changes_with_time(segment, segments=campaign.segments)
-                    and now - last_full >= FULL_PASS_EVERY
-                )
-            )
-            member = segments.membership(segment, segments=campaign.segments, dialect=dialect)
-            if not full:
-                assert old is not None
-                changed: list[Any] = [
-                    col(Subscriber.id).in_(
-                        select(col(Event.subscriber_id)).where(col(Event.id) > old.event_id)
-                    )
-                ]
-                if old.subscribers_at is not None:
-                    changed.append(col(Subscriber.updated_at) >= old.subscribers_at)
-                member = and_(or_(*changed), member)
-            flags.append(member)
-            marks.append(
-                EnrolMark(
-                    campaign=campaign.campaign,
-                    subcampaign=name,
-                    full_at=now if full else last_full,
-                    subscribers_at=newest_sub,
-                    event_id=newest_event,
-                )
-            )
-        query = select(col(Subscriber.id), *(case((flag, 1), else_=0) for flag in flags)).where(
-            ~_blocked(campaign, now), or_(*flags)
+        return repo.eligible_members(
+            s,
+            campaign=campaign,
+            subcampaigns=subcampaigns,
+            now=now,
+            subscribed_only=not ctx.simulated,
         )
-        if not ctx.simulated:
-            query = query.where(
-                exists(
-                    select(col(PushSubscription.id)).where(
-                        col(PushSubscription.subscriber_id) == Subscriber.id
-                    )
-                )
-            )
-        members: dict[str, list[str]] = {name: [] for name in subcampaigns}
-        with segments.as_of(now):
-            for sid, *matched in repo.core(s).execute(query):
-                first = next(i for i, flag in enumerate(matched) if flag)
-                members[subcampaigns[first]].append(sid)
-    return members, marks
 
 
 def _insert_journeys(

@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select
-from sqlmodel import col
-
 from orchestrator.app.service import Context, status
 from orchestrator.delivery import Outcome
 from orchestrator.language import loader
 from orchestrator.language.spec import Campaign, SplitNode
-from orchestrator.store import segments as segment_sql
-from orchestrator.store.models import Event, Journey, Send, Subscriber
+from orchestrator.store import repo
 
 DAYS = 30
 
@@ -157,22 +153,7 @@ def _split_tests(ctx: Context, campaign: Campaign) -> list[SplitTest]:
     if not splits:
         return []
     with ctx.session() as s:
-        rows = s.execute(
-            select(
-                col(Journey.arm),
-                func.count(func.distinct(col(Journey.id))),
-                func.count(col(Send.id)),
-                func.count(col(Send.converted_at)),
-            )
-            .select_from(Journey)
-            .outerjoin(
-                Send,
-                and_(col(Send.journey_id) == col(Journey.id), col(Send.outcome) != Outcome.SKIPPED),
-            )
-            .where(col(Journey.campaign) == campaign.campaign, col(Journey.arm).is_not(None))
-            .group_by(col(Journey.arm))
-        ).all()
-    by_arm = {str(arm): (int(j), int(sn), int(cv)) for arm, j, sn, cv in rows}
+        by_arm = repo.arm_counts(s, campaign=campaign.campaign)
     tests = []
     for split_id, node in splits.items():
         total = float(sum(_weight(w) for w in node.split.values())) or 1.0
@@ -219,52 +200,15 @@ def _holdout(ctx: Context, campaign: Campaign, *, now: datetime) -> Holdout | No
         return None
     span = horizon(campaign)
     with ctx.session() as s:
-        if s.get_bind().dialect.name == "postgresql":
-            within = col(Event.at) <= col(Journey.entered_at) + span
-        else:  # SQLite stores times as text: compare as Julian days
-            within = (
-                func.julianday(col(Event.at)) - func.julianday(col(Journey.entered_at))
-                <= span.total_seconds() / 86400
-            )
-        reached = exists().where(
-            col(Event.subscriber_id) == col(Journey.subscriber_id),
-            col(Event.name) == campaign.goal,
-            col(Event.at) >= col(Journey.entered_at),
-            within,
-        )
-        rows = s.execute(
-            select(
-                col(Journey.holdout),
-                func.count(),
-                func.sum(case((reached, 1), else_=0)),
-            )
-            .where(col(Journey.campaign) == campaign.campaign)
-            .group_by(col(Journey.holdout))
-        ).all()
-    by = {bool(h): (int(n), int(c or 0)) for h, n, c in rows}
+        by = repo.holdout_counts(s, campaign=campaign.campaign, goal=campaign.goal, span=span)
     treated, held = by.get(False, (0, 0)), by.get(True, (0, 0))
     return Holdout(treated[0], treated[1], held[0], held[1])
 
 
 def _daily(ctx: Context, campaign: str | None, *, now: datetime) -> list[tuple[date, int, int]]:
     """Sends and the conversions credited to them, by the day they were sent (last 30 days)."""
-    since = now - timedelta(days=DAYS)
-    day = func.date(col(Send.claimed_at))
-    conditions = [col(Send.claimed_at) >= since, col(Send.outcome) != Outcome.SKIPPED]
-    if campaign is not None:
-        conditions.append(col(Send.campaign) == campaign)
     with ctx.session() as s:
-        rows = s.execute(
-            select(day, func.count(), func.count(col(Send.converted_at)))
-            .where(*conditions)
-            .group_by(day)
-            .order_by(day)
-        ).all()
-    return [(_as_date(d), int(n), int(c)) for d, n, c in rows]
-
-
-def _as_date(value: Any) -> date:
-    return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
+        return repo.daily_sends(s, campaign=campaign, since=now - timedelta(days=DAYS))
 
 
 # ------------------------------------------------------------------ the seed's short-term metrics
@@ -280,36 +224,18 @@ class Metrics:
 
 
 def metrics(ctx: Context, *, now: datetime) -> Metrics:
-    since = now - timedelta(days=DAYS)
-    day = func.date(col(Event.at))
     with ctx.session() as s:
-        rows = s.execute(
-            select(col(Event.name), day, func.count())
-            .where(col(Event.name).in_(("subscribed", "unsubscribed")), col(Event.at) >= since)
-            .group_by(col(Event.name), day)
-            .order_by(day)
-        ).all()
-        week = now - timedelta(days=7)
-        per_subscriber = (
-            select(col(Send.subscriber_id), func.count().label("n"))
-            .where(col(Send.claimed_at) >= week, col(Send.outcome) != Outcome.SKIPPED)
-            .group_by(col(Send.subscriber_id))
-            .subquery()
-        )
-        counts = s.execute(
-            select(per_subscriber.c.n, func.count()).group_by(per_subscriber.c.n)
-        ).all()
-        active = s.execute(
-            select(func.count()).select_from(Subscriber).where(col(Subscriber.status) == "active")
-        ).scalar_one()
-    opt_ins = [(_as_date(d), int(n)) for name, d, n in rows if name == "subscribed"]
-    opt_outs = [(_as_date(d), int(n)) for name, d, n in rows if name == "unsubscribed"]
+        rows = repo.subscription_days(s, since=now - timedelta(days=DAYS))
+        counts = repo.sends_per_subscriber(s, since=now - timedelta(days=7))
+        active = repo.active_subscribers(s)
+    opt_ins = [(d, n) for name, d, n in rows if name == "subscribed"]
+    opt_outs = [(d, n) for name, d, n in rows if name == "unsubscribed"]
     buckets: Counter[str] = Counter()
     notified = 0
     for n, subscribers in counts:
-        buckets["5+" if n >= 5 else str(n)] += int(subscribers)
-        notified += int(subscribers)
-    buckets["0"] = max(int(active) - notified, 0)
+        buckets["5+" if n >= 5 else str(n)] += subscribers
+        notified += subscribers
+    buckets["0"] = max(active - notified, 0)
     per_week = [(b, buckets.get(b, 0)) for b in ("0", "1", "2", "3", "4", "5+")]
     return Metrics(
         opt_ins, opt_outs, _daily(ctx, None, now=now), per_week, _quiet_segments(ctx, now=now)
@@ -329,22 +255,10 @@ def _quiet_segments(ctx: Context, *, now: datetime) -> list[tuple[str, str, int]
             continue
         c = loaded.campaign
         with ctx.session() as s:
-            dialect = s.get_bind().dialect.name
             for name in c.segments:
-                members = segment_sql.members_query(
-                    name, segments=c.segments, dialect=dialect
-                ).subquery()
-                notified = exists().where(
-                    col(Send.subscriber_id) == members.c.id,
-                    col(Send.claimed_at) >= week,
-                    col(Send.outcome) != Outcome.SKIPPED,
+                total, reached = repo.segment_reach(
+                    s, name, segments=c.segments, since=week, now=now
                 )
-                with segment_sql.as_of(now):
-                    total, reached = s.execute(
-                        select(func.count(), func.sum(case((notified, 1), else_=0))).select_from(
-                            members
-                        )
-                    ).one()
                 if total and not reached:
-                    out.append((c.campaign, name, int(total)))
+                    out.append((c.campaign, name, total))
     return out

@@ -1,5 +1,5 @@
 """Queries: plain functions with keyword arguments over a Session, one module per aggregate
-(subscribers, events, journeys, triggers, versions, stats) over what they share (`base`).
+(subscribers, events, journeys, entries, triggers, versions, stats, reports, visitors) over what they share (`base`).
 Callers use this package's names (`repo.claim_due(...)`).
 """
 
@@ -17,6 +17,7 @@ from orchestrator.store.repo.base import (
     update_by_id,
     utc,
 )
+from orchestrator.store.repo.entries import FULL_PASS_EVERY, eligible_members
 from orchestrator.store.repo.events import (
     add_events,
     dated_after,
@@ -43,6 +44,16 @@ from orchestrator.store.repo.journeys import (
     recent_sends,
     unfinished_journeys,
     work_due,
+)
+from orchestrator.store.repo.reports import (
+    active_subscribers,
+    arm_counts,
+    as_date,
+    daily_sends,
+    holdout_counts,
+    segment_reach,
+    sends_per_subscriber,
+    subscription_days,
 )
 from orchestrator.store.repo.stats import (
     bump,
@@ -81,10 +92,27 @@ from orchestrator.store.repo.versions import (
     move_journey,
     version,
 )
+from orchestrator.store.repo.visitors import (
+    erase,
+    everything_about,
+    has_subscription,
+    move_events,
+    retire,
+    revive,
+    subscriber,
+    subscriber_rows,
+    subscription_owner,
+    update_living,
+    update_subscriber,
+)
 
 __all__ = [
+    "FULL_PASS_EVERY",
     "IN_CHUNK",
+    "active_subscribers",
     "add_events",
+    "arm_counts",
+    "as_date",
     "aware",
     "blocking_journey",
     "bump",
@@ -92,18 +120,24 @@ __all__ = [
     "claim_retries",
     "core",
     "cursor",
+    "daily_sends",
     "dated_after",
     "delete_subscriptions",
     "dialect",
     "dialect_insert",
+    "eligible_members",
     "end_unreadable_journeys",
     "ensure_version",
+    "erase",
     "event_times",
     "events_by_id",
     "events_for",
+    "everything_about",
     "existing_subscribers",
     "exit_reasons",
     "first_recorded_after",
+    "has_subscription",
+    "holdout_counts",
     "holdout_entries",
     "insert_ignoring",
     "insert_returning",
@@ -118,6 +152,7 @@ __all__ = [
     "ledger_summary",
     "mark_triggers",
     "move_cursor",
+    "move_events",
     "move_journey",
     "named_events",
     "next_claim",
@@ -126,21 +161,31 @@ __all__ = [
     "profiles",
     "put_setting",
     "recent_sends",
+    "retire",
+    "revive",
     "save_enrol_mark",
+    "segment_reach",
     "send_outcomes",
+    "sends_per_subscriber",
     "setting",
     "setting_once",
     "store_events",
     "stored_counts",
+    "subscriber",
+    "subscriber_rows",
     "subscriber_status",
     "subscribers",
     "subscription_counts",
+    "subscription_days",
+    "subscription_owner",
     "subscriptions_of",
     "trigger_events",
     "trigger_marks",
     "unfinished_journeys",
     "unmark_triggers",
     "update_by_id",
+    "update_living",
+    "update_subscriber",
     "upsert_subscribers",
     "utc",
     "version",
