@@ -3,34 +3,31 @@
 `machine` decides, from a journey's state, the subscriber's view, the events seen and
 the clock, what happens next (send, wait, branch, split, exit) and when; it touches no
 database, network or clock of its own, so the tick, the simulator and the property
-tests run the same decisions. `invariants` checks a journey's sends against the rules
-the language promises (spacing, caps, quiet hours, max sends).
+tests run the same decisions. `enrolment` starts journeys (who may enter, the holdout)
+and `timing` says when quiet hours and the frequency cap let a send go. `invariants`
+checks a journey's sends against the rules the language promises (spacing, caps, quiet
+hours, max sends).
 
 It imports only the language.
 """
 
+from orchestrator.engine.enrolment import Past, enroll, in_holdout, may_enter, wake_names
 from orchestrator.engine.machine import (
     MAX_STEPS_PER_ADVANCE,
     Action,
     EventView,
     JourneyState,
     MembershipsNeeded,
-    Past,
     Phase,
     Result,
     SubscriberView,
     advance,
     edge_targets,
-    enroll,
-    frequency_until,
-    in_holdout,
-    may_enter,
     pick_split,
-    quiet_until,
     skip_send,
     stable_fraction,
-    wake_names,
 )
+from orchestrator.engine.timing import frequency_until, quiet_until
 
 __all__ = [
     "MAX_STEPS_PER_ADVANCE",

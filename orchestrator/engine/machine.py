@@ -15,11 +15,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields, replace
-from datetime import datetime, time, timedelta
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta
 from typing import Any, Literal
-from zoneinfo import ZoneInfo
 
+from orchestrator.engine.timing import frequency_until, quiet_until
 from orchestrator.language.spec import (
     END,
     AnyNode,
@@ -27,7 +27,6 @@ from orchestrator.language.spec import (
     Campaign,
     EdgeSpec,
     NotificationNode,
-    QuietHours,
     SplitNode,
     WaitNode,
 )
@@ -150,11 +149,6 @@ def stable_fraction(*parts: str) -> float:
     return int.from_bytes(digest[:8], "big") / 2**64
 
 
-def in_holdout(campaign: Campaign, subscriber_id: str) -> bool:
-    holdout = campaign.settings.holdout
-    return holdout > 0 and stable_fraction(campaign.campaign, subscriber_id, "holdout") < holdout
-
-
 def edge_targets(node: AnyNode) -> dict[str, set[str]]:
     """Where each kind of step may lead from `node` (`END` included)."""
     if isinstance(node, NotificationNode):
@@ -179,45 +173,6 @@ def pick_split(campaign: Campaign, node_id: str, node: SplitNode, subscriber_id:
         if point < running:
             return target
     return target
-
-
-def quiet_until(quiet: QuietHours | None, tz_name: str, now: datetime) -> datetime | None:
-    """If `now` is inside the quiet hours in the subscriber's timezone, when they end (else None)."""
-    if quiet is None:
-        return None
-    zone = ZoneInfo(tz_name)
-    local = now.astimezone(zone)
-    t = local.timetz().replace(tzinfo=None)
-    start, end = quiet.start, quiet.end
-    inside = (start <= t < end) if start < end else (t >= start or t < end)
-    if not inside:
-        return None
-    day = local.date() if t < end else local.date() + timedelta(days=1)
-    return _local_instant(day, end, zone, after=now)
-
-
-def _local_instant(day: Any, clock: time, zone: ZoneInfo, *, after: datetime) -> datetime:
-    """The instant a wall clock in `zone` shows `clock` on `day`.
-
-    A time inside a spring-forward gap does not exist; fold=0 maps it past the
-    gap (02:30 on a 02:00→03:00 night becomes 03:30), so quiet hours never end early.
-    """
-    candidate = datetime.combine(day, clock, tzinfo=zone).astimezone(ZoneInfo("UTC"))
-    return max(candidate, after)
-
-
-def frequency_until(
-    campaign: Campaign, recent_sends: Sequence[datetime], now: datetime
-) -> datetime | None:
-    """If the cross-campaign frequency cap is reached at `now`, when the oldest send leaves the window."""
-    cap = campaign.settings.frequency_cap
-    if cap is None:
-        return None
-    window_start = now - cap.per
-    inside = sorted(t for t in recent_sends if window_start < t <= now)
-    if len(inside) < cap.max:
-        return None
-    return inside[len(inside) - cap.max] + cap.per
 
 
 # ------------------------------------------------------------------ the machine
@@ -481,84 +436,3 @@ def _deferral(run: _Run) -> datetime | None:
     run.emit(Action("defer", now, state.node, reason=reason, until=until))
     run.set(due_at=until)
     return until
-
-
-# ------------------------------------------------------------------ enrolment
-
-
-@dataclass(frozen=True)
-class Past:
-    """What a subscriber's earlier journeys in a campaign leave for a new one."""
-
-    in_flight: bool = False  # one of them has not ended
-    ended_at: datetime | None = None  # when the latest of them ended
-    last_send_at: datetime | None = None  # the campaign's latest send to the subscriber
-
-
-def may_enter(campaign: Campaign, past: Past | None, at: datetime) -> bool:
-    """Whether an entry at `at` (a trigger event's own time, or the tick's for a segment)
-    is allowed: never while a journey is in flight; after one has ended, only with
-    `reentry` set and once `at` is that long after the end."""
-    if past is None:
-        return True
-    if past.in_flight:
-        return False
-    reentry = campaign.settings.reentry
-    if reentry is None:
-        return False
-    return past.ended_at is None or at >= past.ended_at + reentry
-
-
-def wake_names(campaign: Campaign) -> frozenset[str]:
-    """The events a journey of this campaign acts on: its `exit_on` events and its goals.
-    A journey is woken at the time of the first one stored for its subscriber."""
-    goals = {campaign.goal}
-    goals.update(
-        node.goal
-        for node in campaign.all_nodes().values()
-        if isinstance(node, NotificationNode) and node.goal
-    )
-    return frozenset(campaign.settings.exit_on) | frozenset(goals)
-
-
-def enroll(
-    *,
-    campaign: Campaign,
-    subcampaign: str,
-    subscriber_id: str,
-    at: datetime,
-    trigger: dict[str, Any] | None = None,
-    last_send_at: datetime | None = None,
-) -> Result:
-    """A new journey at the sub-campaign's start (or straight to the holdout exit).
-
-    `last_send_at`: the campaign's latest send to this subscriber in an earlier journey;
-    the new journey's first send keeps `spacing` from it."""
-    sub = campaign.subcampaigns[subcampaign]
-    delay = sub.trigger.delay if sub.trigger else timedelta(0)
-    start = sub.start
-    state = JourneyState(
-        subscriber_id=subscriber_id,
-        subcampaign=subcampaign,
-        node=start,
-        phase="arrive",
-        due_at=at + delay,
-        entered_at=at,
-        trigger=trigger,
-        last_send_at=last_send_at,
-    )
-    node = campaign.node(start)
-    if isinstance(node, NotificationNode) and node.delay:
-        state = replace(state, due_at=at + delay + node.delay)
-    if in_holdout(campaign, subscriber_id):
-        ended = replace(
-            state, phase="ended", due_at=None, holdout=True, exit_reason="holdout", ended_at=at
-        )
-        return Result(
-            ended,
-            [
-                Action("enroll", at, start, holdout=True),
-                Action("exit", at, start, reason="holdout"),
-            ],
-        )
-    return Result(state, [Action("enroll", at, start)])

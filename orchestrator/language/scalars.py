@@ -1,5 +1,6 @@
 """Scalar values of the campaign language: ids, durations, percents, cron, timezones,
-clock times and urls, as parsing functions and the annotated types the models use."""
+clock times and urls, as parsing functions and the annotated types the models use; and
+`Strict`, the base of every model (those of `spec` and of `rules`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
-from pydantic import BeforeValidator, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 from orchestrator.language import urls
 
@@ -267,3 +268,12 @@ FixedUrl: TypeAlias = Annotated[
 ]
 Scalar: TypeAlias = str | int | float | bool
 Urgency: TypeAlias = Literal["very-low", "low", "normal", "high"]
+
+
+# ---------------------------------------------------------------- the models' base
+
+
+class Strict(BaseModel):
+    """Base of every construct: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)

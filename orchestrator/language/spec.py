@@ -2,7 +2,8 @@
 
 Parsing only: every model forbids unknown keys and checks the shape and the
 scalar formats of its own values (durations, percents, cron, timezones, ids).
-Cross-references and graph properties are checked in `loader` and `graph`.
+Cross-references and graph properties are checked in `loader` and `graph`. The segment
+rules are modelled in `rules` and re-exported here, with the scalars of `scalars`.
 """
 
 from __future__ import annotations
@@ -19,10 +20,24 @@ from pydantic import (
     PlainSerializer,
     Tag,
     WithJsonSchema,
-    field_validator,
     model_validator,
 )
 
+from orchestrator.language.rules import (
+    ATTR_OPS as ATTR_OPS,
+    RULE_TAGS as RULE_TAGS,
+    AllRule as AllRule,
+    AnyRule as AnyRule,
+    AnyRuleModel as AnyRuleModel,
+    AttrRule as AttrRule,
+    EventRule as EventRule,
+    NotRule as NotRule,
+    Rule as Rule,
+    Segment as Segment,
+    SegmentRef as SegmentRef,
+    TagRule as TagRule,
+    rule_children as rule_children,
+)
 from orchestrator.language.scalars import (
     CAMPAIGN_ID_RE,
     DURATION_SCHEMA,
@@ -38,6 +53,7 @@ from orchestrator.language.scalars import (
     PositiveDuration,
     Scalar as Scalar,
     SegmentName,
+    Strict,
     Target,
     Timezone,
     Urgency,
@@ -49,13 +65,6 @@ from orchestrator.language.scalars import (
     parse_percent as parse_percent,
     positive_duration,
 )
-
-
-class Strict(BaseModel):
-    """Base of every construct: unknown keys are errors, values are immutable."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
 
 # ---------------------------------------------------------------- settings
 
@@ -104,125 +113,6 @@ class Settings(Strict):
     urgency: Urgency = "normal"
     schedule: Cron = "*/5 * * * *"
     timezone: Timezone = "UTC"
-
-
-# ---------------------------------------------------------------- segment rules
-
-
-class AllRule(Strict):
-    all: list[Rule] = Field(min_length=1)
-
-
-class AnyRule(Strict):
-    any: list[Rule] = Field(min_length=1)
-
-
-class NotRule(Strict):
-    not_: Rule = Field(alias="not")
-
-
-ATTR_OPS = ("eq", "ne", "in", "not_in", "gt", "gte", "lt", "lte", "contains", "exists")
-
-
-class AttrRule(Strict):
-    attr: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z_][A-Za-z0-9_.-]*$")
-    eq: Scalar | None = None
-    ne: Scalar | None = None
-    in_: list[Scalar] | None = Field(default=None, alias="in", min_length=1)
-    not_in: list[Scalar] | None = Field(default=None, min_length=1)
-    gt: int | float | str | None = None
-    gte: int | float | str | None = None
-    lt: int | float | str | None = None
-    lte: int | float | str | None = None
-    contains: Scalar | None = None
-    exists: bool | None = None
-
-    @model_validator(mode="after")
-    def _one_op(self) -> AttrRule:
-        given = [op for op in ATTR_OPS if getattr(self, "in_" if op == "in" else op) is not None]
-        if len(given) != 1:
-            found = ", ".join(given) if given else "none"
-            raise ValueError(
-                f"an attr rule needs exactly one operator of {', '.join(ATTR_OPS)} (found: {found})"
-            )
-        return self
-
-    @property
-    def op(self) -> str:
-        return next(o for o in ATTR_OPS if getattr(self, "in_" if o == "in" else o) is not None)
-
-    @property
-    def value(self) -> Any:
-        return getattr(self, "in_" if self.op == "in" else self.op)
-
-
-class TagRule(Strict):
-    tag: str = Field(min_length=1, max_length=64)
-
-
-class EventRule(Strict):
-    event: EventName
-    within: PositiveDuration | None = None
-    at_least: int = Field(default=1, ge=1, description="at_least: 0 is not allowed; use not")
-    where: dict[str, Scalar] = Field(default_factory=dict)
-
-    @field_validator("at_least", mode="before")
-    @classmethod
-    def _no_zero(cls, value: Any) -> Any:
-        if value == 0 and not isinstance(value, bool):
-            raise ValueError("at_least: 0 is not allowed; write {not: {event: ...}} instead")
-        return value
-
-
-class SegmentRef(Strict):
-    segment: SegmentName
-
-
-_RULE_KEYS = ("all", "any", "not", "attr", "tag", "event", "segment")
-
-
-def _rule_kind(value: Any) -> str | None:
-    if isinstance(value, BaseModel):
-        return type(value).__name__
-    if isinstance(value, dict):
-        for key in _RULE_KEYS:
-            if key in value:
-                return RULE_TAGS[key]
-    return None
-
-
-RULE_TAGS = {
-    "all": "AllRule",
-    "any": "AnyRule",
-    "not": "NotRule",
-    "attr": "AttrRule",
-    "tag": "TagRule",
-    "event": "EventRule",
-    "segment": "SegmentRef",
-}
-
-Rule: TypeAlias = Annotated[
-    Annotated[AllRule, Tag("AllRule")]
-    | Annotated[AnyRule, Tag("AnyRule")]
-    | Annotated[NotRule, Tag("NotRule")]
-    | Annotated[AttrRule, Tag("AttrRule")]
-    | Annotated[TagRule, Tag("TagRule")]
-    | Annotated[EventRule, Tag("EventRule")]
-    | Annotated[SegmentRef, Tag("SegmentRef")],
-    Discriminator(
-        _rule_kind,
-        custom_error_type="rule_kind",
-        custom_error_message="a segment rule is one of: all, any, not, attr, tag, event, segment",
-    ),
-]
-AllRule.model_rebuild()
-AnyRule.model_rebuild()
-NotRule.model_rebuild()
-
-
-class Segment(Strict):
-    description: str | None = None
-    match: Rule
 
 
 # ---------------------------------------------------------------- nodes
@@ -455,7 +345,6 @@ class Campaign(Strict):
 
 
 AnyNode: TypeAlias = NotificationNode | SplitNode | BranchNode | WaitNode
-AnyRuleModel: TypeAlias = AllRule | AnyRule | NotRule | AttrRule | TagRule | EventRule | SegmentRef
 
 
 def node_targets(node: AnyNode) -> list[tuple[str, str]]:
@@ -470,16 +359,6 @@ def node_targets(node: AnyNode) -> list[tuple[str, str]]:
     if isinstance(node, BranchNode):
         return [("else" if c.else_ is not None else "branch", c.target) for c in node.branch]
     return [("next", node.next)]
-
-
-def rule_children(rule: AnyRuleModel) -> list[AnyRuleModel]:
-    if isinstance(rule, AllRule):
-        return list(rule.all)
-    if isinstance(rule, AnyRule):
-        return list(rule.any)
-    if isinstance(rule, NotRule):
-        return [rule.not_]
-    return []
 
 
 def json_schema() -> dict[str, Any]:

@@ -1,23 +1,30 @@
-"""SQLite's hot statements through the driver, with values bound and read back exactly as
-SQLAlchemy binds and reads them (docs/benchmarks.md: a compiled statement's per-row
-bind and result processing cost several times SQLite's own work).
+"""SQLite's fast path: statements run on the driver itself, with values bound and read
+back exactly as SQLAlchemy binds and reads them (a compiled statement's per-row bind and
+result processing costs several times SQLite's own work).
 
-Only the simple column types are handled here (times, JSON, booleans, numbers, strings);
-a table with any other type keeps SQLAlchemy's statement. `tests/store/test_repo.py` compares
-what both paths store and read.
+`plan` compiles a SQLAlchemy statement once; `run` executes it with parameter values;
+`repo.fetch` is the one place that chooses this path (on SQLite) or SQLAlchemy's own
+(elsewhere), so each query is written once. The bulk writes (`repo.update_by_id`,
+`repo.insert_returning`) bind rows here too. Only the simple column types are handled
+(times, JSON read back, booleans, numbers, strings); a statement with any other type
+keeps SQLAlchemy's execution. `tests/store/test_repo.py` compares what both paths store
+and read.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections import namedtuple
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Connection, Integer, String
 from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql.sqltypes import NullType
 from sqlmodel.sql.sqltypes import AutoString, UTCDateTime
 
 VARIABLES = 32766  # bound values per statement (SQLite ≥ 3.32)
@@ -113,43 +120,81 @@ def _as_mapping(row: Any) -> dict[str, Any]:
     return dict(zip(row._fields, row, strict=True))
 
 
-_SHAPES: dict[tuple[str, tuple[str, ...]], tuple[Any, list[tuple[int, Any]]]] = {}
+@dataclass(frozen=True)
+class Plan:
+    """A statement compiled once for SQLite: its SQL in pieces around the expanding (IN)
+    parameters, how each parameter is bound, and how each result column is read."""
+
+    pieces: tuple[str, ...]  # the SQL, split at each expanding parameter
+    slots: tuple[tuple[str, Any, bool, Any], ...]  # name, binder, expanding, constant value
+    row_type: Any
+    readers: tuple[tuple[int, Any], ...]  # (position, reader) of columns not read as stored
 
 
-def _shape(table: Any, columns: Sequence[str]) -> tuple[Any, list[tuple[int, Any]]]:
-    """The row type (answers like SQLAlchemy's rows: by attribute and by `_mapping`) and
-    the (position, reader) of each column that is not read as stored."""
-    key = (table.name, tuple(columns))
-    hit = _SHAPES.get(key)
-    if hit is None:
-        base = namedtuple(f"{table.name}_row", columns)  # type: ignore[misc]
-        body = {"__slots__": (), "_mapping": property(_as_mapping)}
-        row_type = type(f"{table.name}_plain_row", (base,), body)
-        readers = [(i, r) for i, c in enumerate(columns) if (r := _reader(table.c[c].type))]
-        hit = _SHAPES[key] = (row_type, readers)
-    return hit
+_PLANS: dict[Any, Plan | None] = {}
+_UNSET = object()
 
 
-def select(
-    connection: Connection,
-    table: Any,
-    columns: Sequence[str] | None,
-    tail: str,
-    params: Sequence[Any],
-) -> list[Any]:
-    """`SELECT columns FROM table tail` (None: every column; tail: WHERE/ORDER/LIMIT with `?`
-    placeholders, its values already bound with `bind_time` where they are times), read as
+def plan(connection: Connection, stmt: Any) -> Plan | None:
+    """The statement's plan (compiled once per statement object: statements run through
+    here are built once, with bind parameters); None when a parameter or column has a
+    type this module does not bind or read as SQLAlchemy does."""
+    if stmt in _PLANS:
+        return _PLANS[stmt]
+    compiled = stmt.compile(dialect=connection.dialect)
+    try:
+        slots = []
+        for name in compiled.positiontup:
+            bind = compiled.binds[name]
+            binder = _binder(bind.type)
+            constant = bind.value if bind.value is not None or bind.callable else _UNSET
+            slots.append((name, binder, bool(bind.expanding), constant))
+        columns = list(stmt.selected_columns)
+        # the names SQLAlchemy's rows give (an unlabelled aggregate is `max_1`, …)
+        names = [keyname for keyname, *_ in compiled._result_columns]
+        base = namedtuple("plain_row", names, rename=True)  # type: ignore[misc]
+        row_type = type("plain_row", (base,), {"__slots__": (), "_mapping": property(_as_mapping)})
+        readers = tuple((i, r) for i, c in enumerate(columns) if (r := _reader(c.type)))
+    except TypeError:
+        _PLANS[stmt] = None
+        return None
+    pieces = re.split(r"\(__\[POSTCOMPILE_\w+\]\)", compiled.string)
+    found = _PLANS[stmt] = Plan(tuple(pieces), tuple(slots), row_type, readers)
+    return found
+
+
+def _binder(kind: Any) -> Any:
+    if isinstance(kind, UTCDateTime):
+        return bind_time
+    if isinstance(kind, AutoString | Integer | String | Boolean | NullType):
+        return None  # bound as given
+    raise TypeError(f"no plain binder for {kind!r}")
+
+
+def run(connection: Connection, found: Plan, params: Mapping[str, Any]) -> list[Any]:
+    """Execute a plan with these parameter values (a list for each expanding one), read as
     SQLAlchemy reads."""
-    if columns is None:
-        columns = [c.name for c in table.columns]
-    row_type, readers = _shape(table, columns)
-    sql = f"SELECT {', '.join(columns)} FROM {table.name} {tail}"
+    sql: list[str] = [found.pieces[0]]
+    values: list[Any] = []
+    piece = 1
+    for name, binder, expanding, constant in found.slots:
+        value = params[name] if constant is _UNSET else constant
+        if expanding:
+            items = list(value)
+            if binder is not None:
+                items = [binder(v) for v in items]
+            values.extend(items)
+            sql.append(f"({placeholders(len(items))})" if items else "(NULL)")
+            sql.append(found.pieces[piece])
+            piece += 1
+        else:
+            values.append(binder(value) if binder is not None else value)
     out = []
-    for raw in execute(connection, sql, params):
-        values = list(raw)
-        for i, read in readers:
-            values[i] = read(values[i])
-        out.append(row_type._make(values))
+    for raw in execute(connection, "".join(sql), values):
+        row = list(raw)
+        for i, read in found.readers:
+            row[i] = read(row[i])
+        out.append(found.row_type._make(row))
     return out
 
 
@@ -178,28 +223,3 @@ def _driver(connection: Connection) -> sqlite3.Connection:
 
 def placeholders(count: int) -> str:
     return ", ".join("?" * count)
-
-
-def select_in(
-    connection: Connection,
-    table: Any,
-    columns: Sequence[str] | None,
-    key: str,
-    values: Sequence[Any],
-    *,
-    also: str = "",
-    params: Sequence[Any] = (),
-    order: str = "",
-) -> list[Any]:
-    """`SELECT columns FROM table WHERE key IN values [AND also] [ORDER BY order]`, in as
-    many statements as SQLite's variable limit needs (`order` holds within each; callers
-    group rows by `key`, so each key's rows keep it)."""
-    out: list[Any] = []
-    per_statement = VARIABLES - len(params)
-    for i in range(0, len(values), per_statement):
-        chunk = values[i : i + per_statement]
-        tail = f"WHERE {key} IN ({placeholders(len(chunk))})"
-        tail += f" AND {also}" if also else ""
-        tail += f" ORDER BY {order}" if order else ""
-        out.extend(select(connection, table, columns, tail, (*chunk, *params)))
-    return out

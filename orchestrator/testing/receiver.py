@@ -10,36 +10,38 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
 import os
 import random
-import re
 import secrets
 import signal
 import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
-import http_ece
 from aiohttp import web
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, utils
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-MAX_BODY = 4096  # RFC 8291 §4: a push message body of at most 4096 octets
-_URGENCIES = frozenset({"very-low", "low", "normal", "high"})
-_TOPIC = re.compile(r"[A-Za-z0-9_-]{1,32}")
-_TTL = re.compile(r"[0-9]{1,10}")
-_MAX_EXP_S = 24 * 3600  # RFC 8292 §2: exp no more than 24 hours ahead
-_CLOCK_SKEW_S = 60
+# The checks of one push; the public ones are re-exported, as part of this module's API.
+from orchestrator.testing.protocol import (
+    MAX_BODY as MAX_BODY,
+    answer,
+    b64url_decode as b64url_decode,
+    b64url_encode as b64url_encode,
+    check_claims as check_claims,
+    check_headers as check_headers,
+    decrypt as decrypt,
+    parse_vapid as parse_vapid,
+    read_body,
+    reject,
+    verify_jwt as verify_jwt,
+)
+
 _AUTH_CACHE_SIZE = 4096
-_RECORDED = ("TTL", "Urgency", "Topic", "Content-Encoding", "Content-Type")
 
 
 @dataclass(frozen=True)
@@ -70,32 +72,6 @@ class _Fault:
     sub_id: str | None
 
 
-class _Reject(Exception):
-    """Any answer but 201, raised by the checks and turned into a response."""
-
-    def __init__(self, status: int, reason: str, headers: Mapping[str, str] | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        self.headers = dict(headers or {})
-
-    def response(self) -> web.Response:
-        return web.Response(status=self.status, text=str(self), headers=self.headers)
-
-
-def _unauthorized(reason: str) -> _Reject:
-    return _Reject(401, reason, {"WWW-Authenticate": "vapid"})
-
-
-def b64url_decode(text: str) -> bytes:
-    """Decode base64url with or without padding (raises ValueError)."""
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-
-
-def b64url_encode(data: bytes) -> str:
-    """Encode as unpadded base64url, as browsers and VAPID do."""
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
 def _point(key: ec.EllipticCurvePrivateKey) -> bytes:
     return key.public_key().public_bytes(
         serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
@@ -111,90 +87,6 @@ def _server_key(application_server_key: str) -> bytes:
     raw = b64url_decode(application_server_key)
     ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
     return raw
-
-
-def check_headers(headers: Mapping[str, str], body: bytes) -> dict[str, str]:
-    """Validate the RFC 8030 / RFC 8291 headers; return those worth recording."""
-    ttl = headers.get("TTL")
-    if ttl is None or not _TTL.fullmatch(ttl):
-        raise _Reject(400, "TTL header missing or not a non-negative integer")
-    urgency = headers.get("Urgency")
-    if urgency is not None and urgency not in _URGENCIES:
-        raise _Reject(400, "Urgency must be very-low, low, normal or high")
-    topic = headers.get("Topic")
-    if topic is not None and not _TOPIC.fullmatch(topic):
-        raise _Reject(400, "Topic must be 1 to 32 base64url characters")
-    encoding = headers.get("Content-Encoding")
-    if body and encoding is None:
-        raise _Reject(400, "Content-Encoding missing (RFC 8291 needs aes128gcm)")
-    if encoding is not None and encoding.lower() != "aes128gcm":
-        raise _Reject(415, "Content-Encoding must be aes128gcm")
-    return {name: headers[name] for name in _RECORDED if name in headers}
-
-
-def parse_vapid(authorization: str | None) -> tuple[str, bytes]:
-    """Split `vapid t=<JWT>, k=<key>` into the token and the raw public key."""
-    scheme, _, rest = (authorization or "").strip().partition(" ")
-    if scheme.lower() != "vapid":
-        raise _unauthorized("Authorization must use the vapid scheme (RFC 8292)")
-    params: dict[str, str] = {}
-    for part in rest.split(","):
-        name, _, value = part.strip().partition("=")
-        params[name.strip().lower()] = value.strip()
-    token, key = params.get("t"), params.get("k")
-    if not token or not key:
-        raise _unauthorized("vapid Authorization needs both t= and k=")
-    try:
-        return token, b64url_decode(key)
-    except ValueError as exc:
-        raise _unauthorized("vapid k= is not base64url") from exc
-
-
-def verify_jwt(token: str, key: bytes) -> dict[str, Any]:
-    """Check an ES256 JWT's signature with a raw P-256 public key; return its claims."""
-    try:
-        head, body, sig = token.split(".")
-        signature = b64url_decode(sig)
-        if json.loads(b64url_decode(head)).get("alg") != "ES256" or len(signature) != 64:
-            raise ValueError("not an ES256 JWT")
-        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), key)
-        r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
-        der = utils.encode_dss_signature(r, s)
-        public.verify(der, f"{head}.{body}".encode("ascii"), ec.ECDSA(hashes.SHA256()))
-        claims = json.loads(b64url_decode(body))
-    except (ValueError, AttributeError, InvalidSignature) as exc:
-        raise _unauthorized("VAPID token does not verify with k") from exc
-    if not isinstance(claims, dict):
-        raise _unauthorized("VAPID claims are not a JSON object")
-    return claims
-
-
-def check_claims(claims: Mapping[str, Any], *, audience: str, now: float) -> str:
-    """Check aud, exp and sub (RFC 8292 §2); return sub."""
-    if claims.get("aud") != audience:
-        raise _unauthorized(f"VAPID aud must be {audience}")
-    exp = claims.get("exp")
-    if not isinstance(exp, int | float) or isinstance(exp, bool) or exp <= now:
-        raise _unauthorized("VAPID token expired or without exp")
-    if exp > now + _MAX_EXP_S + _CLOCK_SKEW_S:
-        raise _unauthorized("VAPID exp is more than 24 hours ahead")
-    sub = claims.get("sub")
-    if not isinstance(sub, str) or not sub.startswith(("mailto:", "https:")):
-        raise _unauthorized("VAPID sub must be a mailto: or https: contact")
-    return sub
-
-
-def decrypt(body: bytes, *, private_key: ec.EllipticCurvePrivateKey, auth_secret: bytes) -> bytes:
-    """Decrypt one RFC 8291 aes128gcm message the way a user agent does."""
-    if len(body) < 21 or body[20] != 65:
-        raise _Reject(400, "aes128gcm header must carry the sender's 65-octet key")
-    try:
-        plain = http_ece.decrypt(
-            body, private_key=private_key, auth_secret=auth_secret, version="aes128gcm"
-        )
-    except Exception as exc:  # http_ece raises ECEException, ValueError, struct.error
-        raise _Reject(400, "body does not decrypt (RFC 8291 aes128gcm)") from exc
-    return bytes(plain)
 
 
 class Receiver:
@@ -386,10 +278,7 @@ class Receiver:
         with self._lock:
             self._counts["requests"] += 1
         await self._delay()
-        try:
-            response = await self._accept(request)
-        except _Reject as reject:
-            response = reject.response()
+        response = await answer(self._accept(request))
         with self._lock:
             self._by_status[response.status] += 1
         return response
@@ -398,7 +287,7 @@ class Receiver:
         sub_id = request.match_info["id"]
         self._maybe_fault(sub_id)
         sub = self._lookup(sub_id)
-        body = await _read_body(request)
+        body = await read_body(request)
         recorded = check_headers(request.headers, body)
         vapid_sub = self._authorize(request.headers.get("Authorization"), sub)
         with self._lock:
@@ -448,15 +337,15 @@ class Receiver:
                     headers = (
                         {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                     )
-                    raise _Reject(fault.status, "injected fault", headers)
+                    raise reject(fault.status, "injected fault", headers)
 
     def _lookup(self, sub_id: str) -> _Subscription:
         with self._lock:
             sub = self._subs.get(sub_id)
         if sub is None:
-            raise _Reject(404, "no such subscription")
+            raise reject(404, "no such subscription")
         if sub.expired:
-            raise _Reject(410, "subscription expired")
+            raise reject(410, "subscription expired")
         return sub
 
     def _authorize(self, authorization: str | None, sub: _Subscription) -> str:
@@ -471,7 +360,7 @@ class Receiver:
         claims, key = cached
         vapid_sub = check_claims(claims, audience=self.origin, now=time.time())
         if sub.server_key is not None and key != sub.server_key:
-            raise _Reject(403, "VAPID key is not this subscription's applicationServerKey")
+            raise reject(403, "VAPID key is not this subscription's applicationServerKey")
         return vapid_sub
 
     def _store(self, sub_id: str, payload: bytes, headers: dict[str, str], vapid_sub: str) -> str:
@@ -504,18 +393,6 @@ def _new_loop() -> asyncio.AbstractEventLoop:
     except ImportError:  # pragma: no cover - uvloop is in the lock file
         return asyncio.new_event_loop()
     return uvloop.new_event_loop()
-
-
-async def _read_body(request: web.Request) -> bytes:
-    if (request.content_length or 0) > MAX_BODY:
-        raise _Reject(413, f"body larger than {MAX_BODY} octets")
-    try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise _Reject(413, f"body larger than {MAX_BODY} octets") from exc
-    if len(body) > MAX_BODY:
-        raise _Reject(413, f"body larger than {MAX_BODY} octets")
-    return body
 
 
 def main(argv: list[str] | None = None) -> None:

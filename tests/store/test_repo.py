@@ -279,3 +279,79 @@ def test_the_next_claim_and_trigger_times_read_alike_on_both_dialects(
         assert repo.event_times(s, ["order"], after_id=1) == [(3, T - timedelta(hours=3))]
         assert all(at.tzinfo is not None for _, at in repo.event_times(s, ["order"], after_id=0))
     engine.dispose()  # type: ignore[attr-defined]
+
+
+def test_every_query_through_the_seam_reads_on_sqlite_what_sqlalchemy_reads(
+    tmp_path: Path,
+) -> None:
+    """`repo.fetch` runs a statement on SQLite through `plain` (compiled once, bound and
+    read there): the same rows, in the same order, as SQLAlchemy executing that statement,
+    for statements with expanding IN lists, constant IN lists, LIMIT, FOR UPDATE (left
+    out on SQLite), JSON and boolean columns and labelled aggregates."""
+    from sqlalchemy import bindparam, case, func
+
+    from orchestrator.store import plain
+    from orchestrator.store.models import Event
+
+    engine = _world(f"sqlite:///{tmp_path / 'f.db'}")
+    journey = Journey.__table__  # type: ignore[attr-defined]
+    event = Event.__table__  # type: ignore[attr-defined]
+    with session(engine) as s, s.begin():  # type: ignore[arg-type]
+        repo.update_by_id(s, Journey, CHANGES)
+        s.execute(
+            insert(event),
+            [
+                {"subscriber_id": f"p{i % 3}", "name": n, "at": T + timedelta(minutes=i)}
+                | {"properties": {"i": i, "ok": i % 2 == 0}, "send_id": i if i % 4 else None}
+                for i, n in enumerate(["viewed", "click", "order", "viewed", "click"] * 3)
+            ],
+        )
+    statements = [
+        (
+            select(journey)
+            .where(journey.c.campaign == bindparam("c"), journey.c.claim_at <= bindparam("now"))
+            .order_by(journey.c.claim_at, journey.c.id)
+            .limit(bindparam("n"))
+            .with_for_update(skip_locked=True),
+            {"c": "c", "now": T + timedelta(days=9), "n": 3},
+        ),
+        (
+            select(event)
+            .where(
+                event.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+                event.c.name.in_(("viewed", "click")),
+                event.c.at >= bindparam("since"),
+            )
+            .order_by(event.c.at, event.c.id),
+            {"ids": ["p0", "p2", "nobody"], "since": T + timedelta(minutes=2)},
+        ),
+        (
+            select(
+                journey.c.subscriber_id,
+                func.max(case((journey.c.ended_at.is_(None), 1), else_=0)).label("in_flight"),
+                func.max(journey.c.ended_at).label("ended_at"),
+                func.max(journey.c.last_send_at),
+            )
+            .where(journey.c.subscriber_id.in_(bindparam("ids", expanding=True)))
+            .group_by(journey.c.subscriber_id)
+            .order_by(journey.c.subscriber_id),
+            {"ids": ["p0", "p1", "p2", "p3"]},
+        ),
+    ]
+    with session(engine) as s:  # type: ignore[arg-type]
+        for stmt, params in statements:
+            assert plain.plan(s.connection(), stmt) is not None  # the fast path is taken
+            through_seam = repo.fetch(s, stmt, **params)
+            compiled = s.connection().execute(stmt, params).all()
+            assert through_seam, stmt
+            assert [tuple(r) for r in through_seam] == [
+                tuple(repo.aware(v) if isinstance(v, datetime) else v for v in r) for r in compiled
+            ]
+            assert through_seam[0]._mapping.keys() == compiled[0]._mapping.keys()
+        # a JSON parameter is not one plain binds: SQLAlchemy runs that statement itself
+        by_properties = select(event.c.id).where(event.c.properties == bindparam("p"))
+        assert plain.plan(s.connection(), by_properties) is None
+        assert repo.fetch(s, by_properties, p={"i": 0, "ok": True}) == list(
+            s.connection().execute(by_properties, {"p": {"i": 0, "ok": True}})
+        )
+    engine.dispose()  # type: ignore[attr-defined]

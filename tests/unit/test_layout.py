@@ -16,13 +16,7 @@ MAX_LINES = 500
 # Modules still over MAX_LINES, with the size they may not grow past: this list only shrinks.
 OVERSIZE = {
     "orchestrator/app/ticking.py": 730,
-    "orchestrator/app/visitors.py": 720,
-    "orchestrator/engine/machine.py": 565,
-    "orchestrator/language/checks.py": 515,
-    "orchestrator/language/spec.py": 530,
-    "orchestrator/language/templates.py": 1245,
     "orchestrator/store/segments.py": 540,
-    "orchestrator/testing/receiver.py": 580,
 }
 
 
@@ -121,7 +115,10 @@ def test_no_document_points_outside_the_repo() -> None:
 
 
 # Exceptions that are signals between two functions, not errors anyone reports.
-NOT_ERRORS = {"orchestrator.engine.machine.MembershipsNeeded"}
+NOT_ERRORS = {
+    "orchestrator.engine.machine.MembershipsNeeded",
+    "orchestrator.language.templates.limits.LimitReached",
+}
 
 
 def test_every_error_of_the_project_is_a_campaign_error() -> None:

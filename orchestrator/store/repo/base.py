@@ -45,7 +45,38 @@ def utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
-IN_CHUNK = 10_000  # ids per IN list: well under SQLite's bound-value limit
+IN_CHUNK = 10_000  # values per expanding IN list elsewhere than SQLite
+
+
+def fetch(session: Session, stmt: Any, *, chunk: str | None = None, **params: Any) -> list[Any]:
+    """The rows of `stmt`, a statement built once with bind parameters (`bindparam`, and
+    `bindparam(..., expanding=True)` for IN lists), given their values.
+
+    This is the store's one dialect seam for reading: each query is written once, in
+    SQLAlchemy. On SQLite it runs through `plain` (compiled once, values bound and read
+    as SQLAlchemy would, on the driver directly: a compiled statement's per-row
+    processing costs several times SQLite's own work); elsewhere through SQLAlchemy
+    Core. `chunk` names an expanding parameter whose values are split over as many
+    statements as the database's bound-value limit needs; rows keep `stmt`'s order
+    within each statement."""
+    connection = core(session)
+    found = plain.plan(connection, stmt) if dialect(session) == "sqlite" else None
+    if chunk is None:
+        if found is not None:
+            return plain.run(connection, found, params)
+        return list(connection.execute(stmt, params))
+    values = list(params.pop(chunk))
+    # room for the other values, and for the statement's own constant ones
+    others = sum(len(v) if isinstance(v, list | tuple) else 1 for v in params.values()) + 64
+    size = plain.VARIABLES - others if found is not None else IN_CHUNK
+    out: list[Any] = []
+    for i in range(0, len(values), size):
+        part = {**params, chunk: values[i : i + size]}
+        if found is not None:
+            out.extend(plain.run(connection, found, part))
+        else:
+            out.extend(connection.execute(stmt, part))
+    return out
 
 
 def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -> None:

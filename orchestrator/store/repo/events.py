@@ -16,13 +16,12 @@ from sqlalchemy import (
 from sqlmodel import Session
 
 from orchestrator.language.records import EventRecord
-from orchestrator.store import plain
 from orchestrator.store.models import (
     Event,
     Journey,
     utcnow,
 )
-from orchestrator.store.repo.base import IN_CHUNK, core, dialect, utc
+from orchestrator.store.repo.base import core, fetch, utc
 
 
 def add_events(
@@ -144,38 +143,55 @@ def wake_many(session: Session, moments: dict[str, datetime]) -> None:
         core(session).execute(_WAKE, [{"_sid": sid, "_at": at} for sid, at in moments.items()])
 
 
+_EVENT: Any = Event.__table__  # type: ignore[attr-defined]
+_EVENTS_FOR = (
+    select(_EVENT.c.subscriber_id, _EVENT.c.name, _EVENT.c.at, _EVENT.c.send_id)
+    .where(
+        _EVENT.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+        _EVENT.c.at >= bindparam("since"),
+    )
+    .order_by(_EVENT.c.at, _EVENT.c.id)
+)
+_EVENTS_BETWEEN = _EVENTS_FOR.where(_EVENT.c.at <= bindparam("until"))
+_NAMED_EVENTS = (
+    select(_EVENT.c.subscriber_id, _EVENT.c.id, _EVENT.c.name, _EVENT.c.at)
+    .where(
+        _EVENT.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+        _EVENT.c.at >= bindparam("since"),
+        _EVENT.c.name.in_(bindparam("names", expanding=True)),
+    )
+    .order_by(_EVENT.c.at, _EVENT.c.id)
+)
+_EVENT_TIMES = (
+    select(_EVENT.c.id, _EVENT.c.at)
+    .where(
+        _EVENT.c.name.in_(bindparam("names", expanding=True)),
+        _EVENT.c.id > bindparam("after_id"),
+    )
+    .order_by(_EVENT.c.id)
+)
+_EVENTS_BY_ID = (
+    select(_EVENT).where(_EVENT.c.id.in_(bindparam("ids", expanding=True))).order_by(_EVENT.c.id)
+)
+_DATED_AFTER = select(_EVENT.c.id, _EVENT.c.at).where(
+    _EVENT.c.name == bindparam("name"),
+    _EVENT.c.id > bindparam("after_id"),
+    _EVENT.c.id <= bindparam("up_to"),
+    _EVENT.c.at > bindparam("moment"),
+)
+
+
 def events_for(
     session: Session, ids: Iterable[str], *, since: datetime, until: datetime | None = None
 ) -> dict[str, list[Row[Any]]]:
     """Events of these subscribers from `since` (to `until`, if given), oldest first (plain
     rows, without properties: the engine matches by name and send)."""
-    table = Event.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
-    columns = ("subscriber_id", "name", "at", "send_id")
-    rows: Iterable[Row[Any]]
-    if dialect(session) == "sqlite":
-        rows = plain.select_in(
-            core(session),
-            table,
-            columns,
-            "subscriber_id",
-            list(set(ids)),
-            also="at >= ?" if until is None else "at >= ? AND at <= ?",
-            params=(plain.bind_time(since),)
-            if until is None
-            else (plain.bind_time(since), plain.bind_time(until)),
-            order="at, id",
-        )
+    wanted = list(set(ids))
+    if until is None:
+        rows = fetch(session, _EVENTS_FOR, chunk="ids", ids=wanted, since=since)
     else:
-        rows = core(session).execute(
-            select(*(table.c[name] for name in columns))
-            .where(
-                table.c.subscriber_id.in_(list(set(ids))),
-                table.c.at >= since,
-                *([] if until is None else [table.c.at <= until]),
-            )
-            .order_by(table.c.at, table.c.id)
-        )
+        rows = fetch(session, _EVENTS_BETWEEN, chunk="ids", ids=wanted, since=since, until=until)
     for row in rows:
         out.setdefault(row.subscriber_id, []).append(row)
     return out
@@ -186,48 +202,15 @@ def named_events(
 ) -> list[Row[Any]]:
     """(subscriber_id, id, name, at) of these subscribers' events named one of `names`,
     dated at or after `since`, oldest first: what wakes their journeys."""
-    table = Event.__table__  # type: ignore[attr-defined]
     values, wanted = sorted(set(ids)), sorted(set(names))
-    out: list[Row[Any]] = []
-    for i in range(0, len(values), IN_CHUNK):
-        out.extend(
-            core(session).execute(
-                select(table.c.subscriber_id, table.c.id, table.c.name, table.c.at)
-                .where(
-                    table.c.subscriber_id.in_(values[i : i + IN_CHUNK]),
-                    table.c.at >= since,
-                    table.c.name.in_(wanted),
-                )
-                .order_by(table.c.at, table.c.id)
-            )
-        )
-    return out
+    return fetch(session, _NAMED_EVENTS, chunk="ids", ids=values, names=wanted, since=since)
 
 
 def event_times(
     session: Session, names: Sequence[str], *, after_id: int
 ) -> list[tuple[int, datetime]]:
     """(id, at) of the events of these names stored after `after_id`, in id order."""
-    table = Event.__table__  # type: ignore[attr-defined]
-    rows: Sequence[Any]
-    if dialect(session) == "sqlite":
-        rows = plain.select(
-            core(session),
-            table,
-            ("id", "at"),
-            f"WHERE name IN ({plain.placeholders(len(names))}) AND id > ? ORDER BY id",
-            (*names, after_id),
-        )
-    else:
-        rows = (
-            core(session)
-            .execute(
-                select(table.c.id, table.c.at)
-                .where(table.c.name.in_(list(names)), table.c.id > after_id)
-                .order_by(table.c.id)
-            )
-            .all()
-        )
+    rows = fetch(session, _EVENT_TIMES, names=list(names), after_id=after_id)
     return [(int(r.id), utc(r.at)) for r in rows]
 
 
@@ -235,13 +218,7 @@ def events_by_id(session: Session, ids: Sequence[int]) -> list[Row[Any]]:
     """These events (plain rows, as `trigger_events` gives them), in id order."""
     if not ids:
         return []
-    table = Event.__table__  # type: ignore[attr-defined]
-    if dialect(session) == "sqlite":
-        rows = plain.select_in(core(session), table, None, "id", sorted(ids))
-        return sorted(rows, key=lambda r: r.id)
-    return list(
-        core(session).execute(select(table).where(table.c.id.in_(sorted(ids))).order_by(table.c.id))
-    )
+    return sorted(fetch(session, _EVENTS_BY_ID, chunk="ids", ids=sorted(ids)), key=lambda r: r.id)
 
 
 def first_recorded_after(
@@ -267,29 +244,7 @@ def dated_after(
     session: Session, *, name: str, after_id: int, up_to: int, moment: datetime
 ) -> list[tuple[int, datetime]]:
     """(id, at) of the events of this name with ids in (after_id, up_to] dated after `moment`."""
-    table = Event.__table__  # type: ignore[attr-defined]
     if up_to <= after_id:
         return []
-    rows: Sequence[Any]
-    if dialect(session) == "sqlite":
-        rows = plain.select(
-            core(session),
-            table,
-            ("id", "at"),
-            "WHERE name = ? AND id > ? AND id <= ? AND at > ?",
-            (name, after_id, up_to, plain.bind_time(moment)),
-        )
-    else:
-        rows = (
-            core(session)
-            .execute(
-                select(table.c.id, table.c.at).where(
-                    table.c.name == name,
-                    table.c.id > after_id,
-                    table.c.id <= up_to,
-                    table.c.at > moment,
-                )
-            )
-            .all()
-        )
+    rows = fetch(session, _DATED_AFTER, name=name, after_id=after_id, up_to=up_to, moment=moment)
     return [(int(r.id), utc(r.at)) for r in rows]

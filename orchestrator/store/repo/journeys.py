@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import (
     Row,
     and_,
+    bindparam,
     case,
     func,
     or_,
@@ -18,37 +19,27 @@ from sqlalchemy import (
 from sqlmodel import Session, col
 
 from orchestrator.delivery import Outcome
-from orchestrator.store import plain
 from orchestrator.store.models import (
     Journey,
     Send,
 )
-from orchestrator.store.repo.base import IN_CHUNK, aware, core, dialect
+from orchestrator.store.repo.base import aware, core, dialect, fetch
+
+_JOURNEY: Any = Journey.__table__  # type: ignore[attr-defined]
+_SEND: Any = Send.__table__  # type: ignore[attr-defined]
+
+_RECENT_SENDS = select(_SEND.c.subscriber_id, _SEND.c.claimed_at).where(
+    _SEND.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+    _SEND.c.claimed_at > bindparam("since"),
+    _SEND.c.outcome != Outcome.SKIPPED,
+)
 
 
 def recent_sends(
     session: Session, ids: Iterable[str], *, since: datetime
 ) -> dict[str, list[datetime]]:
     out: dict[str, list[datetime]] = {}
-    rows: Iterable[Any]
-    if dialect(session) == "sqlite":
-        rows = plain.select_in(
-            core(session),
-            Send.__table__,  # type: ignore[attr-defined]
-            ("subscriber_id", "claimed_at"),
-            "subscriber_id",
-            list(set(ids)),
-            also="claimed_at > ? AND outcome != 'skipped'",
-            params=(plain.bind_time(since),),
-        )
-    else:
-        rows = core(session).execute(
-            select(col(Send.subscriber_id), col(Send.claimed_at)).where(
-                col(Send.subscriber_id).in_(list(set(ids))),
-                col(Send.claimed_at) > since,
-                col(Send.outcome) != Outcome.SKIPPED,
-            )
-        )
+    rows = fetch(session, _RECENT_SENDS, chunk="ids", ids=list(set(ids)), since=since)
     for sid, at in rows:
         moment = aware(at)
         assert moment is not None
@@ -56,53 +47,46 @@ def recent_sends(
     return out
 
 
+# On PostgreSQL due rows are locked with SKIP LOCKED, so two ticks never take the same
+# one; SQLite has no row locks (its compiler leaves the clause out): the caller holds
+# the write lock (BEGIN IMMEDIATE).
+_CLAIM_DUE = (
+    select(_JOURNEY)
+    .where(_JOURNEY.c.campaign == bindparam("campaign"), _JOURNEY.c.claim_at <= bindparam("now"))
+    .order_by(_JOURNEY.c.claim_at, _JOURNEY.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+_NEXT_CLAIM = (
+    select(_JOURNEY.c.claim_at)
+    .where(_JOURNEY.c.campaign == bindparam("campaign"), _JOURNEY.c.claim_at.is_not(None))
+    .order_by(_JOURNEY.c.claim_at)
+    .limit(1)
+)
+_CLAIM_RETRIES = (
+    select(_SEND)
+    .where(
+        _SEND.c.campaign == bindparam("campaign"),
+        _SEND.c.retry_at <= bindparam("now"),
+        _SEND.c.outcome.in_((Outcome.CLAIMED, Outcome.RETRY)),
+    )
+    .order_by(_SEND.c.retry_at, _SEND.c.id)
+    .limit(bindparam("limit"))
+    .with_for_update(skip_locked=True)
+)
+
+
 def claim_due(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
     """Due journeys of a campaign, oldest first: one range scan of ix_journey_claim.
 
-    On PostgreSQL the rows are locked with SKIP LOCKED, so two ticks never take
-    the same journey; on SQLite the caller holds the write lock (BEGIN IMMEDIATE).
-    """
-    table = Journey.__table__  # type: ignore[attr-defined]
-    if dialect(session) == "sqlite":
-        return plain.select(
-            core(session),
-            table,
-            None,
-            "WHERE campaign = ? AND claim_at <= ? ORDER BY claim_at, id LIMIT ?",
-            (campaign, plain.bind_time(now), limit),
-        )
-    stmt = (
-        select(table)
-        .where(col(Journey.campaign) == campaign, col(Journey.claim_at) <= now)
-        .order_by(col(Journey.claim_at), col(Journey.id))
-        .limit(limit)
-    )
-    if dialect(session) == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list(core(session).execute(stmt).all())
+    Locked with SKIP LOCKED where the database has row locks (see `_CLAIM_DUE`)."""
+    return fetch(session, _CLAIM_DUE, campaign=campaign, now=now, limit=limit)
 
 
 def next_claim(session: Session, *, campaign: str) -> datetime | None:
     """When the campaign's next journey is due (None: none is waiting); one index probe."""
-    table = Journey.__table__  # type: ignore[attr-defined]
-    if dialect(session) == "sqlite":
-        rows = plain.select(
-            core(session),
-            table,
-            ("claim_at",),
-            "WHERE campaign = ? AND claim_at IS NOT NULL ORDER BY claim_at LIMIT 1",
-            (campaign,),
-        )
-        return rows[0].claim_at if rows else None
-    return aware(
-        core(session)
-        .execute(
-            select(func.min(table.c.claim_at)).where(
-                table.c.campaign == campaign, table.c.claim_at.is_not(None)
-            )
-        )
-        .scalar()
-    )
+    rows = fetch(session, _NEXT_CLAIM, campaign=campaign)
+    return aware(rows[0].claim_at) if rows else None
 
 
 def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, bool]:
@@ -136,29 +120,7 @@ def work_due(session: Session, *, campaign: str, now: datetime) -> tuple[bool, b
 
 def claim_retries(session: Session, *, campaign: str, now: datetime, limit: int) -> list[Row[Any]]:
     """Sends due to go out again (a retry, or a claim whose process never wrote an outcome)."""
-    table = Send.__table__  # type: ignore[attr-defined]
-    if dialect(session) == "sqlite":
-        return plain.select(
-            core(session),
-            table,
-            None,
-            "WHERE campaign = ? AND retry_at <= ? AND outcome IN ('claimed', 'retry') "
-            "ORDER BY retry_at, id LIMIT ?",
-            (campaign, plain.bind_time(now), limit),
-        )
-    stmt = (
-        select(table)
-        .where(
-            table.c.campaign == campaign,
-            table.c.retry_at <= now,
-            table.c.outcome.in_((Outcome.CLAIMED, Outcome.RETRY)),
-        )
-        .order_by(table.c.retry_at, table.c.id)
-        .limit(limit)
-    )
-    if dialect(session) == "postgresql":
-        stmt = stmt.with_for_update(skip_locked=True)
-    return list(core(session).execute(stmt).all())
+    return fetch(session, _CLAIM_RETRIES, campaign=campaign, now=now, limit=limit)
 
 
 def end_unreadable_journeys(session: Session, *, campaign: str, now: datetime) -> list[Row[Any]]:
@@ -211,30 +173,26 @@ def blocking_journey(
     return and_(*conditions, keep)
 
 
+_JOURNEY_PASTS = (
+    select(
+        _JOURNEY.c.subscriber_id,
+        func.max(case((_JOURNEY.c.ended_at.is_(None), 1), else_=0)).label("in_flight"),
+        func.max(_JOURNEY.c.ended_at).label("ended_at"),
+        func.max(_JOURNEY.c.last_send_at).label("last_send_at"),
+    )
+    .where(
+        _JOURNEY.c.campaign == bindparam("campaign"),
+        _JOURNEY.c.subscriber_id.in_(bindparam("ids", expanding=True)),
+    )
+    .group_by(_JOURNEY.c.subscriber_id)
+)
+
+
 def journey_pasts(session: Session, *, campaign: str, ids: Iterable[str]) -> list[Row[Any]]:
     """For each of these subscribers with a journey in `campaign`: (subscriber_id,
     in_flight, ended_at, last_send_at) — whether a journey of theirs has not ended, when
     the latest ended, and the campaign's latest send to them."""
-    table = Journey.__table__  # type: ignore[attr-defined]
-    values = sorted(set(ids))
-    out: list[Row[Any]] = []
-    for i in range(0, len(values), IN_CHUNK):
-        out.extend(
-            core(session).execute(
-                select(
-                    table.c.subscriber_id,
-                    func.max(case((table.c.ended_at.is_(None), 1), else_=0)).label("in_flight"),
-                    func.max(table.c.ended_at).label("ended_at"),
-                    func.max(table.c.last_send_at).label("last_send_at"),
-                )
-                .where(
-                    table.c.campaign == campaign,
-                    table.c.subscriber_id.in_(values[i : i + IN_CHUNK]),
-                )
-                .group_by(table.c.subscriber_id)
-            )
-        )
-    return out
+    return fetch(session, _JOURNEY_PASTS, chunk="ids", ids=sorted(set(ids)), campaign=campaign)
 
 
 def journeys_awaiting(session: Session, send_ids: Iterable[int]) -> list[Row[Any]]:

@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy import (
     Row,
+    bindparam,
     delete,
     func,
     insert,
@@ -18,13 +19,12 @@ from sqlalchemy import (
 from sqlmodel import Session, col
 
 from orchestrator.language.records import SubscriberRecord
-from orchestrator.store import plain
 from orchestrator.store.models import (
     PushSubscription,
     Subscriber,
     utcnow,
 )
-from orchestrator.store.repo.base import core, dialect
+from orchestrator.store.repo.base import core, fetch
 
 
 def existing_subscribers(
@@ -150,15 +150,21 @@ def profiles(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:
     return _by_id(session, ("id", "attributes", "tags"), ids)
 
 
-def _by_id(session: Session, columns: Sequence[str], ids: Iterable[str]) -> dict[str, Row[Any]]:
-    table = Subscriber.__table__  # type: ignore[attr-defined]
-    id_list = list(set(ids))
-    if dialect(session) == "sqlite":
-        rows: Iterable[Row[Any]] = plain.select_in(core(session), table, columns, "id", id_list)
-    else:
-        query = select(*(table.c[name] for name in columns)).where(table.c.id.in_(id_list))
-        rows = core(session).execute(query)
-    return {row.id: row for row in rows}
+_SUBSCRIBER: Any = Subscriber.__table__  # type: ignore[attr-defined]
+_SUBSCRIPTION: Any = PushSubscription.__table__  # type: ignore[attr-defined]
+_BY_ID: dict[tuple[str, ...], Any] = {}  # statements built once per column list
+_SUBSCRIPTIONS_OF = select(_SUBSCRIPTION).where(
+    _SUBSCRIPTION.c.subscriber_id.in_(bindparam("ids", expanding=True))
+)
+
+
+def _by_id(session: Session, columns: tuple[str, ...], ids: Iterable[str]) -> dict[str, Row[Any]]:
+    stmt = _BY_ID.get(columns)
+    if stmt is None:
+        stmt = _BY_ID[columns] = select(*(_SUBSCRIBER.c[name] for name in columns)).where(
+            _SUBSCRIBER.c.id.in_(bindparam("ids", expanding=True))
+        )
+    return {row.id: row for row in fetch(session, stmt, chunk="ids", ids=list(set(ids)))}
 
 
 def known_subscribers(session: Session, ids: Iterable[str]) -> set[str]:
@@ -194,14 +200,8 @@ def subscription_counts(session: Session, ids: Iterable[str]) -> Counter[str]:
 
 
 def subscriptions_of(session: Session, ids: Iterable[str]) -> dict[str, list[Row[Any]]]:
-    table = PushSubscription.__table__  # type: ignore[attr-defined]
     out: dict[str, list[Row[Any]]] = {}
-    wanted = list(set(ids))
-    rows: Iterable[Row[Any]]
-    if dialect(session) == "sqlite":
-        rows = plain.select_in(core(session), table, None, "subscriber_id", wanted)
-    else:
-        rows = core(session).execute(select(table).where(table.c.subscriber_id.in_(wanted)))
+    rows = fetch(session, _SUBSCRIPTIONS_OF, chunk="ids", ids=list(set(ids)))
     for row in rows:
         out.setdefault(row.subscriber_id, []).append(row)
     return out

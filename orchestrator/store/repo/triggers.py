@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import (
     Row,
+    bindparam,
     case,
     delete,
     select,
@@ -15,14 +16,13 @@ from sqlalchemy import (
 )
 from sqlmodel import Session
 
-from orchestrator.store import plain
 from orchestrator.store.models import (
     Cursor,
     EnrolMark,
     Event,
     TriggerMark,
 )
-from orchestrator.store.repo.base import core, dialect, dialect_insert, insert_ignoring, utc
+from orchestrator.store.repo.base import core, dialect_insert, fetch, insert_ignoring, utc
 
 
 def save_enrol_mark(session: Session, mark: EnrolMark) -> None:
@@ -43,22 +43,33 @@ def save_enrol_mark(session: Session, mark: EnrolMark) -> None:
     )
 
 
+_CURSOR_TABLE: Any = Cursor.__table__  # type: ignore[attr-defined]
+_EVENT: Any = Event.__table__  # type: ignore[attr-defined]
+_MARK: Any = TriggerMark.__table__  # type: ignore[attr-defined]
+_CURSOR = select(_CURSOR_TABLE.c.last_event_id).where(
+    _CURSOR_TABLE.c.campaign == bindparam("campaign"),
+    _CURSOR_TABLE.c.subcampaign == bindparam("subcampaign"),
+)
+_TRIGGER_EVENTS = (
+    select(_EVENT)
+    .where(
+        _EVENT.c.name == bindparam("name"),
+        _EVENT.c.id > bindparam("after_id"),
+        _EVENT.c.at <= bindparam("until"),
+    )
+    .order_by(_EVENT.c.id)
+    .limit(bindparam("limit"))
+)
+_TRIGGER_MARKS = select(_MARK.c.event_id, _MARK.c.at, _MARK.c.handled).where(
+    _MARK.c.campaign == bindparam("campaign"), _MARK.c.subcampaign == bindparam("subcampaign")
+)
+
+
 def cursor(session: Session, *, campaign: str, subcampaign: str) -> int:
     """The last event id a sub-campaign's trigger enrolment has read, the cursor created at 0
     if missing (safe under concurrent ticks). Core statements: this runs every tick."""
-    table = Cursor.__table__  # type: ignore[attr-defined]
-    where = (table.c.campaign == campaign, table.c.subcampaign == subcampaign)
-    if dialect(session) == "sqlite":
-        rows = plain.select(
-            core(session),
-            table,
-            ("last_event_id",),
-            "WHERE campaign = ? AND subcampaign = ?",
-            (campaign, subcampaign),
-        )
-        found = rows[0].last_event_id if rows else None
-    else:
-        found = core(session).execute(select(table.c.last_event_id).where(*where)).scalar()
+    rows = fetch(session, _CURSOR, campaign=campaign, subcampaign=subcampaign)
+    found = rows[0].last_event_id if rows else None
     if found is None:
         stmt = dialect_insert(session, Cursor).values(
             campaign=campaign, subcampaign=subcampaign, last_event_id=0
@@ -66,7 +77,7 @@ def cursor(session: Session, *, campaign: str, subcampaign: str) -> int:
         core(session).execute(
             stmt.on_conflict_do_nothing(index_elements=["campaign", "subcampaign"])
         )
-        found = core(session).execute(select(table.c.last_event_id).where(*where)).scalar_one()
+        found = fetch(session, _CURSOR, campaign=campaign, subcampaign=subcampaign)[0][0]
     return int(found)
 
 
@@ -88,51 +99,14 @@ def trigger_events(
     Events dated later are left for a later tick in the query itself: read and thrown
     away in Python, a simulation's future trigger events cost every tick thousands
     of rows (and a cursor stuck behind `limit` of them would never move)."""
-    table = Event.__table__  # type: ignore[attr-defined]
-    if dialect(session) == "sqlite":
-        return plain.select(
-            core(session),
-            table,
-            None,
-            "WHERE name = ? AND id > ? AND at <= ? ORDER BY id LIMIT ?",
-            (name, after_id, plain.bind_time(until), limit),
-        )
-    return list(
-        core(session)
-        .execute(
-            select(table)
-            .where(table.c.name == name, table.c.id > after_id, table.c.at <= until)
-            .order_by(table.c.id)
-            .limit(limit)
-        )
-        .all()
-    )
+    return fetch(session, _TRIGGER_EVENTS, name=name, after_id=after_id, until=until, limit=limit)
 
 
 def trigger_marks(
     session: Session, *, campaign: str, subcampaign: str
 ) -> list[tuple[int, datetime, bool]]:
     """(event id, at, handled) of the sub-campaign's marked trigger events (see TriggerMark)."""
-    table = TriggerMark.__table__  # type: ignore[attr-defined]
-    rows: Sequence[Any]
-    if dialect(session) == "sqlite":
-        rows = plain.select(
-            core(session),
-            table,
-            ("event_id", "at", "handled"),
-            "WHERE campaign = ? AND subcampaign = ?",
-            (campaign, subcampaign),
-        )
-    else:
-        rows = (
-            core(session)
-            .execute(
-                select(table.c.event_id, table.c.at, table.c.handled).where(
-                    table.c.campaign == campaign, table.c.subcampaign == subcampaign
-                )
-            )
-            .all()
-        )
+    rows = fetch(session, _TRIGGER_MARKS, campaign=campaign, subcampaign=subcampaign)
     return [(int(r.event_id), utc(r.at), bool(r.handled)) for r in rows]
 
 
