@@ -29,7 +29,8 @@ from orchestrator.app.service import (
     open_context,
     status,
 )
-from orchestrator.app.ticking import tick_campaign, tick_lines
+from orchestrator.app.tick_report import tick_lines
+from orchestrator.app.ticking import tick_campaign
 from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.language import loader

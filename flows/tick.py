@@ -48,7 +48,8 @@ from orchestrator.app.service import (
     open_context,
     status,
 )
-from orchestrator.app.ticking import CampaignTick, failure, run_batches, tick_lines
+from orchestrator.app.tick_report import CampaignTick, failure, tick_lines
+from orchestrator.app.ticking import run_batches
 from orchestrator.delivery import Outcome
 from orchestrator.language.records import parse_time
 from orchestrator.render.artifact import flowchart_markdown

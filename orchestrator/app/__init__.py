@@ -4,8 +4,10 @@
   campaign loading with versions, imports and events in;
 - `ticking`: one tick of a campaign (enrol, claim due journeys, advance them with the
   engine, commit the send ledger, deliver, record outcomes), built from `enrolment`,
-  `journeys` and `outcomes`; `versions`: which version of a campaign file a journey follows;
-- `visitors`: subscriptions, click links, the subscriber's own profile page;
+  `journeys`, `ledger` (the send ledger and rendering) and `outcomes`;
+- `tick_report`: what a tick did, and its log lines;
+- `versions`: which version of a campaign file a journey follows;
+- `visitors`: subscriptions, click links, the subscriber's own profile page (a package);
 - `insights`: the figures the dashboard and `campaign status` show;
 - `tokens`: signed, expiring links.
 
@@ -21,6 +23,7 @@ __all__ = [
     "journeys",
     "outcomes",
     "service",
+    "tick_report",
     "ticking",
     "tokens",
     "versions",

@@ -23,13 +23,14 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator import engine
-from orchestrator.app import journeys, outcomes, tokens
+from orchestrator.app import journeys, ledger, outcomes
 from orchestrator.app.enrolment import enrol
+from orchestrator.app.ledger import PendingSend
 from orchestrator.app.service import CampaignLoad, Context, campaign_paths, load_current
-from orchestrator.delivery import Outcome, SendOutcome, SendRequest, Target, describe, submit
-from orchestrator.engine import Action, EventView, JourneyState
-from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
-from orchestrator.language import payload, urls
+from orchestrator.app.tick_report import BatchResult, CampaignTick, TickReport, failure
+from orchestrator.delivery import SendOutcome, SendRequest, describe, submit
+from orchestrator.engine import Action, EventView
+from orchestrator.language import urls
 from orchestrator.language.spec import BranchNode, Campaign, NotificationNode
 from orchestrator.store import repo, segments
 from orchestrator.store.db import Row, Session
@@ -39,106 +40,6 @@ from orchestrator.store.models import Journey, Send
 IN_FLIGHT = 2  # batches on the wire while the next one is claimed
 
 log = logging.getLogger("campaign.tick")
-
-
-@dataclass
-class CampaignTick:
-    campaign: str
-    version_id: int
-    enrolled: int = 0
-    holdout: int = 0
-    journeys: int = 0
-    batches: int = 0
-    sends: int = 0
-    resent: int = 0
-    outcomes: Counter[str] = field(default_factory=Counter)
-    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the tick
-    origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
-    seconds: float = 0.0
-
-    def add(self, batch: BatchResult) -> None:
-        self.batches += 1
-        self.journeys += batch.journeys
-        self.sends += batch.sends
-        self.outcomes.update(batch.outcomes)
-        self.steps.update(batch.steps)
-        self.origins.update(batch.origins)
-
-
-@dataclass
-class TickReport:
-    campaigns: list[CampaignTick] = field(default_factory=list)
-    refused: dict[str, str] = field(default_factory=dict)
-    failed: dict[str, str] = field(default_factory=dict)  # campaign: "TypeName: message"
-    errors: dict[str, Exception] = field(default_factory=dict, repr=False)  # campaign: raised
-
-
-def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
-    """What one campaign's tick did, for its log: one line, and the warnings a monitor acts
-    on (sends not delivered, by outcome and push origin; sends skipped, by reason;
-    journeys that ended with an error). Counts only: no subscriber, payload or secret."""
-    steps = tick.steps
-
-    def some(prefix: str) -> dict[str, int]:
-        return {k.removeprefix(prefix): n for k, n in sorted(steps.items()) if k.startswith(prefix)}
-
-    def listed(counts: dict[str, int]) -> str:
-        return ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts.items())
-
-    parts = [f"enrolled {tick.enrolled}" + (f" (holdout {tick.holdout})" if tick.holdout else "")]
-    if tick.resent:
-        parts.append(f"resent {tick.resent}")
-    parts.append(f"advanced {tick.journeys}")
-    sent = f"sent {tick.sends}"
-    if tick.outcomes:
-        sent += f" ({listed(dict(sorted(tick.outcomes.items())))})"
-    parts.append(sent)
-    parts.append(f"converted {steps['converted']}, no convert {steps['no_convert']}")
-    deferred, exits = some("deferred:"), some("exit:")
-    if deferred:
-        parts.append(f"deferred {sum(deferred.values())} ({listed(deferred)})")
-    if exits:
-        parts.append(f"exits {sum(exits.values())} ({listed(exits)})")
-    line = f"{tick.campaign} at {now:%Y-%m-%d %H:%M} UTC: " + "; ".join(parts)
-    warnings = []
-    failed = {k: n for k, n in sorted(tick.outcomes.items()) if k != Outcome.DELIVERED}
-    if failed:
-        where = sorted(
-            {origin for (origin, outcome), _ in tick.origins.items() if outcome in failed}
-        )
-        warnings.append(
-            f"{tick.campaign}: {sum(failed.values())} of {tick.sends + tick.resent} sends not "
-            f"delivered ({listed(failed)})" + (f" by {', '.join(where)}" if where else "")
-        )
-    skipped = some("skipped:") | some("not_sent:")
-    if skipped:
-        warnings.append(
-            f"{tick.campaign}: {sum(skipped.values())} sends skipped or refused for good "
-            f"({listed(skipped)}); their journeys took the no-convert edge"
-        )
-    if exits.get("error"):
-        warnings.append(
-            f"{tick.campaign}: {exits['error']} journeys ended with an error (see the log above)"
-        )
-    return line, warnings
-
-
-def failure(exc: BaseException) -> str:
-    """`TypeName: message` for a campaign whose tick raised; a database error by its
-    driver's message only (never the statement or its parameters)."""
-    if isinstance(exc, DatabaseError) and exc.orig is not None:
-        lines = str(exc.orig).strip().splitlines()
-        return f"{type(exc).__name__}: {lines[0] if lines else type(exc.orig).__name__}"[:500]
-    return describe(exc)
-
-
-@dataclass
-class BatchResult:
-    journeys: int
-    sends: int
-    outcomes: Counter[str]
-    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the batch
-    origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
 
 
 def tick(
@@ -250,18 +151,6 @@ def run_batches(
 
 
 # ------------------------------------------------------------------ batches
-
-
-@dataclass
-class _Pending:
-    row: Row[Any]
-    campaign: Campaign
-    node_id: str
-    node: NotificationNode
-    step: int
-    state: JourneyState  # after the engine's advance
-    send_id: int = 0
-    payload: bytes = b""
 
 
 def work_due(ctx: Context, *, campaign: str, now: datetime) -> tuple[bool, bool]:
@@ -474,7 +363,7 @@ def advance_rows(
                 broken[row.id] = exc
     counts: Counter[tuple[str, str]] = Counter()
     trace: list[tuple[Row[Any], list[Action]]] = []
-    pending: list[_Pending] = []
+    pending: list[PendingSend] = []
     updates: dict[int, dict[str, Any]] = {}
     converted: list[dict[str, Any]] = []
     for row in rows:
@@ -490,7 +379,7 @@ def advance_rows(
                 assert action.step is not None
                 node = c.node(action.node)
                 assert isinstance(node, NotificationNode)
-                pending.append(_Pending(row, c, action.node, node, action.step, state))
+                pending.append(PendingSend(row, c, action.node, node, action.step, state))
                 recent.setdefault(row.subscriber_id, []).append(now)
         updates[row.id] = journeys.changes(state)
         converted.extend(
@@ -500,7 +389,7 @@ def advance_rows(
         )
         journeys.count(actions, counts)
         trace.append((row, actions))
-    requests = _claim_sends(
+    requests = ledger.claim_sends(
         ctx, s, pending, subs=subs, now=now, counts=counts, trace=trace, updates=updates
     )
     later = {
@@ -554,172 +443,3 @@ def _recent(
     if not caps:
         return {}
     return repo.recent_sends(s, ids, since=now - max(caps))
-
-
-def _claim_sends(
-    ctx: Context,
-    s: Session,
-    pending: list[_Pending],
-    *,
-    subs: dict[str, Row[Any]],
-    now: datetime,
-    counts: Counter[tuple[str, str]],
-    trace: list[tuple[Row[Any], list[Action]]],
-    updates: dict[int, dict[str, Any]],
-) -> list[SendRequest]:
-    """Write the ledger rows, then render; a send that cannot be rendered or built is skipped
-    (template_error — also for any unexpected exception —, bad_url, payload_too_large).
-
-    Journey changes go into `updates` (written by the caller in one statement)."""
-    if not pending:
-        return []
-    rows = [
-        {
-            "journey_id": p.row.id,
-            "step": p.step,
-            "campaign": p.row.campaign,
-            "node": p.node_id,
-            "subscriber_id": p.row.subscriber_id,
-            "claimed_at": now,
-            "outcome": Outcome.CLAIMED,
-            "attempts": 1,
-            "retry_at": now + outcomes.CLAIM_GRACE,  # sent again by a later tick if we die here
-        }
-        for p in pending
-    ]
-    ids = repo.insert_returning(s, Send, rows, ("id", "journey_id", "step"))
-    by_key = {(j, st): i for i, j, st in ids}
-    targets = repo.subscriptions_of(s, (p.row.subscriber_id for p in pending))
-    # attributes and tags (JSON to decode) only for sends whose templates read `subscriber`
-    profiles = repo.profiles(
-        s, (p.row.subscriber_id for p in pending if "subscriber" in payload.names_used(p.node))
-    )
-    secret = ctx.secret()
-    requests: list[SendRequest] = []
-    skipped: list[dict[str, Any]] = []
-    stored: list[dict[str, Any]] = []
-    for p in pending:
-        p.send_id = by_key[(p.row.id, p.step)]
-        sub = subs.get(p.row.subscriber_id)
-        problem: tuple[str, str] | None = None
-        try:
-            context = _template_context(p, profiles.get(p.row.subscriber_id), sub)
-            click = f"{ctx.config.public_url}/c/{tokens.sign(secret, 'click', p.send_id)}"
-            rendered = payload.render_fields(p.node, context)
-            destination = _destination(rendered.get("url"))
-            _check_images(rendered)
-            p.payload = payload.build(
-                p.node,
-                rendered,
-                click_url=click,
-                send_id=str(p.send_id),
-                timestamp_ms=int(now.timestamp() * 1000),
-            )
-        except TemplateRenderError as exc:
-            problem = ("template_error", str(exc))
-        except PayloadTooLargeError as exc:
-            problem = ("payload_too_large", str(exc))
-        except urls.UrlError as exc:
-            problem = ("bad_url", str(exc))
-        except Exception as exc:  # this send only: skipped like a template that fails
-            log.error("send %s could not be built: %s", p.send_id, describe(exc), exc_info=exc)
-            problem = ("template_error", describe(exc))
-        if problem is not None:
-            reason, detail = problem
-            skipped.append(
-                {
-                    "id": p.send_id,
-                    "outcome": Outcome.SKIPPED,
-                    "detail": f"{reason}: {detail}"[:1024],
-                    "finished_at": now,
-                    "retry_at": None,
-                }
-            )
-            try:
-                updates[p.row.id] = _skip(
-                    p, reason=reason, now=now, counts=counts, trace=trace, sub=sub
-                )
-            except Exception as exc:
-                end = journeys.end_with_error(p.row, exc, now=now, counts=counts, trace=trace)
-                updates[p.row.id] = {k: v for k, v in end.items() if k != "id"}
-            continue
-        updates[p.row.id]["last_send_id"] = p.send_id
-        stored.append({"id": p.send_id, "payload": p.payload.decode(), "target_url": destination})
-        settings = p.campaign.settings
-        requests.append(
-            SendRequest(
-                send_id=p.send_id,
-                journey_id=p.row.id or 0,
-                step=p.step,
-                campaign=p.row.campaign,
-                node=p.node_id,
-                subscriber_id=p.row.subscriber_id,
-                payload=p.payload,
-                targets=tuple(
-                    Target(t.endpoint, t.p256dh, t.auth)
-                    for t in targets.get(p.row.subscriber_id, [])
-                ),
-                ttl=p.node.ttl if p.node.ttl is not None else settings.ttl,
-                urgency=p.node.urgency or settings.urgency,
-                topic=journeys.topic_for(p.row.id or 0, p.step),
-            )
-        )
-    repo.update_by_id(s, Send, [*skipped, *stored])
-    return requests
-
-
-def _destination(url: str | None) -> str | None:
-    """Where the send's click link leads: its rendered `url` as an absolute http(s) URL in
-    normal form (`urls.click_target`, UrlError otherwise); None without one (a url that
-    renders empty included)."""
-    if url is None or not url.strip():
-        return None
-    return urls.click_target(url)
-
-
-def _check_images(rendered: dict[str, str]) -> None:
-    """The rendered icon, image and badge are what the browser fetches: absolute http(s)
-    URLs in normal form (replaced by it), or UrlError (the send is skipped, `bad_url`)."""
-    for name in ("icon", "image", "badge"):
-        value = rendered.get(name)
-        if value is not None and value.strip():
-            try:
-                rendered[name] = urls.click_target(value)
-            except urls.UrlError as exc:
-                raise urls.UrlError(f"{name}: {exc}") from None
-
-
-def _template_context(
-    p: _Pending, profile: Row[Any] | None, sub: Row[Any] | None
-) -> dict[str, Any]:
-    context: dict[str, Any] = {
-        "subscriber": {
-            "id": p.row.subscriber_id,
-            "attributes": dict(profile.attributes) if profile else {},
-            "tags": list(profile.tags) if profile else [],
-            "timezone": sub.timezone if sub else "UTC",
-        },
-        "campaign": {"id": p.campaign.campaign, "title": p.campaign.title},
-        "node": {"id": p.node_id},
-    }
-    if p.row.trigger is not None:
-        context["trigger"] = p.row.trigger
-    return context
-
-
-def _skip(
-    p: _Pending,
-    *,
-    reason: str,
-    now: datetime,
-    counts: Counter[tuple[str, str]],
-    trace: list[tuple[Row[Any], list[Action]]],
-    sub: Row[Any] | None,
-) -> dict[str, Any]:
-    """The journey takes its no-convert edge at once; the next batch of this tick goes on from there."""
-    view = journeys.subscriber_view(sub, p.row.subscriber_id, None)
-    result = engine.skip_send(p.state, campaign=p.campaign, subscriber=view, reason=reason, now=now)
-    counts[(p.node_id, "skipped")] += 1
-    journeys.count(list(result.actions), counts)
-    trace.append((p.row, list(result.actions)))
-    return journeys.changes(result.state)

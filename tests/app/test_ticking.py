@@ -601,7 +601,7 @@ def test_sub_campaigns_take_their_members_in_file_order_across_a_trigger(
 def test_a_ticks_log_line_counts_what_it_did(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:
-    from orchestrator.app.ticking import tick_lines
+    from orchestrator.app.tick_report import tick_lines
 
     ctx, _, _ = world
     lines = []
@@ -621,7 +621,7 @@ def test_a_ticks_log_line_counts_what_it_did(
 def test_a_ticks_log_warns_of_sends_it_could_not_make(
     world: tuple[Context, RecordingDelivery, Path],
 ) -> None:
-    from orchestrator.app.ticking import tick_lines
+    from orchestrator.app.tick_report import tick_lines
 
     ctx, _, graphs = world
     text = (graphs / "launch.yaml").read_text()

@@ -1,0 +1,112 @@
+"""What a tick did: per campaign and batch counts (`CampaignTick`, `BatchResult`), the
+whole tick's `TickReport`, and how a campaign's tick is told in its log (`tick_lines`,
+`failure`): counts only, never a subscriber, a payload or a secret."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from orchestrator.delivery import Outcome, describe
+from orchestrator.store.failures import DatabaseError
+
+
+@dataclass
+class CampaignTick:
+    campaign: str
+    version_id: int
+    enrolled: int = 0
+    holdout: int = 0
+    journeys: int = 0
+    batches: int = 0
+    sends: int = 0
+    resent: int = 0
+    outcomes: Counter[str] = field(default_factory=Counter)
+    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the tick
+    origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
+    seconds: float = 0.0
+
+    def add(self, batch: BatchResult) -> None:
+        self.batches += 1
+        self.journeys += batch.journeys
+        self.sends += batch.sends
+        self.outcomes.update(batch.outcomes)
+        self.steps.update(batch.steps)
+        self.origins.update(batch.origins)
+
+
+@dataclass
+class TickReport:
+    campaigns: list[CampaignTick] = field(default_factory=list)
+    refused: dict[str, str] = field(default_factory=dict)
+    failed: dict[str, str] = field(default_factory=dict)  # campaign: "TypeName: message"
+    errors: dict[str, Exception] = field(default_factory=dict, repr=False)  # campaign: raised
+
+
+def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
+    """What one campaign's tick did, for its log: one line, and the warnings a monitor acts
+    on (sends not delivered, by outcome and push origin; sends skipped, by reason;
+    journeys that ended with an error). Counts only: no subscriber, payload or secret."""
+    steps = tick.steps
+
+    def some(prefix: str) -> dict[str, int]:
+        return {k.removeprefix(prefix): n for k, n in sorted(steps.items()) if k.startswith(prefix)}
+
+    def listed(counts: dict[str, int]) -> str:
+        return ", ".join(f"{k.replace('_', ' ')} {n}" for k, n in counts.items())
+
+    parts = [f"enrolled {tick.enrolled}" + (f" (holdout {tick.holdout})" if tick.holdout else "")]
+    if tick.resent:
+        parts.append(f"resent {tick.resent}")
+    parts.append(f"advanced {tick.journeys}")
+    sent = f"sent {tick.sends}"
+    if tick.outcomes:
+        sent += f" ({listed(dict(sorted(tick.outcomes.items())))})"
+    parts.append(sent)
+    parts.append(f"converted {steps['converted']}, no convert {steps['no_convert']}")
+    deferred, exits = some("deferred:"), some("exit:")
+    if deferred:
+        parts.append(f"deferred {sum(deferred.values())} ({listed(deferred)})")
+    if exits:
+        parts.append(f"exits {sum(exits.values())} ({listed(exits)})")
+    line = f"{tick.campaign} at {now:%Y-%m-%d %H:%M} UTC: " + "; ".join(parts)
+    warnings = []
+    failed = {k: n for k, n in sorted(tick.outcomes.items()) if k != Outcome.DELIVERED}
+    if failed:
+        where = sorted(
+            {origin for (origin, outcome), _ in tick.origins.items() if outcome in failed}
+        )
+        warnings.append(
+            f"{tick.campaign}: {sum(failed.values())} of {tick.sends + tick.resent} sends not "
+            f"delivered ({listed(failed)})" + (f" by {', '.join(where)}" if where else "")
+        )
+    skipped = some("skipped:") | some("not_sent:")
+    if skipped:
+        warnings.append(
+            f"{tick.campaign}: {sum(skipped.values())} sends skipped or refused for good "
+            f"({listed(skipped)}); their journeys took the no-convert edge"
+        )
+    if exits.get("error"):
+        warnings.append(
+            f"{tick.campaign}: {exits['error']} journeys ended with an error (see the log above)"
+        )
+    return line, warnings
+
+
+def failure(exc: BaseException) -> str:
+    """`TypeName: message` for a campaign whose tick raised; a database error by its
+    driver's message only (never the statement or its parameters)."""
+    if isinstance(exc, DatabaseError) and exc.orig is not None:
+        lines = str(exc.orig).strip().splitlines()
+        return f"{type(exc).__name__}: {lines[0] if lines else type(exc.orig).__name__}"[:500]
+    return describe(exc)
+
+
+@dataclass
+class BatchResult:
+    journeys: int
+    sends: int
+    outcomes: Counter[str]
+    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the batch
+    origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
