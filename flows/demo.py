@@ -21,6 +21,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from flows.tick import publish
+from orchestrator.app.insights import horizon
 from orchestrator.app.service import (
     CampaignLoad,
     Context,
@@ -261,8 +262,6 @@ def _baseline(
     """People also convert with no push at all: held-out journeys that began since the last step
     reach the goal at BASELINE_RATE some time inside the campaign's horizon, so the dashboard's
     holdout lift has a real baseline."""
-    from orchestrator.app.insights import horizon
-
     events: list[EventRecord] = []
     for ld in loads:
         campaign = ld.loaded.campaign if ld.loaded else None

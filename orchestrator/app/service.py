@@ -12,7 +12,12 @@ from typing import Any
 from orchestrator.app import tokens
 from orchestrator.config import Config, load_config
 from orchestrator.delivery import Delivery
-from orchestrator.errors import CampaignError, MissingFileError, UnreadableFileError
+from orchestrator.errors import (
+    CampaignError,
+    ConfigurationError,
+    MissingFileError,
+    UnreadableFileError,
+)
 from orchestrator.language import loader
 from orchestrator.language.document import LoadedCampaign
 from orchestrator.language.records import (
@@ -21,9 +26,10 @@ from orchestrator.language.records import (
     SubscriberRecord,
     loads,
     parse_subscriber,
+    parse_time,
 )
 from orchestrator.language.spec import Campaign
-from orchestrator.store import db, failures, migrate, repo
+from orchestrator.store import db, failures, migrate, repo, segments
 from orchestrator.store.db import Engine, Session
 
 AuditSink = Callable[[list[dict[str, Any]]], None]
@@ -337,8 +343,6 @@ def find_segments(
     ctx: Context, *, campaign: str | None, name: str | None = None
 ) -> tuple[str, Campaign]:
     """The campaign whose segments to use: the named one, or the only one defining `name`."""
-    from orchestrator.errors import ConfigurationError
-
     paths = campaign_paths(ctx, [campaign]) if campaign is not None else campaign_paths(ctx)
     found: list[Campaign] = []
     for path in paths:
@@ -374,8 +378,6 @@ def find_segments(
 def export_segment(
     ctx: Context, *, name: str, campaign: str | None, fmt: str, out: Any, now: datetime
 ) -> int:
-    from orchestrator.store import segments
-
     _, model = find_segments(ctx, campaign=campaign, name=name)
     with ctx.session() as s:
         return segments.export(s, name, segments=model.segments, now=now, fmt=fmt, out=out)  # type: ignore[arg-type]
@@ -384,8 +386,6 @@ def export_segment(
 def segment_overlap(
     ctx: Context, *, campaign: str, now: datetime
 ) -> tuple[list[str], dict[tuple[str, str], int]]:
-    from orchestrator.store import segments
-
     _, model = find_segments(ctx, campaign=campaign)
     names = list(model.segments)
     with ctx.session() as s:
@@ -427,6 +427,4 @@ def drawing_counts(ctx: Context, campaign: Campaign) -> dict[str, dict[str, int]
 def parse_now(value: str | None) -> datetime | None:
     if value is None:
         return None
-    from orchestrator.language.records import parse_time
-
     return parse_time(value, "--now")

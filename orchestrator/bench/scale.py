@@ -32,6 +32,7 @@ from orchestrator.app.service import import_subscribers, load_current, open_cont
 from orchestrator.app.ticking import run_batch
 from orchestrator.config import Config
 from orchestrator.delivery import Outcome, SendOutcome, SendRequest
+from orchestrator.sim.simulate import default_workers, simulate
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 ORIGIN = "https://push.bench.invalid"
@@ -170,8 +171,6 @@ def bench_scale(
 
 
 def _simulate(path: Path, subscribers: int) -> dict[str, Any]:
-    from orchestrator.sim.simulate import default_workers, simulate
-
     result = simulate(path, subscribers=subscribers, start=T0, resolution=timedelta(hours=1))
     return {
         "simulate_campaign": result.campaign,

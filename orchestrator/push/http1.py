@@ -4,7 +4,7 @@ where the push service offers it.
 Persistent keep-alive connections per origin (TLS for https), one request per
 connection at a time, responses with Content-Length or chunked bodies. It is
 the delivery hot path because it costs a fraction of a general client's CPU
-per request (docs/benchmarks.md); anything unexpected on the wire closes the
+per request (`campaign bench` compares the delivery legs); anything unexpected on the wire closes the
 connection and is reported as a network error, which the caller retries.
 
 TLS connections offer `h2` and `http/1.1` by ALPN. An origin whose push service

@@ -5,7 +5,7 @@ ledger), RFC 8291 encryption (`cryptography` holds the GIL while it works) and t
 HTTP client all take turns on one core. `DeliveryProcesses` moves encryption and
 HTTP into `count` child processes, each with its own `PushClient` (own event loop,
 connection pool and VAPID token cache); the tick process only claims and records.
-Measured in docs/benchmarks.md.
+`campaign bench` measures the pipeline with and without them (docs/benchmarks.md).
 
 Nothing about exactly-once changes: a batch's ledger rows commit before its
 requests are handed over. If a child dies, the batch's future fails; its sends

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from fastapi import HTTPException, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from orchestrator.app.service import Context
+from orchestrator.app import visitors
+from orchestrator.app.service import Context, add_event_batches
 from orchestrator.language.records import RecordError, loads
 from orchestrator.store import repo
 from orchestrator.web import guard
@@ -65,9 +67,6 @@ WRITERS_KEY = "campaign_writers"
 
 
 def make_writers(ctx: Context) -> Writers:
-    from orchestrator.app import visitors
-    from orchestrator.app.service import add_event_batches
-
     return Writers(
         subscriptions=GroupWriter(lambda batch: visitors.subscribe_many(ctx, batch, now=now())),
         events=GroupWriter(lambda batches: list(add_event_batches(ctx, batches))),
@@ -169,8 +168,6 @@ def same_origin(request: Request) -> bool:
 
 
 def _origin(url: str) -> str:
-    from urllib.parse import urlsplit
-
     try:
         parts = urlsplit(url)
         return f"{parts.scheme}://{parts.netloc}".lower()

@@ -28,7 +28,7 @@ def dialect(session: Session) -> str:
 
 def core(session: Session) -> Connection:
     """The session's connection, in its transaction: hot statements run at the Core level,
-    without the ORM's per-statement and per-row machinery (measured: docs/benchmarks.md)."""
+    without the ORM's per-statement and per-row machinery."""
     return session.connection()
 
 
@@ -89,8 +89,8 @@ def update_by_id(session: Session, model: Any, rows: Sequence[dict[str, Any]]) -
     for keys, group in groups.items():
         binders = plain.binders(table, (*keys, "id")) if sqlite else None
         if binders is not None:
-            # the driver's executemany with values as SQLAlchemy would bind them: half the
-            # CPU per row of a compiled statement (docs/benchmarks.md)
+            # the driver's executemany with values as SQLAlchemy would bind them: no
+            # per-row bind processing of a compiled statement (see `plain`)
             sql = f"UPDATE {table.name} SET {', '.join(f'{k} = ?' for k in keys)} WHERE id = ?"
             plain.executemany(core(session), sql, plain.bind_rows(binders, (*keys, "id"), group))
             continue
@@ -108,7 +108,7 @@ def insert_returning(
     """INSERT many rows (same keys) and return `returning` of each, in no particular order.
 
     On SQLite a multi-row VALUES … RETURNING through the driver, with values bound as
-    SQLAlchemy would bind them (docs/benchmarks.md); elsewhere SQLAlchemy's own."""
+    SQLAlchemy would bind them (see `plain`); elsewhere SQLAlchemy's own."""
     if not rows:
         return []
     table = model.__table__

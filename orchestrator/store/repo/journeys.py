@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -164,8 +164,6 @@ def blocking_journey(
     if reentry_seconds is None:
         keep: Any = True
     else:
-        from datetime import timedelta
-
         keep = or_(
             col(Journey.ended_at).is_(None),
             col(Journey.ended_at) > now - timedelta(seconds=reentry_seconds),
