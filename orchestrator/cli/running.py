@@ -215,6 +215,40 @@ def serve(
     run(host=host, port=port, workers=workers)
 
 
+@app.command()
+def studio(
+    path: Annotated[
+        Path | None, typer.Argument(help="campaigns folder (default: CAMPAIGN_GRAPHS)")
+    ] = None,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535)] = 8100,
+    open_browser: Annotated[bool, typer.Option("--open", help="open it in a browser")] = False,
+) -> None:
+    """The authoring studio: edit campaign files with live diagnostics and the flowchart."""
+    import webbrowser
+
+    from orchestrator.config import load_config
+    from orchestrator.errors import ConfigurationError
+    from orchestrator.web.serve import serve_studio
+
+    config = load_config()
+    folder = path if path is not None else config.graphs
+    if not folder.is_dir():
+        raise ConfigurationError(f"{folder}: not a folder of campaign files")
+    password = config.dashboard_password or None
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    if not loopback and password is None:
+        raise ConfigurationError(
+            f"--host {host}: the studio writes files; on another address than 127.0.0.1 it "
+            "needs CAMPAIGN_DASHBOARD_PASSWORD (asked by the browser, any user name)"
+        )
+    url = f"http://{'127.0.0.1' if loopback else host}:{port}/"
+    typer.echo(f"campaign studio over {folder} on {url}", err=True)
+    if open_browser:
+        webbrowser.open(url)
+    serve_studio(folder, host=host, port=port, password=None if loopback else password)
+
+
 vapid_app = typer.Typer(help="The VAPID key pair that signs every push.", no_args_is_help=True)
 app.add_typer(vapid_app, name="vapid")
 

@@ -89,4 +89,4 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     return app
 
 
-__all__ = ["create_app", "serve"]
+__all__ = ["create_app", "serve", "studio"]

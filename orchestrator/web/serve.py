@@ -1,6 +1,8 @@
-"""`campaign serve`: the app under uvicorn, with request heads bounded."""
+"""`campaign serve` and `campaign studio`: the apps under uvicorn, with request heads bounded."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import uvicorn
 
@@ -20,4 +22,17 @@ def serve(*, host: str, port: int, workers: int) -> None:
         log_level="warning",
         proxy_headers=True,
         http=BoundedHttpTools,  # request heads bounded (431)
+    )
+
+
+def serve_studio(root: Path, *, host: str, port: int, password: str | None) -> None:
+    """Serves the authoring studio over the campaign files under `root` until stopped."""
+    from orchestrator.web.studio import create_studio_app
+
+    uvicorn.run(
+        create_studio_app(root, password=password),
+        host=host,
+        port=port,
+        log_level="warning",
+        http=BoundedHttpTools,
     )

@@ -1,0 +1,7 @@
+"""The authoring studio's use cases, apart from HTTP: the campaign files of a folder
+(`workspace`: read with a version, saved atomically, never outside the folder) and
+checking unsaved text as it is typed (`checking`: diagnostics, positions, the
+flowchart). `orchestrator.web.studio` serves them; `campaign studio` starts it.
+"""
+
+__all__ = ["checking", "workspace"]

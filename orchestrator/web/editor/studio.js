@@ -1,0 +1,309 @@
+// The authoring studio's page: a CodeMirror 6 editor over one campaign file, checked by
+// the server's loader as it is typed, with the flowchart beside it. Bundled by
+// `npm run build:studio` into ../static/studio.bundle.js (served by orchestrator/web/studio.py).
+import { EditorView, basicSetup } from "codemirror";
+import { EditorState, StateField } from "@codemirror/state";
+import { hoverTooltip, keymap } from "@codemirror/view";
+import { yaml, yamlLanguage } from "@codemirror/lang-yaml";
+import { linter, lintGutter, forceLinting } from "@codemirror/lint";
+import { yamlCompletion, yamlSchemaHover } from "codemirror-json-schema/yaml";
+import { stateExtensions } from "codemirror-json-schema";
+
+const CHECK_DELAY_MS = 250;
+
+const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
+
+const studio = {
+  name: null, // the open file, relative to the folder
+  version: "", // the version on disk the editor started from
+  saved: "", // the text last saved or opened
+  checked: null, // the last answer of /api/check
+  lastGood: null, // the last valid answer (its drawing stays, marked stale)
+  selected: null, // the node the cursor is in
+  view: null,
+  names: new Set(), // node ids and segment names, for completion
+};
+
+async function api(path, body) {
+  const init = body === undefined
+    ? { method: "GET" }
+    : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const response = await fetch(path, init);
+  let data = null;
+  try {
+    data = await response.json();
+  } catch (err) {
+    data = { detail: `answer ${response.status}` };
+  }
+  return { status: response.status, data };
+}
+
+// ---------------------------------------------------------------- diagnostics
+
+function offsetOf(doc, line, col) {
+  const n = Math.min(Math.max(line, 1), doc.lines);
+  const text = doc.line(n);
+  return Math.min(text.from + Math.max(col - 1, 0), text.to);
+}
+
+async function serverLint(view) {
+  const text = view.state.doc.toString();
+  const { status, data } = await api("/api/check", { name: studio.name, text });
+  if (view.state.doc.toString() !== text) return []; // typed meanwhile: the next check follows
+  if (status !== 200) {
+    showChecked({ ok: false, diagnostics: [problem(data.detail || `answer ${status}`)], nodes: {}, segments: [] });
+    return [problem(data.detail || `answer ${status}`)].map((d) => toCm(view.state.doc, d));
+  }
+  showChecked(data);
+  return data.diagnostics.filter((d) => d.here).map((d) => toCm(view.state.doc, d));
+}
+
+function problem(message) {
+  return { line: 1, col: 1, severity: "error", message, here: true, text: `1:1: error: ${message}` };
+}
+
+function toCm(doc, d) {
+  const from = offsetOf(doc, d.line, d.col);
+  const line = doc.lineAt(from);
+  let to = from;
+  while (to < line.to && !/\s/.test(doc.sliceString(to, to + 1))) to += 1;
+  return { from, to: Math.max(to, Math.min(from + 1, line.to)), severity: d.severity, message: d.message };
+}
+
+function showChecked(data) {
+  studio.checked = data;
+  studio.names = new Set([...Object.keys(data.nodes || {}), ...(data.segments || [])]);
+  const list = $("diagnostics");
+  list.replaceChildren();
+  for (const d of data.diagnostics) {
+    const item = document.createElement("li");
+    item.className = d.severity;
+    item.dataset.line = d.line;
+    item.dataset.col = d.col;
+    item.textContent = d.here ? `${d.line}:${d.col}: ${d.message}` : d.text;
+    if (d.here) item.addEventListener("click", () => jumpTo(d.line, d.col));
+    list.append(item);
+  }
+  const counts = data.diagnostics.reduce((acc, d) => ((acc[d.severity] = (acc[d.severity] || 0) + 1), acc), {});
+  $("status").textContent = data.ok
+    ? `valid${counts.warning ? `, ${counts.warning} warning(s)` : ""} · checked in ${Math.round((data.seconds || 0) * 1000)} ms`
+    : `${counts.error || 0} error(s)${counts.warning ? `, ${counts.warning} warning(s)` : ""}`;
+  if (data.ok && data.svg) studio.lastGood = data;
+  drawChart(!data.ok);
+}
+
+// ---------------------------------------------------------------- the flowchart
+
+function drawChart(stale) {
+  const box = $("flowchart");
+  const good = studio.lastGood;
+  box.classList.toggle("stale", Boolean(stale && good));
+  if (!good) {
+    box.innerHTML = '<p class="empty">The flowchart appears when the campaign is valid.</p>';
+    return;
+  }
+  if (box.dataset.svgFor !== good.svg) {
+    box.innerHTML = good.svg; // our own renderer's SVG: every text in it is escaped
+    box.dataset.svgFor = good.svg;
+    for (const g of box.querySelectorAll("g.node[data-node]")) {
+      g.addEventListener("click", () => {
+        const at = (studio.checked && studio.checked.nodes[g.dataset.node]) || good.nodes[g.dataset.node];
+        if (at) jumpTo(at.line, at.col);
+      });
+    }
+  }
+  highlight(studio.selected);
+}
+
+function highlight(nodeId) {
+  for (const g of $("flowchart").querySelectorAll("g.node.selected")) g.classList.remove("selected");
+  if (!nodeId) return;
+  for (const g of $("flowchart").querySelectorAll("g.node[data-node]")) {
+    if (g.dataset.node === nodeId) g.classList.add("selected");
+  }
+}
+
+function nodeAtCursor(state) {
+  const nodes = (studio.checked && studio.checked.nodes) || {};
+  const here = state.doc.lineAt(state.selection.main.head).number;
+  let best = null;
+  for (const [id, at] of Object.entries(nodes)) {
+    if (at.line <= here && (!best || at.line > nodes[best].line)) best = id;
+  }
+  if (!best) return null;
+  // past the node's block (a line less indented than its key) the cursor is elsewhere
+  const start = nodes[best];
+  for (let n = start.line + 1; n <= here; n += 1) {
+    const text = state.doc.line(n).text;
+    if (text.trim() && !text.startsWith(" ".repeat(start.col))) return null;
+  }
+  return best;
+}
+
+function jumpTo(line, col) {
+  const view = studio.view;
+  const at = offsetOf(view.state.doc, line, col);
+  view.dispatch({ selection: { anchor: at }, scrollIntoView: true });
+  view.focus();
+}
+
+// ---------------------------------------------------------------- files
+
+async function openFile(name) {
+  const { status, data } = await api(`/api/file?name=${encodeURIComponent(name)}`);
+  if (status !== 200) {
+    $("status").textContent = data.detail;
+    return;
+  }
+  studio.name = data.name;
+  studio.version = data.version;
+  studio.saved = data.text;
+  studio.lastGood = null;
+  $("file-name").textContent = data.name;
+  for (const li of $("files").querySelectorAll("li")) li.classList.toggle("open", li.dataset.name === name);
+  studio.view.dispatch({ changes: { from: 0, to: studio.view.state.doc.length, insert: data.text } });
+  history.replaceState(null, "", `?file=${encodeURIComponent(name)}`);
+  forceLinting(studio.view);
+  markDirty();
+}
+
+function markDirty() {
+  const dirty = studio.view.state.doc.toString() !== studio.saved;
+  $("save").classList.toggle("dirty", dirty);
+  $("save").textContent = dirty ? "Save" : "Saved";
+}
+
+async function save() {
+  const text = studio.view.state.doc.toString();
+  const { status, data } = await api("/api/save", { name: studio.name, text, version: studio.version });
+  const conflict = $("conflict");
+  if (status === 409) {
+    conflict.hidden = false;
+    $("conflict-detail").textContent = data.detail;
+    conflict.dataset.current = data.current === null ? "" : data.current;
+    conflict.dataset.version = data.version || "";
+    return false;
+  }
+  if (status !== 200) {
+    $("status").textContent = `not saved: ${data.detail}`;
+    return false;
+  }
+  conflict.hidden = true;
+  studio.version = data.version;
+  studio.saved = text;
+  markDirty();
+  $("status").textContent = `saved ${studio.name}`;
+  return true;
+}
+
+function reloadFromDisk() {
+  const conflict = $("conflict");
+  studio.version = conflict.dataset.version;
+  studio.saved = conflict.dataset.current;
+  studio.view.dispatch({ changes: { from: 0, to: studio.view.state.doc.length, insert: studio.saved } });
+  conflict.hidden = true;
+  markDirty();
+}
+
+function overwrite() {
+  studio.version = $("conflict").dataset.version; // the author has seen the other text
+  $("conflict").hidden = true;
+  save();
+}
+
+function showDiff() {
+  const mine = studio.view.state.doc.toString().split("\n");
+  const theirs = ($("conflict").dataset.current || "").split("\n");
+  const out = [];
+  const max = Math.max(mine.length, theirs.length);
+  for (let i = 0; i < max; i += 1) {
+    if (mine[i] === theirs[i]) continue;
+    if (theirs[i] !== undefined) out.push(`${i + 1} on disk: ${theirs[i]}`);
+    if (mine[i] !== undefined) out.push(`${i + 1} yours:   ${mine[i]}`);
+  }
+  $("conflict-diff").textContent = out.slice(0, 400).join("\n") || "(the same text)";
+  $("conflict-diff").hidden = false;
+}
+
+async function listFiles() {
+  const { data } = await api("/api/files");
+  const list = $("files");
+  list.replaceChildren();
+  for (const name of data.files || []) {
+    const li = document.createElement("li");
+    li.dataset.name = name;
+    li.textContent = name;
+    li.addEventListener("click", () => openFile(name));
+    list.append(li);
+  }
+  return data.files || [];
+}
+
+// ---------------------------------------------------------------- completion of names
+
+function namesCompletion(context) {
+  const word = context.matchBefore(/[A-Za-z0-9_-]*/);
+  if (!word || (word.from === word.to && !context.explicit)) return null;
+  const line = context.state.doc.lineAt(context.pos).text;
+  if (!/(to|start|on_convert|on_no_convert|segment|else|- )\s*:?\s*[A-Za-z0-9_-]*$/.test(line.slice(0, context.pos - context.state.doc.lineAt(context.pos).from))) {
+    return null;
+  }
+  return {
+    from: word.from,
+    options: [...studio.names].map((label) => ({ label, type: "variable" })),
+  };
+}
+
+// ---------------------------------------------------------------- start
+
+async function start() {
+  const schema = (await api("/api/schema")).data;
+  const selection = StateField.define({
+    create: () => null,
+    update(value, tr) {
+      if (!tr.selection && !tr.docChanged) return value;
+      const id = nodeAtCursor(tr.state);
+      if (id !== studio.selected) {
+        studio.selected = id;
+        highlight(id);
+        $("selected-node").textContent = id || "";
+      }
+      return id;
+    },
+  });
+  studio.view = new EditorView({
+    parent: $("editor"),
+    state: EditorState.create({
+      doc: "",
+      extensions: [
+        basicSetup,
+        yaml(),
+        stateExtensions(schema),
+        yamlLanguage.data.of({ autocomplete: yamlCompletion() }),
+        yamlLanguage.data.of({ autocomplete: namesCompletion }),
+        hoverTooltip(yamlSchemaHover()),
+        lintGutter(),
+        linter(serverLint, { delay: CHECK_DELAY_MS }),
+        selection,
+        keymap.of([{ key: "Mod-s", preventDefault: true, run: () => (save(), true) }]),
+        EditorView.updateListener.of((update) => {
+          if (update.docChanged) markDirty();
+        }),
+      ],
+    }),
+  });
+  $("save").addEventListener("click", save);
+  $("reload").addEventListener("click", reloadFromDisk);
+  $("overwrite").addEventListener("click", overwrite);
+  $("diff").addEventListener("click", showDiff);
+  window.addEventListener("beforeunload", (event) => {
+    if (studio.view.state.doc.toString() !== studio.saved) event.preventDefault();
+  });
+  const files = await listFiles();
+  const wanted = new URLSearchParams(location.search).get("file");
+  if (wanted || files.length) await openFile(wanted || files[0]);
+  document.body.dataset.ready = "true";
+}
+
+window.campaignStudio = studio; // for the console and the browser tests
+start();

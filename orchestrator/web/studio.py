@@ -1,0 +1,229 @@
+"""`campaign studio`: the authoring studio, a local web app over one campaigns folder.
+
+The page (`GET /`) is an editor (CodeMirror 6, bundled in `static/studio.bundle.js`:
+no CDN, works offline), the diagnostics list, the flowchart and the notification
+preview. Its API, all JSON:
+
+- `GET /api/schema`: the JSON Schema of campaign files (completion and hover);
+- `GET /api/files`: the campaign files of the folder;
+- `GET /api/file?name=…`: a file's text and version;
+- `POST /api/check` `{name, text}`: the unsaved text checked by the real loader
+  (`orchestrator.studio.checking`): diagnostics, node positions, the SVG when valid;
+- `POST /api/save` `{name, text, version}`: written atomically, exactly as given, if
+  the file is still at `version`; 409 with the text on disk otherwise.
+
+It listens on 127.0.0.1 unless told otherwise, and then only with a password (HTTP
+Basic). Requests must name this server in `Host` (no DNS rebinding), writes must be
+JSON (a form or `text/plain` post from another site is refused before it is read) and
+come from this origin when the browser says where they come from.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hmac
+import logging
+from html import escape
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from orchestrator.language import records, spec
+from orchestrator.studio import checking
+from orchestrator.studio.workspace import SaveConflict, StudioError, Workspace
+from orchestrator.web import guard
+
+HERE = Path(__file__).parent
+MAX_BODY = 4 * 1_048_576  # a 1 MB text, JSON-escaped
+CHECK_SECONDS = 10.0  # a check taking longer answers with a diagnostic (the loader bounds itself)
+log = logging.getLogger("campaign.studio")
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def create_studio_app(root: Path, *, password: str | None = None) -> FastAPI:
+    """The studio over the campaign files under `root`; `password` (HTTP Basic, any user
+    name) is required for every request when given."""
+    workspace = Workspace(root)
+    app = FastAPI(
+        title="campaign-flow studio",
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )
+    app.add_middleware(guard.Guard, max_body=MAX_BODY)
+
+    @app.exception_handler(guard.BodyTooLarge)
+    async def _too_large(request: Request, exc: guard.BodyTooLarge) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=413, headers={"Connection": "close"})
+
+    @app.exception_handler(StudioError)
+    async def _refused(request: Request, exc: StudioError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
+    @app.middleware("http")
+    async def _gate(request: Request, call_next: Any) -> Response:
+        refusal = _refusal(request, password)
+        if refusal is not None:
+            return refusal
+        response: Response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Referrer-Policy"] = "no-referrer"
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @app.get("/", response_class=HTMLResponse)
+    async def page() -> HTMLResponse:
+        html = (HERE / "templates" / "studio.html").read_text(encoding="utf-8")
+        return HTMLResponse(
+            html.replace("{{ folder }}", escape(str(workspace.root))),
+            headers={
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https:; "
+                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+            },
+        )
+
+    @app.get("/static/studio.bundle.js")
+    async def bundle() -> Response:
+        return Response(
+            (HERE / "static" / "studio.bundle.js").read_bytes(), media_type="text/javascript"
+        )
+
+    @app.get("/api/schema")
+    async def schema() -> dict[str, Any]:
+        return spec.json_schema()  # what completion and hover in the editor read
+
+    @app.get("/api/files")
+    async def files() -> dict[str, Any]:
+        names = await run_in_threadpool(workspace.names)
+        return {"folder": str(workspace.root), "files": names}
+
+    @app.get("/api/file")
+    async def file(name: str) -> dict[str, Any]:
+        found = await run_in_threadpool(workspace.read, name)
+        return {"name": found.name, "text": found.text, "version": found.version}
+
+    @app.post("/api/check")
+    async def check(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text"))
+        try:
+            checked = await asyncio.wait_for(
+                run_in_threadpool(checking.check, workspace, body["name"], body["text"]),
+                CHECK_SECONDS,
+            )
+        except StudioError:
+            raise
+        except TimeoutError:
+            return JSONResponse(_unchecked("checking took too long; the text was not checked"))
+        except Exception as exc:  # a bug of ours: the author still gets an answer
+            log.exception("checking %s failed", body["name"])
+            return JSONResponse(_unchecked(f"the studio could not check this text ({exc!r:.200})"))
+        return JSONResponse(checked.as_dict())
+
+    @app.post("/api/save")
+    async def save(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text", "version"))
+        try:
+            saved = await run_in_threadpool(
+                lambda: workspace.save(body["name"], body["text"], base_version=body["version"])
+            )
+        except SaveConflict as exc:
+            return JSONResponse(
+                {"detail": str(exc), "current": exc.current, "version": exc.version},
+                status_code=409,
+            )
+        return JSONResponse({"name": saved.name, "version": saved.version})
+
+    return app
+
+
+async def _json_body(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
+    """A JSON object whose `fields` are all text (strictly parsed: no NaN, no lone
+    surrogates, bounded nesting)."""
+    try:
+        body = records.loads(await request.body())
+    except records.RecordError as exc:
+        raise StudioError(f"body: {exc}") from None
+    if not isinstance(body, dict):
+        raise StudioError("body: expected a JSON object")
+    for name in fields:
+        value = body.get(name)
+        if not isinstance(value, str):
+            raise StudioError(f"{name}: expected text")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise StudioError(
+                f"{name}: not Unicode text (a lone surrogate at {exc.start})"
+            ) from None
+    return {name: body[name] for name in fields}
+
+
+def _unchecked(message: str) -> dict[str, Any]:
+    return {
+        "ok": False,
+        "diagnostics": [
+            {
+                "file": "",
+                "line": 1,
+                "col": 1,
+                "severity": "error",
+                "message": message,
+                "code": "unchecked",
+                "here": True,
+                "text": f"1:1: error: {message}",
+            }
+        ],
+        "svg": None,
+        "nodes": {},
+        "segments": [],
+        "notifications": [],
+        "seconds": 0.0,
+    }
+
+
+def _refusal(request: Request, password: str | None) -> Response | None:
+    """Why this request is not served, as the answer; None to serve it."""
+    host = (request.headers.get("host") or "").lower()
+    hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    if password is None and hostname not in LOOPBACK:
+        # bound to loopback: a page of another site reaching us by a name it controls
+        # (DNS rebinding) is refused
+        return JSONResponse({"detail": "unknown host"}, status_code=421)
+    if request.method not in ("GET", "HEAD"):
+        kind = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
+        if kind != "application/json":
+            return JSONResponse({"detail": "expected application/json"}, status_code=415)
+        origin = request.headers.get("origin")
+        if origin is not None and origin.lower().split("://", 1)[-1] != host:
+            return JSONResponse({"detail": "cross-origin request refused"}, status_code=403)
+    if password is not None and not _authorised(request, password):
+        return Response(
+            "the studio needs its password",
+            status_code=401,
+            headers={"WWW-Authenticate": 'Basic realm="campaign studio", charset="UTF-8"'},
+        )
+    return None
+
+
+def _authorised(request: Request, password: str) -> bool:
+    header = request.headers.get("authorization") or ""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or len(value) > 1024:
+        return False
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return False
+    given = decoded.partition(":")[2]
+    return hmac.compare_digest(given.encode(), password.encode())
+
+
+__all__ = ["create_studio_app"]

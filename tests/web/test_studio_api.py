@@ -1,0 +1,179 @@
+"""The studio's API at its doors: any text is checked (never a 500), files stay inside the
+folder, saves are exact and never silently overwrite, and requests from elsewhere are
+refused."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from orchestrator.studio.workspace import MAX_BYTES, SaveConflict, StudioError, Workspace
+from orchestrator.web.studio import create_studio_app
+from tests.helpers import ROOT
+
+FILE = "cart-recovery.yaml"
+
+
+@pytest.fixture
+def folder(tmp_path: Path) -> Path:
+    target = tmp_path / "graphs"
+    shutil.copytree(ROOT / "campaign_graphs", target)
+    return target
+
+
+@pytest.fixture
+def client(folder: Path) -> Iterator[TestClient]:
+    with TestClient(create_studio_app(folder), base_url="http://127.0.0.1:8100") as c:
+        yield c
+
+
+def _check(client: TestClient, text: str, name: str = FILE) -> dict[str, object]:
+    answer = client.post("/api/check", json={"name": name, "text": text})
+    assert answer.status_code == 200, answer.text
+    return dict(answer.json())
+
+
+def test_every_example_checks_valid_with_its_chart_and_node_positions(
+    client: TestClient, folder: Path
+) -> None:
+    for name in ("cart-recovery.yaml", "cloud-storage-launch.yaml", "coffee-carafe-ab.yaml"):
+        text = (folder / name).read_text(encoding="utf-8")
+        found = _check(client, text, name)
+        assert found["ok"] is True, found["diagnostics"]
+        assert str(found["svg"]).startswith("<svg")
+        nodes = found["nodes"]
+        assert isinstance(nodes, dict) and nodes
+        lines = text.splitlines()
+        for nid, at in nodes.items():
+            assert lines[at["line"] - 1][at["col"] - 1 :].startswith(f"{nid}:")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        "campaign: [",
+        "\ufeffcampaign: x\n",
+        "campaign:\tx\n",
+        "a: &a [*a, *a]\n" + "b: &b [*a, *a, *a]\n" * 30,
+        "campaign: x\nsubcampaigns: {s: {start: n, nodes: {n: {notification: {title: "
+        "'{% for i in range(10**9) %}{{ i }}{% endfor %}', body: b}, on_convert: end, "
+        "on_no_convert: end}}}}\n",
+        "x" * 200_000,
+        "- " * 5000,
+        "{" * 10_000,
+        "campaign: \udcff",
+    ],
+    ids=lambda t: repr(t[:20]),
+)
+def test_any_text_gets_diagnostics_never_a_500(client: TestClient, text: str) -> None:
+    answer = client.post(
+        "/api/check",
+        content=json.dumps({"name": FILE, "text": text}).encode("utf-8"),
+        headers={"content-type": "application/json"},
+    )
+    assert answer.status_code in (200, 422), answer.text
+    if answer.status_code == 200:
+        found = answer.json()
+        assert found["ok"] is False or text == ""
+        assert found["diagnostics"], found
+
+
+def test_a_text_over_the_limit_is_a_diagnostic(client: TestClient) -> None:
+    found = _check(client, "a" * (MAX_BYTES + 1))
+    assert found["ok"] is False
+    assert "larger than" in str(found["diagnostics"])
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../outside.yaml", "/etc/passwd.yaml", "segments/../../x.yaml", "notes.txt", "", "a\0.yaml"],
+)
+def test_names_outside_the_folder_or_not_campaign_files_are_refused(
+    client: TestClient, name: str
+) -> None:
+    assert client.get("/api/file", params={"name": name}).status_code == 422
+    saved = client.post("/api/save", json={"name": name, "text": "x", "version": ""})
+    assert saved.status_code == 422
+
+
+def test_a_link_leading_out_of_the_folder_is_neither_listed_nor_read(
+    client: TestClient, folder: Path, tmp_path: Path
+) -> None:
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("password: hunter2\n", encoding="utf-8")
+    os.symlink(secret, folder / "link.yaml")
+    assert "link.yaml" not in client.get("/api/files").json()["files"]
+    answer = client.get("/api/file", params={"name": "link.yaml"})
+    assert answer.status_code == 422 and "hunter2" not in answer.text
+
+
+def test_save_is_exact_and_a_stale_version_is_refused_with_the_text_on_disk(
+    client: TestClient, folder: Path
+) -> None:
+    opened = client.get("/api/file", params={"name": FILE}).json()
+    mine = opened["text"].replace("title: Abandoned", "title:  Abandoned") + "\n# kept\r\n"
+    saved = client.post(
+        "/api/save", json={"name": FILE, "text": mine, "version": opened["version"]}
+    )
+    assert saved.status_code == 200
+    assert (folder / FILE).read_bytes() == mine.encode("utf-8")
+    # a second tab still at the first version
+    again = client.post(
+        "/api/save", json={"name": FILE, "text": "campaign: other\n", "version": opened["version"]}
+    )
+    assert again.status_code == 409
+    assert again.json()["current"] == mine
+    assert (folder / FILE).read_bytes() == mine.encode("utf-8")
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left
+
+
+def test_a_new_file_is_saved_only_if_it_does_not_exist_yet(
+    client: TestClient, folder: Path
+) -> None:
+    first = client.post("/api/save", json={"name": "new/one.yaml", "text": "a: 1\n", "version": ""})
+    assert first.status_code == 200
+    second = client.post("/api/save", json={"name": "new/one.yaml", "text": "b\n", "version": ""})
+    assert second.status_code == 409
+    assert (folder / "new" / "one.yaml").read_text(encoding="utf-8") == "a: 1\n"
+
+
+def test_requests_from_elsewhere_are_refused(client: TestClient, folder: Path) -> None:
+    before = (folder / FILE).read_bytes()
+    body = {"name": FILE, "text": "x: 1\n", "version": ""}
+    # a form or text/plain post from another page (no CORS preflight) is not read
+    plain = client.post("/api/save", content=str(body), headers={"content-type": "text/plain"})
+    assert plain.status_code == 415
+    other = client.post("/api/save", json=body, headers={"origin": "https://evil.example"})
+    assert other.status_code == 403
+    rebound = client.get("/api/files", headers={"host": "evil.example:8100"})
+    assert rebound.status_code == 421
+    assert (folder / FILE).read_bytes() == before
+
+
+def test_a_password_is_asked_when_given(folder: Path) -> None:
+    app = create_studio_app(folder, password="open sesame")
+    with TestClient(app, base_url="http://studio.example") as c:
+        assert c.get("/api/files").status_code == 401
+        wrong = base64.b64encode(b"me:nope").decode()
+        assert c.get("/api/files", headers={"authorization": f"Basic {wrong}"}).status_code == 401
+        right = base64.b64encode(b"me:open sesame").decode()
+        assert c.get("/api/files", headers={"authorization": f"Basic {right}"}).status_code == 200
+
+
+def test_the_workspace_refuses_what_the_api_refuses(folder: Path) -> None:
+    workspace = Workspace(folder)
+    with pytest.raises(StudioError, match="outside"):
+        workspace.path("../x.yaml")
+    with pytest.raises(SaveConflict):
+        workspace.save(FILE, "x\n", base_version="not the version")
+    (folder / "bad.yaml").write_bytes(b"\xff\xfe")
+    with pytest.raises(StudioError, match="not UTF-8"):
+        workspace.read("bad.yaml")
