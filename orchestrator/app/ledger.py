@@ -176,19 +176,15 @@ def _check_images(rendered: dict[str, str]) -> None:
 def _template_context(
     p: PendingSend, profile: Row[Any] | None, sub: Row[Any] | None
 ) -> dict[str, Any]:
-    context: dict[str, Any] = {
-        "subscriber": {
-            "id": p.row.subscriber_id,
-            "attributes": dict(profile.attributes) if profile else {},
-            "tags": list(profile.tags) if profile else [],
-            "timezone": sub.timezone if sub else "UTC",
-        },
-        "campaign": {"id": p.campaign.campaign, "title": p.campaign.title},
-        "node": {"id": p.node_id},
-    }
-    if p.row.trigger is not None:
-        context["trigger"] = p.row.trigger
-    return context
+    return payload.send_context(
+        p.campaign,
+        p.node_id,
+        subscriber_id=p.row.subscriber_id,
+        attributes=dict(profile.attributes) if profile else {},
+        tags=list(profile.tags) if profile else [],
+        timezone=sub.timezone if sub else "UTC",
+        trigger=p.row.trigger,
+    )
 
 
 def _skip(

@@ -108,6 +108,33 @@ def encode(
     return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def send_context(
+    campaign: Campaign,
+    node_id: str,
+    *,
+    subscriber_id: str,
+    attributes: dict[str, Any],
+    tags: list[str],
+    timezone: str,
+    trigger: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """What a send's templates read: `subscriber`, `campaign`, `node` and, for a journey
+    started by an event, `trigger` (`{event, properties, at}`)."""
+    context: dict[str, Any] = {
+        "subscriber": {
+            "id": subscriber_id,
+            "attributes": attributes,
+            "tags": tags,
+            "timezone": timezone,
+        },
+        "campaign": {"id": campaign.campaign, "title": campaign.title},
+        "node": {"id": node_id},
+    }
+    if trigger is not None:
+        context["trigger"] = trigger
+    return context
+
+
 def worst_case_context(campaign: Campaign, node_id: str, *, triggered: bool) -> dict[str, Any]:
     """Template context with the longest values known ahead of time.
 

@@ -21,7 +21,14 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.app.service import CampaignLoad, load_current, open_context, read_jsonl, status
+from orchestrator.app.service import (
+    CampaignLoad,
+    drawing_counts,
+    load_current,
+    open_context,
+    read_jsonl,
+    status,
+)
 from orchestrator.app.ticking import tick_campaign
 from orchestrator.config import Config
 from orchestrator.errors import CampaignError
@@ -56,6 +63,8 @@ class SimulationResult:
     seconds: float = 0.0
     funnel: dict[str, Any] = field(default_factory=dict)
     unfinished: int = 0
+    # per-node figures for the flowchart (`app.service.drawing_counts`); not in as_dict
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -315,6 +324,7 @@ def _merge(parts: list[SimulationResult]) -> SimulationResult:
         out.conversions += part.conversions
         out.unfinished += part.unfinished
         _add_counts(funnel, part.funnel)
+        _add_counts(out.counts, part.counts)
     out.funnel = funnel
     return out
 
@@ -366,6 +376,7 @@ def _simulate_shard(
     result.seconds = time.perf_counter() - started
     result.steps = len(collector.lines)
     result.funnel = status(ctx, campaign.campaign)
+    result.counts = drawing_counts(ctx, campaign)
     with ctx.session() as s:
         result.unfinished = repo.unfinished_journeys(s, campaign.campaign)
     if trace is not None:

@@ -10,7 +10,11 @@ preview. Its API, all JSON:
 - `POST /api/check` `{name, text}`: the unsaved text checked by the real loader
   (`orchestrator.studio.checking`): diagnostics, node positions, the SVG when valid;
 - `POST /api/save` `{name, text, version}`: written atomically, exactly as given, if
-  the file is still at `version`; 409 with the text on disk otherwise.
+  the file is still at `version`; 409 with the text on disk otherwise;
+- `POST /api/preview` `{name, text, node, sample}`: a node's notification rendered for a
+  sample subscriber (`orchestrator.studio.preview`);
+- `POST /api/simulate` `{name, text, subscribers}`: the text simulated, the flowchart
+  with its per-node figures (`orchestrator.studio.overlay`).
 
 It listens on 127.0.0.1 unless told otherwise, and then only with a password (HTTP
 Basic). Requests must name this server in `Host` (no DNS rebinding), writes must be
@@ -34,7 +38,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.language import records, spec
-from orchestrator.studio import checking
+from orchestrator.studio import checking, overlay, preview
 from orchestrator.studio.workspace import SaveConflict, StudioError, Workspace
 from orchestrator.web import guard
 
@@ -50,6 +54,7 @@ def create_studio_app(root: Path, *, password: str | None = None) -> FastAPI:
     """The studio over the campaign files under `root`; `password` (HTTP Basic, any user
     name) is required for every request when given."""
     workspace = Workspace(root)
+    simulating = asyncio.Lock()
     app = FastAPI(
         title="campaign-flow studio",
         docs_url=None,
@@ -141,10 +146,46 @@ def create_studio_app(root: Path, *, password: str | None = None) -> FastAPI:
             )
         return JSONResponse({"name": saved.name, "version": saved.version})
 
+    @app.post("/api/preview")
+    async def show(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text", "node"))
+        sample = _number(body, "sample", default=0, low=0, high=1000)
+        answer = await run_in_threadpool(
+            lambda: preview.preview(
+                workspace, body["name"], body["text"], node_id=body["node"], sample=sample
+            )
+        )
+        return JSONResponse(answer)
+
+    @app.post("/api/simulate")
+    async def simulate(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text"))
+        count = _number(
+            body,
+            "subscribers",
+            default=overlay.DEFAULT_SUBSCRIBERS,
+            low=1,
+            high=overlay.MAX_SUBSCRIBERS,
+        )
+        async with simulating:  # one simulation at a time: it takes both cores
+            found = await run_in_threadpool(
+                lambda: overlay.simulate_text(
+                    workspace, body["name"], body["text"], subscribers=count
+                )
+            )
+        return JSONResponse(found.as_dict())
+
     return app
 
 
-async def _json_body(request: Request, fields: tuple[str, ...]) -> dict[str, str]:
+def _number(body: dict[str, Any], name: str, *, default: int, low: int, high: int) -> int:
+    value = body.get(name, default)
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise StudioError(f"{name}: expected a whole number from {low:,} to {high:,}")
+    return value
+
+
+async def _json_body(request: Request, fields: tuple[str, ...]) -> dict[str, Any]:
     """A JSON object whose `fields` are all text (strictly parsed: no NaN, no lone
     surrogates, bounded nesting)."""
     try:
@@ -163,7 +204,7 @@ async def _json_body(request: Request, fields: tuple[str, ...]) -> dict[str, str
             raise StudioError(
                 f"{name}: not Unicode text (a lone surrogate at {exc.start})"
             ) from None
-    return {name: body[name] for name in fields}
+    return body
 
 
 def _unchecked(message: str) -> dict[str, Any]:

@@ -179,6 +179,41 @@ def test_a_click_on_a_node_moves_the_cursor_to_it_and_the_cursor_selects_a_node(
     assert selected.get_attribute("data-node") == "cart_discount"
 
 
+def test_the_preview_shows_the_notification_rendered_for_a_sample_subscriber(page: Any) -> None:
+    page.locator('[data-testid="flowchart"] g.node[data-node="cart_nudge"]').click()
+    title = page.locator('[data-testid="preview-card"] .title')
+    title.wait_for(timeout=10_000)
+    # the template reads the trigger event's product: the sample's cart item fills it in
+    page.wait_for_function(
+        "() => /^Still thinking about .+\\?$/.test("
+        "document.querySelector('[data-testid=\"preview-card\"] .title').textContent)"
+    )
+    assert "{{" not in title.inner_text()
+    size = page.locator('[data-testid="preview-card"] .size').inner_text()
+    assert size.endswith("of 3,993 bytes")
+    first = title.inner_text()
+    page.select_option('[data-testid="preview-sample"]', "3")
+    page.wait_for_function(
+        "(first) => document.querySelector('[data-testid=\"preview-card\"] .title')"
+        ".textContent !== first",
+        arg=first,
+    )
+
+
+def test_simulate_puts_counts_on_the_chart(page: Any) -> None:
+    page.fill('[data-testid="simulate-subscribers"]', "500")
+    page.locator('[data-testid="simulate-run"]').click()
+    summary = page.locator('[data-testid="simulate-summary"]')
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"simulate-summary\"]')"
+        ".textContent.startsWith('500 subscribers')",
+        timeout=30_000,
+    )
+    assert "sent" in summary.inner_text()
+    page.wait_for_selector('[data-testid="flowchart"].overlay g.outcomes')
+    assert page.locator('[data-testid="flowchart"] g.outcomes').count() >= 3
+
+
 def test_save_writes_exactly_the_editor_text(page: Any, studio: tuple[str, Path]) -> None:
     _, folder = studio
     page.locator('[data-testid="save"]').click()

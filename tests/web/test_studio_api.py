@@ -177,3 +177,53 @@ def test_the_workspace_refuses_what_the_api_refuses(folder: Path) -> None:
     (folder / "bad.yaml").write_bytes(b"\xff\xfe")
     with pytest.raises(StudioError, match="not UTF-8"):
         workspace.read("bad.yaml")
+
+
+def test_the_preview_renders_a_node_for_a_sample_with_its_trigger(
+    client: TestClient, folder: Path
+) -> None:
+    text = (folder / FILE).read_text(encoding="utf-8")
+    answer = client.post(
+        "/api/preview", json={"name": FILE, "text": text, "node": "cart_nudge", "sample": 2}
+    )
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    product = found["sample"]["trigger"]["properties"]["product"]
+    assert found["fields"]["title"] == f"Still thinking about {product}?"
+    assert found["problem"] is None and 0 < found["size"] <= found["limit"] == 3993
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ({"node": "cart_tier"}, "not a notification node"),
+        ({"node": "nothing"}, "not a notification node"),
+        ({"node": "cart_nudge", "sample": 999}, "sample"),
+        ({"node": "cart_nudge", "sample": "1"}, "sample"),
+        ({"node": "cart_nudge", "text": "campaign: ["}, "does not validate"),
+    ],
+)
+def test_a_preview_that_cannot_be_made_says_why(
+    client: TestClient, folder: Path, body: dict[str, object], detail: str
+) -> None:
+    request = {"name": FILE, "text": (folder / FILE).read_text(encoding="utf-8"), **body}
+    answer = client.post("/api/preview", json=request)
+    assert answer.status_code == 422 and detail in answer.json()["detail"]
+
+
+def test_simulate_draws_the_unsaved_text_with_counts_and_leaves_the_folder_alone(
+    client: TestClient, folder: Path
+) -> None:
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    text = (folder / FILE).read_text(encoding="utf-8").replace("delay: 1h", "delay: 2h")
+    answer = client.post("/api/simulate", json={"name": FILE, "text": text, "subscribers": 300})
+    assert answer.status_code == 200, answer.text
+    found = answer.json()
+    assert found["summary"]["subscribers"] == 300 and found["summary"]["unfinished_journeys"] == 0
+    assert found["counts"]["cart_tier"]["entered"] > 0
+    assert "end:cart-abandoned" in found["counts"]
+    assert 'class="outcomes"' in found["svg"]
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    for bad in (0, 10_001, "many", True):
+        refused = client.post("/api/simulate", json={"name": FILE, "text": text, "subscribers": bad})
+        assert refused.status_code == 422

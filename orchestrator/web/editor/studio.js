@@ -20,6 +20,7 @@ const studio = {
   checked: null, // the last answer of /api/check
   lastGood: null, // the last valid answer (its drawing stays, marked stale)
   selected: null, // the node the cursor is in
+  sample: 0, // the sample subscriber of the preview
   view: null,
   names: new Set(), // node ids and segment names, for completion
 };
@@ -90,11 +91,12 @@ function showChecked(data) {
     : `${counts.error || 0} error(s)${counts.warning ? `, ${counts.warning} warning(s)` : ""}`;
   if (data.ok && data.svg) studio.lastGood = data;
   drawChart(!data.ok);
+  if (data.ok) schedulePreview();
 }
 
 // ---------------------------------------------------------------- the flowchart
 
-function drawChart(stale) {
+function drawChart(stale, overlaySvg) {
   const box = $("flowchart");
   const good = studio.lastGood;
   box.classList.toggle("stale", Boolean(stale && good));
@@ -102,9 +104,11 @@ function drawChart(stale) {
     box.innerHTML = '<p class="empty">The flowchart appears when the campaign is valid.</p>';
     return;
   }
-  if (box.dataset.svgFor !== good.svg) {
-    box.innerHTML = good.svg; // our own renderer's SVG: every text in it is escaped
-    box.dataset.svgFor = good.svg;
+  const svg = overlaySvg || good.svg;
+  box.classList.toggle("overlay", Boolean(overlaySvg));
+  if (box.dataset.svgFor !== svg) {
+    box.innerHTML = svg; // our own renderer's SVG: every text in it is escaped
+    box.dataset.svgFor = svg;
     for (const g of box.querySelectorAll("g.node[data-node]")) {
       g.addEventListener("click", () => {
         const at = (studio.checked && studio.checked.nodes[g.dataset.node]) || good.nodes[g.dataset.node];
@@ -145,6 +149,95 @@ function jumpTo(line, col) {
   const at = offsetOf(view.state.doc, line, col);
   view.dispatch({ selection: { anchor: at }, scrollIntoView: true });
   view.focus();
+}
+
+// ---------------------------------------------------------------- preview and simulate
+
+let previewTimer = null;
+
+function schedulePreview() {
+  clearTimeout(previewTimer);
+  previewTimer = setTimeout(showPreview, 150);
+}
+
+async function showPreview() {
+  const node = studio.selected;
+  const card = $("preview-card");
+  const ok = studio.checked && studio.checked.ok;
+  if (!node || !ok || !(studio.checked.notifications || []).includes(node)) return;
+  const text = studio.view.state.doc.toString();
+  const { status, data } = await api("/api/preview", {
+    name: studio.name, text, node, sample: studio.sample || 0,
+  });
+  if (studio.selected !== node) return;
+  $("preview-node").textContent = node;
+  if (status !== 200) {
+    card.replaceChildren(el("p", "problem", data.detail));
+    return;
+  }
+  const select = $("preview-sample");
+  select.replaceChildren(...data.samples.map((id, i) => {
+    const option = el("option", "", id);
+    option.value = String(i);
+    option.selected = i === (studio.sample || 0);
+    return option;
+  }));
+  const f = data.fields;
+  const parts = [];
+  if (f.icon) parts.push(img("icon", f.icon));
+  parts.push(el("div", "title", f.title || ""));
+  parts.push(el("div", "body", f.body || ""));
+  if (f.image) parts.push(img("image", f.image));
+  if (data.actions.length) {
+    const row = el("div", "actions", "");
+    for (const a of data.actions) row.append(el("button", "", a.title));
+    parts.push(row);
+  }
+  if (f.url) parts.push(el("div", "url", `opens ${f.url}`));
+  const size = data.size === null ? "" : `${data.size.toLocaleString()} of ${data.limit.toLocaleString()} bytes`;
+  parts.push(el("div", `size${data.size > data.limit ? " over" : ""}`, size));
+  if (data.problem) parts.push(el("div", "problem", `${data.problem.reason}: ${data.problem.detail}`));
+  const box = el("div", "card", "");
+  box.append(...parts);
+  card.replaceChildren(box);
+}
+
+function el(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  node.textContent = text;
+  return node;
+}
+
+function img(className, src) {
+  const node = document.createElement("img");
+  node.className = className;
+  node.alt = "";
+  node.src = src;
+  return node;
+}
+
+async function runSimulation() {
+  const summary = $("simulate-summary");
+  const subscribers = Number($("simulate-subscribers").value);
+  summary.textContent = `simulating ${subscribers.toLocaleString()} subscribers…`;
+  const text = studio.view.state.doc.toString();
+  const { status, data } = await api("/api/simulate", { name: studio.name, text, subscribers });
+  if (status !== 200) {
+    summary.textContent = data.detail;
+    return;
+  }
+  if (studio.view.state.doc.toString() !== text) {
+    summary.textContent = "the text changed while it was simulated: simulate again";
+    return;
+  }
+  const s = data.summary;
+  const exits = Object.entries(s.exits).map(([k, n]) => `${k} ${n.toLocaleString()}`).join(", ");
+  summary.textContent =
+    `${s.subscribers.toLocaleString()} subscribers over ${s.virtual_days} virtual days: ` +
+    `${s.steps.toLocaleString()} steps, ${s.sent.toLocaleString()} sent, ` +
+    `${s.conversions.toLocaleString()} conversions; exits: ${exits || "none"} (${s.seconds} s)`;
+  drawChart(false, data.svg);
 }
 
 // ---------------------------------------------------------------- files
@@ -267,6 +360,8 @@ async function start() {
         studio.selected = id;
         highlight(id);
         $("selected-node").textContent = id || "";
+        studio.sample = 0;
+        schedulePreview();
       }
       return id;
     },
@@ -293,6 +388,11 @@ async function start() {
     }),
   });
   $("save").addEventListener("click", save);
+  $("simulate-run").addEventListener("click", runSimulation);
+  $("preview-sample").addEventListener("change", (event) => {
+    studio.sample = Number(event.target.value);
+    showPreview();
+  });
   $("reload").addEventListener("click", reloadFromDisk);
   $("overwrite").addEventListener("click", overwrite);
   $("diff").addEventListener("click", showDiff);
