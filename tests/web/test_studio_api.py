@@ -225,5 +225,7 @@ def test_simulate_draws_the_unsaved_text_with_counts_and_leaves_the_folder_alone
     assert 'class="outcomes"' in found["svg"]
     assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
     for bad in (0, 10_001, "many", True):
-        refused = client.post("/api/simulate", json={"name": FILE, "text": text, "subscribers": bad})
+        refused = client.post(
+            "/api/simulate", json={"name": FILE, "text": text, "subscribers": bad}
+        )
         assert refused.status_code == 422
