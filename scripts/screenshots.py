@@ -19,9 +19,10 @@ from pathlib import Path
 
 import httpx
 
-from flows.local_server import free_port, local_prefect_server
+from flows.local_server import local_prefect_server
 from orchestrator.bench.web import wait_until_serving
 from orchestrator.testing.browser import CHROMIUM, CHROMIUM_ARGS
+from orchestrator.testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {

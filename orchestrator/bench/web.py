@@ -14,7 +14,6 @@ import base64
 import json
 import os
 import secrets
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,14 +31,9 @@ from orchestrator.app.service import open_context
 from orchestrator.config import Config
 from orchestrator.push.vapid import VapidKey
 from orchestrator.store import repo
+from orchestrator.testing.ports import free_port
 
 API_KEY = "bench-" + "k" * 40
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until_serving(base: str, *, seconds: float = 60.0) -> None:
@@ -109,7 +103,7 @@ def bench_web(*, seconds: float = 60.0, concurrency: int = 64, workers: int = 1)
         graphs.mkdir()
         VapidKey.generate().save(folder / "vapid.pem")
         db = f"sqlite:///{folder / 'web.db'}"
-        port = _free_port()
+        port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {
             **os.environ,

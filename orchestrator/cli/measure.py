@@ -1,4 +1,4 @@
-"""Simulation and benchmarks: simulate, bench, bench-scale, bench-web."""
+"""Simulation and benchmarks: simulate, bench, bench-scale, bench-web, bench-studio."""
 
 from __future__ import annotations
 
@@ -180,6 +180,18 @@ def bench_web(
     print_figures(figures, as_json=as_json)
     if figures["lost_or_doubled"]:
         raise typer.Exit(1)
+
+
+@app.command("bench-studio")
+def bench_studio(
+    edits: Annotated[int, typer.Option("--edits", min=10, max=100_000)] = 200,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """The studio's check-and-redraw round trip on the largest example, as typing makes
+    it: p50/p95/max milliseconds over --edits checks, and the server's own share."""
+    from orchestrator.bench.studio import bench_studio as run
+
+    print_figures(run(edits=edits), as_json=as_json)
 
 
 @app.command("bench-faults")

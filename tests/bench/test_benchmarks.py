@@ -59,3 +59,14 @@ def test_bench_scale_prints_the_spec_keys() -> None:
     # then the simulator's figure: the example campaign over 500 subscribers, to its end
     assert figures["simulate_subscribers"] == 500 and figures["simulate_workers"] == 1
     assert int(figures["simulate_steps"]) > 500 and float(figures["simulate_steps_per_s"]) > 0  # type: ignore[arg-type]
+
+
+def test_bench_studio_times_valid_checks_of_the_largest_example() -> None:
+    figures = _json("bench-studio", "--edits", "10")
+    assert figures["file"] == "cloud-storage-launch.yaml"
+    assert figures["edits"] == figures["valid_answers"] == 10
+    p50, p95, top = (
+        float(figures[k]) for k in ("round_trip_p50_ms", "round_trip_p95_ms", "round_trip_max_ms")
+    )  # type: ignore[arg-type]
+    assert 0 < p50 <= p95 <= top
+    assert 0 < float(figures["server_p50_ms"]) <= p50  # type: ignore[arg-type]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -24,6 +23,7 @@ from orchestrator.bench.web import wait_until_serving
 from orchestrator.config import Config
 from orchestrator.push.vapid import VapidKey
 from orchestrator.testing.fakes import RecordingDelivery
+from orchestrator.testing.ports import free_port
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, p256dh_key
 
 PASSWORD = "browser test password"
@@ -50,12 +50,6 @@ subcampaigns:
 """
 
 
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Site:
     base: str
@@ -71,7 +65,7 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             pytest.fail(f"{CHROMIUM} is missing (CI installs it: apt-get install -y chromium)")
         pytest.skip(f"{CHROMIUM} is missing: apt-get install -y chromium")
     tmp = tmp_path_factory.mktemp("site")
-    port = _port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     graphs = tmp / "graphs"
     graphs.mkdir()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,16 +18,11 @@ from typing import Any
 import httpx
 import pytest
 
+from orchestrator.testing.ports import free_port
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import ROOT
 
 FILE = "cart-recovery.yaml"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _wait(url: str, seconds: float = 30) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import textwrap
 import time
@@ -28,15 +27,10 @@ from orchestrator.config import Config
 from orchestrator.push.setup import WebPushDelivery
 from orchestrator.push.vapid import VapidKey
 from orchestrator.store.models import Journey, PushSubscription
+from orchestrator.testing.ports import free_port
 from tests.helpers import ROOT, T0, TICK_CAMPAIGN
 
 SERVER = ROOT / "node_modules" / "web-push-testing" / "src" / "bin" / "server.js"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
@@ -47,7 +41,7 @@ def service() -> Iterator[str]:
         if os.environ.get("CI"):
             pytest.fail(reason)
         pytest.skip(reason)
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen(
         [node, str(SERVER), str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )

@@ -24,6 +24,7 @@ from orchestrator.config import Config
 from orchestrator.language.records import PushSubscriptionRecord
 from orchestrator.store.models import Subscriber
 from orchestrator.testing.fakes import RecordingDelivery
+from orchestrator.testing.ports import free_port
 from orchestrator.web.common import make_writers
 from orchestrator.web.writer import StoreRefused
 from tests.conftest import p256dh_key
@@ -76,12 +77,6 @@ def test_a_record_the_database_refuses_fails_only_its_own_request(
 
 
 # ------------------------------------------------------------------ a real server
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _peak_rss_mb(pid: int) -> float:
@@ -148,7 +143,7 @@ def server(tmp_path: Path) -> Iterator[tuple[int, int]]:
     graphs = tmp_path / "graphs"
     graphs.mkdir()
     (graphs / "launch.yaml").write_text(textwrap.dedent(WEB_CAMPAIGN), encoding="utf-8")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
