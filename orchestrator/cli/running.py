@@ -77,7 +77,8 @@ def init(
     ),
 ) -> None:
     """Start a project: a campaigns folder with a first campaign, a `.env` and a VAPID key."""
-    from orchestrator.cli.starter import WELCOME, env_file
+    from orchestrator.cli.starter import env_file
+    from orchestrator.language.starter import WELCOME
     from orchestrator.push.vapid import VapidKey
 
     graphs, env, key = folder / "campaign_graphs", folder / ".env", folder / "vapid_private.pem"

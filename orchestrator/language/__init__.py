@@ -10,11 +10,12 @@ diagnostics out) and the subscriber and event records its doors accept.
 - `templates` (a package: the sandboxed notification templates) and `payload` (a
   rendered notification as the Web Push JSON body); `urls`: the URL rules shared by all;
 - `records`: subscriber, subscription and event records from API bodies and import
-  files (bounded JSON, ids, times, attributes), as the store takes them.
+  files (bounded JSON, ids, times, attributes), as the store takes them;
+- `starter`: a first campaign to start from.
 
 It imports nothing else of the project but `orchestrator.errors`.
 """
 
 # The modules the rest of the project (and its users) may import; the others are this
 # package's own.
-__all__ = ["document", "graph", "loader", "payload", "records", "spec", "urls"]
+__all__ = ["document", "graph", "loader", "payload", "records", "spec", "starter", "urls"]

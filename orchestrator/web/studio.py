@@ -11,6 +11,7 @@ preview. Its API, all JSON:
   (`orchestrator.studio.checking`): diagnostics, node positions, the SVG when valid;
 - `POST /api/save` `{name, text, version}`: written atomically, exactly as given, if
   the file is still at `version`; 409 with the text on disk otherwise;
+- `POST /api/new` `{name}`: a new campaign file from the starter campaign;
 - `POST /api/preview` `{name, text, node, sample}`: a node's notification rendered for a
   sample subscriber (`orchestrator.studio.preview`);
 - `POST /api/simulate` `{name, text, subscribers}`: the text simulated, the flowchart
@@ -37,7 +38,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.language import records, spec
+from orchestrator.language import records, spec, starter
 from orchestrator.studio import checking, overlay, preview
 from orchestrator.studio.workspace import SaveConflict, StudioError, Workspace
 from orchestrator.web import guard
@@ -145,6 +146,17 @@ def create_studio_app(root: Path, *, password: str | None = None) -> FastAPI:
                 status_code=409,
             )
         return JSONResponse({"name": saved.name, "version": saved.version})
+
+    @app.post("/api/new")
+    async def new(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name",))
+        name = body["name"]
+        text = starter.starter(Path(name).stem)
+        try:
+            saved = await run_in_threadpool(lambda: workspace.save(name, text, base_version=""))
+        except SaveConflict:
+            raise StudioError(f"{name[:100]} exists already") from None
+        return JSONResponse({"name": saved.name, "text": text, "version": saved.version})
 
     @app.post("/api/preview")
     async def show(request: Request) -> JSONResponse:

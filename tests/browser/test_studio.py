@@ -237,6 +237,52 @@ def test_a_save_after_the_file_changed_on_disk_is_refused_with_a_choice(
     assert conflict.is_hidden()
 
 
+def test_a_campaign_written_from_an_empty_file_validates_and_is_saved(
+    page: Any, studio: tuple[str, Path]
+) -> None:
+    """New → the starter campaign; emptied, an example typed in from nothing, then saved:
+    `campaign validate` accepts the file on disk."""
+    _, folder = studio
+    page.once("dialog", lambda dialog: dialog.accept("from-scratch.yaml"))
+    page.locator('[data-testid="new"]').click()
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"file-name\"]').textContent"
+        " === 'from-scratch.yaml'"
+    )
+    assert "campaign: from-scratch" in _text(page)
+    page.wait_for_selector('[data-testid="flowchart"] g.node[data-node="hello"]')
+    page.evaluate(
+        """() => { const view = window.campaignStudio.view;
+            view.dispatch({ changes: { from: 0, to: view.state.doc.length, insert: "" } });
+            view.focus(); }"""
+    )
+    page.locator('[data-testid="diagnostics"] li.error').first.wait_for(timeout=10_000)
+    example = (ROOT / "campaign_graphs" / "coffee-carafe-ab.yaml").read_text(encoding="utf-8")
+    example = example.replace("campaign: coffee-carafe-ab", "campaign: from-scratch")
+    for chunk in example.splitlines(keepends=True):
+        page.keyboard.insert_text(chunk)
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"status\"]').textContent.startsWith('valid')",
+        timeout=15_000,
+    )
+    assert _text(page) == example
+    page.keyboard.press("Control+s")
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"save\"]').textContent === 'Saved'"
+    )
+    assert (folder / "from-scratch.yaml").read_text(encoding="utf-8") == example
+    done = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "campaign"),
+            "validate",
+            str(folder / "from-scratch.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_the_served_bundle_is_built_from_its_source(tmp_path: Path) -> None:
     """`orchestrator/web/static/studio.bundle.js` is what `npm run build:studio` makes of
     `orchestrator/web/editor/studio.js` and the locked npm packages (esbuild's output is

@@ -229,3 +229,17 @@ def test_simulate_draws_the_unsaved_text_with_counts_and_leaves_the_folder_alone
             "/api/simulate", json={"name": FILE, "text": text, "subscribers": bad}
         )
         assert refused.status_code == 422
+
+
+def test_a_new_file_starts_from_the_starter_campaign_and_never_replaces_one(
+    client: TestClient, folder: Path
+) -> None:
+    made = client.post("/api/new", json={"name": "spring/launch-2.yaml"})
+    assert made.status_code == 200, made.text
+    text = (folder / "spring" / "launch-2.yaml").read_text(encoding="utf-8")
+    assert made.json()["text"] == text and "campaign: launch-2\n" in text
+    assert _check(client, text, "spring/launch-2.yaml")["ok"] is True
+    before = (folder / FILE).read_bytes()
+    assert client.post("/api/new", json={"name": FILE}).status_code == 422
+    assert (folder / FILE).read_bytes() == before
+    assert client.post("/api/new", json={"name": "../up.yaml"}).status_code == 422

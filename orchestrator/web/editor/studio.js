@@ -318,6 +318,18 @@ function showDiff() {
   $("conflict-diff").hidden = false;
 }
 
+async function newFile() {
+  const name = window.prompt("New campaign file (in the folder, ending .yaml):", "my-campaign.yaml");
+  if (!name) return;
+  const { status, data } = await api("/api/new", { name });
+  if (status !== 200) {
+    $("status").textContent = data.detail;
+    return;
+  }
+  await listFiles();
+  await openFile(data.name);
+}
+
 async function listFiles() {
   const { data } = await api("/api/files");
   const list = $("files");
@@ -389,6 +401,7 @@ async function start() {
   });
   $("save").addEventListener("click", save);
   $("simulate-run").addEventListener("click", runSimulation);
+  $("new").addEventListener("click", newFile);
   $("preview-sample").addEventListener("change", (event) => {
     studio.sample = Number(event.target.value);
     showPreview();
