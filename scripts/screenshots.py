@@ -6,15 +6,19 @@ Starts a `prefect server` with its UI, runs the demo against it (real pushes to
 the local push service) into out/shots, registers the campaigns' deployments,
 serves the dashboard on that database, and has Debian's Chromium (headless,
 driven by playwright) photograph the campaign list, two campaign pages and a
-campaign's flowchart artifact in the Prefect UI.
+campaign's flowchart artifact in the Prefect UI; then the authoring studio
+(`--only studio` takes that one alone) over a copy of the examples.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import httpx
@@ -37,7 +41,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--subscribers", type=int, default=150)
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "img")
+    parser.add_argument("--only", choices=["studio"])
     args = parser.parse_args()
+    _studio(args.out)
+    if args.only == "studio":
+        return
     work = ROOT / "out" / "shots"  # the demo empties it first
     with local_prefect_server(ROOT / "out" / "shots-prefect", ui=True) as api:
         port = free_port()
@@ -66,6 +74,45 @@ def main() -> None:
                 args.out,
                 prefect_page=f"{api.removesuffix('/api')}/artifacts/artifact/{artifact['id']}",
             )
+        finally:
+            server.terminate()
+            server.wait(timeout=20)
+
+
+def _studio(out: Path) -> None:
+    """The studio on cart-recovery: the cursor in a notification node (its preview), the
+    chart with a simulation's figures."""
+    from playwright.sync_api import sync_playwright
+
+    out.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "campaign_graphs"
+        shutil.copytree(ROOT / "campaign_graphs", folder)
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [_bin("campaign"), "studio", str(folder), "--port", str(port)], cwd=tmp
+        )
+        try:
+            for _ in range(150):
+                try:
+                    if httpx.get(f"{base}/api/files", timeout=1).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.2)
+            with sync_playwright() as p:
+                browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+                page = browser.new_page(viewport={"width": 1600, "height": 1000})
+                page.goto(f"{base}/?file=cart-recovery.yaml")
+                page.wait_for_selector('[data-testid="flowchart"] svg g.node')
+                page.fill('[data-testid="simulate-subscribers"]', "1000")
+                page.click('[data-testid="simulate-run"]')
+                page.wait_for_selector('[data-testid="flowchart"].overlay g.outcomes')
+                page.click('[data-testid="flowchart"] g.node[data-node="cart_nudge"]')
+                page.wait_for_selector('[data-testid="preview-card"] .title')
+                page.screenshot(path=str(out / "studio.png"))
+                print(f"wrote {out / 'studio.png'}")
+                browser.close()
         finally:
             server.terminate()
             server.wait(timeout=20)
