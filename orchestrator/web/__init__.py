@@ -3,7 +3,9 @@
 - `visitors`: what a website and its visitors call — subscriptions, the click
   link, the subscriber's own profile page, the service worker and snippet;
 - `api`: `POST /api/events` for the site's backend (bearer `CAMPAIGN_API_KEY`);
-- `dashboard`: the campaign author's pages, behind a login.
+- `dashboard`: the campaign author's pages, behind a login;
+- `studio`: the authoring studio (`campaign studio`); read-only under `/studio` here,
+  behind the same login.
 
 Thin over `orchestrator.app.visitors`, `orchestrator.app.service` and `orchestrator.app.insights`.
 """
@@ -20,7 +22,8 @@ from orchestrator.app.service import Context, open_context
 from orchestrator.app.visitors import Conflict, Refused
 from orchestrator.language.records import RecordError
 from orchestrator.store import failures
-from orchestrator.web import api, dashboard, guard, prefect_ui, site
+from orchestrator.studio.workspace import StudioError, Workspace
+from orchestrator.web import api, dashboard, guard, prefect_ui, site, studio
 from orchestrator.web.common import STATE_KEY, WRITERS_KEY, Writers, make_writers
 from orchestrator.web.throttle import Throttle
 from orchestrator.web.writer import StoreRefused, StoreUnavailable
@@ -77,6 +80,10 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     for unavailable in failures.UNAVAILABLE:
         app.add_exception_handler(unavailable, _database_busy)
 
+    @app.exception_handler(StudioError)
+    async def _studio_refused(request: Request, exc: StudioError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=422)
+
     @app.exception_handler(guard.BodyTooLarge)
     async def _too_large(request: Request, exc: guard.BodyTooLarge) -> JSONResponse:
         return JSONResponse({"detail": str(exc)}, status_code=413, headers={"Connection": "close"})
@@ -86,6 +93,14 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     app.include_router(site.router)
     app.include_router(api.router)
     app.include_router(dashboard.router)
+    if ctx.config.graphs.is_dir():  # the studio's pages, read-only, for logged-in authors
+        workspace = Workspace(ctx.config.graphs)
+        app.include_router(
+            studio.studio_router(
+                workspace, base="/studio", read_only=True, allowed=dashboard.login_required
+            ),
+            prefix="/studio",
+        )
     return app
 
 

@@ -49,6 +49,11 @@ def _login_redirect(request: Request) -> RedirectResponse:
     return RedirectResponse(f"/login?next={target}", status_code=303)
 
 
+def login_required(request: Request) -> Response | None:
+    """The login page for a visitor who has not logged in; None for an author."""
+    return None if _logged_in(request) else _login_redirect(request)
+
+
 def _refused_origin() -> HTMLResponse:
     html = templates.get_template("message.html").render(
         heading="Refused", text="This form was sent from another site."

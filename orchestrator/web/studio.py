@@ -30,11 +30,12 @@ import base64
 import binascii
 import hmac
 import logging
+from collections.abc import Callable
 from html import escape
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -51,11 +52,141 @@ log = logging.getLogger("campaign.studio")
 LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
+def studio_router(
+    workspace: Workspace,
+    *,
+    base: str = "",
+    read_only: bool = False,
+    allowed: Callable[[Request], Response | None] = lambda request: None,
+) -> APIRouter:
+    """The studio's page and API, to mount at `base`. `read_only` leaves out saving, new
+    files and simulating (the `campaign serve` mount: nothing written, no long CPU work);
+    `allowed` answers a request that may not be served (the dashboard's login)."""
+    router = APIRouter(include_in_schema=False)
+    simulating = asyncio.Lock()
+
+    def gate(request: Request) -> None:
+        refused = allowed(request)
+        if refused is not None:
+            raise HTTPException(status_code=401, detail="log in first")
+
+    @router.get("/", response_class=HTMLResponse)
+    async def page(request: Request) -> Response:
+        refused = allowed(request)
+        if refused is not None:
+            return refused
+        html = (HERE / "templates" / "studio.html").read_text(encoding="utf-8")
+        html = html.replace("{{ folder }}", escape(str(workspace.root)))
+        html = html.replace("{{ base }}", base).replace("{{ read_only }}", str(read_only).lower())
+        return HTMLResponse(
+            html,
+            headers={
+                "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https:; "
+                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
+            },
+        )
+
+    @router.get("/static/studio.bundle.js")
+    async def bundle() -> Response:
+        return Response(
+            (HERE / "static" / "studio.bundle.js").read_bytes(), media_type="text/javascript"
+        )
+
+    @router.get("/api/schema", dependencies=[Depends(gate)])
+    async def schema() -> dict[str, Any]:
+        return spec.json_schema()  # what completion and hover in the editor read
+
+    @router.get("/api/files", dependencies=[Depends(gate)])
+    async def files() -> dict[str, Any]:
+        names = await run_in_threadpool(workspace.names)
+        return {"folder": str(workspace.root), "files": names}
+
+    @router.get("/api/file", dependencies=[Depends(gate)])
+    async def file(name: str) -> dict[str, Any]:
+        found = await run_in_threadpool(workspace.read, name)
+        return {"name": found.name, "text": found.text, "version": found.version}
+
+    @router.post("/api/check", dependencies=[Depends(gate)])
+    async def check(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text"))
+        try:
+            checked = await asyncio.wait_for(
+                run_in_threadpool(checking.check, workspace, body["name"], body["text"]),
+                CHECK_SECONDS,
+            )
+        except StudioError:
+            raise
+        except TimeoutError:
+            return JSONResponse(_unchecked("checking took too long; the text was not checked"))
+        except Exception as exc:  # a bug of ours: the author still gets an answer
+            log.exception("checking %s failed", body["name"])
+            return JSONResponse(_unchecked(f"the studio could not check this text ({exc!r:.200})"))
+        return JSONResponse(checked.as_dict())
+
+    @router.post("/api/preview", dependencies=[Depends(gate)])
+    async def show(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text", "node"))
+        sample = _number(body, "sample", default=0, low=0, high=1000)
+        answer = await run_in_threadpool(
+            lambda: preview.preview(
+                workspace, body["name"], body["text"], node_id=body["node"], sample=sample
+            )
+        )
+        return JSONResponse(answer)
+
+    if read_only:
+        return router
+
+    @router.post("/api/save")
+    async def save(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text", "version"))
+        try:
+            saved = await run_in_threadpool(
+                lambda: workspace.save(body["name"], body["text"], base_version=body["version"])
+            )
+        except SaveConflict as exc:
+            return JSONResponse(
+                {"detail": str(exc), "current": exc.current, "version": exc.version},
+                status_code=409,
+            )
+        return JSONResponse({"name": saved.name, "version": saved.version})
+
+    @router.post("/api/new")
+    async def new(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name",))
+        name = body["name"]
+        text = starter.starter(Path(name).stem)
+        try:
+            saved = await run_in_threadpool(lambda: workspace.save(name, text, base_version=""))
+        except SaveConflict:
+            raise StudioError(f"{name[:100]} exists already") from None
+        return JSONResponse({"name": saved.name, "text": text, "version": saved.version})
+
+    @router.post("/api/simulate")
+    async def simulate(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text"))
+        count = _number(
+            body,
+            "subscribers",
+            default=overlay.DEFAULT_SUBSCRIBERS,
+            low=1,
+            high=overlay.MAX_SUBSCRIBERS,
+        )
+        async with simulating:  # one simulation at a time: it takes both cores
+            found = await run_in_threadpool(
+                lambda: overlay.simulate_text(
+                    workspace, body["name"], body["text"], subscribers=count
+                )
+            )
+        return JSONResponse(found.as_dict())
+
+    return router
+
+
 def create_studio_app(root: Path, *, password: str | None = None) -> FastAPI:
     """The studio over the campaign files under `root`; `password` (HTTP Basic, any user
     name) is required for every request when given."""
     workspace = Workspace(root)
-    simulating = asyncio.Lock()
     app = FastAPI(
         title="campaign-flow studio",
         docs_url=None,
@@ -85,108 +216,7 @@ def create_studio_app(root: Path, *, password: str | None = None) -> FastAPI:
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @app.get("/", response_class=HTMLResponse)
-    async def page() -> HTMLResponse:
-        html = (HERE / "templates" / "studio.html").read_text(encoding="utf-8")
-        return HTMLResponse(
-            html.replace("{{ folder }}", escape(str(workspace.root))),
-            headers={
-                "Content-Security-Policy": "default-src 'self'; img-src 'self' data: https:; "
-                "style-src 'self' 'unsafe-inline'; frame-ancestors 'none'"
-            },
-        )
-
-    @app.get("/static/studio.bundle.js")
-    async def bundle() -> Response:
-        return Response(
-            (HERE / "static" / "studio.bundle.js").read_bytes(), media_type="text/javascript"
-        )
-
-    @app.get("/api/schema")
-    async def schema() -> dict[str, Any]:
-        return spec.json_schema()  # what completion and hover in the editor read
-
-    @app.get("/api/files")
-    async def files() -> dict[str, Any]:
-        names = await run_in_threadpool(workspace.names)
-        return {"folder": str(workspace.root), "files": names}
-
-    @app.get("/api/file")
-    async def file(name: str) -> dict[str, Any]:
-        found = await run_in_threadpool(workspace.read, name)
-        return {"name": found.name, "text": found.text, "version": found.version}
-
-    @app.post("/api/check")
-    async def check(request: Request) -> JSONResponse:
-        body = await _json_body(request, ("name", "text"))
-        try:
-            checked = await asyncio.wait_for(
-                run_in_threadpool(checking.check, workspace, body["name"], body["text"]),
-                CHECK_SECONDS,
-            )
-        except StudioError:
-            raise
-        except TimeoutError:
-            return JSONResponse(_unchecked("checking took too long; the text was not checked"))
-        except Exception as exc:  # a bug of ours: the author still gets an answer
-            log.exception("checking %s failed", body["name"])
-            return JSONResponse(_unchecked(f"the studio could not check this text ({exc!r:.200})"))
-        return JSONResponse(checked.as_dict())
-
-    @app.post("/api/save")
-    async def save(request: Request) -> JSONResponse:
-        body = await _json_body(request, ("name", "text", "version"))
-        try:
-            saved = await run_in_threadpool(
-                lambda: workspace.save(body["name"], body["text"], base_version=body["version"])
-            )
-        except SaveConflict as exc:
-            return JSONResponse(
-                {"detail": str(exc), "current": exc.current, "version": exc.version},
-                status_code=409,
-            )
-        return JSONResponse({"name": saved.name, "version": saved.version})
-
-    @app.post("/api/new")
-    async def new(request: Request) -> JSONResponse:
-        body = await _json_body(request, ("name",))
-        name = body["name"]
-        text = starter.starter(Path(name).stem)
-        try:
-            saved = await run_in_threadpool(lambda: workspace.save(name, text, base_version=""))
-        except SaveConflict:
-            raise StudioError(f"{name[:100]} exists already") from None
-        return JSONResponse({"name": saved.name, "text": text, "version": saved.version})
-
-    @app.post("/api/preview")
-    async def show(request: Request) -> JSONResponse:
-        body = await _json_body(request, ("name", "text", "node"))
-        sample = _number(body, "sample", default=0, low=0, high=1000)
-        answer = await run_in_threadpool(
-            lambda: preview.preview(
-                workspace, body["name"], body["text"], node_id=body["node"], sample=sample
-            )
-        )
-        return JSONResponse(answer)
-
-    @app.post("/api/simulate")
-    async def simulate(request: Request) -> JSONResponse:
-        body = await _json_body(request, ("name", "text"))
-        count = _number(
-            body,
-            "subscribers",
-            default=overlay.DEFAULT_SUBSCRIBERS,
-            low=1,
-            high=overlay.MAX_SUBSCRIBERS,
-        )
-        async with simulating:  # one simulation at a time: it takes both cores
-            found = await run_in_threadpool(
-                lambda: overlay.simulate_text(
-                    workspace, body["name"], body["text"], subscribers=count
-                )
-            )
-        return JSONResponse(found.as_dict())
-
+    app.include_router(studio_router(workspace))
     return app
 
 

@@ -16,7 +16,8 @@ from fastapi.testclient import TestClient
 
 from orchestrator.studio.workspace import MAX_BYTES, SaveConflict, StudioError, Workspace
 from orchestrator.web.studio import create_studio_app
-from tests.helpers import ROOT
+from tests.helpers import PASSWORD, ROOT
+from tests.web.conftest import World
 
 FILE = "cart-recovery.yaml"
 
@@ -243,3 +244,27 @@ def test_a_new_file_starts_from_the_starter_campaign_and_never_replaces_one(
     assert client.post("/api/new", json={"name": FILE}).status_code == 422
     assert (folder / FILE).read_bytes() == before
     assert client.post("/api/new", json={"name": "../up.yaml"}).status_code == 422
+
+
+def test_campaign_serve_shows_the_studio_read_only_behind_the_login(world: World) -> None:
+    client = world.client
+    page = client.get("/studio/")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+    text = (world.ctx.config.graphs / "launch.yaml").read_text(encoding="utf-8")
+    body = {"name": "launch.yaml", "text": text}
+    assert client.post("/studio/api/check", json=body).status_code == 401
+    assert client.get("/studio/api/files").status_code == 401
+    assert client.post("/login", data={"password": PASSWORD}).status_code < 400
+    page = client.get("/studio/")
+    assert page.status_code == 200
+    assert 'data-read-only="true"' in page.text and 'data-base="/studio"' in page.text
+    assert client.get("/studio/static/studio.bundle.js").status_code == 200
+    assert client.get("/studio/api/files").json()["files"] == ["launch.yaml"]
+    checked = client.post("/studio/api/check", json=body).json()
+    assert checked["ok"] is True and checked["svg"].startswith("<svg")
+    # nothing that writes, nothing that runs long
+    before = text
+    for path in ("/studio/api/save", "/studio/api/new", "/studio/api/simulate"):
+        answer = client.post(path, json={**body, "version": "", "subscribers": 10})
+        assert answer.status_code in (404, 405), path
+    assert (world.ctx.config.graphs / "launch.yaml").read_text(encoding="utf-8") == before

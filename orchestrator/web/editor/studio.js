@@ -11,6 +11,9 @@ import { stateExtensions } from "codemirror-json-schema";
 
 const CHECK_DELAY_MS = 250;
 
+const BASE = document.body.dataset.base || ""; // where the studio is mounted
+const READ_ONLY = document.body.dataset.readOnly === "true"; // `campaign serve`'s view
+
 const $ = (id) => document.querySelector(`[data-testid="${id}"]`);
 
 const studio = {
@@ -29,7 +32,7 @@ async function api(path, body) {
   const init = body === undefined
     ? { method: "GET" }
     : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
-  const response = await fetch(path, init);
+  const response = await fetch(BASE + path, init);
   let data = null;
   try {
     data = await response.json();
@@ -255,7 +258,7 @@ async function openFile(name) {
   $("file-name").textContent = data.name;
   for (const li of $("files").querySelectorAll("li")) li.classList.toggle("open", li.dataset.name === name);
   studio.view.dispatch({ changes: { from: 0, to: studio.view.state.doc.length, insert: data.text } });
-  history.replaceState(null, "", `?file=${encodeURIComponent(name)}`);
+  history.replaceState(null, "", `${location.pathname}?file=${encodeURIComponent(name)}`);
   forceLinting(studio.view);
   markDirty();
 }
@@ -384,6 +387,7 @@ async function start() {
       doc: "",
       extensions: [
         basicSetup,
+        EditorState.readOnly.of(READ_ONLY),
         yaml(),
         stateExtensions(schema),
         yamlLanguage.data.of({ autocomplete: yamlCompletion() }),
@@ -409,6 +413,7 @@ async function start() {
   $("reload").addEventListener("click", reloadFromDisk);
   $("overwrite").addEventListener("click", overwrite);
   $("diff").addEventListener("click", showDiff);
+  if (READ_ONLY) $("status").title = "read-only: edit with `campaign studio`";
   window.addEventListener("beforeunload", (event) => {
     if (studio.view.state.doc.toString() !== studio.saved) event.preventDefault();
   });
