@@ -243,7 +243,8 @@ def studio(
             f"--host {host}: the studio writes files; on another address than 127.0.0.1 it "
             "needs CAMPAIGN_DASHBOARD_PASSWORD (asked by the browser, any user name)"
         )
-    url = f"http://{'127.0.0.1' if loopback else host}:{port}/"
+    shown = f"[{host}]" if ":" in host else host
+    url = f"http://{shown}:{port}/"
     typer.echo(f"campaign studio over {folder} on {url}", err=True)
     if open_browser:
         webbrowser.open(url)

@@ -1,4 +1,6 @@
-"""A campaign as read: its source files, the diagnostics found in them, the model if valid.
+"""A campaign as read: its source files, the diagnostics found in them, the model if valid;
+and reading a file (`read_text`), its name as shown (`display_name`) and whether a path
+leads out of the campaign's folder (`outside_folder`).
 
 Shared by `loader` (which fills them), `checks` and `wording` (which report into them).
 """
@@ -42,6 +44,27 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise UnreadableFileError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+
+
+def outside_folder(path: Path, root: Path) -> str | None:
+    """Why `path` must not be read as part of a campaign whose folder is `root`: it is (or
+    goes through) a symbolic link, or a `..`, that leads out of the folder. None if fine."""
+    try:
+        target = path.resolve()
+        target.relative_to(root.resolve())
+    except ValueError:
+        how = "a symbolic link" if path.is_symlink() else "a path"
+        return f"{display_name(path)}: {how} leading outside {display_name(root)} is refused"
+    except (OSError, RuntimeError) as exc:  # a symlink loop, say
+        return f"{display_name(path)}: cannot be resolved ({exc})"
+    return None
+
+
+def display_name(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except (ValueError, OSError, RuntimeError):  # elsewhere, or a loop of links
+        return str(path)
 
 
 @dataclass

@@ -22,6 +22,8 @@ from orchestrator.language.document import (
     Reporter,
     SegmentOrigin,
     Source,
+    display_name,
+    outside_folder,
     read_text,
 )
 from orchestrator.language.spec import (
@@ -40,6 +42,9 @@ from orchestrator.language.spec import (
 from orchestrator.language.wording import describe_value, valid_key, validate_piece
 
 YAML_SUFFIXES = (".yaml", ".yml")
+# what one load reads through `include:`, in all (each file at most once)
+MAX_INCLUDED_FILES = 100
+MAX_INCLUDED_CHARS = 4_000_000
 # Keys that belong inside a node (edges, window, ...), never node ids themselves.
 _NODE_KEYS = frozenset(
     f.alias or name
@@ -50,27 +55,6 @@ _NODE_KEYS = frozenset(
 
 
 # ------------------------------------------------------------------ reading
-
-
-def outside_folder(path: Path, root: Path) -> str | None:
-    """Why `path` must not be read as part of a campaign whose folder is `root`: it is (or
-    goes through) a symbolic link, or a `..`, that leads out of the folder. None if fine."""
-    try:
-        target = path.resolve()
-        target.relative_to(root.resolve())
-    except ValueError:
-        how = "a symbolic link" if path.is_symlink() else "a path"
-        return f"{display_name(path)}: {how} leading outside {display_name(root)} is refused"
-    except (OSError, RuntimeError) as exc:  # a symlink loop, say
-        return f"{display_name(path)}: cannot be resolved ({exc})"
-    return None
-
-
-def display_name(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
 
 
 def parse_source(path: Path, text: str, reporter: Reporter) -> Source | None:
@@ -141,15 +125,30 @@ def _load_includes(
         if not isinstance(item, str) or not item.strip():
             reporter.value(source, path, "an include is a file path (text)", code="wrong-type")
             continue
-        target = (source.path.parent / item).resolve()
         escape = outside_folder(source.path.parent / item, stack[0].parent)
-        if escape is not None:
+        if escape is not None:  # checked first: it also catches a loop of links
             reporter.value(source, path, f"include {item!r}: {escape}", code="include-outside")
             continue
+        if Path(item).suffix not in YAML_SUFFIXES:
+            reporter.value(
+                source, path, f"include {item!r}: not a .yaml file", code="include-not-yaml"
+            )
+            continue
+        target = (source.path.parent / item).resolve()
         if target in stack:
             chain = " -> ".join(display_name(p) for p in (*stack[stack.index(target) :], target))
             reporter.value(source, path, f"include cycle: {chain}", code="include-cycle")
             continue
+        if any(src.path == target for src in loaded.sources):
+            continue  # read once per load: a file two others include (or one twice) counts once
+        if len(loaded.sources) > MAX_INCLUDED_FILES:
+            reporter.value(
+                source,
+                path,
+                f"more than {MAX_INCLUDED_FILES} included files; the rest are not read",
+                code="include-limit",
+            )
+            return out
         try:
             text = loaded.reader(target)
         except MissingFileError:
@@ -163,6 +162,15 @@ def _load_includes(
         except UnreadableFileError as exc:
             reporter.value(source, path, str(exc), code="include-unreadable")
             continue
+        read = sum(len(src.text) for src in loaded.sources) + len(text)
+        if read > MAX_INCLUDED_CHARS:
+            reporter.value(
+                source,
+                path,
+                f"the included files pass {MAX_INCLUDED_CHARS:,} characters in all; not read",
+                code="include-limit",
+            )
+            return out
         included = parse_source(target, text, reporter)
         if included is None:
             continue

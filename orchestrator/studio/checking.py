@@ -17,6 +17,8 @@ from orchestrator.language.document import LoadedCampaign, read_text
 from orchestrator.language.spec import Campaign, NotificationNode
 from orchestrator.studio.workspace import MAX_BYTES, StudioError, Workspace
 
+MAX_DIAGNOSTICS = 200  # sent to the page; `total` says how many there are
+
 
 @dataclass
 class Checked:
@@ -28,6 +30,7 @@ class Checked:
     nodes: dict[str, dict[str, Any]] = field(default_factory=dict)  # id -> line, col, sub, kind
     segments: list[str] = field(default_factory=list)
     notifications: list[str] = field(default_factory=list)  # nodes that send
+    total: int = 0  # diagnostics in all (at most MAX_DIAGNOSTICS are sent)
     campaign: Campaign | None = None
     seconds: float = 0.0
 
@@ -35,6 +38,7 @@ class Checked:
         return {
             "ok": self.ok,
             "diagnostics": self.diagnostics,
+            "total": self.total,
             "svg": self.svg,
             "nodes": self.nodes,
             "segments": self.segments,
@@ -66,17 +70,18 @@ def check(workspace: Workspace, name: str, text: str) -> Checked:
     try:
         loaded = load_text(workspace, name, text)
     except CampaignError as exc:  # the text cannot be read at all (too large, …)
-        result = Checked(ok=False, diagnostics=[_problem(str(exc))])
+        result = Checked(ok=False, diagnostics=[_problem(str(exc))], total=1)
         result.seconds = time.perf_counter() - started
         return result
     result = Checked(ok=loaded.ok, campaign=loaded.campaign if loaded.ok else None)
+    result.total = len(loaded.diagnostics)
     result.diagnostics = [
         {
             **d.as_dict(),
             "here": d.file == loaded.display,
             "text": d.format() if d.file != loaded.display else _local(d.line, d.col, d),
         }
-        for d in loaded.diagnostics
+        for d in loaded.diagnostics[:MAX_DIAGNOSTICS]
     ]
     if loaded.sources:
         result.nodes, result.segments = _positions(loaded.sources[0].located)

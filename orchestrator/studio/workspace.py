@@ -12,9 +12,11 @@ overwrite each other.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
-import tempfile
+import secrets
+import stat
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,42 +63,65 @@ class Workspace:
 
     def path(self, name: str) -> Path:
         """The file `name` names, checked to be a campaign file inside the folder."""
-        if not isinstance(name, str) or not name or len(name) > 500 or "\0" in name:
+        if not isinstance(name, str) or not name or len(name) > 500:
             raise StudioError("file: expected a relative path to a .yaml file in the folder")
+        if any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise StudioError("file: a name without control characters, please")
         relative = Path(name)
         if relative.is_absolute() or ".." in relative.parts:
             raise StudioError(f"{name[:100]}: outside the campaigns folder")
+        if any(part.startswith(".") for part in relative.parts):
+            raise StudioError(f"{name[:100]}: hidden files and folders are not campaign files")
         if relative.suffix not in SUFFIXES:
             raise StudioError(f"{name[:100]}: not a campaign file (.yaml or .yml)")
         target = self.root / relative
-        resolved = target.resolve()
+        try:
+            resolved = target.resolve()
+        except (OSError, RuntimeError):  # a loop of links, a name too long
+            raise StudioError(f"{name[:100]}: cannot be resolved") from None
         if not resolved.is_relative_to(self.root):
             raise StudioError(f"{name[:100]}: outside the campaigns folder (a link leads out)")
         return target
 
     def names(self) -> list[str]:
-        """Every campaign file under the folder (links that lead out are left out)."""
+        """Every campaign file under the folder (hidden ones, and links that lead out, are
+        left out)."""
         found: list[str] = []
         for path in sorted(self.root.rglob("*")):
-            if path.suffix not in SUFFIXES or not path.is_file():
+            if path.suffix not in SUFFIXES:
                 continue
-            if not path.resolve().is_relative_to(self.root):
+            relative = path.relative_to(self.root)
+            if any(part.startswith(".") for part in relative.parts):
                 continue
-            found.append(path.relative_to(self.root).as_posix())
+            try:
+                if not path.is_file() or not path.resolve().is_relative_to(self.root):
+                    continue
+            except (OSError, RuntimeError):
+                continue
+            found.append(relative.as_posix())
             if len(found) >= MAX_FILES:
                 break
         return found
 
     def read(self, name: str) -> FileText:
-        """The file's text and version; a file not there yet reads as empty, version ""."""
+        """The file's text and version; a file not there yet reads as empty, version "".
+        Anything but a regular file (a FIFO, a device, a folder) is refused unopened."""
         path = self.path(name)
         try:
-            with path.open("rb") as handle:
-                data = handle.read(MAX_BYTES + 1)
+            handle = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
         except FileNotFoundError:
             return FileText(name, "", "")
         except OSError as exc:
             raise StudioError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+        try:
+            if not stat.S_ISREG(os.fstat(handle).st_mode):
+                raise StudioError(f"{name}: not a regular file")
+            with os.fdopen(handle, "rb", closefd=False) as stream:
+                data = stream.read(MAX_BYTES + 1)
+        except OSError as exc:
+            raise StudioError(f"{name}: cannot be read ({exc.strerror or exc})") from None
+        finally:
+            os.close(handle)
         if len(data) > MAX_BYTES:
             raise StudioError(f"{name}: larger than {MAX_BYTES:,} bytes")
         try:
@@ -107,36 +132,50 @@ class Workspace:
 
     def save(self, name: str, text: str, *, base_version: str) -> FileText:
         """Write `text` exactly as given, if the file on disk is still `base_version`
-        ("" for a new file); raise SaveConflict otherwise. Returns the new version."""
+        ("" for a new file); raise SaveConflict otherwise, and StudioError for a file the
+        studio cannot read (it never writes over what it could not show). A name that is
+        a link inside the folder saves to the file it points to."""
         path = self.path(name)
         data = text.encode("utf-8")
         if len(data) > MAX_BYTES:
             raise StudioError(f"{name}: larger than {MAX_BYTES:,} bytes")
-        path.parent.mkdir(parents=True, exist_ok=True)
         with self._lock:  # two tabs saving at once: the second sees the first's version
-            current = self._current(name)
+            current = self.read(name)
             if current.version != base_version:
                 raise SaveConflict(name, current.text if current.version else None, current.version)
-            self._replace(path, data)
+            try:
+                self._write(path, data)
+            except OSError as exc:
+                raise StudioError(f"{name}: not saved ({exc.strerror or exc})") from None
         return FileText(name, text, version_of(data))
 
-    @staticmethod
-    def _replace(path: Path, data: bytes) -> None:
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    def _write(self, path: Path, data: bytes) -> None:
+        """Create the missing folders, then write a temporary file in the target's real
+        folder and rename it over the target, both through one handle on that folder,
+        checked to be inside the campaigns folder: a link swapped into the path meanwhile
+        cannot move the write elsewhere."""
+        real = path.resolve()
+        real.parent.mkdir(parents=True, exist_ok=True)
+        folder = os.open(real.parent, os.O_RDONLY | os.O_DIRECTORY)
         try:
-            with os.fdopen(handle, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
-            if path.exists():
-                os.chmod(temporary, path.stat().st_mode & 0o777)
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-    def _current(self, name: str) -> FileText:
-        try:
-            return self.read(name)
-        except StudioError:
-            return FileText(name, "", "unreadable")
+            where = Path(os.readlink(f"/proc/self/fd/{folder}"))
+            if not where.is_relative_to(self.root):
+                raise StudioError(f"{path.name}: outside the campaigns folder (a link leads out)")
+            temporary = f".{real.name}.{secrets.token_hex(6)}.tmp"
+            handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644, dir_fd=folder)
+            try:
+                with os.fdopen(handle, "wb") as out:
+                    out.write(data)
+                    out.flush()
+                    os.fsync(out.fileno())
+                with contextlib.suppress(FileNotFoundError):  # keep the file's mode
+                    os.chmod(
+                        temporary, os.stat(real.name, dir_fd=folder).st_mode & 0o777, dir_fd=folder
+                    )
+                os.replace(temporary, real.name, src_dir_fd=folder, dst_dir_fd=folder)
+            except BaseException:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(temporary, dir_fd=folder)
+                raise
+        finally:
+            os.close(folder)

@@ -27,10 +27,12 @@ def serve(*, host: str, port: int, workers: int) -> None:
 
 def serve_studio(root: Path, *, host: str, port: int, password: str | None) -> None:
     """Serves the authoring studio over the campaign files under `root` until stopped."""
-    from orchestrator.web.studio import create_studio_app
+    from orchestrator.web.studio import LOOPBACK, create_studio_app
 
+    shown = f"[{host}]" if ":" in host else host
+    hosts = LOOPBACK if password is None else (*LOOPBACK, shown.lower())
     uvicorn.run(
-        create_studio_app(root, password=password),
+        create_studio_app(root, password=password, hosts=hosts),
         host=host,
         port=port,
         log_level="warning",

@@ -8,6 +8,7 @@ import base64
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -160,8 +161,9 @@ def test_requests_from_elsewhere_are_refused(client: TestClient, folder: Path) -
 
 
 def test_a_password_is_asked_when_given(folder: Path) -> None:
-    app = create_studio_app(folder, password="open sesame")
+    app = create_studio_app(folder, password="open sesame", hosts=("studio.example",))
     with TestClient(app, base_url="http://studio.example") as c:
+        assert c.get("/api/files", headers={"host": "elsewhere.example"}).status_code == 421
         assert c.get("/api/files").status_code == 401
         wrong = base64.b64encode(b"me:nope").decode()
         assert c.get("/api/files", headers={"authorization": f"Basic {wrong}"}).status_code == 401
@@ -268,3 +270,78 @@ def test_campaign_serve_shows_the_studio_read_only_behind_the_login(world: World
         answer = client.post(path, json={**body, "version": "", "subscribers": 10})
         assert answer.status_code in (404, 405), path
     assert (world.ctx.config.graphs / "launch.yaml").read_text(encoding="utf-8") == before
+
+
+def test_what_the_studio_cannot_read_it_neither_serves_nor_overwrites(
+    client: TestClient, folder: Path
+) -> None:
+    os.mkfifo(folder / "fifo.yaml")  # opening it to read would wait for a writer forever
+    assert client.get("/api/file", params={"name": "fifo.yaml"}).status_code == 422
+    saved = client.post("/api/save", json={"name": "fifo.yaml", "text": "a\n", "version": ""})
+    assert saved.status_code == 422
+    os.symlink("loop.yaml", folder / "loop.yaml")
+    assert client.get("/api/file", params={"name": "loop.yaml"}).status_code == 422
+    big = folder / "big.yaml"
+    big.write_bytes(b"#" * (MAX_BYTES + 10))
+    for version in ("", "unreadable"):
+        refused = client.post(
+            "/api/save", json={"name": "big.yaml", "text": "a\n", "version": version}
+        )
+        assert refused.status_code == 422, refused.text
+    assert big.stat().st_size == MAX_BYTES + 10
+    (folder / "latin1.yaml").write_bytes("caf\xe9: 1\n".encode("latin-1"))
+    assert (
+        client.post(
+            "/api/save", json={"name": "latin1.yaml", "text": "a\n", "version": ""}
+        ).status_code
+        == 422
+    )
+    # saves still go through afterwards
+    opened = client.get("/api/file", params={"name": FILE}).json()
+    again = client.post(
+        "/api/save", json={"name": FILE, "text": "x: 1\n", "version": opened["version"]}
+    )
+    assert again.status_code == 200
+
+
+def test_a_link_inside_the_folder_saves_to_the_file_it_points_to(
+    client: TestClient, folder: Path
+) -> None:
+    (folder / "v3.yaml").write_text("a: 1\n", encoding="utf-8")
+    os.symlink("v3.yaml", folder / "current.yaml")
+    opened = client.get("/api/file", params={"name": "current.yaml"}).json()
+    saved = client.post(
+        "/api/save", json={"name": "current.yaml", "text": "a: 2\n", "version": opened["version"]}
+    )
+    assert saved.status_code == 200
+    assert (folder / "current.yaml").is_symlink()
+    assert (folder / "v3.yaml").read_text(encoding="utf-8") == "a: 2\n"
+
+
+@pytest.mark.parametrize("name", [".github/workflows/x.yml", "a\nb.yaml", ".hidden.yaml"])
+def test_hidden_names_and_control_characters_are_refused(client: TestClient, name: str) -> None:
+    answer = client.post("/api/save", json={"name": name, "text": "a: 1\n", "version": ""})
+    assert answer.status_code == 422
+
+
+def test_a_text_with_many_problems_sends_the_first_200_and_the_count(client: TestClient) -> None:
+    found = _check(client, "a: 1\n" * 5000)
+    assert len(found["diagnostics"]) == 200 and found["total"] > 200  # type: ignore[arg-type]
+
+
+def test_includes_are_read_once_only_yaml_and_never_through_a_loop(
+    client: TestClient, folder: Path
+) -> None:
+    text = (folder / "cloud-storage-launch.yaml").read_text(encoding="utf-8")
+    line = next(x for x in text.splitlines() if x.startswith("include:"))
+    many = text.replace(line, "include: [" + ", ".join(["segments/cloud-storage.yaml"] * 500) + "]")
+    started = time.perf_counter()
+    found = _check(client, many, "cloud-storage-launch.yaml")
+    assert found["ok"] is True, found["diagnostics"]
+    assert time.perf_counter() - started < 30  # read once, not 500 times (a bound, not a benchmark)
+    (folder / "notes.txt").write_text("secret: 1\n", encoding="utf-8")
+    os.symlink("spin.yaml", folder / "spin.yaml")
+    for item, code in (("notes.txt", "include-not-yaml"), ("spin.yaml", "include-outside")):
+        bad = _check(client, text.replace(line, f"include: [{item}]"), "cloud-storage-launch.yaml")
+        codes = {d["code"] for d in bad["diagnostics"]}  # type: ignore[union-attr]
+        assert code in codes, bad["diagnostics"]

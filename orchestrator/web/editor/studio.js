@@ -88,6 +88,9 @@ function showChecked(data) {
     if (d.here) item.addEventListener("click", () => jumpTo(d.line, d.col));
     list.append(item);
   }
+  if ((data.total || 0) > data.diagnostics.length) {
+    list.append(el("li", "more", `… and ${data.total - data.diagnostics.length} more`));
+  }
   const counts = data.diagnostics.reduce((acc, d) => ((acc[d.severity] = (acc[d.severity] || 0) + 1), acc), {});
   $("status").textContent = data.ok
     ? `valid${counts.warning ? `, ${counts.warning} warning(s)` : ""} · checked in ${Math.round((data.seconds || 0) * 1000)} ms`
