@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -248,7 +248,31 @@ def studio(
     typer.echo(f"campaign studio over {folder} on {url}", err=True)
     if open_browser:
         webbrowser.open(url)
-    serve_studio(folder, host=host, port=port, password=None if loopback else password)
+    import threading
+
+    opened: list[Any] = []
+    opening = threading.Lock()
+
+    def database() -> Any:  # opened on first use: the studio edits files without one
+        from orchestrator.studio.workspace import StudioError
+
+        with opening:
+            if not opened:
+                from orchestrator.app.service import open_context
+
+                local = config.db.removeprefix("sqlite:///")
+                if config.db.startswith("sqlite:///") and not Path(local).exists():
+                    raise StudioError(f"no database at {local} yet (CAMPAIGN_DB)")
+                opened.append(open_context(config))
+        return opened[0]
+
+    serve_studio(
+        folder,
+        host=host,
+        port=port,
+        password=None if loopback else password,
+        context=database,
+    )
 
 
 vapid_app = typer.Typer(help="The VAPID key pair that signs every push.", no_args_is_help=True)

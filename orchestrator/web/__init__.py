@@ -97,7 +97,11 @@ def create_app(ctx: Context | None = None) -> FastAPI:
         workspace = Workspace(ctx.config.graphs)
         app.include_router(
             studio.studio_router(
-                workspace, base="/studio", read_only=True, allowed=dashboard.login_required
+                workspace,
+                base="/studio",
+                read_only=True,
+                allowed=dashboard.login_required,
+                context=lambda: ctx,
             ),
             prefix="/studio",
         )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import uvicorn
 
+from orchestrator.app.service import Context
 from orchestrator.web.guard import BoundedHttpTools
 
 
@@ -25,14 +27,21 @@ def serve(*, host: str, port: int, workers: int) -> None:
     )
 
 
-def serve_studio(root: Path, *, host: str, port: int, password: str | None) -> None:
+def serve_studio(
+    root: Path,
+    *,
+    host: str,
+    port: int,
+    password: str | None,
+    context: Callable[[], Context] | None = None,
+) -> None:
     """Serves the authoring studio over the campaign files under `root` until stopped."""
     from orchestrator.web.studio import LOOPBACK, create_studio_app
 
     shown = f"[{host}]" if ":" in host else host
     hosts = LOOPBACK if password is None else (*LOOPBACK, shown.lower())
     uvicorn.run(
-        create_studio_app(root, password=password, hosts=hosts),
+        create_studio_app(root, password=password, hosts=hosts, context=context),
         host=host,
         port=port,
         log_level="warning",

@@ -15,7 +15,11 @@ preview. Its API, all JSON:
 - `POST /api/preview` `{name, text, node, sample}`: a node's notification rendered for a
   sample subscriber (`orchestrator.studio.preview`);
 - `POST /api/simulate` `{name, text, subscribers}`: the text simulated, the flowchart
-  with its per-node figures (`orchestrator.studio.overlay`).
+  with its per-node figures (`orchestrator.studio.overlay`);
+- `POST /api/in-flight` `{name, text}`: the journeys in flight and what `campaign
+  migrate` would do with them once the text is saved (`orchestrator.studio.live`);
+- `POST /api/test-send` `{name, text, node, subscriber}`: the node's notification sent
+  now to one subscriber's subscriptions, outside any journey.
 
 It listens on 127.0.0.1 unless told otherwise, and then only with a password (HTTP
 Basic). Requests must name this server in `Host` (no DNS rebinding), writes must be
@@ -31,6 +35,7 @@ import binascii
 import hmac
 import logging
 from collections.abc import Callable
+from datetime import UTC, datetime
 from html import escape
 from pathlib import Path
 from typing import Any
@@ -40,8 +45,11 @@ from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
+from orchestrator.app.service import Context
+from orchestrator.delivery import describe
 from orchestrator.language import records, spec, starter
-from orchestrator.studio import checking, overlay, preview
+from orchestrator.language.spec import Campaign
+from orchestrator.studio import checking, live, overlay, preview
 from orchestrator.studio.workspace import SaveConflict, StudioError, Workspace
 from orchestrator.web import guard
 
@@ -59,10 +67,12 @@ def studio_router(
     base: str = "",
     read_only: bool = False,
     allowed: Callable[[Request], Response | None] = lambda request: None,
+    context: Callable[[], Context] | None = None,
 ) -> APIRouter:
     """The studio's page and API, to mount at `base`. `read_only` leaves out saving, new
     files and simulating (the `campaign serve` mount: nothing written, no long CPU work);
-    `allowed` answers a request that may not be served (the dashboard's login)."""
+    `allowed` answers a request that may not be served (the dashboard's login);
+    `context` opens the configured database (the in-flight summary, test sends)."""
     router = APIRouter(include_in_schema=False)
     simulating = asyncio.Lock()
     limiter = CapacityLimiter(CHECKERS)
@@ -140,8 +150,53 @@ def studio_router(
         )
         return JSONResponse(answer)
 
+    def database() -> Context:
+        if context is None:
+            raise StudioError("no database is configured for the studio")
+        try:
+            return context()
+        except StudioError:
+            raise
+        except Exception as exc:
+            raise StudioError(f"the database cannot be opened ({describe(exc)})") from None
+
+    def valid(name: str, text: str) -> Campaign:
+        loaded = checking.load_text(workspace, name, text)
+        if not loaded.ok or loaded.campaign is None:
+            raise StudioError("the campaign does not validate: fix its errors first")
+        return loaded.campaign
+
+    @router.post("/api/in-flight", dependencies=[Depends(gate)])
+    async def journeys_in_flight(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text"))
+        if context is None:
+            return JSONResponse({"database": False})
+
+        def count() -> dict[str, Any]:
+            return {
+                "database": True,
+                **live.in_flight(database(), valid(body["name"], body["text"])),
+            }
+
+        return JSONResponse(await to_thread.run_sync(count, limiter=limiter))
+
     if read_only:
         return router
+
+    @router.post("/api/test-send")
+    async def test_send(request: Request) -> JSONResponse:
+        body = await _json_body(request, ("name", "text", "node", "subscriber"))
+
+        def send() -> dict[str, Any]:
+            return live.test_send(
+                database(),
+                valid(body["name"], body["text"]),
+                node_id=body["node"],
+                subscriber_id=body["subscriber"],
+                now=datetime.now(UTC),
+            )
+
+        return JSONResponse(await to_thread.run_sync(send, limiter=limiter))
 
     @router.post("/api/save")
     async def save(request: Request) -> JSONResponse:
@@ -190,7 +245,11 @@ def studio_router(
 
 
 def create_studio_app(
-    root: Path, *, password: str | None = None, hosts: tuple[str, ...] = LOOPBACK
+    root: Path,
+    *,
+    password: str | None = None,
+    hosts: tuple[str, ...] = LOOPBACK,
+    context: Callable[[], Context] | None = None,
 ) -> FastAPI:
     """The studio over the campaign files under `root`; `password` (HTTP Basic, any user
     name) is required for every request when given. `hosts`: the names requests may give
@@ -225,7 +284,7 @@ def create_studio_app(
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    app.include_router(studio_router(workspace))
+    app.include_router(studio_router(workspace, context=context))
     return app
 
 

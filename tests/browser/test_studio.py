@@ -47,8 +47,11 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     shutil.copytree(ROOT / "campaign_graphs", folder)
     port = free_port()
     base = f"http://127.0.0.1:{port}"
+    env = {**os.environ, "CAMPAIGN_DB": f"sqlite:///{folder.parent / 'none-yet.db'}"}
     server = subprocess.Popen(
         [str(Path(sys.executable).parent / "campaign"), "studio", str(folder), "--port", str(port)],
+        cwd=folder.parent,
+        env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -215,6 +218,7 @@ def test_save_writes_exactly_the_editor_text(page: Any, studio: tuple[str, Path]
         "() => document.querySelector('[data-testid=\"save\"]').textContent === 'Saved'"
     )
     assert (folder / FILE).read_bytes() == _text(page).encode("utf-8")
+    assert not (folder.parent / "none-yet.db").exists()  # saving made no database
 
 
 def test_a_save_after_the_file_changed_on_disk_is_refused_with_a_choice(

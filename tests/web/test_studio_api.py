@@ -10,14 +10,16 @@ import os
 import shutil
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
+from orchestrator.app.ticking import tick
 from orchestrator.studio.workspace import MAX_BYTES, SaveConflict, StudioError, Workspace
 from orchestrator.web.studio import create_studio_app
-from tests.helpers import PASSWORD, ROOT
+from tests.helpers import API_KEY, PASSWORD, ROOT, subscription
 from tests.web.conftest import World
 
 FILE = "cart-recovery.yaml"
@@ -345,3 +347,57 @@ def test_includes_are_read_once_only_yaml_and_never_through_a_loop(
         bad = _check(client, text.replace(line, f"include: [{item}]"), "cloud-storage-launch.yaml")
         codes = {d["code"] for d in bad["diagnostics"]}  # type: ignore[union-attr]
         assert code in codes, bad["diagnostics"]
+
+
+def test_with_the_database_the_studio_counts_journeys_in_flight_and_sends_a_test(
+    world: World,
+) -> None:
+    """Journeys in flight at `hello`: the text keeps `hello` (they would move) or drops it
+    (they would end); a test send renders the node for a real subscriber and delivers it
+    to their subscription, outside any journey, and writes it to the audit trail."""
+    ctx = world.ctx
+    audit: list[dict[str, object]] = []
+    ctx.audit = audit.extend
+    made = world.client.post(
+        "/api/subscriptions",
+        json={
+            "subscription": subscription("me"),
+            "attributes": {"plan": "pro", "first_name": "Ana"},
+        },
+        headers={"authorization": f"Bearer {API_KEY}"},
+    ).json()
+    tick(ctx, now=datetime.now(UTC))
+    world.delivery.requests.clear()
+    graphs = ctx.config.graphs
+    text = (graphs / "launch.yaml").read_text(encoding="utf-8")
+    app = create_studio_app(graphs, context=lambda: ctx)
+    with TestClient(app, base_url="http://127.0.0.1:8100") as client:
+        body = {"name": "launch.yaml", "text": text}
+        counted = client.post("/api/in-flight", json=body).json()
+        assert counted["database"] is True and counted["in_flight"] == 1
+        assert counted["would_move"] == 1 and counted["would_end"] == 0
+        # sent at `hello`, the journey waits there: a text without `hello` would end it
+        renamed = text.replace("start: hello", "start: hi").replace("      hello:", "      hi:")
+        counted = client.post("/api/in-flight", json={**body, "text": renamed}).json()
+        assert counted["would_end"] == 1 and counted["ending_at"] == {"hello": 1}
+        sent = client.post(
+            "/api/test-send", json={**body, "node": "again", "subscriber": made["id"]}
+        )
+        assert sent.status_code == 200, sent.text
+        assert sent.json()["outcome"] == "delivered"
+        (request,) = world.delivery.requests
+        assert request.subscriber_id == made["id"] and request.journey_id == 0
+        assert json.loads(request.payload)["title"] == "Again"
+        assert audit[-1]["type"] == "test_send" and audit[-1]["subscriber"] == made["id"]
+        for bad in ({"subscriber": "nobody"}, {"node": "nothing"}, {"subscriber": "a b"}):
+            refused = client.post(
+                "/api/test-send", json={**body, "node": "again", "subscriber": made["id"], **bad}
+            )
+            assert refused.status_code == 422, refused.text
+    without = create_studio_app(graphs)
+    with TestClient(without, base_url="http://127.0.0.1:8100") as client:
+        assert client.post("/api/in-flight", json=body).json() == {"database": False}
+        refused = client.post(
+            "/api/test-send", json={**body, "node": "again", "subscriber": made["id"]}
+        )
+        assert refused.status_code == 422 and "no database" in refused.json()["detail"]

@@ -88,6 +88,7 @@ from orchestrator.store.repo.triggers import (
 )
 from orchestrator.store.repo.versions import (
     ensure_version,
+    in_flight_by_node,
     journeys_off_version,
     latest_version,
     move_journey,
@@ -141,6 +142,7 @@ __all__ = [
     "has_subscription",
     "holdout_counts",
     "holdout_entries",
+    "in_flight_by_node",
     "insert_ignoring",
     "insert_returning",
     "journey_pasts",

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.engine import CursorResult
 from sqlmodel import Session, col
 
@@ -66,6 +66,16 @@ def journeys_off_version(session: Session, *, campaign: str, version_id: int) ->
         .order_by(col(Journey.id))
     )
     return list(session.execute(query).scalars().all())
+
+
+def in_flight_by_node(session: Session, *, campaign: str) -> dict[str, int]:
+    """The campaign's journeys in flight (any version), counted by the node they are at."""
+    query = (
+        select(col(Journey.node), func.count())
+        .where(col(Journey.campaign) == campaign, col(Journey.phase) != "ended")
+        .group_by(col(Journey.node))
+    )
+    return {str(node): int(n) for node, n in session.execute(query)}
 
 
 def move_journey(

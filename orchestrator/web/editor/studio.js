@@ -223,6 +223,23 @@ function img(className, src) {
   return node;
 }
 
+async function testSend(event) {
+  event.preventDefault();
+  const result = $("test-send-result");
+  const node = studio.selected;
+  if (!node) {
+    result.textContent = "put the cursor in a notification node first";
+    return;
+  }
+  const subscriber = $("test-send-subscriber").value.trim();
+  const text = studio.view.state.doc.toString();
+  result.textContent = "sending…";
+  const { status, data } = await api("/api/test-send", { name: studio.name, text, node, subscriber });
+  result.textContent = status === 200
+    ? `${data.outcome}${data.detail ? `: ${data.detail}` : ""} (${node} to ${data.subscriber})`
+    : data.detail;
+}
+
 async function runSimulation() {
   const summary = $("simulate-summary");
   const subscribers = Number($("simulate-subscribers").value);
@@ -272,8 +289,23 @@ function markDirty() {
   $("save").textContent = dirty ? "Save" : "Saved";
 }
 
+async function inFlightAllows(text) {
+  // journeys in flight keep their version until `campaign migrate`; say what it would do
+  const { status, data } = await api("/api/in-flight", { name: studio.name, text });
+  if (status !== 200 || !data.database || !data.in_flight) return true;
+  const ending = Object.entries(data.ending_at).map(([n, c]) => `${n} (${c})`).join(", ");
+  return window.confirm(
+    `${data.in_flight} journeys of ${data.campaign} are in flight on an earlier version. ` +
+    `After saving, \`campaign migrate ${data.campaign}\` would move ${data.would_move} ` +
+    `to the same node in this version` +
+    (data.would_end ? ` and end ${data.would_end} whose node is gone: ${ending}` : "") +
+    ". Save?",
+  );
+}
+
 async function save() {
   const text = studio.view.state.doc.toString();
+  if (!(await inFlightAllows(text))) return false;
   const { status, data } = await api("/api/save", { name: studio.name, text, version: studio.version });
   const conflict = $("conflict");
   if (status === 409) {
@@ -409,6 +441,7 @@ async function start() {
   $("save").addEventListener("click", save);
   $("simulate-run").addEventListener("click", runSimulation);
   $("new").addEventListener("click", newFile);
+  $("test-send").addEventListener("submit", testSend);
   $("preview-sample").addEventListener("change", (event) => {
     studio.sample = Number(event.target.value);
     showPreview();
