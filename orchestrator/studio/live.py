@@ -21,6 +21,7 @@ from orchestrator.language import payload, urls
 from orchestrator.language.records import RecordError, check_subscriber_id
 from orchestrator.language.spec import Campaign, NotificationNode
 from orchestrator.store import repo
+from orchestrator.studio.preview import Sample
 from orchestrator.studio.workspace import StudioError
 
 SHOWN = 50  # nodes listed in the in-flight summary
@@ -44,23 +45,36 @@ def in_flight(ctx: Context, campaign: Campaign) -> dict[str, Any]:
     }
 
 
-def test_send(
-    ctx: Context, campaign: Campaign, *, node_id: str, subscriber_id: str, now: datetime
-) -> dict[str, Any]:
-    """Send `node_id`'s notification, rendered for `subscriber_id`, to their subscriptions."""
+def subscriber_sample(ctx: Context, subscriber_id: str) -> Sample:
+    """A subscriber of the database as the preview's sample (no trigger event: a triggered
+    node's `trigger` reads stay empty, as `campaign validate` judges them)."""
+    sid, who, profile = _subscriber(ctx, subscriber_id)
+    return Sample(sid, dict(profile.attributes), list(profile.tags), who.timezone)
+
+
+def _subscriber(ctx: Context, subscriber_id: str) -> tuple[str, Any, Any]:
     try:
         sid = check_subscriber_id(subscriber_id, "subscriber")
     except RecordError as exc:
         raise StudioError(str(exc)) from None
-    node = campaign.all_nodes().get(node_id)
-    if not isinstance(node, NotificationNode):
-        raise StudioError(f"node {node_id[:100]!r}: not a notification node of this campaign")
     with ctx.session() as s:
         who = repo.subscribers(s, [sid]).get(sid)
         profile = repo.profiles(s, [sid]).get(sid)
-        subscriptions = repo.subscriptions_of(s, [sid]).get(sid, [])
     if who is None or profile is None or who.status != "active":
         raise StudioError(f"subscriber {sid!r}: not an active subscriber of the database")
+    return sid, who, profile
+
+
+def test_send(
+    ctx: Context, campaign: Campaign, *, node_id: str, subscriber_id: str, now: datetime
+) -> dict[str, Any]:
+    """Send `node_id`'s notification, rendered for `subscriber_id`, to their subscriptions."""
+    node = campaign.all_nodes().get(node_id)
+    if not isinstance(node, NotificationNode):
+        raise StudioError(f"node {node_id[:100]!r}: not a notification node of this campaign")
+    sid, who, profile = _subscriber(ctx, subscriber_id)
+    with ctx.session() as s:
+        subscriptions = repo.subscriptions_of(s, [sid]).get(sid, [])
     if not subscriptions:
         raise StudioError(f"subscriber {sid!r} has no push subscription")
     context = payload.send_context(

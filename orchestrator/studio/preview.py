@@ -76,10 +76,17 @@ def samples(campaign: Campaign, subcampaign: str, *, count: int = SAMPLES) -> li
 
 
 def preview(
-    workspace: Workspace, name: str, text: str, *, node_id: str, sample: int = 0
+    workspace: Workspace,
+    name: str,
+    text: str,
+    *,
+    node_id: str,
+    sample: int = 0,
+    person: Sample | None = None,
 ) -> dict[str, Any]:
-    """The node's notification for sample subscriber number `sample`: the rendered fields,
-    the actions, the payload size and limit, and the problem that would skip the send."""
+    """The node's notification for sample subscriber number `sample` (or for `person`, a
+    subscriber of the database): the rendered fields, the actions, the payload size and
+    limit, and the problem that would skip the send."""
     loaded = load_text(workspace, name, text)
     if not loaded.ok or loaded.campaign is None:
         raise StudioError("the campaign does not validate: fix its errors to preview it")
@@ -88,9 +95,10 @@ def preview(
     if not isinstance(node, NotificationNode):
         raise StudioError(f"node {node_id[:100]!r}: not a notification node of this campaign")
     people = samples(campaign, campaign.subcampaign_of(node_id))
-    if not 0 <= sample < len(people):
-        raise StudioError(f"sample: from 0 to {max(len(people) - 1, 0)}")
-    person = people[sample]
+    if person is None:
+        if not 0 <= sample < len(people):
+            raise StudioError(f"sample: from 0 to {max(len(people) - 1, 0)}")
+        person = people[sample]
     context = payload.send_context(
         campaign,
         node_id,

@@ -12,8 +12,9 @@ preview. Its API, all JSON:
 - `POST /api/save` `{name, text, version}`: written atomically, exactly as given, if
   the file is still at `version`; 409 with the text on disk otherwise;
 - `POST /api/new` `{name}`: a new campaign file from the starter campaign;
-- `POST /api/preview` `{name, text, node, sample}`: a node's notification rendered for a
-  sample subscriber (`orchestrator.studio.preview`);
+- `POST /api/preview` `{name, text, node, sample, subscriber?}`: a node's notification
+  rendered for a sample subscriber, or for a subscriber of the database
+  (`orchestrator.studio.preview`);
 - `POST /api/simulate` `{name, text, subscribers}`: the text simulated, the flowchart
   with its per-node figures (`orchestrator.studio.overlay`);
 - `POST /api/in-flight` `{name, text}`: the journeys in flight and what `campaign
@@ -142,12 +143,22 @@ def studio_router(
     async def show(request: Request) -> JSONResponse:
         body = await _json_body(request, ("name", "text", "node"))
         sample = _number(body, "sample", default=0, low=0, high=1000)
-        answer = await to_thread.run_sync(
-            lambda: preview.preview(
-                workspace, body["name"], body["text"], node_id=body["node"], sample=sample
-            ),
-            limiter=limiter,
-        )
+        chosen = body.get("subscriber")
+        if chosen is not None and not isinstance(chosen, str):
+            raise StudioError("subscriber: expected a subscriber id")
+
+        def show_one() -> dict[str, Any]:
+            person = live.subscriber_sample(database(), chosen) if chosen else None
+            return preview.preview(
+                workspace,
+                body["name"],
+                body["text"],
+                node_id=body["node"],
+                sample=sample,
+                person=person,
+            )
+
+        answer = await to_thread.run_sync(show_one, limiter=limiter)
         return JSONResponse(answer)
 
     def database() -> Context:

@@ -401,3 +401,24 @@ def test_with_the_database_the_studio_counts_journeys_in_flight_and_sends_a_test
             "/api/test-send", json={**body, "node": "again", "subscriber": made["id"]}
         )
         assert refused.status_code == 422 and "no database" in refused.json()["detail"]
+
+
+def test_the_preview_renders_for_a_subscriber_of_the_database(world: World) -> None:
+    made = world.client.post(
+        "/api/subscriptions",
+        json={"subscription": subscription("b"), "attributes": {"plan": "pro", "first_name": "Bo"}},
+        headers={"authorization": f"Bearer {API_KEY}"},
+    ).json()
+    graphs = world.ctx.config.graphs
+    body = {
+        "name": "launch.yaml",
+        "text": (graphs / "launch.yaml").read_text(encoding="utf-8"),
+        "node": "hello",
+    }
+    app = create_studio_app(graphs, context=lambda: world.ctx)
+    with TestClient(app, base_url="http://127.0.0.1:8100") as client:
+        shown = client.post("/api/preview", json={**body, "subscriber": made["id"]}).json()
+        assert shown["fields"]["title"] == "Hi Bo" and shown["sample"]["id"] == made["id"]
+        gone = client.post("/api/preview", json={**body, "subscriber": "nobody"})
+        assert gone.status_code == 422
+        assert client.post("/api/preview", json={**body, "subscriber": 7}).status_code == 422

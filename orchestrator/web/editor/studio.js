@@ -172,8 +172,9 @@ async function showPreview() {
   const ok = studio.checked && studio.checked.ok;
   if (!node || !ok || !(studio.checked.notifications || []).includes(node)) return;
   const text = studio.view.state.doc.toString();
+  const subscriber = $("test-send-subscriber").value.trim();
   const { status, data } = await api("/api/preview", {
-    name: studio.name, text, node, sample: studio.sample || 0,
+    name: studio.name, text, node, sample: studio.sample || 0, ...(subscriber ? { subscriber } : {}),
   });
   if (studio.selected !== node) return;
   $("preview-node").textContent = node;
@@ -442,6 +443,7 @@ async function start() {
   $("simulate-run").addEventListener("click", runSimulation);
   $("new").addEventListener("click", newFile);
   $("test-send").addEventListener("submit", testSend);
+  $("test-send-subscriber").addEventListener("change", schedulePreview);
   $("preview-sample").addEventListener("change", (event) => {
     studio.sample = Number(event.target.value);
     showPreview();
