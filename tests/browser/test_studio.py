@@ -287,6 +287,39 @@ def test_a_campaign_written_from_an_empty_file_validates_and_is_saved(
     assert done.returncode == 0, done.stdout + done.stderr
 
 
+def test_completion_offers_the_schema_keys_and_the_node_ids_of_the_file(
+    page: Any,
+) -> None:
+    page.locator(f'[data-testid="files"] li[data-name="{FILE}"]').click()
+    page.wait_for_function(
+        f"() => document.querySelector('[data-testid=\"file-name\"]').textContent === '{FILE}'"
+        " && document.querySelector('[data-testid=\"status\"]').textContent.startsWith('valid')"
+    )
+    page.evaluate(
+        """() => { const v = window.campaignStudio.view; const t = v.state.doc.toString();
+            const at = t.indexOf('spacing: 12h') + 'spacing: 12h'.length;
+            v.dispatch({ selection: { anchor: at } }); v.focus(); }"""
+    )
+    page.keyboard.press("Enter")
+    page.keyboard.type("follo")
+    tooltip = page.locator(".cm-tooltip-autocomplete")
+    tooltip.wait_for(timeout=5_000)
+    assert "followup_cap" in tooltip.inner_text()  # a key of `settings`, from the schema
+    page.keyboard.press("Escape")
+    page.evaluate(
+        """() => { const v = window.campaignStudio.view; const t = v.state.doc.toString();
+            const at = t.indexOf('on_no_convert: cart_discount') + 'on_no_convert: '.length;
+            v.dispatch({ selection: { anchor: at, head: at + 'cart_discount'.length } });
+            v.focus(); }"""
+    )
+    page.keyboard.type("cart_")
+    page.keyboard.press("Control+Space")  # asked for, as an author may
+    tooltip.wait_for(timeout=5_000)
+    offered = tooltip.inner_text().split()
+    assert {"cart_discount", "cart_nudge", "cart_tier"} <= set(offered)  # node ids of the file
+    page.keyboard.press("Escape")
+
+
 def test_the_served_bundle_is_built_from_its_source(tmp_path: Path) -> None:
     """`orchestrator/web/static/studio.bundle.js` is what `npm run build:studio` makes of
     `orchestrator/web/editor/studio.js` and the locked npm packages (esbuild's output is

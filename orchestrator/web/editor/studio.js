@@ -6,7 +6,8 @@ import { EditorState, StateField } from "@codemirror/state";
 import { hoverTooltip, keymap } from "@codemirror/view";
 import { yaml, yamlLanguage } from "@codemirror/lang-yaml";
 import { linter, lintGutter, forceLinting } from "@codemirror/lint";
-import { yamlCompletion, yamlSchemaHover } from "codemirror-json-schema/yaml";
+import { completionStatus, currentCompletions, startCompletion } from "@codemirror/autocomplete";
+import { yamlSchemaHover } from "codemirror-json-schema/yaml";
 import { stateExtensions } from "codemirror-json-schema";
 
 const CHECK_DELAY_MS = 250;
@@ -76,7 +77,12 @@ function toCm(doc, d) {
 
 function showChecked(data) {
   studio.checked = data;
-  studio.names = new Set([...Object.keys(data.nodes || {}), ...(data.segments || [])]);
+  const names = [...Object.keys(data.nodes || {}), ...(data.segments || [])];
+  // a text that does not parse keeps the names of the file's last one that did
+  if (names.length || data.ok || studio.namesFor !== studio.name) {
+    studio.names = new Set(names);
+    studio.namesFor = studio.name;
+  }
   const list = $("diagnostics");
   list.replaceChildren();
   for (const d of data.diagnostics) {
@@ -276,6 +282,7 @@ async function openFile(name) {
   studio.version = data.version;
   studio.saved = data.text;
   studio.lastGood = null;
+  $("status").textContent = "checking…";
   $("file-name").textContent = data.name;
   for (const li of $("files").querySelectorAll("li")) li.classList.toggle("open", li.dataset.name === name);
   studio.view.dispatch({ changes: { from: 0, to: studio.view.state.doc.length, insert: data.text } });
@@ -383,6 +390,93 @@ async function listFiles() {
   return data.files || [];
 }
 
+// ---------------------------------------------------------------- completion of keys
+
+// The keys the campaign JSON Schema allows where the cursor is: the path of parent keys
+// comes from indentation (each line with less indent above the cursor is a parent), the
+// schema is walked along it ($ref, anyOf/oneOf, if/then/else, patternProperties, items).
+function resolveRef(schema, root) {
+  let s = schema;
+  for (let guard = 0; s && s.$ref && guard < 20; guard += 1) {
+    s = s.$ref.replace(/^#\//, "").split("/").reduce((o, k) => (o ? o[k] : undefined), root);
+  }
+  return s || {};
+}
+
+function variants(schema, root, depth = 0) {
+  const s = resolveRef(schema, root);
+  if (depth > 8) return [s];
+  const alternatives = [...(s.anyOf || []), ...(s.oneOf || []), ...(s.allOf || [])];
+  if (s.then) alternatives.push(s.then);
+  if (s.else) alternatives.push(s.else);
+  if (!alternatives.length) return [s];
+  return [s, ...alternatives.flatMap((a) => variants(a, root, depth + 1))];
+}
+
+function child(schemas, key, root) {
+  const out = [];
+  for (const s of schemas) {
+    if (key === "-") {
+      if (s.items) out.push(...variants(s.items, root));
+      continue;
+    }
+    if (s.properties && s.properties[key]) out.push(...variants(s.properties[key], root));
+    else if (s.patternProperties) {
+      for (const [pattern, sub] of Object.entries(s.patternProperties)) {
+        if (new RegExp(pattern).test(key)) out.push(...variants(sub, root));
+      }
+    } else if (s.additionalProperties && typeof s.additionalProperties === "object") {
+      out.push(...variants(s.additionalProperties, root));
+    }
+  }
+  return out;
+}
+
+function pathAt(state, pos) {
+  const line = state.doc.lineAt(pos);
+  const here = line.text.slice(0, pos - line.from);
+  const item = /^(\s*)- /.exec(here);
+  let indent = item ? item[1].length + 2 : /^\s*/.exec(here)[0].length;
+  const path = item ? ["-"] : [];
+  for (let n = line.number - 1; n >= 1 && indent > 0; n -= 1) {
+    const text = state.doc.line(n).text;
+    if (!text.trim() || /^\s*#/.test(text)) continue;
+    const m = /^(\s*)(- )?([A-Za-z0-9_.-]+)\s*:/.exec(text);
+    const lead = /^\s*/.exec(text)[0].length;
+    if (lead >= indent) continue;
+    if (m) {
+      path.unshift(m[3]);
+      if (m[2]) path.unshift("-");
+    } else if (/^\s*- /.test(text)) {
+      path.unshift("-");
+    }
+    indent = lead;
+  }
+  return path;
+}
+
+function keysCompletion(context) {
+  const schema = studio.schema;
+  const line = context.state.doc.lineAt(context.pos);
+  const before = line.text.slice(0, context.pos - line.from);
+  if (!schema || !/^\s*(- )?[A-Za-z0-9_]*$/.test(before)) return null;
+  const word = context.matchBefore(/[A-Za-z0-9_]*/);
+  if (!word || (word.from === word.to && !context.explicit)) return null;
+  let schemas = variants(schema, schema);
+  for (const key of pathAt(context.state, context.pos)) schemas = child(schemas, key, schema);
+  const options = new Map();
+  for (const s of schemas) {
+    for (const [key, sub] of Object.entries(s.properties || {})) {
+      if (!options.has(key)) {
+        const about = resolveRef(sub, schema);
+        options.set(key, { label: key, type: "property", apply: `${key}: `, info: about.description || sub.description || undefined });
+      }
+    }
+  }
+  if (!options.size) return null;
+  return { from: word.from, options: [...options.values()], validFor: /^[A-Za-z0-9_]*$/ };
+}
+
 // ---------------------------------------------------------------- completion of names
 
 function namesCompletion(context) {
@@ -402,6 +496,7 @@ function namesCompletion(context) {
 
 async function start() {
   const schema = (await api("/api/schema")).data;
+  studio.schema = schema;
   const selection = StateField.define({
     create: () => null,
     update(value, tr) {
@@ -426,7 +521,7 @@ async function start() {
         EditorState.readOnly.of(READ_ONLY),
         yaml(),
         stateExtensions(schema),
-        yamlLanguage.data.of({ autocomplete: yamlCompletion() }),
+        yamlLanguage.data.of({ autocomplete: keysCompletion }),
         yamlLanguage.data.of({ autocomplete: namesCompletion }),
         hoverTooltip(yamlSchemaHover()),
         lintGutter(),
@@ -461,5 +556,6 @@ async function start() {
   document.body.dataset.ready = "true";
 }
 
+studio.completion = { completionStatus, currentCompletions, startCompletion };
 window.campaignStudio = studio; // for the console and the browser tests
 start();
