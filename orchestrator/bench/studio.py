@@ -4,7 +4,8 @@
 client posts the largest example's text to `/api/check` again and again, each time
 with one character more (as typing does, so no answer can come from a cache), and
 times each round trip: request, the loader on the text, the SVG drawn, the answer
-read. The server's own share (`seconds` in each answer) is reported beside it.
+read. The server's own share (`seconds` in each answer) is reported beside it. Then the
+simulate overlay's default run (1,000 subscribers) of the same text, three times.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from orchestrator.language.loader import EXAMPLES
 from orchestrator.testing.ports import free_port
 
 WARM_UP = 5
+SIMULATED = 1000  # subscribers of the simulate overlay's default run
+SIMULATIONS = 3
 
 
 def _largest(folder: Path) -> str:
@@ -72,6 +75,19 @@ def bench_studio(*, edits: int = 200) -> dict[str, Any]:
                     valid += 1
                     round_trips.append(elapsed * 1000)
                     server_side.append(float(found["seconds"]) * 1000)
+                simulated = []
+                for _ in range(SIMULATIONS):
+                    started = time.perf_counter()
+                    answer = client.post(
+                        "/api/simulate",
+                        json={"name": name, "text": text, "subscribers": SIMULATED},
+                        timeout=120,
+                    )
+                    if answer.status_code != 200:
+                        raise RuntimeError(
+                            f"simulate failed: {answer.status_code} {answer.text[:200]}"
+                        )
+                    simulated.append(time.perf_counter() - started)
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -85,6 +101,8 @@ def bench_studio(*, edits: int = 200) -> dict[str, Any]:
         "round_trip_max_ms": round(max(round_trips), 1),
         "server_p50_ms": round(statistics.median(server_side), 1),
         "server_p95_ms": round(_percentile(server_side, 0.95), 1),
+        "simulate_subscribers": SIMULATED,
+        "simulate_s": [round(s, 2) for s in simulated],
     }
 
 

@@ -70,3 +70,4 @@ def test_bench_studio_times_valid_checks_of_the_largest_example() -> None:
     )  # type: ignore[arg-type]
     assert 0 < p50 <= p95 <= top
     assert 0 < float(figures["server_p50_ms"]) <= p50  # type: ignore[arg-type]
+    assert figures["simulate_subscribers"] == 1000 and len(figures["simulate_s"]) == 3  # type: ignore[arg-type]
