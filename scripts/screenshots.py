@@ -18,7 +18,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import httpx
@@ -26,7 +25,7 @@ import httpx
 from flows.local_server import local_prefect_server
 from orchestrator.bench.web import wait_until_serving
 from orchestrator.testing.browser import CHROMIUM, CHROMIUM_ARGS
-from orchestrator.testing.ports import free_port
+from orchestrator.testing.ports import free_port, wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGES = {
@@ -94,12 +93,7 @@ def _studio(out: Path) -> None:
             [_bin("campaign"), "studio", str(folder), "--port", str(port)], cwd=tmp
         )
         try:
-            for _ in range(150):
-                try:
-                    if httpx.get(f"{base}/api/files", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.2)
+            wait_until_answering(f"{base}/api/files")
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
                 page = browser.new_page(viewport={"width": 1600, "height": 1000})

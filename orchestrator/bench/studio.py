@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from orchestrator.language.loader import EXAMPLES
-from orchestrator.testing.ports import free_port
+from orchestrator.testing.ports import free_port, wait_until_answering
 
 WARM_UP = 5
 SIMULATED = 1000  # subscribers of the simulate overlay's default run
@@ -55,7 +55,7 @@ def bench_studio(*, edits: int = 200) -> dict[str, Any]:
         )
         try:
             with httpx.Client(base_url=base, timeout=30) as client:
-                _wait(client)
+                wait_until_answering(f"{base}/api/files")
                 round_trips: list[float] = []
                 server_side: list[float] = []
                 valid = 0
@@ -104,15 +104,3 @@ def bench_studio(*, edits: int = 200) -> dict[str, Any]:
         "simulate_subscribers": SIMULATED,
         "simulate_s": [round(s, 2) for s in simulated],
     }
-
-
-def _wait(client: httpx.Client, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if client.get("/api/files").status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass  # not listening yet
-        time.sleep(0.2)
-    raise RuntimeError(f"campaign studio did not answer within {seconds:.0f} s")

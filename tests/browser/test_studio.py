@@ -10,31 +10,17 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
-from orchestrator.testing.ports import free_port
+from orchestrator.testing.ports import free_port, wait_until_answering
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.helpers import ROOT
 
 FILE = "cart-recovery.yaml"
-
-
-def _wait(url: str, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass  # not listening yet
-        time.sleep(0.2)
-    raise RuntimeError(f"the studio at {url} did not answer within {seconds:.0f} s")
 
 
 @pytest.fixture(scope="module")
@@ -56,7 +42,7 @@ def studio(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
         stderr=subprocess.DEVNULL,
     )
     try:
-        _wait(base + "/api/files")
+        wait_until_answering(base + "/api/files")
         yield base, folder
     finally:
         server.terminate()
