@@ -37,7 +37,7 @@ from prefect.artifacts import (
 )
 from prefect.events import emit_event
 
-from orchestrator.app import outcomes
+from orchestrator.app import control, outcomes
 from orchestrator.app.enrolment import enrol
 from orchestrator.app.service import (
     CampaignLoad,
@@ -197,6 +197,30 @@ def run_tick(
     return asyncio.run(tick_flow(campaign=campaign, now=now, batch_size=batch_size, ctx=ctx))
 
 
+def _work(
+    ctx: Context,
+    load: Any,
+    result: CampaignTick,
+    progress: _Progress,
+    *,
+    moment: datetime,
+    batch_size: int,
+) -> None:
+    """Enrol, resend what is due again, then the due journeys in batches."""
+    name = result.campaign
+    result.enrolled, result.holdout = enrol(
+        ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=moment
+    )
+    while (
+        again := outcomes.resend_due(ctx, campaign=name, now=moment, limit=batch_size)
+    ) is not None:
+        result.resent += again.sends
+        result.outcomes.update(again.outcomes)
+    for batch in run_batches(ctx, campaign=name, now=moment, batch_size=batch_size):
+        result.add(batch)
+        progress.batch_done(result.batches)
+
+
 def tick_once(campaign: str, now: str | None, batch_size: int, ctx: Any) -> dict[str, Any]:
     """The body of `tick_flow`, inside its flow run."""
     logger = get_run_logger()
@@ -214,18 +238,12 @@ def tick_once(campaign: str, now: str | None, batch_size: int, ctx: Any) -> dict
     progress = _Progress(name)
     started = time.perf_counter()
     failed: str | None = None
+    held = control.state(ctx, name)
+    if not held.sending:  # paused or stopped: nothing enrolled or sent
+        result.held = held.state
     try:
-        result.enrolled, result.holdout = enrol(
-            ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=moment
-        )
-        while (
-            again := outcomes.resend_due(ctx, campaign=name, now=moment, limit=batch_size)
-        ) is not None:
-            result.resent += again.sends
-            result.outcomes.update(again.outcomes)
-        for batch in run_batches(ctx, campaign=name, now=moment, batch_size=batch_size):
-            result.add(batch)
-            progress.batch_done(result.batches)
+        if result.held is None:
+            _work(ctx, load, result, progress, moment=moment, batch_size=batch_size)
     except Exception as exc:
         failed = failure(exc)
     result.seconds = time.perf_counter() - started

@@ -8,6 +8,7 @@
 - `tick_report`: what a tick did, and its log lines;
 - `versions`: which version of a campaign file a journey follows;
 - `visitors`: subscriptions, click links, the subscriber's own profile page (a package);
+- `control`: pause, resume and stop a whole campaign;
 - `insights`: the figures the dashboard and `campaign status` show;
 - `tokens`: signed, expiring links.
 
@@ -18,6 +19,7 @@ through `orchestrator.push`.
 # The modules the rest of the project (and its users) may import; the others are this
 # package's own.
 __all__ = [
+    "control",
     "enrolment",
     "insights",
     "journeys",

@@ -26,6 +26,7 @@ class CampaignTick:
     steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the tick
     origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
     seconds: float = 0.0
+    held: str | None = None  # "paused" or "stopped": the campaign neither enrolled nor sent
 
     def add(self, batch: BatchResult) -> None:
         self.batches += 1
@@ -49,6 +50,9 @@ def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
     on (sends not delivered, by outcome and push origin; sends skipped, by reason;
     journeys that ended with an error). Counts only: no subscriber, payload or secret."""
     steps = tick.steps
+    if tick.held is not None:
+        line = f"{tick.campaign} at {now:%Y-%m-%d %H:%M} UTC: {tick.held}; nothing enrolled or sent"
+        return line, []
 
     def some(prefix: str) -> dict[str, int]:
         return {k.removeprefix(prefix): n for k, n in sorted(steps.items()) if k.startswith(prefix)}

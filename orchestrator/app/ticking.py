@@ -23,7 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator import engine
-from orchestrator.app import journeys, ledger, outcomes
+from orchestrator.app import control, journeys, ledger, outcomes
 from orchestrator.app.enrolment import enrol
 from orchestrator.app.ledger import PendingSend
 from orchestrator.app.service import CampaignLoad, Context, campaign_paths, load_current
@@ -93,6 +93,11 @@ def tick_campaign(
     campaign = load.loaded.campaign
     started = time.perf_counter()
     result = CampaignTick(campaign.campaign, load.version_id)
+    now_state = control.state(ctx, campaign.campaign)
+    if not now_state.sending:  # paused or stopped: journeys keep their place
+        result.held = now_state.state
+        result.seconds = time.perf_counter() - started
+        return result
     result.enrolled, result.holdout = enrol(
         ctx, campaign=campaign, version_id=load.version_id, now=now, segments_too=enrol_segments
     )
@@ -118,6 +123,9 @@ def run_batches(
     answers are recorded as they come, oldest batch first, with at most IN_FLIGHT batches
     sent and not yet recorded. Each claim still commits before its sends leave.
 
+    Before each claim the campaign's state is read: once it is paused or stopped, no
+    further batch is claimed.
+
     A batch whose delivery fails as a whole (a delivery process died) stops the claims;
     the batches already on the wire are recorded, then its error is raised (its sends
     stay claimed and go again after the claim grace)."""
@@ -126,6 +134,8 @@ def run_batches(
     failed: Exception | None = None
     while more or in_flight:
         claimed = None
+        if more and not control.sending(ctx, campaign):
+            more = False  # paused or stopped meanwhile: what is on the wire is recorded
         if more:
             try:
                 claimed = claim_batch(ctx, campaign=campaign, now=now, batch_size=batch_size)

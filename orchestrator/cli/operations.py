@@ -172,6 +172,7 @@ def tick(
                             "sends": c.sends,
                             "outcomes": dict(c.outcomes),
                             "seconds": round(c.seconds, 3),
+                            "held": c.held,
                         }
                         for c in report.campaigns
                     ],
@@ -183,6 +184,9 @@ def tick(
         )
     else:
         for c in report.campaigns:
+            if c.held is not None:
+                typer.echo(f"{c.campaign}: {c.held}; nothing enrolled or sent")
+                continue
             outcomes = ", ".join(f"{n} {k}" for k, n in sorted(c.outcomes.items())) or "none"
             typer.echo(
                 f"{c.campaign}: {c.enrolled} enrolled ({c.holdout} holdout), {c.journeys} journeys advanced, "
@@ -318,3 +322,57 @@ def migrate(
         )
     if not dry_run:
         versions.apply(ctx, migration, now=now_option(now))
+
+
+def _act(action: str, campaign: str, reason: str, by: str | None, as_json: bool) -> None:
+    import getpass
+
+    from orchestrator.app import control
+
+    ctx = open_cli_context()
+    who = by or getpass.getuser() or "cli"
+    done, ended = control.act(ctx, campaign, action, by=who, reason=reason, now=now_option(None))
+    if as_json:
+        typer.echo(json.dumps({**done.as_dict(), "ended": ended}, indent=2))
+        return
+    typer.echo(f"{campaign}: {done.state} by {who}" + (f" ({reason})" if reason else ""))
+    if ended:
+        typer.echo(f"{campaign}: {sum(ended.values())} journeys ended (stopped)")
+
+
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (shown on the dashboard)")]
+ByOption = Annotated[str | None, typer.Option("--by", help="who (default: the user name)")]
+JsonOption = Annotated[bool, typer.Option("--json")]
+
+
+@app.command()
+def pause(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    reason: ReasonOption = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Pause a campaign: no enrolment and no sends; its journeys keep their place."""
+    _act("pause", campaign, reason, by, as_json)
+
+
+@app.command()
+def resume(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    reason: ReasonOption = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Resume a paused or stopped campaign: ticks go on, due journeys in due order."""
+    _act("resume", campaign, reason, by, as_json)
+
+
+@app.command()
+def stop(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    reason: ReasonOption = "",
+    by: ByOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Stop a campaign: its journeys end (reason `stopped`); none start until it resumes."""
+    _act("stop", campaign, reason, by, as_json)

@@ -207,6 +207,21 @@ class TriggerMark(SQLModel, table=True):
     handled: bool = False
 
 
+class CampaignAction(SQLModel, table=True):
+    """What an author did to a campaign as a whole: `pause`, `resume` or `stop`; who, when
+    and why. The latest action is the campaign's state (none: running)."""
+
+    __tablename__ = "campaign_action"
+    __table_args__ = (Index("ix_campaign_action_latest", "campaign", "id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    campaign: str = Field(max_length=63)
+    action: str = Field(max_length=16)
+    at: datetime
+    by: str = Field(max_length=128)
+    reason: str = Field(default="", max_length=1000)
+
+
 class Setting(SQLModel, table=True):
     """Generated secrets and other per-database values (e.g. the HMAC key)."""
 

@@ -188,3 +188,20 @@ def test_a_bad_setting_or_an_unreachable_database_is_one_line_not_a_traceback(
         assert done.returncode == 1, name
         assert done.stderr.startswith(expected), (name, done.stderr)
         assert "Traceback" not in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_pause_resume_and_stop_from_the_command_line(env: dict[str, str]) -> None:
+    run(env, "subscribers", "import", env["PEOPLE"])
+    code, out, _ = run(env, "pause", "launch", "--reason", "copy review", "--by", "ana")
+    assert code == 0 and "launch: paused by ana (copy review)" in out
+    code, _, err = run(env, "pause", "launch")
+    assert code == 1 and "already paused" in err and "Traceback" not in err
+    code, out, err = run(env, "tick", "--now", "2026-01-05T09:00:00Z")
+    assert code == 0 and "paused; nothing enrolled or sent" in out + err, out + err
+    code, out, _ = run(env, "resume", "launch", "--json")
+    assert code == 0 and json.loads(out)["state"] == "running"
+    run(env, "tick", "--now", "2026-01-05T09:05:00Z")
+    code, out, _ = run(env, "stop", "launch", "--reason", "wrong offer")
+    assert code == 0 and "journeys ended (stopped)" in out
+    code, _, err = run(env, "stop", "nope")
+    assert code == 1 and "no such campaign" in err

@@ -1,5 +1,5 @@
 """Queries: plain functions with keyword arguments over a Session, one module per aggregate
-(subscribers, events, journeys, entries, triggers, versions, stats, reports, visitors) over what they share (`base`).
+(subscribers, events, journeys, control, entries, triggers, versions, stats, reports, visitors) over what they share (`base`).
 Callers use this package's names (`repo.claim_due(...)`).
 """
 
@@ -17,6 +17,12 @@ from orchestrator.store.repo.base import (
     setting_once,
     update_by_id,
     utc,
+)
+from orchestrator.store.repo.control import (
+    actions,
+    end_journeys,
+    latest_action,
+    record_action,
 )
 from orchestrator.store.repo.entries import FULL_PASS_EVERY, eligible_members
 from orchestrator.store.repo.events import (
@@ -111,6 +117,7 @@ from orchestrator.store.repo.visitors import (
 __all__ = [
     "FULL_PASS_EVERY",
     "IN_CHUNK",
+    "actions",
     "active_subscribers",
     "add_events",
     "arm_counts",
@@ -128,6 +135,7 @@ __all__ = [
     "dialect",
     "dialect_insert",
     "eligible_members",
+    "end_journeys",
     "end_unreadable_journeys",
     "ensure_version",
     "erase",
@@ -152,6 +160,7 @@ __all__ = [
     "journeys_off_version",
     "known_subscribers",
     "known_subscriptions",
+    "latest_action",
     "latest_version",
     "ledger_summary",
     "mark_triggers",
@@ -165,6 +174,7 @@ __all__ = [
     "profiles",
     "put_setting",
     "recent_sends",
+    "record_action",
     "retire",
     "revive",
     "save_enrol_mark",
