@@ -10,7 +10,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
-from orchestrator.app import insights
+from orchestrator.app import control, insights
 from orchestrator.app.service import drawing_counts
 from orchestrator.delivery import Outcome
 from orchestrator.errors import UnreadableFileError
@@ -224,6 +224,8 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
     directory: PrefectDirectory = getattr(request.app.state, PREFECT_KEY)
     html = templates.get_template("campaign.html").render(
         c=campaign,
+        control=control.state(ctx, campaign.campaign),
+        history=control.history(ctx, campaign.campaign),
         prefect=directory.links(campaign.campaign),
         totals=totals,
         svg=to_svg(campaign, counts=drawing_counts(ctx, campaign)),
@@ -251,6 +253,28 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
 def _duration(span: Any) -> str:
     hours = int(span.total_seconds() // 3600)
     return f"{hours // 24} days" if hours % 24 == 0 else f"{hours} hours"
+
+
+@router.post("/campaigns/{campaign_id}/control", response_model=None)
+async def campaign_control(request: Request, campaign_id: str) -> Response:
+    """Pause, resume or stop the campaign (a form on its page); the author is who acts."""
+    if not same_origin(request):
+        return _refused_origin()
+    if not _logged_in(request):
+        return _login_redirect(request)
+    form = await request.form()
+    action, reason = form.get("action"), form.get("reason") or ""
+    if not isinstance(action, str) or not isinstance(reason, str):
+        return HTMLResponse("expected an action and a reason", status_code=422)
+    ctx = context(request)
+    try:
+        await run_in_threadpool(
+            control.act, ctx, campaign_id, action, by="dashboard", reason=reason, now=now()
+        )
+    except control.ControlError as exc:
+        html = templates.get_template("message.html").render(heading="Not done", text=str(exc))
+        return HTMLResponse(html, status_code=409)
+    return RedirectResponse(f"/campaigns/{quote(campaign_id)}#control", status_code=303)
 
 
 @router.get("/campaigns/{campaign_id}/flowchart.svg", response_model=None)
