@@ -340,39 +340,24 @@ def _act(action: str, campaign: str, reason: str, by: str | None, as_json: bool)
         typer.echo(f"{campaign}: {sum(ended.values())} journeys ended (stopped)")
 
 
-ReasonOption = Annotated[str, typer.Option("--reason", help="why (shown on the dashboard)")]
-ByOption = Annotated[str | None, typer.Option("--by", help="who (default: the user name)")]
-JsonOption = Annotated[bool, typer.Option("--json")]
+ACTIONS = {
+    "pause": "Pause a campaign: no enrolment and no sends; its journeys keep their place.",
+    "resume": "Resume a paused or stopped campaign: ticks go on, due journeys in due order.",
+    "stop": "Stop a campaign: its journeys end (reason `stopped`); none start until it resumes.",
+}
 
 
-@app.command()
-def pause(
-    campaign: Annotated[str, typer.Argument(help="campaign id")],
-    reason: ReasonOption = "",
-    by: ByOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Pause a campaign: no enrolment and no sends; its journeys keep their place."""
-    _act("pause", campaign, reason, by, as_json)
+def _control_command(action: str) -> None:
+    def command(
+        campaign: Annotated[str, typer.Argument(help="campaign id")],
+        reason: Annotated[str, typer.Option("--reason", help="why (shown on the dashboard)")] = "",
+        by: Annotated[str | None, typer.Option("--by", help="who (default: the user name)")] = None,
+        as_json: Annotated[bool, typer.Option("--json")] = False,
+    ) -> None:
+        _act(action, campaign, reason, by, as_json)
+
+    app.command(name=action, help=ACTIONS[action])(command)
 
 
-@app.command()
-def resume(
-    campaign: Annotated[str, typer.Argument(help="campaign id")],
-    reason: ReasonOption = "",
-    by: ByOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Resume a paused or stopped campaign: ticks go on, due journeys in due order."""
-    _act("resume", campaign, reason, by, as_json)
-
-
-@app.command()
-def stop(
-    campaign: Annotated[str, typer.Argument(help="campaign id")],
-    reason: ReasonOption = "",
-    by: ByOption = None,
-    as_json: JsonOption = False,
-) -> None:
-    """Stop a campaign: its journeys end (reason `stopped`); none start until it resumes."""
-    _act("stop", campaign, reason, by, as_json)
+for _action in ACTIONS:
+    _control_command(_action)

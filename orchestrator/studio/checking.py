@@ -64,13 +64,29 @@ def load_text(workspace: Workspace, name: str, text: str) -> LoadedCampaign:
     return loader.load(target, reader=reader)
 
 
+def valid_campaign(workspace: Workspace, name: str, text: str, *, to: str) -> Campaign:
+    """The campaign of the unsaved `text`; StudioError (saying what it was wanted `to` do)
+    when it does not validate."""
+    loaded = load_text(workspace, name, text)
+    if not loaded.ok or loaded.campaign is None:
+        raise StudioError(f"the campaign does not validate: fix its errors to {to}")
+    return loaded.campaign
+
+
+def notification_node(campaign: Campaign, node_id: str) -> NotificationNode:
+    node = campaign.all_nodes().get(node_id)
+    if not isinstance(node, NotificationNode):
+        raise StudioError(f"node {node_id[:100]!r}: not a notification node of this campaign")
+    return node
+
+
 def check(workspace: Workspace, name: str, text: str) -> Checked:
     """Diagnostics, positions and (when valid) the flowchart of the unsaved `text`."""
     started = time.perf_counter()
     try:
         loaded = load_text(workspace, name, text)
     except CampaignError as exc:  # the text cannot be read at all (too large, …)
-        result = Checked(ok=False, diagnostics=[_problem(str(exc))], total=1)
+        result = Checked(ok=False, diagnostics=[problem(str(exc))], total=1)
         result.seconds = time.perf_counter() - started
         return result
     result = Checked(ok=loaded.ok, campaign=loaded.campaign if loaded.ok else None)
@@ -102,7 +118,8 @@ def _local(line: int, col: int, d: Any) -> str:
     return f"{line}:{col}: {d.severity}: {d.message}"
 
 
-def _problem(message: str) -> dict[str, Any]:
+def problem(message: str) -> dict[str, Any]:
+    """One error at 1:1, for a text that could not be checked at all."""
     return {
         "file": "",
         "line": 1,
@@ -113,6 +130,11 @@ def _problem(message: str) -> dict[str, Any]:
         "here": True,
         "text": f"1:1: error: {message}",
     }
+
+
+def unchecked(message: str) -> dict[str, Any]:
+    """The answer for a text the studio could not check: `message` as its one error."""
+    return Checked(ok=False, diagnostics=[problem(message)], total=1).as_dict()
 
 
 def _positions(located: Any) -> tuple[dict[str, dict[str, Any]], list[str]]:

@@ -19,8 +19,9 @@ from orchestrator.delivery import SendRequest, Target, describe
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.language import payload, urls
 from orchestrator.language.records import RecordError, check_subscriber_id
-from orchestrator.language.spec import Campaign, NotificationNode
+from orchestrator.language.spec import Campaign
 from orchestrator.store import repo
+from orchestrator.studio.checking import notification_node
 from orchestrator.studio.preview import Sample
 from orchestrator.studio.workspace import StudioError
 
@@ -69,9 +70,7 @@ def test_send(
     ctx: Context, campaign: Campaign, *, node_id: str, subscriber_id: str, now: datetime
 ) -> dict[str, Any]:
     """Send `node_id`'s notification, rendered for `subscriber_id`, to their subscriptions."""
-    node = campaign.all_nodes().get(node_id)
-    if not isinstance(node, NotificationNode):
-        raise StudioError(f"node {node_id[:100]!r}: not a notification node of this campaign")
+    node = notification_node(campaign, node_id)
     sid, who, profile = _subscriber(ctx, subscriber_id)
     with ctx.session() as s:
         subscriptions = repo.subscriptions_of(s, [sid]).get(sid, [])

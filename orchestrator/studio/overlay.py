@@ -19,7 +19,7 @@ from typing import Any
 from orchestrator import render
 from orchestrator.errors import CampaignError
 from orchestrator.sim.simulate import simulate
-from orchestrator.studio.checking import load_text
+from orchestrator.studio.checking import valid_campaign
 from orchestrator.studio.workspace import StudioError, Workspace
 
 START = datetime(2026, 1, 5, 9, tzinfo=UTC)  # `campaign simulate`'s default start
@@ -50,10 +50,7 @@ def simulate_text(
     (hourly virtual ticks, until every journey ends) and draw the figures."""
     if not 1 <= subscribers <= MAX_SUBSCRIBERS:
         raise StudioError(f"subscribers: from 1 to {MAX_SUBSCRIBERS:,}")
-    loaded = load_text(workspace, name, text)
-    if not loaded.ok or loaded.campaign is None:
-        raise StudioError("the campaign does not validate: fix its errors to simulate it")
-    campaign = loaded.campaign
+    campaign = valid_campaign(workspace, name, text, to="simulate it")
     with tempfile.TemporaryDirectory(prefix="campaign-studio-") as tmp:
         copy = Path(tmp) / "graphs"
         for other in workspace.names():

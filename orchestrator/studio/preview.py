@@ -14,9 +14,9 @@ from typing import Any
 
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.language import payload, urls
-from orchestrator.language.spec import Campaign, NotificationNode
+from orchestrator.language.spec import Campaign
 from orchestrator.sim.population import synthesize
-from orchestrator.studio.checking import load_text
+from orchestrator.studio.checking import notification_node, valid_campaign
 from orchestrator.studio.overlay import START
 from orchestrator.studio.workspace import StudioError, Workspace
 
@@ -87,13 +87,8 @@ def preview(
     """The node's notification for sample subscriber number `sample` (or for `person`, a
     subscriber of the database): the rendered fields, the actions, the payload size and
     limit, and the problem that would skip the send."""
-    loaded = load_text(workspace, name, text)
-    if not loaded.ok or loaded.campaign is None:
-        raise StudioError("the campaign does not validate: fix its errors to preview it")
-    campaign = loaded.campaign
-    node = campaign.all_nodes().get(node_id)
-    if not isinstance(node, NotificationNode):
-        raise StudioError(f"node {node_id[:100]!r}: not a notification node of this campaign")
+    campaign = valid_campaign(workspace, name, text, to="preview it")
+    node = notification_node(campaign, node_id)
     people = samples(campaign, campaign.subcampaign_of(node_id))
     if person is None:
         if not 0 <= sample < len(people):

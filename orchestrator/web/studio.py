@@ -135,7 +135,7 @@ def studio_router(
         except Exception as exc:  # a bug of ours: the author still gets an answer
             log.exception("checking %s failed", body["name"])
             return JSONResponse(
-                _unchecked(f"the studio could not check this text ({type(exc).__name__})")
+                checking.unchecked(f"the studio could not check this text ({type(exc).__name__})")
             )
         return JSONResponse(checked.as_dict())
 
@@ -172,10 +172,7 @@ def studio_router(
             raise StudioError(f"the database cannot be opened ({describe(exc)})") from None
 
     def valid(name: str, text: str) -> Campaign:
-        loaded = checking.load_text(workspace, name, text)
-        if not loaded.ok or loaded.campaign is None:
-            raise StudioError("the campaign does not validate: fix its errors first")
-        return loaded.campaign
+        return checking.valid_campaign(workspace, name, text, to="go on")
 
     @router.post("/api/in-flight", dependencies=[Depends(gate)])
     async def journeys_in_flight(request: Request) -> JSONResponse:
@@ -326,29 +323,6 @@ async def _json_body(request: Request, fields: tuple[str, ...]) -> dict[str, Any
                 f"{name}: not Unicode text (a lone surrogate at {exc.start})"
             ) from None
     return body
-
-
-def _unchecked(message: str) -> dict[str, Any]:
-    return {
-        "ok": False,
-        "diagnostics": [
-            {
-                "file": "",
-                "line": 1,
-                "col": 1,
-                "severity": "error",
-                "message": message,
-                "code": "unchecked",
-                "here": True,
-                "text": f"1:1: error: {message}",
-            }
-        ],
-        "svg": None,
-        "nodes": {},
-        "segments": [],
-        "notifications": [],
-        "seconds": 0.0,
-    }
 
 
 def _refusal(request: Request, password: str | None, hosts: tuple[str, ...]) -> Response | None:
