@@ -40,13 +40,13 @@ def deployments(
             name=f"tick-{c.campaign}",
             # Workers import `flows.tick` from the installed package, wherever they run.
             entrypoint_type=EntrypointType.MODULE_PATH,
-            cron=c.settings.schedule,
+            cron=c.settings.tick_cron,
             parameters={"campaign": path.stem},
             concurrency_limit=ConcurrencyLimitConfig(
                 limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE
             ),
             tags=["campaign-flow", f"campaign:{c.campaign}"],
-            description=f"{c.title}: tick every {c.settings.schedule} ({c.settings.timezone})",
+            description=f"{c.title}: tick every {c.settings.tick_cron} ({c.settings.timezone})",
         )
         for schedule in deployment.schedules or []:  # the cron runs in the campaign's timezone
             schedule.schedule.timezone = c.settings.timezone  # type: ignore[union-attr]
@@ -79,12 +79,12 @@ def prefect_yaml(graphs: Path, *, pool: str = "campaign-flow") -> str:
         entries.append(
             {
                 "name": f"tick-{c.campaign}",
-                "description": f"{c.title}: tick every {c.settings.schedule} "
+                "description": f"{c.title}: tick every {c.settings.tick_cron} "
                 f"({c.settings.timezone})",
                 "entrypoint": "flows/tick.py:tick_flow",
                 "parameters": {"campaign": path.stem},
                 "tags": ["campaign-flow", f"campaign:{c.campaign}"],
-                "schedules": [{"cron": c.settings.schedule, "timezone": c.settings.timezone}],
+                "schedules": [{"cron": c.settings.tick_cron, "timezone": c.settings.timezone}],
                 "concurrency_limit": {"limit": 1, "collision_strategy": "ENQUEUE"},
                 "work_pool": {"name": pool},
             }

@@ -5,7 +5,8 @@ clock times and urls, as parsing functions and the annotated types the models us
 from __future__ import annotations
 
 import re
-from datetime import time, timedelta
+from dataclasses import dataclass
+from datetime import UTC, datetime, time, timedelta
 from typing import Annotated, Any, Literal, TypeAlias
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -136,6 +137,81 @@ def _check_cron(value: Any) -> str:
     return value
 
 
+_RATE_RE = re.compile(r"^(\d{1,9})\s*/\s*(s|sec|second|m|min|minute|h|hour)$")
+_RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
+_RATE_UNITS |= {"h": 3600, "hour": 3600}
+MAX_RATE_PER_MINUTE = 1_000_000  # beyond any push service's acceptance for one sender
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A send rate such as `500/min`: `count` sends per `seconds`."""
+
+    count: int
+    seconds: int
+
+    @property
+    def per_minute(self) -> float:
+        return self.count * 60 / self.seconds
+
+    def __str__(self) -> str:
+        unit = {1: "s", 60: "min", 3600: "h"}[self.seconds]
+        return f"{self.count}/{unit}"
+
+
+def parse_rate(value: Any) -> Rate:
+    """`500/min`, `20/s` or `30000/h`: at least one send, at most MAX_RATE_PER_MINUTE a minute."""
+    if isinstance(value, Rate):
+        return value
+    text = value.strip() if isinstance(value, str) else ""
+    match = _RATE_RE.fullmatch(text) if len(text) <= 40 else None
+    if not match:
+        raise ValueError(
+            f"{value!r} is not a rate: write sends per unit, like 500/min, 20/s or 30000/h"
+        )
+    rate = Rate(int(match.group(1)), _RATE_UNITS[match.group(2)])
+    if rate.count < 1:
+        raise ValueError(f"{value!r}: a rate limit of zero sends nothing (pause the campaign)")
+    if rate.per_minute > MAX_RATE_PER_MINUTE:
+        raise ValueError(
+            f"{value!r} is more than {MAX_RATE_PER_MINUTE:,} sends a minute: "
+            "leave rate_limit out for no limit"
+        )
+    return rate
+
+
+ONCE_PREFIX = "once "
+_ONCE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:\d{2})?$")
+
+
+def parse_once(value: str) -> datetime:
+    """The moment of `once 2026-12-24T10:00`: naive (a wall-clock time, read in each
+    subscriber's timezone) or with an offset (`Z`, `+01:00`: one instant, kept in UTC)."""
+    text = value[len(ONCE_PREFIX) :].strip()
+    if not _ONCE_RE.fullmatch(text):
+        raise ValueError(
+            f"{value!r}: write the moment as once YYYY-MM-DDTHH:MM, e.g. once 2026-12-24T10:00 "
+            "(each subscriber's local time) or once 2026-12-24T10:00Z (one instant)"
+        )
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise ValueError(f"{value!r}: {exc}") from None
+    if not 2000 <= moment.year <= 2999:
+        raise ValueError(f"{value!r}: the year must be between 2000 and 2999")
+    return moment if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _check_schedule(value: Any) -> str:
+    """A cron expression (when the campaign ticks) or `once <moment>` (a broadcast)."""
+    if isinstance(value, str) and value.startswith(ONCE_PREFIX):
+        parse_once(value)
+        return value
+    if isinstance(value, datetime):
+        raise ValueError("a broadcast is written once 2026-12-24T10:00 (the word once first)")
+    return _check_cron(value)
+
+
 def check_timezone_name(value: Any) -> str:
     if not isinstance(value, str) or not value:
         raise ValueError(f"a timezone is an IANA name like Europe/Berlin, got {value!r}")
@@ -248,6 +324,28 @@ EventName: TypeAlias = Annotated[
 ]
 Cron: TypeAlias = Annotated[
     str, BeforeValidator(_check_cron), WithJsonSchema({"type": "string", "description": "cron"})
+]
+Schedule: TypeAlias = Annotated[
+    str,
+    BeforeValidator(_check_schedule),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "description": "cron (when the campaign ticks), or 'once YYYY-MM-DDTHH:MM' (a broadcast)",
+        }
+    ),
+]
+RateLimit: TypeAlias = Annotated[
+    Rate,
+    BeforeValidator(parse_rate),
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": r"^\d{1,9}\s*/\s*(s|sec|second|m|min|minute|h|hour)$",
+            "description": "sends per second, minute or hour: 500/min",
+        }
+    ),
 ]
 Timezone: TypeAlias = Annotated[
     str,

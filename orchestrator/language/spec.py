@@ -8,8 +8,8 @@ rules are modelled in `rules` and re-exported here, with the scalars of `scalars
 
 from __future__ import annotations
 
-from datetime import timedelta
-from typing import Annotated, Any, TypeAlias
+from datetime import datetime, timedelta
+from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -42,8 +42,8 @@ from orchestrator.language.scalars import (
     CAMPAIGN_ID_RE,
     DURATION_SCHEMA,
     END as END,
+    ONCE_PREFIX,
     Clock,
-    Cron,
     Duration,
     EventName,
     FixedUrl,
@@ -51,7 +51,9 @@ from orchestrator.language.scalars import (
     NodeId,
     Percent,
     PositiveDuration,
+    RateLimit,
     Scalar as Scalar,
+    Schedule,
     SegmentName,
     Strict,
     Target,
@@ -62,11 +64,16 @@ from orchestrator.language.scalars import (
     check_timezone_name as check_timezone_name,
     format_duration as format_duration,
     parse_duration as parse_duration,
+    parse_once,
     parse_percent as parse_percent,
+    parse_rate as parse_rate,
     positive_duration,
 )
 
 # ---------------------------------------------------------------- settings
+
+
+DEFAULT_TICK = "*/5 * * * *"
 
 
 class QuietHours(Strict):
@@ -99,6 +106,63 @@ Reentry: TypeAlias = Annotated[
 ]
 
 
+MAX_SEND_DELAY = timedelta(days=7)
+
+
+def _send_time_input(value: Any) -> Any:
+    if isinstance(value, str):
+        if value not in ("best", "immediate"):
+            raise ValueError(
+                f"{value!r} is not a send_time: write best (each subscriber's best hour, "
+                "within max_delay) or immediate, or {mode: best, max_delay: 12h}"
+            )
+        return {"mode": value}
+    return value
+
+
+class SendTimeSpec(Strict):
+    """When a due send leaves: at once (`immediate`), or at the subscriber's best local hour
+    within `max_delay` (`best`; docs/engine.md, "Send-time optimisation"). `explore` of the
+    journeys go at a random hour inside the allowed delay (so the model keeps learning) and
+    `compare` go at once: the comparison group the optimiser's lift is measured against."""
+
+    mode: Literal["immediate", "best"] = "immediate"
+    max_delay: PositiveDuration = timedelta(hours=24)
+    explore: Percent = 0.10
+    compare: Percent = 0.10
+
+    @model_validator(mode="after")
+    def _bounds(self) -> SendTimeSpec:
+        if self.max_delay > MAX_SEND_DELAY:
+            raise ValueError("send_time max_delay is at most 7d")
+        if self.explore + self.compare >= 1:
+            raise ValueError("send_time explore and compare together must leave room for best")
+        return self
+
+
+SendTime: TypeAlias = Annotated[
+    SendTimeSpec,
+    BeforeValidator(_send_time_input),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"enum": ["best", "immediate"]},
+                {
+                    "type": "object",
+                    "properties": {
+                        "mode": {"enum": ["best", "immediate"]},
+                        "max_delay": DURATION_SCHEMA,
+                        "explore": {"type": ["string", "number"]},
+                        "compare": {"type": ["string", "number"]},
+                    },
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
+]
+
+
 class Settings(Strict):
     spacing: Duration = Field(default=timedelta(hours=12), description="min gap between sends")
     followup_cap: int = Field(default=2, ge=0, le=20)
@@ -111,8 +175,20 @@ class Settings(Strict):
     exit_on: list[EventName] = Field(default_factory=lambda: ["unsubscribe"])
     ttl: Duration = timedelta(days=1)
     urgency: Urgency = "normal"
-    schedule: Cron = "*/5 * * * *"
+    schedule: Schedule = DEFAULT_TICK
     timezone: Timezone = "UTC"
+    rate_limit: RateLimit | None = None
+    send_time: SendTime = Field(default_factory=SendTimeSpec)
+
+    @property
+    def tick_cron(self) -> str:
+        """When the campaign's deployment ticks: the schedule, or for a broadcast the default."""
+        return DEFAULT_TICK if self.schedule.startswith(ONCE_PREFIX) else self.schedule
+
+    @property
+    def broadcast_at(self) -> datetime | None:
+        """A broadcast's moment (`schedule: once …`): naive for each subscriber's local time."""
+        return parse_once(self.schedule) if self.schedule.startswith(ONCE_PREFIX) else None
 
 
 # ---------------------------------------------------------------- nodes
@@ -149,7 +225,11 @@ _EDGE_SCHEMA = {
         {"type": "string", "description": "a node id or 'end'"},
         {
             "type": "object",
-            "properties": {"to": {"type": "string"}, "delay": DURATION_SCHEMA},
+            "properties": {
+                "to": {"type": "string"},
+                "delay": DURATION_SCHEMA,
+                "at": {"type": "string", "pattern": r"^([01]?\d|2[0-3]):[0-5]\d$"},
+            },
             "required": ["to"],
             "additionalProperties": False,
         },
@@ -158,8 +238,11 @@ _EDGE_SCHEMA = {
 
 
 class EdgeSpec(Strict):
+    """Where a step leads; after `delay`, at the next `at` (a local wall-clock time) if given."""
+
     to: Target
     delay: Duration = timedelta(0)
+    at: Clock | None = None
 
 
 Edge: TypeAlias = Annotated[EdgeSpec, BeforeValidator(_edge_input), WithJsonSchema(_EDGE_SCHEMA)]
@@ -173,6 +256,8 @@ class NotificationNode(Strict):
     ttl: Duration | None = None
     urgency: Urgency | None = None
     delay: Duration = timedelta(0)
+    at: Clock | None = Field(default=None, description="send at this local wall-clock time")
+    send_time: SendTime | None = None
     on_convert: Edge | None = None
     on_no_convert: Edge | None = None
 
