@@ -168,6 +168,8 @@ def count(actions: list[Action], counts: Counter[tuple[str, str]]) -> None:
                 counts[(a.node, "holdout")] += 1
         elif a.type == "send":
             counts[(a.node, "sent")] += 1
+        elif a.type == "skip":
+            counts[(a.node, "skipped")] += 1
         elif a.type in ("convert", "no_convert"):
             counts[(a.node, "converted" if a.type == "convert" else "no_convert")] += 1
             if a.to and a.to != "end":
@@ -193,12 +195,13 @@ def step_summary(actions: Iterable[Action]) -> Counter[str]:
     for a in actions:
         if a.type == "convert":
             out["converted"] += 1
+        elif a.type == "skip":
+            out[f"skipped:{a.reason}"] += 1
         elif a.type == "no_convert":
             if a.reason is None:
                 out["no_convert"] += 1
-            else:
-                kind = "skipped" if a.reason in SKIP_REASONS else "not_sent"
-                out[f"{kind}:{a.reason}"] += 1
+            elif a.reason not in SKIP_REASONS:  # a skip's no-convert: counted by its skip
+                out[f"not_sent:{a.reason}"] += 1
         elif a.type == "defer":
             out[f"deferred:{a.reason}"] += 1
         elif a.type == "exit":

@@ -35,7 +35,8 @@ class PendingSend:
     node_id: str
     node: NotificationNode
     step: int
-    state: JourneyState  # after the engine's advance
+    before: JourneyState  # just before the send (what a skip goes on from)
+    actions: list[Action]  # the advance's actions, as traced (a skip replaces its send)
     send_id: int = 0
     payload: bytes = b""
 
@@ -120,9 +121,7 @@ def claim_sends(
                 }
             )
             try:
-                updates[p.row.id] = _skip(
-                    p, reason=reason, now=now, counts=counts, trace=trace, sub=sub
-                )
+                updates[p.row.id] = _skip(p, reason=reason, now=now, counts=counts, sub=sub)
             except Exception as exc:
                 end = journeys.end_with_error(p.row, exc, now=now, counts=counts, trace=trace)
                 updates[p.row.id] = {k: v for k, v in end.items() if k != "id"}
@@ -193,13 +192,16 @@ def _skip(
     reason: str,
     now: datetime,
     counts: Counter[tuple[str, str]],
-    trace: list[tuple[Row[Any], list[Action]]],
     sub: Row[Any] | None,
 ) -> dict[str, Any]:
-    """The journey takes its no-convert edge at once; the next batch of this tick goes on from there."""
+    """The send never left: in the journey's trace and counts a `skip` takes the place of
+    its `send`, and the journey takes its no-convert edge at once from the state before the
+    send (`engine.skip_send`); the next batch of this tick goes on from there."""
     view = journeys.subscriber_view(sub, p.row.subscriber_id, None)
-    result = engine.skip_send(p.state, campaign=p.campaign, subscriber=view, reason=reason, now=now)
-    counts[(p.node_id, "skipped")] += 1
+    result = engine.skip_send(p.before, campaign=p.campaign, subscriber=view, reason=reason, now=now)
+    sent = next(i for i, a in enumerate(p.actions) if a.type == "send" and a.step == p.step)
+    del p.actions[sent:]  # what followed the send in its advance assumed it was made
+    counts[(p.node_id, "sent")] -= 1
     journeys.count(list(result.actions), counts)
-    trace.append((p.row, list(result.actions)))
+    p.actions.extend(result.actions)
     return journeys.changes(result.state)

@@ -135,7 +135,7 @@ def _abandon(
             if not isinstance(campaign.node(row.node), NotificationNode):
                 continue
             view = journeys.subscriber_view(subs.get(row.subscriber_id), row.subscriber_id, None)
-            result = engine.skip_send(
+            result = engine.abandon_send(
                 journeys.state_of(row),
                 campaign=campaign,
                 subscriber=view,

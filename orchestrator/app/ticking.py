@@ -386,10 +386,12 @@ def advance_rows(
         state, actions = result.state, list(result.actions)
         for action in actions:
             if action.type == "send":
-                assert action.step is not None
+                assert action.step is not None and result.before_send is not None
                 node = c.node(action.node)
                 assert isinstance(node, NotificationNode)
-                pending.append(PendingSend(row, c, action.node, node, action.step, state))
+                pending.append(
+                    PendingSend(row, c, action.node, node, action.step, result.before_send, actions)
+                )
                 recent.setdefault(row.subscriber_id, []).append(now)
         updates[row.id] = journeys.changes(state)
         converted.extend(

@@ -14,6 +14,7 @@ It imports only the language.
 from orchestrator.engine.enrolment import Past, enroll, in_holdout, may_enter, wake_names
 from orchestrator.engine.machine import (
     MAX_STEPS_PER_ADVANCE,
+    MAX_SKIPS,
     Action,
     EventView,
     JourneyState,
@@ -21,6 +22,7 @@ from orchestrator.engine.machine import (
     Phase,
     Result,
     SubscriberView,
+    abandon_send,
     advance,
     edge_targets,
     pick_split,
@@ -30,6 +32,7 @@ from orchestrator.engine.machine import (
 from orchestrator.engine.timing import frequency_until, quiet_until
 
 __all__ = [
+    "MAX_SKIPS",
     "MAX_STEPS_PER_ADVANCE",
     "Action",
     "EventView",
@@ -39,6 +42,7 @@ __all__ = [
     "Phase",
     "Result",
     "SubscriberView",
+    "abandon_send",
     "advance",
     "edge_targets",
     "enroll",

@@ -2,7 +2,7 @@
 
 Used by the property tests, the simulation tests and `campaign soak`:
 - no two sends of the campaign to one subscriber closer than `spacing`, in one journey
-  or across re-entries (every send the engine makes counts, a skipped one included);
+  or across re-entries (every send that left counts; a `skip` never left and does not);
 - nothing sent in quiet hours (in the subscriber's timezone);
 - at most `max_sends` sends, none at all for the holdout group;
 - never more than `followup_cap` no-convert follow-ups in a row;

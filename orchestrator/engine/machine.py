@@ -124,7 +124,7 @@ class EventView:
 class Action:
     """One thing that happened to a journey. `type` follows the trace format of the interfaces spec."""
 
-    type: Literal["enroll", "send", "convert", "no_convert", "defer", "exit", "route"]
+    type: Literal["enroll", "send", "skip", "convert", "no_convert", "defer", "exit", "route"]
     at: datetime
     node: str
     to: str | None = None
@@ -136,8 +136,13 @@ class Action:
 
 @dataclass(frozen=True)
 class Result:
+    """The state after an advance and what happened. `before_send`: the state just before
+    this advance's send (an advance makes at most one), what `skip_send` goes on from if
+    the send cannot be built."""
+
     state: JourneyState
     actions: list[Action]
+    before_send: JourneyState | None = None
 
 
 # ------------------------------------------------------------------ helpers
@@ -188,6 +193,7 @@ class _Run:
     now: datetime
     state: JourneyState
     actions: list[Action] = field(default_factory=list)
+    before_send: JourneyState | None = None
 
     def emit(self, action: Action) -> None:
         self.actions.append(action)
@@ -238,7 +244,7 @@ def advance(
             continue
         if not _arrive(run):
             break
-    return Result(run.state, run.actions)
+    return Result(run.state, run.actions, run.before_send)
 
 
 def _exit_check(run: _Run) -> bool:
@@ -333,7 +339,37 @@ def _follow(run: _Run, edge: EdgeSpec | None, *, at: datetime, via: str) -> None
     _move(run, _target(edge), at=at + delay, via=via)
 
 
+MAX_SKIPS = 10  # sends skipped in one journey before it ends (`skip_limit`)
+
+
 def skip_send(
+    before: JourneyState,
+    *,
+    campaign: Campaign,
+    subscriber: SubscriberView,
+    reason: str,
+    now: datetime,
+) -> Result:
+    """A send that could not be built (template error, bad url, payload too large) and never
+    left: from `before` (the state just before the send, `Result.before_send`) the journey
+    records a `skip` and takes its no-convert edge at once. The skip neither starts the
+    spacing clock nor counts toward the follow-up cap or `max_sends`; only the step number
+    moves on (it keys the send ledger). A journey that has skipped MAX_SKIPS sends ends
+    (`skip_limit`): a loop of nodes that all fail to render would otherwise go round
+    without time passing."""
+    node = campaign.node(before.node)
+    assert isinstance(node, NotificationNode) and before.phase == "arrive"
+    step = before.step + 1
+    run = _Run(campaign, subscriber, (), frozenset(), [], now, before.evolve({"step": step}))
+    run.emit(Action("skip", now, before.node, reason=reason, step=step))
+    if step - before.sends > MAX_SKIPS:
+        run.end("skip_limit", now)
+    else:
+        _no_convert(run, node, at=now, reason=reason)
+    return Result(run.state, run.actions)
+
+
+def abandon_send(
     state: JourneyState,
     *,
     campaign: Campaign,
@@ -341,8 +377,9 @@ def skip_send(
     reason: str,
     now: datetime,
 ) -> Result:
-    """A claimed send that could not be made (template error, payload too large): the journey
-    goes on by its no-convert edge at once, as the spec says, without waiting for the window."""
+    """A send that was made and will never arrive (every push service refused it for good):
+    the journey takes its no-convert edge at once instead of waiting for the window. The
+    send counts (it left), as spacing and caps see it."""
     run = _Run(campaign, subscriber, (), frozenset(), [], now, state)
     node = campaign.node(state.node)
     assert isinstance(node, NotificationNode) and state.phase == "await"
@@ -399,6 +436,7 @@ def _send(run: _Run, node: NotificationNode) -> bool:
     if until is not None:
         return False
     step = state.step + 1
+    run.before_send = state
     run.emit(Action("send", now, state.node, step=step))
     run.recent_sends.append(now)
     run.set(

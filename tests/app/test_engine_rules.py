@@ -318,19 +318,14 @@ def test_tick_an_event_stored_ahead_of_its_time_is_acted_on_at_that_time(shop: C
     assert _journeys(shop, "ann") == [{"entered": T0, "ended": T0 + 2 * H, "reason": "exit_event"}]
 
 
-@pytest.mark.parametrize(
-    "settings, expected",
-    [
-        ("max_sends: 1", []),  # the skipped nudge was the one send allowed
-        ("max_sends: 5", [("again", T0 + 6 * H, "delivered")]),  # spacing from the skip
-    ],
-)
-def test_tick_a_skipped_send_counts_toward_spacing_and_max_sends(
-    tmp_path: Path, db_url: str, settings: str, expected: list[tuple[str, datetime, str]]
+@pytest.mark.parametrize("settings", ["max_sends: 1", "max_sends: 5"])
+def test_tick_a_skipped_send_neither_starts_spacing_nor_counts_toward_caps(
+    tmp_path: Path, db_url: str, settings: str
 ) -> None:
     """A send whose template fails is skipped and the journey takes its no-convert edge at
-    once (edge delay 1 h): the skipped send is a send of the journey for spacing and
-    max_sends, as for the trace and the simulator."""
+    once (edge delay 1 h): the skip never left, so the next node sends one hour later
+    (spacing 6 h does not start at the skip) and is allowed under `max_sends: 1` and
+    `followup_cap: 1`."""
     text = CARTS.replace('"Still want it?"', '"{{ trigger.properties.missing }}"').replace(
         "reentry: 2h", f"reentry: 2h\n  {settings}"
     )
@@ -341,9 +336,65 @@ def test_tick_a_skipped_send_counts_toward_spacing_and_max_sends(
             tick(ctx, now=T0 + hours * H)
         sent = _sent(ctx, "ann")
         assert sent[0][::2] == ("nudge", "skipped")
-        assert sent[1:] == expected
+        assert sent[1:] == [("again", T0 + H, "delivered")]
     finally:
         ctx.engine.dispose()
+
+
+def test_engine_a_skip_goes_on_from_the_state_before_the_send(carts: Campaign) -> None:
+    """`skip_send` from `Result.before_send`: a `skip` then the no-convert edge; the last
+    send, the sends and the follow-ups are those before it, only the step moves on."""
+    state = engine.enroll(campaign=carts, subcampaign="carts", subscriber_id="ann", at=T0).state
+    result = _advance(state, carts, T0)
+    assert [a.type for a in result.actions] == ["send"]
+    assert result.before_send is not None and result.before_send.sends == 0
+    skipped = engine.skip_send(
+        result.before_send,
+        campaign=carts,
+        subscriber=SubscriberView("ann"),
+        reason="template_error",
+        now=T0,
+    )
+    assert [(a.type, a.reason) for a in skipped.actions] == [
+        ("skip", "template_error"),
+        ("no_convert", "template_error"),
+    ]
+    after = skipped.state
+    assert (after.node, after.due_at, after.step) == ("again", T0 + H, 1)
+    assert (after.sends, after.followups, after.last_send_at) == (0, 0, None)
+    assert after.pending_followup
+    assert (
+        engine.invariants.journey_problems(
+            carts,
+            "UTC",
+            [engine.Action("enroll", T0, "nudge"), *skipped.actions],
+        )
+        == []
+    )
+
+
+def test_engine_a_journey_that_keeps_skipping_ends_with_skip_limit() -> None:
+    """A node whose no-convert edge leads back to itself and whose send always fails to
+    build: the journey ends after MAX_SKIPS skips instead of going round for ever."""
+    looping = _campaign(
+        CARTS.replace("on_no_convert: {to: again, delay: 1h}", "on_no_convert: nudge")
+    )
+    state = engine.enroll(campaign=looping, subcampaign="carts", subscriber_id="ann", at=T0).state
+    reasons = []
+    for _ in range(engine.MAX_SKIPS + 5):
+        result = _advance(state, looping, T0)
+        if result.before_send is None:
+            break
+        state = engine.skip_send(
+            result.before_send,
+            campaign=looping,
+            subscriber=SubscriberView("ann"),
+            reason="bad_url",
+            now=T0,
+        ).state
+        reasons.append(state.exit_reason)
+    assert state.ended and state.exit_reason == "skip_limit"
+    assert len(reasons) == engine.MAX_SKIPS + 1
 
 
 # ------------------------------------------------------------------ simulations
