@@ -13,8 +13,8 @@ It imports only the language.
 
 from orchestrator.engine.enrolment import Past, enroll, in_holdout, may_enter, wake_names
 from orchestrator.engine.machine import (
-    MAX_STEPS_PER_ADVANCE,
     MAX_SKIPS,
+    MAX_STEPS_PER_ADVANCE,
     Action,
     EventView,
     JourneyState,

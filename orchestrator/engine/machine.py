@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from orchestrator.engine.timing import frequency_until, quiet_until
+from orchestrator.engine.timing import frequency_until, next_local, quiet_until
 from orchestrator.language.spec import (
     END,
     AnyNode,
@@ -335,8 +335,20 @@ def _target(edge: EdgeSpec | None) -> str:
 
 
 def _follow(run: _Run, edge: EdgeSpec | None, *, at: datetime, via: str) -> None:
-    delay = edge.delay if edge else timedelta(0)
-    _move(run, _target(edge), at=at + delay, via=via)
+    """Take `edge`: after its delay, and at its `at` (the subscriber's next local wall-clock
+    time) when it has one."""
+    if edge is None:
+        _move(run, END, at=at, via=via)
+        return
+    moment = at + edge.delay
+    if edge.at is not None and edge.to != END:
+        moment = next_local(edge.at, _timezone(run), moment)
+    _move(run, edge.to, at=moment, via=via)
+
+
+def _timezone(run: _Run) -> str:
+    """The subscriber's timezone, else the campaign's."""
+    return run.subscriber.timezone or run.campaign.settings.timezone
 
 
 MAX_SKIPS = 10  # sends skipped in one journey before it ends (`skip_limit`)
@@ -421,6 +433,13 @@ def _arrive(run: _Run) -> bool:
         run.set(phase="wait", due_at=at + node.wait)
         return False
     assert isinstance(node, NotificationNode)
+    if node.at is not None:
+        moment = next_local(node.at, _timezone(run), at)
+        if moment > at:  # not yet the node's wall-clock time: wait for it
+            if moment > run.now:
+                run.emit(Action("defer", run.now, state.node, reason="at", until=moment))
+            run.set(due_at=moment)
+            return moment <= run.now
     return _send(run, node)
 
 
@@ -455,7 +474,7 @@ def _send(run: _Run, node: NotificationNode) -> bool:
 def _deferral(run: _Run) -> datetime | None:
     """Quiet hours, spacing, pauses and the frequency cap: the latest 'not before' wins."""
     state, settings, now = run.state, run.campaign.settings, run.now
-    tz = run.subscriber.timezone or settings.timezone
+    tz = _timezone(run)
     candidates: list[tuple[datetime, str]] = []
     quiet = quiet_until(settings.quiet_hours, tz, now)
     if quiet is not None:

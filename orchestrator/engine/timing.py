@@ -29,6 +29,28 @@ def quiet_until(quiet: QuietHours | None, tz_name: str, now: datetime) -> dateti
     return _local_instant(day, end, zone, after=now)
 
 
+def next_local(clock: time, tz_name: str, after: datetime) -> datetime:
+    """The first instant at or after `after` when the wall clock in `tz_name` shows `clock`.
+
+    On a spring-forward day a time inside the gap does not exist and is read past it
+    (02:30 on a 02:00→03:00 night is 03:30); on a fall-back day a time that happens twice
+    is its first occurrence. Idempotent: `next_local(c, tz, next_local(c, tz, t))` is the
+    same instant, so a journey waiting for it is sent, not moved a day on, when it comes."""
+    zone = ZoneInfo(tz_name)
+    day = after.astimezone(zone).date()
+    for offset in (-1, 0, 1, 2):  # a gap can put the previous day's clock after `after`
+        candidate = local_instant(day + timedelta(days=offset), clock, zone)
+        if candidate >= after:
+            return candidate
+    raise AssertionError("unreachable: a wall-clock time comes within two days")
+
+
+def local_instant(day: Any, clock: time, zone: ZoneInfo) -> datetime:
+    """The instant (UTC) the wall clock in `zone` shows `clock` on `day` (fold 0: a time
+    in a gap is read past it, a repeated time is its first occurrence)."""
+    return datetime.combine(day, clock, tzinfo=zone).astimezone(ZoneInfo("UTC"))
+
+
 def _local_instant(day: Any, clock: time, zone: ZoneInfo, *, after: datetime) -> datetime:
     """The instant a wall clock in `zone` shows `clock` on `day`.
 

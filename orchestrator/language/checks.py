@@ -10,6 +10,7 @@ from orchestrator.language.diagnostics import did_you_mean
 from orchestrator.language.graph import CampaignGraph
 from orchestrator.language.nodechecks import check_nodes
 from orchestrator.language.spec import END, AnyRuleModel, Campaign, SegmentRef, rule_children
+from orchestrator.language.timechecks import check_times
 
 if TYPE_CHECKING:
     from orchestrator.language.document import Broken, LoadedCampaign, Reporter, Source
@@ -27,6 +28,7 @@ def run(
     refs_ok = _check_references(campaign, source=source, reporter=reporter, broken=broken)
     _check_segment_refs(campaign, loaded=loaded, reporter=reporter, broken=broken)
     check_nodes(campaign, source=source, reporter=reporter, broken=broken)
+    check_times(campaign, source=source, reporter=reporter)
     if refs_ok and not broken.any():
         _check_graph(campaign, source=source, reporter=reporter)
     if not any(d.code == "unknown-segment" for d in reporter.items):
