@@ -6,10 +6,15 @@ Each deployment runs the tick flow for its campaign on the campaign's
 `campaign:ID`. With `--pool`, runs go to that work pool (start workers with
 `prefect worker start --pool NAME` from the project folder); without it they
 are served in-process by `flows.deploy.serve`.
+
+The deployment of a campaign that is paused or stopped (`held`: its state, from the
+campaign database) is registered paused, so registering it again never restarts its
+schedule; the deployment of a running campaign is registered active.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,11 +25,19 @@ from prefect.types.entrypoint import EntrypointType
 from flows.tick import tick_flow
 from orchestrator.language import loader
 
+Held = Callable[[str], str | None]
+"""A campaign's state when it is held (`paused`, `stopped`), None when it runs."""
+
+
+def _running(campaign: str) -> str | None:
+    return None
+
 
 def deployments(
-    graphs: Path, names: list[str] | None = None
+    graphs: Path, names: list[str] | None = None, *, held: Held = _running
 ) -> tuple[list[RunnerDeployment], dict[str, str]]:
-    """Deployments for the valid campaigns; problems of the others by file."""
+    """Deployments for the valid campaigns (paused for a held one); problems of the others
+    by file."""
     out: list[RunnerDeployment] = []
     refused: dict[str, str] = {}
     for path in loader.campaigns_in(graphs):
@@ -47,6 +60,7 @@ def deployments(
             ),
             tags=["campaign-flow", f"campaign:{c.campaign}"],
             description=f"{c.title}: tick every {c.settings.tick_cron} ({c.settings.timezone})",
+            paused=held(c.campaign) is not None,
         )
         for schedule in deployment.schedules or []:  # the cron runs in the campaign's timezone
             schedule.schedule.timezone = c.settings.timezone  # type: ignore[union-attr]
@@ -55,11 +69,24 @@ def deployments(
 
 
 def apply(
-    graphs: Path, names: list[str] | None = None, *, pool: str | None = None
+    graphs: Path,
+    names: list[str] | None = None,
+    *,
+    pool: str | None = None,
+    held: Held = _running,
 ) -> dict[str, Any]:
-    found, refused = deployments(graphs, names)
+    """Registers the deployments: their ids by name, those registered paused (the
+    campaign's state by name), and the refused files with their problem."""
+    states: dict[str, str | None] = {}
+
+    def remembered(campaign: str) -> str | None:
+        states[campaign] = held(campaign)
+        return states[campaign]
+
+    found, refused = deployments(graphs, names, held=remembered)
     ids = {d.name: str(d.apply(work_pool_name=pool)) for d in found}
-    return {"deployments": ids, "refused": refused}
+    paused = {f"tick-{c}": state for c, state in states.items() if state is not None}
+    return {"deployments": ids, "paused": paused, "refused": refused}
 
 
 def prefect_yaml(graphs: Path, *, pool: str = "campaign-flow") -> str:
@@ -111,9 +138,9 @@ def prefect_yaml(graphs: Path, *, pool: str = "campaign-flow") -> str:
     return header + yaml.safe_dump(document, sort_keys=False, allow_unicode=True)
 
 
-def serve(graphs: Path, names: list[str] | None = None) -> None:
+def serve(graphs: Path, names: list[str] | None = None, *, held: Held = _running) -> None:
     """Run the deployments' schedules in this process (a single machine, no workers)."""
     from prefect import serve as prefect_serve
 
-    found, _ = deployments(graphs, names)
+    found, _ = deployments(graphs, names, held=held)
     prefect_serve(*found)

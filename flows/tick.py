@@ -39,6 +39,7 @@ from prefect.events import emit_event
 
 from orchestrator.app import control, outcomes
 from orchestrator.app.enrolment import enrol
+from orchestrator.app.pacing import note_held, throttle_of
 from orchestrator.app.service import (
     CampaignLoad,
     Context,
@@ -206,7 +207,8 @@ def _work(
     moment: datetime,
     batch_size: int,
 ) -> None:
-    """Enrol, resend what is due again, then the due journeys in batches."""
+    """Enrol, resend what is due again, then the due journeys in batches (under the
+    campaign's rate limits, waiting for room until its next scheduled run)."""
     name = result.campaign
     result.enrolled, result.holdout = enrol(
         ctx, campaign=load.loaded.campaign, version_id=load.version_id, now=moment
@@ -216,9 +218,14 @@ def _work(
     ) is not None:
         result.resent += again.sends
         result.outcomes.update(again.outcomes)
-    for batch in run_batches(ctx, campaign=name, now=moment, batch_size=batch_size):
+    throttle = throttle_of(ctx, load.loaded.campaign, now=moment, batch_size=batch_size)
+    for batch in run_batches(
+        ctx, campaign=name, now=moment, batch_size=batch_size, throttle=throttle
+    ):
         result.add(batch)
         progress.batch_done(result.batches)
+    if throttle is not None:
+        note_held(result, throttle)
 
 
 def tick_once(campaign: str, now: str | None, batch_size: int, ctx: Any) -> dict[str, Any]:

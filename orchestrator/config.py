@@ -42,6 +42,8 @@ class Config:
     # credentials for that API: a Prefect Cloud key, or a self-hosted server's "user:password"
     prefect_api_key: str | None = None
     prefect_api_auth_string: str | None = None
+    # sends a minute for the whole installation, every campaign together (None: no limit)
+    max_sends_per_minute: int | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -100,6 +102,9 @@ def load_config(env: dict[str, str] | None = None, *, dotenv: Path | None = Path
         prefect_ui_url=_web_address("PREFECT_UI_URL", get("PREFECT_UI_URL")),
         prefect_api_key=get("PREFECT_API_KEY"),
         prefect_api_auth_string=get("PREFECT_API_AUTH_STRING"),
+        max_sends_per_minute=_rate(
+            "CAMPAIGN_MAX_SENDS_PER_MINUTE", get("CAMPAIGN_MAX_SENDS_PER_MINUTE")
+        ),
     )
 
 
@@ -114,6 +119,23 @@ def _web_address(name: str, value: str | None) -> str | None:
             "and no query (e.g. http://127.0.0.1:4200/api)"
         )
     return value.strip().rstrip("/")
+
+
+MAX_SENDS_PER_MINUTE = 1_000_000  # as a campaign's settings.rate_limit
+
+
+def _rate(name: str, value: str | None) -> int | None:
+    """Sends a minute: a whole number from 1 to MAX_SENDS_PER_MINUTE; None when not set."""
+    if value is None:
+        return None
+    text = value.strip()
+    number = int(text) if text.isascii() and text.isdigit() and len(text) <= 9 else 0
+    if not 1 <= number <= MAX_SENDS_PER_MINUTE:
+        raise ConfigurationError(
+            f"{name}={value!r}: expected sends a minute, a whole number from 1 to "
+            f"{MAX_SENDS_PER_MINUTE:,} (leave it unset for no limit)"
+        )
+    return number
 
 
 def _count(name: str, value: str | None) -> int | None:

@@ -6,9 +6,16 @@
   engine, commit the send ledger, deliver, record outcomes), built from `enrolment`,
   `journeys`, `ledger` (the send ledger and rendering) and `outcomes`;
 - `tick_report`: what a tick did, and its log lines;
+- `throttle` and `pacing`: rate limits (`settings.rate_limit`, the installation's
+  `CAMPAIGN_MAX_SENDS_PER_MINUTE`) over the sends ledger, and the tick's batches paced
+  by them;
+- `sendtimes`: what the send-time optimiser knows of a batch's subscribers, read from
+  the sends ledger;
 - `versions`: which version of a campaign file a journey follows;
 - `visitors`: subscriptions, click links, the subscriber's own profile page (a package);
 - `control`: pause, resume and stop a whole campaign;
+- `broadcasts`: a campaign sent once (`schedule: once …`): each member's moment, the
+  claim a tick enrols under, its status;
 - `insights`: the figures the dashboard and `campaign status` show;
 - `tokens`: signed, expiring links.
 
@@ -19,12 +26,16 @@ through `orchestrator.push`.
 # The modules the rest of the project (and its users) may import; the others are this
 # package's own.
 __all__ = [
+    "broadcasts",
     "control",
     "enrolment",
     "insights",
     "journeys",
     "outcomes",
+    "pacing",
+    "sendtimes",
     "service",
+    "throttle",
     "tick_report",
     "ticking",
     "tokens",

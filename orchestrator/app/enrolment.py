@@ -6,10 +6,15 @@ the previous pass are looked at (`EnrolMark`), with a full pass on the first tic
 when the clock goes backwards, and hourly for rules that change with time alone.
 A unique index on active journeys keeps one journey per subscriber and campaign,
 however many ticks enrol at once.
+
+A broadcast (`settings.schedule: once …`) enrols its segments' members once, each at their
+own moment, under a claim (`orchestrator.app.broadcasts`) that keeps any later tick,
+version or deployment from enrolling again (docs/engine.md, "Broadcasts").
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,7 +23,7 @@ from itertools import groupby
 from typing import Any
 
 from orchestrator import engine
-from orchestrator.app import journeys
+from orchestrator.app import broadcasts, control, journeys
 from orchestrator.app.service import Context
 from orchestrator.engine import Action, Past
 from orchestrator.language.spec import Campaign
@@ -29,6 +34,8 @@ from orchestrator.store.models import EnrolMark, Journey, utcnow
 ENROL_CHUNK = 5000
 # how long an event id may still be committing on PostgreSQL after a larger one is seen
 TRIGGER_SETTLE = timedelta(minutes=1)
+
+log = logging.getLogger("campaign.tick")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,10 @@ def enrol(
 
     Consecutive segment sub-campaigns are looked at in one pass over the subscribers
     (each is given to the first of them whose segment they are in).
-    `segments_too=False` skips re-evaluating segment membership (the simulator does it daily)."""
+    `segments_too=False` skips re-evaluating segment membership (the simulator does it daily).
+    A broadcast enrols once (`enrol_broadcast`), whatever `segments_too` says."""
+    if campaign.settings.broadcast_at is not None:
+        return enrol_broadcast(ctx, campaign=campaign, version_id=version_id, now=now)
     enrolled = holdout = 0
     by_segment = groupby(
         campaign.subcampaigns, key=lambda n: campaign.subcampaigns[n].trigger is None
@@ -328,3 +338,93 @@ def _entries(
             last_send_at=last_send_at,
         )
     return entries
+
+
+# ------------------------------------------------------------------ broadcasts
+
+
+def enrol_broadcast(
+    ctx: Context, *, campaign: Campaign, version_id: int, now: datetime
+) -> tuple[int, int]:
+    """A broadcast's enrolment (`orchestrator.app.broadcasts`): nothing before its first
+    moment; at the first tick on or after it, under the tick's claim, every member of its
+    segment sub-campaigns (the segments as they are then, each member in the first
+    sub-campaign that holds them) gets a journey starting at their own moment, except
+    those whose moment is more than BROADCAST_LATE before the tick; then never again.
+    Returns (enrolled, holdout).
+
+    A tick that fails on the way drops its claim, and the next one begins again: those
+    already in are not enrolled twice."""
+    moment = campaign.settings.broadcast_at
+    assert moment is not None
+    if now < broadcasts.broadcast_window(moment)[0]:
+        return 0, 0
+    record = broadcasts.claim(ctx, campaign, moment, now=now)
+    if record is None:
+        return 0, 0
+    assert record.value is not None  # a claim taken over keeps its own moment
+    try:
+        enrolled, holdout, late = _broadcast_journeys(
+            ctx, campaign=campaign, version_id=version_id, moment=record.value, now=now
+        )
+    except Exception:
+        broadcasts.release(ctx, campaign.campaign, record)
+        raise
+    record = broadcasts.finish(ctx, campaign.campaign, record, late=late)
+    log.info("%s: broadcast %s", campaign.campaign, record.sentence())
+    if late:
+        log.warning(
+            "%s: broadcast once %s: %d members not sent it, their moment more than %d h "
+            "before this tick (%s UTC)",
+            campaign.campaign,
+            record.moment,
+            late,
+            broadcasts.BROADCAST_LATE // timedelta(hours=1),
+            f"{now:%Y-%m-%d %H:%M}",
+        )
+    if ctx.audit is not None:
+        ctx.audit(
+            [
+                {
+                    "t": now.isoformat(),
+                    "type": control.BROADCAST,
+                    "campaign": campaign.campaign,
+                    "moment": record.moment,
+                    "enrolled": record.enrolled,
+                    "holdout": record.holdout,
+                    "late": late,
+                }
+            ]
+        )
+    return enrolled, holdout
+
+
+def _broadcast_journeys(
+    ctx: Context, *, campaign: Campaign, version_id: int, moment: datetime, now: datetime
+) -> tuple[int, int, int]:
+    """Store the broadcast's journeys; (enrolled, holdout, too late)."""
+    names = [name for name, sub in campaign.subcampaigns.items() if sub.trigger is None]
+    with ctx.session() as s:
+        members = repo.broadcast_members(
+            s, campaign=campaign, subcampaigns=names, now=now, subscribed_only=not ctx.simulated
+        )
+    enrolled = holdout = late = 0
+    for name in names:
+        timed: list[tuple[str, datetime]] = []
+        for sid, tz_name in members[name]:
+            at = broadcasts.broadcast_instant(moment, broadcasts.zone_of(tz_name, campaign))
+            if now - at > broadcasts.BROADCAST_LATE:
+                late += 1
+            else:
+                timed.append((sid, at))
+        last_sends = _last_sends(ctx, campaign, [sid for sid, _ in timed])
+        e, h = _insert_journeys(
+            ctx,
+            campaign=campaign,
+            version_id=version_id,
+            subcampaign=name,
+            entries=[Entry(sid, at, last_send_at=last_sends.get(sid)) for sid, at in timed],
+            now=now,
+        )
+        enrolled, holdout = enrolled + e, holdout + h
+    return enrolled, holdout, late

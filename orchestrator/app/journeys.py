@@ -228,6 +228,8 @@ def trace_line(
         line["until"] = action.until.isoformat()
     if action.step is not None:
         line["step"] = action.step
+    if action.timing is not None:
+        line["timing"] = action.timing
     if action.type == "enroll" and action.holdout:
         line["holdout"] = True
     return line

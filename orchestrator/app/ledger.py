@@ -16,6 +16,7 @@ from orchestrator.app import journeys, outcomes, tokens
 from orchestrator.app.service import Context
 from orchestrator.delivery import Outcome, SendRequest, Target, describe
 from orchestrator.engine import Action, JourneyState
+from orchestrator.engine.sendtime import slot_of
 from orchestrator.errors import PayloadTooLargeError, TemplateRenderError
 from orchestrator.language import payload, urls
 from orchestrator.language.spec import Campaign, NotificationNode
@@ -37,6 +38,7 @@ class PendingSend:
     step: int
     before: JourneyState  # just before the send (what a skip goes on from)
     actions: list[Action]  # the advance's actions, as traced (a skip replaces its send)
+    timing: str | None = None  # the send-time arm of a `send_time: best` node's send
     send_id: int = 0
     payload: bytes = b""
 
@@ -69,6 +71,8 @@ def claim_sends(
             "outcome": Outcome.CLAIMED,
             "attempts": 1,
             "retry_at": now + outcomes.CLAIM_GRACE,  # sent again by a later tick if we die here
+            "timing": p.timing,
+            "local_slot": slot_of(now, _timezone(subs.get(p.row.subscriber_id))),
         }
         for p in pending
     ]
@@ -151,6 +155,10 @@ def claim_sends(
     return requests
 
 
+def _timezone(sub: Row[Any] | None) -> str:
+    return (sub.timezone if sub is not None else None) or "UTC"
+
+
 def _destination(url: str | None) -> str | None:
     """Where the send's click link leads: its rendered `url` as an absolute http(s) URL in
     normal form (`urls.click_target`, UrlError otherwise); None without one (a url that
@@ -198,7 +206,9 @@ def _skip(
     its `send`, and the journey takes its no-convert edge at once from the state before the
     send (`engine.skip_send`); the next batch of this tick goes on from there."""
     view = journeys.subscriber_view(sub, p.row.subscriber_id, None)
-    result = engine.skip_send(p.before, campaign=p.campaign, subscriber=view, reason=reason, now=now)
+    result = engine.skip_send(
+        p.before, campaign=p.campaign, subscriber=view, reason=reason, now=now
+    )
     sent = next(i for i, a in enumerate(p.actions) if a.type == "send" and a.step == p.step)
     del p.actions[sent:]  # what followed the send in its advance assumed it was made
     counts[(p.node_id, "sent")] -= 1

@@ -46,6 +46,10 @@ class Context:
     simulated: bool = False  # simulation: no push subscriptions needed
     _campaigns: dict[int, Campaign] = field(default_factory=dict)
     _secret: str | None = None
+    # the send-time optimiser's priors by (campaign, sub-campaign): (computed at, by hour)
+    send_time_priors: dict[tuple[str, str], tuple[datetime, list[float]]] = field(
+        default_factory=dict
+    )
 
     def session(self) -> Session:
         return db.session(self.engine)

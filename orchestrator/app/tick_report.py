@@ -1,15 +1,19 @@
-"""What a tick did: per campaign and batch counts (`CampaignTick`, `BatchResult`), the
-whole tick's `TickReport`, and how a campaign's tick is told in its log (`tick_lines`,
-`failure`): counts only, never a subscriber, a payload or a secret."""
+"""What a tick did: per campaign and batch counts (`CampaignTick`, `BatchResult`; a claimed
+batch not yet answered, `ClaimedBatch`), the whole tick's `TickReport`, and how a
+campaign's tick is told in its log (`tick_lines`, `failure`, `note_failure`): counts
+only, never a subscriber, a payload or a secret."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from orchestrator.delivery import Outcome, describe
+from orchestrator.delivery import Outcome, SendRequest, describe
 from orchestrator.store.failures import DatabaseError
+
+log = logging.getLogger("campaign.tick")
 
 
 @dataclass
@@ -23,7 +27,8 @@ class CampaignTick:
     sends: int = 0
     resent: int = 0
     outcomes: Counter[str] = field(default_factory=Counter)
-    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the tick
+    # journeys.step_summary of the tick; `deferred:rate_limit`: journeys a rate limit left due
+    steps: Counter[str] = field(default_factory=Counter)
     origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
     seconds: float = 0.0
     held: str | None = None  # "paused" or "stopped": the campaign neither enrolled nor sent
@@ -46,9 +51,11 @@ class TickReport:
 
 
 def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
-    """What one campaign's tick did, for its log: one line, and the warnings a monitor acts
-    on (sends not delivered, by outcome and push origin; sends skipped, by reason;
-    journeys that ended with an error). Counts only: no subscriber, payload or secret."""
+    """What one campaign's tick did, for its log: one line (deferrals by reason, among them
+    the journeys a rate limit left due: `deferred N (rate limit N)`), and the warnings a
+    monitor acts on (sends not delivered, by outcome and push origin; sends skipped, by
+    reason; journeys that ended with an error). Counts only: no subscriber, payload or
+    secret."""
     steps = tick.steps
     if tick.held is not None:
         line = f"{tick.campaign} at {now:%Y-%m-%d %H:%M} UTC: {tick.held}; nothing enrolled or sent"
@@ -98,6 +105,17 @@ def tick_lines(tick: CampaignTick, *, now: datetime) -> tuple[str, list[str]]:
     return line, warnings
 
 
+def note_failure(report: TickReport, name: str, exc: Exception) -> None:
+    """A campaign whose tick raised: in the report's `failed` (and `errors`), and logged."""
+    report.failed[name], report.errors[name] = failure(exc), exc
+    log.error(
+        "%s: the tick failed (%s); the other campaigns go on",
+        name,
+        report.failed[name],
+        exc_info=None if isinstance(exc, DatabaseError) else exc,
+    )
+
+
 def failure(exc: BaseException) -> str:
     """`TypeName: message` for a campaign whose tick raised; a database error by its
     driver's message only (never the statement or its parameters)."""
@@ -114,3 +132,16 @@ class BatchResult:
     outcomes: Counter[str]
     steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary of the batch
     origins: Counter[tuple[str, str]] = field(default_factory=Counter)  # (push origin, outcome)
+
+
+@dataclass
+class ClaimedBatch:
+    """A batch whose claim has committed: its sends are in the ledger, not yet sent."""
+
+    campaign: str
+    journeys: int
+    requests: list[SendRequest]
+    more: bool  # False: this batch took the last due journey (no need to look again)
+    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary
+    # under a rate limit: journeys are due, but it lets none be claimed before this
+    room_at: datetime | None = None

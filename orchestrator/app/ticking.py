@@ -9,6 +9,9 @@ Isolation: a journey whose advance raises ends (`error`) and the batch goes on;
 a send that cannot be rendered or built is skipped (`template_error`, `bad_url`,
 `payload_too_large`); a campaign whose tick raises is reported in
 `TickReport.failed` and the next campaign runs (docs/reliability.md, "Isolation").
+
+Throttling: under a rate limit a claim takes at most what it leaves (`throttle`) and
+the batches are paced on the tick's clock (`pacing`; docs/engine.md, "Throttling").
 """
 
 from __future__ import annotations
@@ -18,16 +21,15 @@ import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from orchestrator import engine
-from orchestrator.app import control, journeys, ledger, outcomes
-from orchestrator.app.enrolment import enrol
+from orchestrator.app import control, journeys, ledger, outcomes, pacing, sendtimes, tick_report
 from orchestrator.app.ledger import PendingSend
 from orchestrator.app.service import CampaignLoad, Context, campaign_paths, load_current
-from orchestrator.app.tick_report import BatchResult, CampaignTick, TickReport, failure
+from orchestrator.app.throttle import Clock, Throttle, Timeline, throttle_for
+from orchestrator.app.tick_report import BatchResult, CampaignTick, ClaimedBatch, TickReport
 from orchestrator.delivery import SendOutcome, SendRequest, describe, submit
 from orchestrator.engine import Action, EventView
 from orchestrator.language import urls
@@ -36,8 +38,6 @@ from orchestrator.store import repo, segments
 from orchestrator.store.db import Row, Session
 from orchestrator.store.failures import DatabaseError
 from orchestrator.store.models import Journey, Send
-
-IN_FLIGHT = 2  # batches on the wire while the next one is claimed
 
 log = logging.getLogger("campaign.tick")
 
@@ -49,12 +49,18 @@ def tick(
     names: list[str] | None = None,
     batch_size: int = 500,
     on_batch: Callable[[str, BatchResult], None] | None = None,
+    clock: Clock | None = None,
 ) -> TickReport:
     """One pass over the named campaigns (default: every file in the graphs folder).
 
     A campaign whose tick raises is in `failed` (and `errors`), logged, and the next
-    campaign runs; what the failed one committed is kept."""
+    campaign runs; what the failed one committed is kept.
+
+    Campaigns without a rate limit tick one after the other; those under one then take
+    turns on `clock` (`pacing.take_turns`; default `pacing.clock_for`)."""
     report = TickReport()
+    timeline = Timeline(now, clock or pacing.clock_for(ctx))
+    paced: list[pacing.PacedRun] = []
     for path in campaign_paths(ctx, names):
         name = path.stem
         try:
@@ -64,17 +70,20 @@ def tick(
                 continue
             if load.loaded is not None and load.loaded.campaign is not None:
                 name = load.loaded.campaign.campaign
+                throttle = throttle_for(
+                    ctx.config, load.loaded.campaign, timeline=timeline, batch_size=batch_size
+                )
+                if throttle is not None:  # its batches take turns, below
+                    batches = _paced(ctx, name, throttle, batch_size)
+                    paced += pacing.begin_paced(ctx, load, report, throttle, batches, batch_size)
+                    continue
             report.campaigns.append(
                 tick_campaign(ctx, load, now=now, batch_size=batch_size, on_batch=on_batch)
             )
         except Exception as exc:
-            report.failed[name], report.errors[name] = failure(exc), exc
-            log.error(
-                "%s: the tick failed (%s); the other campaigns go on",
-                name,
-                report.failed[name],
-                exc_info=None if isinstance(exc, DatabaseError) else exc,
-            )
+            tick_report.note_failure(report, name, exc)
+    if paced:
+        pacing.take_turns(report, paced, timeline=timeline, on_batch=on_batch)
     return report
 
 
@@ -86,41 +95,40 @@ def tick_campaign(
     batch_size: int = 500,
     on_batch: Callable[[str, BatchResult], None] | None = None,
     enrol_segments: bool = True,
+    clock: Clock | None = None,
 ) -> CampaignTick:
-    assert (
-        load.loaded is not None and load.loaded.campaign is not None and load.version_id is not None
-    )
-    campaign = load.loaded.campaign
+    """`pacing.begin_campaign`, then the due journeys in batches (paced on `clock`)."""
     started = time.perf_counter()
-    result = CampaignTick(campaign.campaign, load.version_id)
-    now_state = control.state(ctx, campaign.campaign)
-    if not now_state.sending:  # paused or stopped: journeys keep their place
-        result.held = now_state.state
-        result.seconds = time.perf_counter() - started
-        return result
-    result.enrolled, result.holdout = enrol(
-        ctx, campaign=campaign, version_id=load.version_id, now=now, segments_too=enrol_segments
+    result = pacing.begin_campaign(
+        ctx, load, now=now, batch_size=batch_size, enrol_segments=enrol_segments
     )
-    while True:
-        again = outcomes.resend_due(ctx, campaign=campaign.campaign, now=now, limit=batch_size)
-        if again is None:
-            break
-        result.resent += again.sends
-        result.outcomes.update(again.outcomes)
-    for batch in run_batches(ctx, campaign=campaign.campaign, now=now, batch_size=batch_size):
-        result.add(batch)
-        if on_batch:
-            on_batch(campaign.campaign, batch)
+    if result.held is None:
+        assert load.loaded is not None and load.loaded.campaign is not None
+        campaign = load.loaded.campaign
+        throttle = pacing.throttle_of(ctx, campaign, now=now, batch_size=batch_size, clock=clock)
+        for batch in run_batches(
+            ctx, campaign=campaign.campaign, now=now, batch_size=batch_size, throttle=throttle
+        ):
+            result.add(batch)
+            if on_batch:
+                on_batch(campaign.campaign, batch)
+        if throttle is not None:
+            pacing.note_held(result, throttle)
     result.seconds = time.perf_counter() - started
     return result
 
 
 def run_batches(
-    ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
+    ctx: Context,
+    *,
+    campaign: str,
+    now: datetime,
+    batch_size: int = 500,
+    throttle: Throttle | None = None,
 ) -> Iterator[BatchResult]:
     """Every due batch, overlapped: while earlier batches' pushes are on the wire (the push
     client's thread or the delivery processes), the next batch is claimed and advanced;
-    answers are recorded as they come, oldest batch first, with at most IN_FLIGHT batches
+    answers are recorded as they come, oldest batch first, with at most `pacing.IN_FLIGHT`
     sent and not yet recorded. Each claim still commits before its sends leave.
 
     Before each claim the campaign's state is read: once it is paused or stopped, no
@@ -128,7 +136,12 @@ def run_batches(
 
     A batch whose delivery fails as a whole (a delivery process died) stops the claims;
     the batches already on the wire are recorded, then its error is raised (its sends
-    stay claimed and go again after the claim grace)."""
+    stay claimed and go again after the claim grace).
+
+    With a `throttle` (`pacing.throttle_of`), `pacing.paced_batches` on its timeline."""
+    if throttle is not None:
+        yield from pacing.waited(_paced(ctx, campaign, throttle, batch_size), throttle)
+        return
     in_flight: deque[tuple[ClaimedBatch, Future[list[SendOutcome]]]] = deque()
     more = True
     failed: Exception | None = None
@@ -148,7 +161,9 @@ def run_batches(
         else:
             more = claimed.more
             in_flight.append((claimed, submit(ctx.delivery, claimed.requests)))
-        while in_flight and (not more or len(in_flight) > IN_FLIGHT or in_flight[0][1].done()):
+        while in_flight and (
+            not more or len(in_flight) > pacing.IN_FLIGHT or in_flight[0][1].done()
+        ):
             batch, answers = in_flight.popleft()
             try:
                 answered = answers.result()
@@ -160,6 +175,21 @@ def run_batches(
         raise failed
 
 
+def _paced(
+    ctx: Context, campaign: str, throttle: Throttle, batch_size: int
+) -> Iterator[BatchResult | pacing.Wait]:
+    """`pacing.paced_batches` with this module's batch steps."""
+    return pacing.paced_batches(
+        ctx,
+        campaign=campaign,
+        throttle=throttle,
+        claim=lambda at: claim_batch(
+            ctx, campaign=campaign, now=at, batch_size=batch_size, throttle=throttle
+        ),
+        finish=lambda batch, answers, at: finish_batch(ctx, batch, answers, now=at),
+    )
+
+
 # ------------------------------------------------------------------ batches
 
 
@@ -167,17 +197,6 @@ def work_due(ctx: Context, *, campaign: str, now: datetime) -> tuple[bool, bool]
     """(journeys are due, sends are due again) — lets the flow skip task runs with nothing to do."""
     with ctx.session() as s:
         return repo.work_due(s, campaign=campaign, now=now)
-
-
-@dataclass
-class ClaimedBatch:
-    """A batch whose claim has committed: its sends are in the ledger, not yet sent."""
-
-    campaign: str
-    journeys: int
-    requests: list[SendRequest]
-    more: bool  # False: this batch took the last due journey (no need to look again)
-    steps: Counter[str] = field(default_factory=Counter)  # journeys.step_summary
 
 
 def run_batch(
@@ -192,20 +211,31 @@ def run_batch(
 
 
 def claim_batch(
-    ctx: Context, *, campaign: str, now: datetime, batch_size: int = 500
+    ctx: Context,
+    *,
+    campaign: str,
+    now: datetime,
+    batch_size: int = 500,
+    throttle: Throttle | None = None,
 ) -> ClaimedBatch | None:
     """Claim and advance one batch; the ledger rows commit here, before any send.
 
     If something of one row breaks the batch's shared reads (say, a subscriber's stored
     JSON that does not parse), the rows are advanced again one by one, each in its own
-    savepoint, and the row that still raises ends (`error`)."""
+    savepoint, and the row that still raises ends (`error`).
+
+    With a `throttle`, at most what its limits leave (`Throttle.room`); with none left while
+    journeys are due, an empty batch that says when there is room (`room_at`)."""
     ctx.secret()  # read or create it before the batch transaction takes the write lock
     counts: Counter[tuple[str, str]] = Counter()
     trace: list[tuple[Row[Any], list[Action]]] = []
     with ctx.session() as s, s.begin():
-        rows = _claim_due(
-            s, campaign=campaign, now=now, limit=batch_size, counts=counts, trace=trace
+        limit, room_at = (
+            throttle.room(s, now=now, wanted=batch_size) if throttle else (batch_size, None)
         )
+        if room_at is not None:
+            return ClaimedBatch(campaign, 0, [], True, room_at=room_at)
+        rows = _claim_due(s, campaign=campaign, now=now, limit=limit, counts=counts, trace=trace)
         if not rows and not trace:
             return None
         requests: list[SendRequest] = []
@@ -231,7 +261,7 @@ def claim_batch(
         repo.bump(s, campaign=campaign, counts=counts)
     journeys.audit_rows(ctx, campaign, trace)
     steps = journeys.step_summary(a for _, actions in trace for a in actions)
-    return ClaimedBatch(campaign, len(rows), requests, len(rows) == batch_size or due_again, steps)
+    return ClaimedBatch(campaign, len(rows), requests, len(rows) == limit or due_again, steps)
 
 
 def _claim_due(
@@ -333,6 +363,7 @@ def advance_rows(
         except Exception as exc:
             broken.update((r.id, exc) for r in rows if r.version_id == version_id)
     recent = _recent(s, ids, campaigns, now=now)
+    send_times = sendtimes.data_for(ctx, s, rows, campaigns, now=now)
 
     def advance(row: Row[Any], memberships: frozenset[str] | None) -> engine.Result:
         return engine.advance(
@@ -349,6 +380,7 @@ def advance_rows(
             memberships=memberships,
             recent_sends=recent.get(row.subscriber_id, []),
             now=now,
+            send_times=send_times.get(row.id),
         )
 
     # segment memberships are looked up only for the journeys that arrive at a branch
@@ -390,7 +422,16 @@ def advance_rows(
                 node = c.node(action.node)
                 assert isinstance(node, NotificationNode)
                 pending.append(
-                    PendingSend(row, c, action.node, node, action.step, result.before_send, actions)
+                    PendingSend(
+                        row,
+                        c,
+                        action.node,
+                        node,
+                        action.step,
+                        result.before_send,
+                        actions,
+                        action.timing,
+                    )
                 )
                 recent.setdefault(row.subscriber_id, []).append(now)
         updates[row.id] = journeys.changes(state)

@@ -53,7 +53,7 @@ def _kind(node: Any) -> str:
 
 
 def _phase_fits(phase: str, node: Any) -> bool:
-    if phase == "await":
+    if phase in ("await", "timed"):
         return isinstance(node, NotificationNode)
     if phase == "wait":
         return isinstance(node, WaitNode)

@@ -1,10 +1,10 @@
-"""Simulation and benchmarks: simulate, bench, bench-scale, bench-web, bench-studio."""
+"""Simulation and benchmarks: simulate, bench, bench-scale, bench-throttle, bench-web, bench-studio."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -22,14 +22,24 @@ LAST_SIMULATED_YEAR = 9000  # room for a campaign's delays after the last start
 
 @app.command()
 def simulate(
-    file: Annotated[Path, typer.Argument(help="a campaign file")],
+    files: Annotated[
+        list[Path],
+        typer.Argument(
+            help="a campaign file; several files or a folder (its *.yaml by name) run "
+            "together as a programme, in this order"
+        ),
+    ],
     subscribers: Annotated[int, typer.Option("--subscribers", min=1, max=2_000_000)] = 1000,
     population: Annotated[
         Path | None, typer.Option("--population", help="JSONL population")
     ] = None,
     seed: Annotated[int, typer.Option("--seed")] = 0,
     rate: Annotated[
-        list[str] | None, typer.Option("--rate", help="NODE=P conversion probability")
+        list[str] | None,
+        typer.Option(
+            "--rate",
+            help="NODE=P conversion probability (CAMPAIGN.NODE=P for one campaign's node)",
+        ),
     ] = None,
     default_rate: Annotated[float, typer.Option("--default-rate", min=0.0, max=1.0)] = 0.1,
     start: Annotated[
@@ -63,10 +73,20 @@ def simulate(
             "events over this many days (0: one trigger event each)",
         ),
     ] = 0,
+    active_hours: Annotated[
+        bool,
+        typer.Option(
+            "--active-hours",
+            help="synthetic subscribers convert mostly in a few local hours of their own "
+            "(send-time optimisation's test bed)",
+        ),
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Run the real engine on a virtual clock until every journey has ended; print the funnel."""
-    from orchestrator.sim.simulate import simulate as run
+    """Run the real engine on a virtual clock until every journey has ended; print the funnel.
+    Several campaigns share the clock, the population and the frequency cap; the programme
+    lines follow their funnels (exit 1 if its checks find a violation)."""
+    from orchestrator.sim.simulate import campaign_files, simulate_programme
 
     rates: dict[str, float] = {}
     for item in rate or []:
@@ -84,8 +104,8 @@ def simulate(
             raise typer.BadParameter(
                 f"a simulation ends by the year {LAST_SIMULATED_YEAR}", param_hint=option
             )
-    result = run(
-        file,
+    result = simulate_programme(
+        campaign_files(files),
         subscribers=subscribers,
         population=population,
         seed=seed,
@@ -97,17 +117,63 @@ def simulate(
         resolution=duration_option(resolution, "--resolution"),
         workers=workers,
         repeat_days=repeat_days,
+        active_hours=active_hours,
+        files_only=True,
     )
     figures = result.as_dict()
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
-        return
-    print_funnel(figures)
+    elif len(result.campaigns) == 1:
+        one = result.campaigns[0]
+        print_funnel(figures)
+        typer.echo(
+            f"{one.subscribers} subscribers, {one.ticks} ticks from {one.start:%Y-%m-%d %H:%M} "
+            f"to {one.end:%Y-%m-%d %H:%M}, {one.steps} journey steps in {one.seconds:.1f}s "
+            f"({figures['steps_per_s']} steps/s), {one.unfinished} unfinished"
+        )
+        if "send_time" in figures:
+            _print_send_time(figures["send_time"])
+    else:
+        _print_programme(figures)
+    if len(result.campaigns) > 1 and not figures["programme"]["ok"]:
+        raise typer.Exit(1)
+
+
+def _print_programme(figures: dict[str, Any]) -> None:
+    """Each campaign's funnel and totals, then the programme's lines."""
+    block = figures["programme"]
+    for one in figures["campaigns"]:
+        name = one["campaign"]
+        typer.echo(f"== {name}")
+        print_funnel(one)
+        typer.echo(
+            f"{one['sent']} sent, {one['conversions']} conversions, "
+            f"{block['deferred_by_frequency_cap'][name]} deferred by the frequency cap, "
+            f"{one['unfinished_journeys']} unfinished, "
+            f"{block['invariant_violations'][name]} invariant violations"
+        )
+    week = block["sends_per_subscriber_week"]
+    deferred = ", ".join(f"{k} {v}" for k, v in block["deferred_by_frequency_cap"].items())
     typer.echo(
-        f"{result.subscribers} subscribers, {result.ticks} ticks from {result.start:%Y-%m-%d %H:%M} "
-        f"to {result.end:%Y-%m-%d %H:%M}, {result.steps} journey steps in {result.seconds:.1f}s "
-        f"({figures['steps_per_s']} steps/s), {result.unfinished} unfinished"
+        f"programme: {len(block['campaigns'])} campaigns, {block['subscribers']} subscribers, "
+        f"{block['ticks']} ticks of {block['resolution']} from "
+        f"{block['start'][:16].replace('T', ' ')} to {block['end'][:16].replace('T', ' ')}, "
+        f"{block['steps']} journey steps in {block['seconds']:.1f}s, "
+        f"{block['sent']} sent, {block['unfinished_journeys']} unfinished"
     )
+    typer.echo(
+        f"sends per subscriber per week: mean {week['mean']}, p50 {week['p50']}, "
+        f"p95 {week['p95']}, max {week['max']} ({block['reached']} subscribers reached, "
+        f"{block['weeks']} weeks)"
+    )
+    typer.echo(f"reached by more than one campaign: {block['reached_by_several']}")
+    typer.echo(f"deferred by the frequency cap: {deferred}")
+    typer.echo(
+        f"checks: {sum(block['invariant_violations'].values())} invariant violations, "
+        f"{block['frequency_cap_violations']} frequency-cap violations across campaigns"
+    )
+    for problem in block["problems"]:
+        typer.echo(f"  {problem}")
 
 
 @app.command()
@@ -163,6 +229,34 @@ def bench_scale(
         simulate_subscribers=simulate_subscribers,
     )
     print_figures(figures, as_json=as_json)
+
+
+@app.command("bench-throttle")
+def bench_throttle(
+    subscribers: Annotated[int, typer.Option("--subscribers", min=100, max=5_000_000)] = 20_000,
+    rate: Annotated[
+        str, typer.Option("--rate", help="the campaign's settings.rate_limit, e.g. 10000/min")
+    ] = "10000/min",
+    db: Annotated[
+        str | None, typer.Option("--db", help="database URL (default: a fresh SQLite file)")
+    ] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=100_000)] = 500,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """A launch to --subscribers under a rate limit, ticked on its schedule on a virtual
+    clock: virtual minutes, sends, the most in any minute, wall seconds; exit 1 if a
+    subscriber is not sent exactly once or a minute holds more than the limit."""
+    from orchestrator.bench.throttle import bench_throttle as run
+    from orchestrator.language.spec import parse_rate
+
+    try:
+        parse_rate(rate)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--rate") from None
+    figures = run(subscribers=subscribers, rate=rate, db_url=db, batch_size=batch_size)
+    print_figures(figures, as_json=as_json)
+    if not figures["ok"]:
+        raise typer.Exit(1)
 
 
 @app.command("bench-web")
@@ -234,3 +328,16 @@ def soak(
     print_figures(figures, as_json=as_json)
     if not figures["ok"]:
         raise typer.Exit(1)
+
+
+def _print_send_time(figures: dict[str, Any]) -> None:
+    """The optimiser's arms side by side and the lift of the best hour over at once."""
+    for arm, shown in figures["arms"].items():
+        rate = "-" if shown["rate"] is None else f"{shown['rate']:.1%}"
+        typer.echo(f"send time {arm:>9}: {shown['sends']:>7,} sends, {rate} converted")
+    lift = figures["lift"]
+    if lift is not None:
+        typer.echo(
+            f"best over immediate: {lift['difference'] * 100:+.1f} points "
+            f"(95 % interval {lift['low'] * 100:+.1f} to {lift['high'] * 100:+.1f})"
+        )

@@ -215,14 +215,31 @@ def status(
     campaign: Annotated[str, typer.Argument(help="campaign id")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Per-node funnel, exits by reason, sends by outcome."""
-    from orchestrator.app.service import status as get_status
+    """Per-node funnel, exits by reason, sends by outcome; a broadcast's moment and whether
+    it has been sent."""
+    import contextlib
 
-    figures = get_status(open_cli_context(), campaign)
+    from orchestrator.app.broadcasts import broadcast_status
+    from orchestrator.app.service import status as get_status
+    from orchestrator.errors import UnreadableFileError
+    from orchestrator.language import loader
+
+    ctx = open_cli_context()
+    figures = get_status(ctx, campaign)
+    path = ctx.config.graphs / f"{campaign}.yaml"
+    model = None
+    if path.is_file():
+        with contextlib.suppress(UnreadableFileError):
+            loaded = loader.load_unchanged(path)
+            model = loaded.campaign if loaded.ok else None
+    broadcast = broadcast_status(ctx, campaign, model, now=now_option(None))
+    figures["broadcast"] = broadcast.as_dict() if broadcast else None
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return
     typer.echo(f"campaign {campaign}")
+    if broadcast:
+        typer.echo(f"broadcast: {broadcast.line()}")
     print_funnel(figures, totals=("journeys", "exits", "sends"))
 
 
@@ -328,22 +345,35 @@ def _act(action: str, campaign: str, reason: str, by: str | None, as_json: bool)
     import getpass
 
     from orchestrator.app import control
+    from orchestrator.web.prefect_ui import PrefectDirectory
 
     ctx = open_cli_context()
     who = by or getpass.getuser() or "cli"
-    done, ended = control.act(ctx, campaign, action, by=who, reason=reason, now=now_option(None))
+    done, ended = control.act(
+        ctx,
+        campaign,
+        action,
+        by=who,
+        reason=reason,
+        now=now_option(None),
+        schedule=PrefectDirectory(ctx.config).switch_schedule,
+    )
     if as_json:
         typer.echo(json.dumps({**done.as_dict(), "ended": ended}, indent=2))
         return
     typer.echo(f"{campaign}: {done.state} by {who}" + (f" ({reason})" if reason else ""))
     if ended:
         typer.echo(f"{campaign}: {sum(ended.values())} journeys ended (stopped)")
+    typer.echo(f"{campaign}: schedule: {done.schedule}")
 
 
 ACTIONS = {
-    "pause": "Pause a campaign: no enrolment and no sends; its journeys keep their place.",
-    "resume": "Resume a paused or stopped campaign: ticks go on, due journeys in due order.",
-    "stop": "Stop a campaign: its journeys end (reason `stopped`); none start until it resumes.",
+    "pause": "Pause a campaign: no enrolment and no sends; its journeys keep their place. "
+    "Its Prefect deployment is paused too.",
+    "resume": "Resume a paused or stopped campaign: ticks go on, due journeys in due order. "
+    "Its Prefect deployment is resumed.",
+    "stop": "Stop a campaign: its journeys end (reason `stopped`); none start until it resumes. "
+    "Its Prefect deployment is paused.",
 }
 
 

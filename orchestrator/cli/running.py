@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ import typer
 from orchestrator.cli.common import (
     app,
     installed_command,
+    open_cli_context,
     print_funnel,
     quiet_prefect_logs,
 )
@@ -36,7 +38,8 @@ def deploy(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Register one scheduled Prefect deployment per campaign (its settings.schedule, concurrency 1)."""
+    """Register one scheduled Prefect deployment per campaign (its settings.schedule, concurrency 1);
+    a paused or stopped campaign's deployment is registered paused."""
     from orchestrator.config import load_config
 
     graphs = load_config().graphs
@@ -46,6 +49,7 @@ def deploy(
         prefect_yaml.write_text(render_yaml(graphs, pool=pool or "campaign-flow"), encoding="utf-8")
         typer.echo(f"wrote {prefect_yaml}")
         return
+    held = _held_states()
     if serve:
         from flows.deploy import serve as serve_deployments
 
@@ -55,19 +59,35 @@ def deploy(
                 err=True,
             )
             raise typer.Exit(2)
-        serve_deployments(graphs, campaigns or None)
+        serve_deployments(graphs, campaigns or None, held=held)
         return
     from flows.deploy import apply
 
-    result = apply(graphs, campaigns or None, pool=pool)
+    result = apply(graphs, campaigns or None, pool=pool, held=held)
     if as_json:
         typer.echo(json.dumps(result, indent=2))
     else:
         for name, ident in result["deployments"].items():
-            typer.echo(f"deployed campaign-tick/{name} ({ident})")
+            state = result["paused"].get(name)
+            note = f", paused: the campaign is {state}" if state else ""
+            typer.echo(f"deployed campaign-tick/{name} ({ident}){note}")
         for path, reason in result["refused"].items():
             typer.echo(f"{path}: not deployed: {reason}", err=True)
     raise typer.Exit(1 if result["refused"] else 0)
+
+
+def _held_states() -> Callable[[str], str | None]:
+    """A campaign's state when it is paused or stopped, else None (`flows.deploy.Held`),
+    from the campaign database."""
+    from orchestrator.app import control
+
+    ctx = open_cli_context()
+
+    def held(campaign: str) -> str | None:
+        state = control.state(ctx, campaign).state
+        return None if state == control.RUNNING else state
+
+    return held
 
 
 @app.command()

@@ -88,6 +88,7 @@ def action_of(line: dict[str, Any]) -> Action:
         to=line.get("to"),
         reason=line.get("reason"),
         holdout=bool(line.get("holdout", False)),
+        timing=line.get("timing"),
     )
 
 

@@ -13,172 +13,36 @@ the edges' delays.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
+from orchestrator.engine import sendtime
+from orchestrator.engine.state import (
+    MAX_STEPS_PER_ADVANCE as MAX_STEPS_PER_ADVANCE,
+    Action as Action,
+    EventView as EventView,
+    JourneyState as JourneyState,
+    MembershipsNeeded as MembershipsNeeded,
+    Phase as Phase,
+    Result as Result,
+    SubscriberView as SubscriberView,
+    edge_targets as edge_targets,
+    pick_split as pick_split,
+    stable_fraction as stable_fraction,
+)
 from orchestrator.engine.timing import frequency_until, next_local, quiet_until
 from orchestrator.language.spec import (
     END,
-    AnyNode,
     BranchNode,
     Campaign,
     EdgeSpec,
     NotificationNode,
+    SendTimeSpec,
     SplitNode,
     WaitNode,
 )
-
-Phase = Literal["arrive", "wait", "await", "ended"]
-MAX_STEPS_PER_ADVANCE = 256  # routing without a send can't loop: the validator forbids it
-
-
-class MembershipsNeeded(Exception):
-    """`advance` was given `memberships=None` and arrived at a branch node: look the
-    subscriber's segment memberships up and advance again from the same state (the
-    engine is pure, so nothing of the first attempt is kept)."""
-
-
-@dataclass(frozen=True)
-class JourneyState:
-    """Where one journey is. `last_send_at` is the campaign's latest send to the subscriber:
-    this journey's, or before its first send an earlier journey's (spacing is per campaign
-    and subscriber, not per journey)."""
-
-    subscriber_id: str
-    subcampaign: str
-    node: str
-    phase: Phase
-    due_at: datetime | None
-    entered_at: datetime
-    followups: int = 0
-    pending_followup: bool = False
-    sends: int = 0
-    step: int = 0
-    last_send_at: datetime | None = None
-    last_send_id: int | None = None
-    arm: str | None = None
-    holdout: bool = False
-    via: str | None = None
-    exit_reason: str | None = None
-    ended_at: datetime | None = None
-    trigger: dict[str, Any] | None = None
-    seen_until: datetime | None = None  # events up to this instant have been acted on
-
-    def unseen(self, event: EventView) -> bool:
-        if self.seen_until is None:
-            return event.at >= self.entered_at
-        return event.at > self.seen_until
-
-    @property
-    def ended(self) -> bool:
-        return self.phase == "ended"
-
-    def evolve(self, changes: dict[str, Any]) -> JourneyState:
-        """A copy with `changes` (what `dataclasses.replace` does, without re-running
-        `__init__` field by field: the engine makes two of these per step)."""
-        unknown = changes.keys() - _STATE_FIELDS
-        if unknown:
-            raise TypeError(f"JourneyState has no field {', '.join(sorted(unknown))}")
-        new = object.__new__(JourneyState)
-        new.__dict__.update(self.__dict__)
-        new.__dict__.update(changes)
-        return new
-
-    @classmethod
-    def of(cls, values: dict[str, Any]) -> JourneyState:
-        """From a complete dict of fields (as stored), without `__init__`'s per-field setattr."""
-        if values.keys() != _STATE_FIELDS:
-            return cls(**values)  # let __init__ say what is missing or extra
-        new = object.__new__(cls)
-        new.__dict__.update(values)
-        return new
-
-
-_STATE_FIELDS = frozenset(f.name for f in fields(JourneyState))
-
-
-@dataclass(frozen=True)
-class SubscriberView:
-    id: str
-    timezone: str = "UTC"
-    status: str = "active"  # active | unsubscribed | deleted
-    has_subscription: bool = True
-    paused_until: datetime | None = None
-
-
-@dataclass(frozen=True)
-class EventView:
-    """What the engine reads of an event: goals and exits match by name (and a click by its
-    send); properties matter to trigger enrolment and templates, not here, so the tick
-    does not read them."""
-
-    name: str
-    at: datetime
-    send_id: int | None = None
-
-
-@dataclass(frozen=True)
-class Action:
-    """One thing that happened to a journey. `type` follows the trace format of the interfaces spec."""
-
-    type: Literal["enroll", "send", "skip", "convert", "no_convert", "defer", "exit", "route"]
-    at: datetime
-    node: str
-    to: str | None = None
-    reason: str | None = None
-    step: int | None = None
-    until: datetime | None = None
-    holdout: bool = False
-
-
-@dataclass(frozen=True)
-class Result:
-    """The state after an advance and what happened. `before_send`: the state just before
-    this advance's send (an advance makes at most one), what `skip_send` goes on from if
-    the send cannot be built."""
-
-    state: JourneyState
-    actions: list[Action]
-    before_send: JourneyState | None = None
-
-
-# ------------------------------------------------------------------ helpers
-
-
-def stable_fraction(*parts: str) -> float:
-    """A number in [0, 1) fixed by its inputs: re-running never reshuffles."""
-    digest = hashlib.sha256("\x1f".join(parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2**64
-
-
-def edge_targets(node: AnyNode) -> dict[str, set[str]]:
-    """Where each kind of step may lead from `node` (`END` included)."""
-    if isinstance(node, NotificationNode):
-        return {
-            "convert": {node.on_convert.to if node.on_convert else END},
-            "no_convert": {node.on_no_convert.to if node.on_no_convert else END},
-        }
-    if isinstance(node, SplitNode):
-        return {"route": set(node.split)}
-    if isinstance(node, BranchNode):
-        return {"route": {c.target for c in node.branch}}
-    assert isinstance(node, WaitNode)
-    return {"route": {node.next}}
-
-
-def pick_split(campaign: Campaign, node_id: str, node: SplitNode, subscriber_id: str) -> str:
-    point = stable_fraction(campaign.campaign, node_id, subscriber_id) * sum(node.split.values())
-    running = 0.0
-    target = next(iter(node.split))
-    for target, weight in node.split.items():
-        running += weight
-        if point < running:
-            return target
-    return target
-
 
 # ------------------------------------------------------------------ the machine
 
@@ -192,6 +56,7 @@ class _Run:
     recent_sends: list[datetime]
     now: datetime
     state: JourneyState
+    send_times: sendtime.SendTimeData | None = None
     actions: list[Action] = field(default_factory=list)
     before_send: JourneyState | None = None
 
@@ -215,13 +80,18 @@ def advance(
     memberships: frozenset[str] | None = frozenset(),
     recent_sends: Sequence[datetime] = (),
     now: datetime,
+    send_times: sendtime.SendTimeData | None = None,
 ) -> Result:
     """Move one journey as far as it can go at `now`.
 
     `memberships`: the segments (of the campaign's branch cases) the subscriber is in;
     None when not looked up yet, and MembershipsNeeded is raised if a branch needs them
-    (most advances never reach a branch, so a caller looks up only for those that do)."""
-    run = _Run(campaign, subscriber, events, memberships, list(recent_sends), now, state)
+    (most advances never reach a branch, so a caller looks up only for those that do).
+    `send_times`: what the send-time optimiser knows of the subscriber (`sendtime`);
+    without it a `send_time: best` node has no data and picks the earliest allowed hour."""
+    run = _Run(
+        campaign, subscriber, events, memberships, list(recent_sends), now, state, send_times
+    )
     if state.ended or state.due_at is None:
         return Result(state, [])
     if _exit_check(run):
@@ -370,7 +240,7 @@ def skip_send(
     (`skip_limit`): a loop of nodes that all fail to render would otherwise go round
     without time passing."""
     node = campaign.node(before.node)
-    assert isinstance(node, NotificationNode) and before.phase == "arrive"
+    assert isinstance(node, NotificationNode) and before.phase in ("arrive", "timed")
     step = before.step + 1
     run = _Run(campaign, subscriber, (), frozenset(), [], now, before.evolve({"step": step}))
     run.emit(Action("skip", now, before.node, reason=reason, step=step))
@@ -433,14 +303,49 @@ def _arrive(run: _Run) -> bool:
         run.set(phase="wait", due_at=at + node.wait)
         return False
     assert isinstance(node, NotificationNode)
-    if node.at is not None:
-        moment = next_local(node.at, _timezone(run), at)
-        if moment > at:  # not yet the node's wall-clock time: wait for it
-            if moment > run.now:
-                run.emit(Action("defer", run.now, state.node, reason="at", until=moment))
-            run.set(due_at=moment)
-            return moment <= run.now
+    if state.phase == "arrive":
+        # the send's moment is chosen once, on arrival: the node's wall-clock time, or the
+        # optimiser's hour; the usual deferrals then apply to it as to any send
+        spec = _best_time(run, node)
+        if node.at is not None:
+            moment, reason = next_local(node.at, _timezone(run), at), "at"
+        elif spec is not None:
+            moment = sendtime.choose(
+                _arm(run, spec),
+                at,
+                spec,
+                tz_name=_timezone(run),
+                data=run.send_times or sendtime.NO_DATA,
+                allowed=lambda m: not _blockers(run, m),
+                fraction=_fraction(run, "explore"),
+            )
+            reason = "send_time"
+        else:
+            return _send(run, node)
+        run.set(phase="timed", due_at=max(moment, at))
+        if moment > run.now:
+            run.emit(Action("defer", run.now, state.node, reason=reason, until=moment))
+            return False
     return _send(run, node)
+
+
+def _best_time(run: _Run, node: NotificationNode) -> SendTimeSpec | None:
+    """The node's `send_time` (else the campaign's) when it is `best` and no `at` fixes the
+    moment; None otherwise."""
+    spec = node.send_time or run.campaign.settings.send_time
+    return spec if spec.mode == "best" and node.at is None else None
+
+
+def _fraction(run: _Run, purpose: str) -> float:
+    """A stable fraction for this journey's next send (campaign, subscriber, node, step)."""
+    state = run.state
+    return stable_fraction(
+        run.campaign.campaign, run.subscriber.id, state.node, str(state.step + 1), purpose
+    )
+
+
+def _arm(run: _Run, spec: SendTimeSpec) -> str:
+    return sendtime.arm_of(_fraction(run, "send_time"), spec)
 
 
 def _send(run: _Run, node: NotificationNode) -> bool:
@@ -454,9 +359,11 @@ def _send(run: _Run, node: NotificationNode) -> bool:
     until = _deferral(run)
     if until is not None:
         return False
+    spec = _best_time(run, node)
+    timing = _arm(run, spec) if spec is not None else None
     step = state.step + 1
     run.before_send = state
-    run.emit(Action("send", now, state.node, step=step))
+    run.emit(Action("send", now, state.node, step=step, timing=timing))
     run.recent_sends.append(now)
     run.set(
         phase="await",
@@ -473,23 +380,28 @@ def _send(run: _Run, node: NotificationNode) -> bool:
 
 def _deferral(run: _Run) -> datetime | None:
     """Quiet hours, spacing, pauses and the frequency cap: the latest 'not before' wins."""
-    state, settings, now = run.state, run.campaign.settings, run.now
-    tz = _timezone(run)
-    candidates: list[tuple[datetime, str]] = []
-    quiet = quiet_until(settings.quiet_hours, tz, now)
-    if quiet is not None:
-        candidates.append((quiet, "quiet_hours"))
-    if state.last_send_at is not None and state.last_send_at + settings.spacing > now:
-        candidates.append((state.last_send_at + settings.spacing, "spacing"))
-    freq = frequency_until(run.campaign, run.recent_sends, now)
-    if freq is not None:
-        candidates.append((freq, "frequency_cap"))
-    paused = run.subscriber.paused_until
-    if paused is not None and paused > now:
-        candidates.append((paused, "paused"))
+    candidates = _blockers(run, run.now)
     if not candidates:
         return None
     until, reason = max(candidates)
-    run.emit(Action("defer", now, state.node, reason=reason, until=until))
+    run.emit(Action("defer", run.now, run.state.node, reason=reason, until=until))
     run.set(due_at=until)
     return until
+
+
+def _blockers(run: _Run, moment: datetime) -> list[tuple[datetime, str]]:
+    """What keeps a send from going at `moment`, each with when it would let it go."""
+    state, settings = run.state, run.campaign.settings
+    out: list[tuple[datetime, str]] = []
+    quiet = quiet_until(settings.quiet_hours, _timezone(run), moment)
+    if quiet is not None:
+        out.append((quiet, "quiet_hours"))
+    if state.last_send_at is not None and state.last_send_at + settings.spacing > moment:
+        out.append((state.last_send_at + settings.spacing, "spacing"))
+    freq = frequency_until(run.campaign, run.recent_sends, moment)
+    if freq is not None:
+        out.append((freq, "frequency_cap"))
+    paused = run.subscriber.paused_until
+    if paused is not None and paused > moment:
+        out.append((paused, "paused"))
+    return out

@@ -1,8 +1,11 @@
 """Simulation: the production tick on a virtual clock, against synthetic subscribers.
 
-- `population`: synthetic or imported subscribers with their events;
+- `population`: synthetic or imported subscribers with their events; `response`: how
+  they respond by local hour (active hours, response curves);
 - `simulate`: `campaign simulate` (every decision from the real engine and store,
-  deliveries recorded, conversions drawn from given rates), with its JSONL trace;
+  deliveries recorded, conversions drawn from given rates), with its JSONL trace, over
+  `inputs` (files, rates, the stored population), `clock` and `results`; `programme`:
+  several campaigns on one clock and its checks;
 - `soak`: `campaign soak`, long randomised runs checked against the engine's invariants.
 """
 

@@ -6,7 +6,8 @@ traffic. Triggered sub-campaigns get trigger events with the properties their
 templates use. With `repeat_days`, subscribers go on doing things for that many
 days: trigger events again and again (now and then two close together) and the
 campaign's `exit_on` events, which exercises re-entry, spacing across journeys
-and several trigger events in one tick.
+and several trigger events in one tick. Several campaigns simulated together share
+one population: each campaign's, joined by subscriber id (`union`).
 """
 
 from __future__ import annotations
@@ -229,3 +230,30 @@ def repeat(
                 at = start + timedelta(seconds=rng.uniform(0, days * 86400))
                 events.append({"name": name, "at": at.isoformat(), "properties": {}})
         events.sort(key=lambda e: str(e["at"]))
+
+
+def union(populations: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Several campaigns' synthetic populations (`synthesize`, same ids `sim-NNNNNN`) as one,
+    joined by subscriber id, so one subscriber is what every campaign wanted of them: the
+    first population's timezone, every population's tags and events (events in time
+    order), and each attribute as the first population that sets it has it (where two
+    campaigns want different values, the earlier campaign's stays)."""
+    joined: dict[str, dict[str, Any]] = {}
+    for lines in populations:
+        for line in lines:
+            into = joined.get(line["id"])
+            if into is None:
+                joined[line["id"]] = {
+                    **line,
+                    "attributes": dict(line["attributes"]),
+                    "tags": list(line["tags"]),
+                    "events": list(line["events"]),
+                }
+                continue
+            for name, value in line["attributes"].items():
+                into["attributes"].setdefault(name, value)
+            into["tags"] += [tag for tag in line["tags"] if tag not in into["tags"]]
+            into["events"] += line["events"]
+    for line in joined.values():
+        line["events"].sort(key=lambda e: str(e["at"]))
+    return list(joined.values())

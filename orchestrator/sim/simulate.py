@@ -3,6 +3,10 @@
 A temporary SQLite database, a synthetic (or given) population, conversion
 rates per node. The clock jumps to the next moment anything is due, in steps
 of `resolution` (the scheduled deployment's tick). Same seed, same result.
+
+A programme (`simulate_programme`) is several campaigns on one clock, one population
+and one database: each virtual tick ticks every campaign in the order given, as the
+production tick does, so the frequency cap counts every campaign's sends.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import multiprocessing
 import random
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -21,26 +26,31 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from orchestrator.app.sendtimes import uses_best
 from orchestrator.app.service import (
     CampaignLoad,
     drawing_counts,
     load_current,
     open_context,
-    read_jsonl,
     status,
 )
 from orchestrator.app.ticking import tick_campaign
 from orchestrator.config import Config
 from orchestrator.errors import CampaignError
-from orchestrator.language import loader
 from orchestrator.language.records import (
     EventRecord,
-    RecordError,
-    parse_population_events,
-    parse_subscriber,
 )
 from orchestrator.language.spec import Campaign, NotificationNode
-from orchestrator.sim.population import synthesize
+from orchestrator.sim import inputs, programme
+from orchestrator.sim.clock import NextMoment as NextMoment, ceil_to
+from orchestrator.sim.inputs import (
+    MAX_CAMPAIGNS as MAX_CAMPAIGNS,
+    Curves,
+    campaign_files as campaign_files,
+    load_campaigns as load_campaigns,
+)
+from orchestrator.sim.response import weight
+from orchestrator.sim.results import ProgrammeResult, SimulationResult, merge_results
 from orchestrator.store import repo
 from orchestrator.testing.fakes import RecordingDelivery
 
@@ -51,80 +61,11 @@ WORKERS = 2
 
 
 @dataclass
-class SimulationResult:
-    campaign: str
-    subscribers: int
-    start: datetime
-    end: datetime
-    ticks: int = 0
-    steps: int = 0
-    sends: int = 0
-    conversions: int = 0
-    seconds: float = 0.0
-    funnel: dict[str, Any] = field(default_factory=dict)
-    unfinished: int = 0
-    # per-node figures for the flowchart (`app.service.drawing_counts`); not in as_dict
-    counts: dict[str, dict[str, int]] = field(default_factory=dict)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "campaign": self.campaign,
-            "subscribers": self.subscribers,
-            "start": self.start.isoformat(),
-            "end": self.end.isoformat(),
-            "ticks": self.ticks,
-            "steps": self.steps,
-            "sent": self.sends,
-            "conversions": self.conversions,
-            "unfinished_journeys": self.unfinished,
-            "seconds": round(self.seconds, 3),
-            "steps_per_s": round(self.steps / self.seconds, 1) if self.seconds else None,
-            **self.funnel,
-        }
-
-
-@dataclass
 class _Collector:
     lines: list[dict[str, Any]] = field(default_factory=list)
 
     def __call__(self, lines: list[dict[str, Any]]) -> None:
         self.lines.extend(lines)
-
-
-def _population(
-    campaign: Campaign,
-    *,
-    path: Path | None,
-    count: int,
-    seed: int,
-    start: datetime,
-    repeat_days: int = 0,
-) -> list[dict[str, Any]]:
-    if path is None:
-        return synthesize(campaign, count=count, seed=seed, start=start, repeat_days=repeat_days)
-    lines = []
-    for number, raw in read_jsonl(path):
-        if isinstance(raw, RecordError):
-            raise CampaignError(f"{path}:{number}: {raw}")
-        lines.append(raw)
-    return lines
-
-
-def _store_population(ctx: Any, lines: list[dict[str, Any]]) -> int:
-    records, events = [], []
-    for number, raw in enumerate(lines, start=1):
-        try:
-            body = {k: v for k, v in raw.items() if k != "events"} if isinstance(raw, dict) else raw
-            record = parse_subscriber(body, allowed=())
-            events += parse_population_events(record.id, raw.get("events", []))
-        except (RecordError, KeyError, TypeError, AttributeError) as exc:
-            raise CampaignError(f"population line {number}: {exc}") from None
-        records.append(record)
-    with ctx.session() as s, s.begin():
-        for i in range(0, len(records), 5000):
-            repo.upsert_subscribers(s, records[i : i + 5000])
-        repo.add_events(s, sorted(events, key=lambda e: e.at), ids_wanted=False)
-    return len(records)
 
 
 def draw_conversions(
@@ -135,13 +76,20 @@ def draw_conversions(
     seed: int,
     rates: dict[str, float],
     default_rate: float,
+    curves: Curves | None = None,
 ) -> list[EventRecord]:
+    """The conversions of `requests` sent at `now`: each with its node's rate, times the
+    subscriber's response at the local hour of `now` when they have a curve."""
     out = []
     for r in requests:
         # keyed by subscriber, node, step and moment (not the journey's row id), so a
         # subscriber converts the same way whichever worker simulates them
         rng = random.Random(f"{seed}:{r.subscriber_id}:{r.node}:{r.step}:{now.isoformat()}")
-        if rng.random() >= rates.get(r.node, default_rate):
+        rate = rates.get(r.node, default_rate)
+        found = curves.get(r.subscriber_id) if curves else None
+        if found is not None:
+            rate = min(1.0, rate * weight(found[1], now, found[0]))
+        if rng.random() >= rate:
             continue
         node = campaign.node(r.node)
         assert isinstance(node, NotificationNode)
@@ -153,41 +101,6 @@ def draw_conversions(
         else:
             out.append(EventRecord(r.subscriber_id, goal, at, {"send": r.send_id}))
     return out
-
-
-class NextMoment:
-    """When anything is next due: a journey, or a trigger event after `now`.
-
-    Trigger events are read once, and after that only the ones stored since (by id:
-    the events table only grows during a simulation or a demo); their times wait in
-    a heap. Asking SQL for `min(at) … at > now` instead read every later event of
-    those names at every virtual tick (no index serves it: an (name, at) index
-    would mislead SQLite's plans for segment event rules)."""
-
-    def __init__(self, campaign: Campaign) -> None:
-        self.campaign = campaign.campaign
-        self.triggers = sorted(
-            {sub.trigger.event for sub in campaign.subcampaigns.values() if sub.trigger}
-        )
-        self.read_to = 0  # the last event id looked at
-        self.later: list[datetime] = []  # trigger times after the last `now` (a heap)
-
-    def __call__(self, ctx: Any, *, now: datetime) -> datetime | None:
-        with ctx.session() as s:
-            due = repo.next_claim(s, campaign=self.campaign)
-            if self.triggers:
-                for event_id, at in repo.event_times(s, self.triggers, after_id=self.read_to):
-                    self.read_to = event_id
-                    heapq.heappush(self.later, at)
-        while self.later and self.later[0] <= now:
-            heapq.heappop(self.later)
-        moments = self.later[:1] + ([due] if due is not None else [])
-        return min(moments, default=None)
-
-
-def _ceil(moment: datetime, *, start: datetime, step: timedelta) -> datetime:
-    steps = -(-(moment - start) // step)
-    return start + steps * step
 
 
 def default_workers(subscribers: int) -> int:
@@ -211,53 +124,118 @@ def simulate(
     progress: Callable[[datetime, int], None] | None = None,
     workers: int | None = None,
     repeat_days: int = 0,
+    active_hours: bool = False,
 ) -> SimulationResult:
     """Subscribers never share journey state, so the population is split by a stable hash
     of the subscriber id over `workers` processes, each with its own temporary SQLite
     and virtual clock; funnels and traces are merged. `repeat_days`: synthetic subscribers
     repeat their trigger events and send exit events over that many days
     (`population.repeat`)."""
-    loaded = loader.load(path)
-    if not loaded.ok or loaded.campaign is None:
-        first = next((d.format() for d in loaded.errors), "does not validate")
-        raise CampaignError(f"{path} does not validate: {first}")
-    campaign = loaded.campaign
-    unknown = sorted(set(rates or {}) - set(campaign.all_nodes()))
-    if unknown:
-        raise CampaignError(f"--rate names no node of {campaign.campaign}: {', '.join(unknown)}")
+    return simulate_programme(
+        [path],
+        subscribers=subscribers,
+        population=population,
+        seed=seed,
+        rates=rates,
+        default_rate=default_rate,
+        start=start,
+        until=until,
+        trace=trace,
+        resolution=resolution,
+        progress=progress,
+        workers=workers,
+        repeat_days=repeat_days,
+        active_hours=active_hours,
+        files_only=True,
+    ).campaigns[0]
+
+
+def simulate_programme(
+    paths: list[Path],
+    *,
+    subscribers: int = 1000,
+    population: Path | None = None,
+    seed: int = 0,
+    rates: dict[str, float] | None = None,
+    default_rate: float = 0.1,
+    start: datetime,
+    until: datetime | None = None,
+    trace: Path | None = None,
+    resolution: timedelta = timedelta(minutes=5),
+    progress: Callable[[datetime, int], None] | None = None,
+    workers: int | None = None,
+    repeat_days: int = 0,
+    active_hours: bool = False,
+    files_only: bool = False,
+) -> ProgrammeResult:
+    """The campaigns of `paths` (`campaign_files`; with `files_only`, the paths as they are)
+    on one virtual clock, one database and one population, ticked in that order at every
+    virtual tick until none has anything due (or `until`). The synthetic population is the
+    union of each campaign's; a worker process holds all campaigns of its subscribers.
+    Several campaigns get the programme's checks (`orchestrator.sim.programme`)."""
+    files = list(paths) if files_only else inputs.campaign_files(paths)
+    campaigns = inputs.load_campaigns(files)
+    rates_of = inputs.rates_of(campaigns, rates or {})
     if population is not None and repeat_days:
         raise CampaignError("repeat days apply to the synthetic population, not to a file")
-    lines = _population(
-        campaign,
+    lines = inputs.population_of(
+        campaigns,
         path=population,
         count=subscribers,
         seed=seed,
         start=start,
         repeat_days=repeat_days,
+        active_hours=active_hours,
     )
     count = workers or default_workers(len(lines))
-    job = _Job(path, seed, rates or {}, default_rate, start, until, resolution)
+    job = _Job(tuple(files), seed, tuple(rates_of), default_rate, start, until, resolution)
     with tempfile.TemporaryDirectory(prefix="campaign-sim-") as tmp:
         if count <= 1:
-            result = _simulate_shard(
-                job, lines, Path(tmp), trace=trace, progress=progress, campaign=campaign
+            share = _simulate_shard(
+                job, lines, Path(tmp), trace=trace, progress=progress, campaigns=campaigns
             )
+            shares, seconds = [share], share.seconds
         else:
-            result = _simulate_sharded(
-                job, lines, Path(tmp), count=count, trace=trace, campaign=campaign
+            shares, seconds = _simulate_sharded(
+                job, lines, Path(tmp), count=count, trace=trace, campaigns=campaigns
             )
-    return result
+    results = [merge_results([s.results[i] for s in shares]) for i in range(len(campaigns))]
+    if count > 1 and len(campaigns) == 1:
+        results[0].seconds = seconds  # the workers' wall time, not their sum
+    parts = [s.part for s in shares if s.part is not None]
+    return ProgrammeResult(
+        results,
+        sum(s.subscribers for s in shares),
+        start,
+        max(s.end for s in shares),
+        resolution,
+        ticks=max(s.ticks for s in shares),
+        seconds=seconds,
+        part=programme.merge(parts) if parts else None,
+    )
 
 
 @dataclass(frozen=True)
 class _Job:
-    path: Path
+    paths: tuple[Path, ...]
     seed: int
-    rates: dict[str, float]
+    rates: tuple[dict[str, float], ...]  # per campaign
     default_rate: float
     start: datetime
     until: datetime | None
     resolution: timedelta
+
+
+@dataclass
+class _Share:
+    """What one process simulated: its subscribers, every campaign."""
+
+    results: list[SimulationResult]  # per campaign, in the job's order
+    subscribers: int
+    ticks: int
+    end: datetime
+    seconds: float
+    part: programme.Part | None
 
 
 def _shard_of(line: Any, count: int) -> int:
@@ -272,8 +250,10 @@ def _simulate_sharded(
     *,
     count: int,
     trace: Path | None,
-    campaign: Campaign,
-) -> SimulationResult:
+    campaigns: list[Campaign],
+) -> tuple[list[_Share], float]:
+    """A subscriber's lines go to one shard, with every campaign: the frequency cap counts
+    a subscriber's sends across campaigns, and they are all in that shard's database."""
     shards: list[list[dict[str, Any]]] = [[] for _ in range(count)]
     for line in lines:
         shards[_shard_of(line, count)].append(line)
@@ -282,12 +262,11 @@ def _simulate_sharded(
     context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=count, mp_context=context) as pool:
         futures = [
-            pool.submit(_shard_job, job, shard, tmp / f"shard-{i}", traces[i], campaign)
+            pool.submit(_shard_job, job, shard, tmp / f"shard-{i}", traces[i], campaigns)
             for i, shard in enumerate(shards)
         ]
-        parts = [f.result() for f in futures]
-    merged = _merge(parts)
-    merged.seconds = time.perf_counter() - started
+        shares = [f.result() for f in futures]
+    seconds = time.perf_counter() - started
     if trace is not None:
         files = [t.open(encoding="utf-8") for t in traces]
         try:
@@ -299,44 +278,28 @@ def _simulate_sharded(
         finally:
             for f in files:
                 f.close()
-    return merged
+    return shares, seconds
 
 
 def _shard_job(
-    job: _Job, lines: list[dict[str, Any]], folder: Path, trace: Path, campaign: Campaign
-) -> SimulationResult:
-    """One worker's share; the campaign as the parent loaded it (it pickles in under a
-    millisecond; loading the file again costs tens)."""
+    job: _Job, lines: list[dict[str, Any]], folder: Path, trace: Path, campaigns: list[Campaign]
+) -> _Share:
+    """One worker's share; the campaigns as the parent loaded them (a campaign pickles in
+    under a millisecond; loading the file again costs tens)."""
     folder.mkdir()
-    return _simulate_shard(job, lines, folder, trace=trace, progress=None, campaign=campaign)
+    return _simulate_shard(job, lines, folder, trace=trace, progress=None, campaigns=campaigns)
 
 
-def _merge(parts: list[SimulationResult]) -> SimulationResult:
-    first = parts[0]
-    out = SimulationResult(first.campaign, 0, first.start, first.start)
-    funnel: dict[str, Any] = {}
-    for part in parts:
-        out.subscribers += part.subscribers
-        out.end = max(out.end, part.end)
-        out.ticks = max(out.ticks, part.ticks)
-        out.steps += part.steps
-        out.sends += part.sends
-        out.conversions += part.conversions
-        out.unfinished += part.unfinished
-        _add_counts(funnel, part.funnel)
-        _add_counts(out.counts, part.counts)
-    out.funnel = funnel
-    return out
+@dataclass
+class _CampaignRun:
+    """One campaign in one process's run."""
 
-
-def _add_counts(into: dict[str, Any], more: dict[str, Any]) -> None:
-    for key, value in more.items():
-        if isinstance(value, dict):
-            _add_counts(into.setdefault(key, {}), value)
-        elif isinstance(value, int) and not isinstance(value, bool):
-            into[key] = into.get(key, 0) + value
-        else:
-            into.setdefault(key, value)
+    campaign: Campaign
+    load: CampaignLoad
+    rates: dict[str, float]
+    result: SimulationResult
+    next_moment: NextMoment
+    due: datetime | None = None  # when it next has something due, as of the last tick
 
 
 def _simulate_shard(
@@ -346,93 +309,163 @@ def _simulate_shard(
     *,
     trace: Path | None,
     progress: Callable[[datetime, int], None] | None,
-    campaign: Campaign,
-) -> SimulationResult:
-    """One process's share of the population."""
-    config = Config(db=f"sqlite:///{folder / 'simulation.db'}", graphs=job.path.parent)
+    campaigns: list[Campaign],
+) -> _Share:
+    """One process's share of the population, every campaign."""
+    config = Config(db=f"sqlite:///{folder / 'simulation.db'}", graphs=job.paths[0].parent)
     collector = _Collector()
     delivery = RecordingDelivery()
     ctx = open_context(config, delivery=delivery, audit=collector, simulated=True)
-    result = SimulationResult(
-        campaign.campaign, _store_population(ctx, lines), job.start, job.start
-    )
-    load = load_current(ctx, job.path)
-    if load.problem:
-        raise CampaignError(load.problem)
+    stored, curves = inputs.store_population(ctx, lines)
+    runs: list[_CampaignRun] = []
+    for path, campaign, rates in zip(job.paths, campaigns, job.rates, strict=True):
+        load = load_current(ctx, path)
+        if load.problem:
+            raise CampaignError(load.problem)
+        result = SimulationResult(campaign.campaign, stored, job.start, job.start)
+        runs.append(_CampaignRun(campaign, load, rates, result, NextMoment(campaign)))
+    sends: programme.Sends | None = {} if len(runs) > 1 else None
     started = time.perf_counter()
-    _run(
+    ticks, end = _run(
         ctx,
-        load,
-        campaign,
-        result=result,
+        runs,
+        collector=collector,
         delivery=delivery,
         seed=job.seed,
-        rates=job.rates,
         default_rate=job.default_rate,
+        start=job.start,
         until=job.until,
         resolution=job.resolution,
         progress=progress,
+        sends=sends,
+        curves=curves,
     )
-    result.seconds = time.perf_counter() - started
-    result.steps = len(collector.lines)
-    result.funnel = status(ctx, campaign.campaign)
-    result.counts = drawing_counts(ctx, campaign)
-    with ctx.session() as s:
-        result.unfinished = repo.unfinished_journeys(s, campaign.campaign)
+    seconds = time.perf_counter() - started
+    if len(runs) == 1:
+        runs[0].result.seconds = seconds
+    steps = Counter(line.get("campaign") for line in collector.lines)
+    for run in runs:
+        name = run.campaign.campaign
+        run.result.steps = steps[name]
+        run.result.funnel = status(ctx, name)
+        run.result.counts = drawing_counts(ctx, run.campaign)
+        with ctx.session() as s:
+            run.result.unfinished = repo.unfinished_journeys(s, name)
+            if uses_best(run.campaign):
+                run.result.send_time = _send_time_tallies(s, name, start=job.start)
+    collector.lines.sort(key=lambda line: line["t"])
+    part = None
+    if sends is not None:
+        part = programme.part_of(
+            campaigns,
+            collector.lines,
+            sends,
+            timezones={str(line["id"]): str(line.get("timezone", "UTC")) for line in lines},
+            start=job.start,
+        )
     if trace is not None:
-        collector.lines.sort(key=lambda line: line["t"])
         with trace.open("w", encoding="utf-8") as out:
             for line in collector.lines:
                 out.write(json.dumps(line) + "\n")
     ctx.engine.dispose()
-    return result
+    return _Share([run.result for run in runs], stored, ticks, end, seconds, part)
+
+
+def _send_time_tallies(s: Any, campaign: str, *, start: datetime) -> dict[str, Any]:
+    """The optimiser's sends by arm, and by week from `start` and arm: [sends, conversions]."""
+    arms: dict[str, list[int]] = {}
+    weeks: dict[str, dict[str, list[int]]] = {}
+    for arm, at, converted in repo.timed_sends(s, campaign=campaign):
+        week = str((at - start) // timedelta(days=7))
+        for tally in (
+            arms.setdefault(arm, [0, 0]),
+            weeks.setdefault(week, {}).setdefault(arm, [0, 0]),
+        ):
+            tally[0] += 1
+            tally[1] += int(converted)
+    return {"arms": arms, "weeks": weeks}
 
 
 def _run(
     ctx: Any,
-    load: CampaignLoad,
-    campaign: Campaign,
+    runs: list[_CampaignRun],
     *,
-    result: SimulationResult,
+    collector: _Collector,
     delivery: RecordingDelivery,
     seed: int,
-    rates: dict[str, float],
     default_rate: float,
+    start: datetime,
     until: datetime | None,
     resolution: timedelta,
     progress: Callable[[datetime, int], None] | None,
-) -> None:
-    now = result.start
-    next_moment = NextMoment(campaign)
+    sends: programme.Sends | None,
+    curves: Curves | None = None,
+) -> tuple[int, datetime]:
+    """Tick every campaign, in order, at each virtual tick; then the clock moves to the
+    earliest moment any campaign has something due. The ticks run and the last one.
+
+    Segment membership is evaluated once per simulated day. In a programme (`sends`
+    given) it is no longer evaluated once every needed journey (`_Needed`) has ended and
+    no campaign awaits a trigger event: a segment campaign with `reentry` would re-enrol
+    its members for as long as other campaigns keep the clock going (or, with journeys
+    about as long as `reentry`, for ever). The journeys running then finish."""
+    now = start
     last_segment_enrol: datetime | None = None
-    seen = 0
-    for _ in range(MAX_TICKS):
-        enrol_segments = (
+    needed = programme.Needed([run.campaign for run in runs]) if sends is not None else None
+    segments = True  # segment membership still evaluated
+    for tick in range(MAX_TICKS):
+        enrol_segments = segments and (
             last_segment_enrol is None or now - last_segment_enrol >= SEGMENT_ENROL_EVERY
         )
         if enrol_segments:
             last_segment_enrol = now
-        tick_campaign(ctx, load, now=now, enrol_segments=enrol_segments)
-        result.ticks += 1
-        fresh = delivery.requests[seen:]
-        seen = len(delivery.requests)
-        result.sends += len(fresh)
-        conversions = draw_conversions(
-            campaign, fresh, now=now, seed=seed, rates=rates, default_rate=default_rate
-        )
-        if conversions:
-            with ctx.session() as s, s.begin():
-                repo.add_events(s, conversions, ids_wanted=False)
-            result.conversions += len(conversions)
-        delivery.requests.clear()
-        seen = 0
-        result.end = now
+        for index, run in enumerate(runs):
+            began, seen = time.perf_counter(), len(collector.lines)
+            tick_campaign(ctx, run.load, now=now, enrol_segments=enrol_segments)
+            fresh = list(delivery.requests)
+            delivery.requests.clear()
+            result = run.result
+            result.sends += len(fresh)
+            conversions = draw_conversions(
+                run.campaign,
+                fresh,
+                now=now,
+                seed=seed,
+                rates=run.rates,
+                default_rate=default_rate,
+                curves=curves,
+            )
+            if conversions:
+                with ctx.session() as s, s.begin():
+                    repo.add_events(s, conversions, ids_wanted=False)
+                result.conversions += len(conversions)
+            if sends is not None:
+                for request in fresh:
+                    sends.setdefault(request.subscriber_id, []).append((now, index))
+            if needed is not None:
+                needed.feed(collector.lines[seen:])
+            # a campaign's own ticks: those it had something due or did something in
+            due = run.due is not None and run.due <= now
+            if tick == 0 or due or fresh or len(collector.lines) > seen:
+                result.ticks += 1
+                result.end = now
+            result.seconds += time.perf_counter() - began
         if progress:
-            progress(now, result.sends)
-        nxt = next_moment(ctx, now=now)
-        if nxt is None:
-            return
-        now = max(now + resolution, _ceil(nxt, start=result.start, step=resolution))
+            progress(now, sum(run.result.sends for run in runs))
+        # after every campaign's tick: one campaign's conversions may be another's triggers
+        moments = []
+        for run in runs:
+            began = time.perf_counter()
+            run.due = run.next_moment(ctx, now=now)
+            run.result.seconds += time.perf_counter() - began
+            if run.due is not None:
+                moments.append(run.due)
+        if not moments:
+            return tick + 1, now
+        if needed is not None and needed.running == 0:
+            segments = segments and any(run.next_moment.later for run in runs)
+        last = now
+        now = max(now + resolution, ceil_to(min(moments), start=start, step=resolution))
         if until is not None and now > until:
-            return
+            return tick + 1, last
     raise CampaignError(f"simulation did not finish within {MAX_TICKS} ticks")

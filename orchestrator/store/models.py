@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Index, SmallInteger, UniqueConstraint, text
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlmodel import Field, SQLModel
 
@@ -106,7 +106,7 @@ class Journey(SQLModel, table=True):
     subcampaign: str = Field(max_length=64)
     subscriber_id: str = Field(max_length=128)
     node: str = Field(max_length=64)
-    phase: str = Field(default="arrive", max_length=16)  # arrive | wait | await | ended
+    phase: str = Field(default="arrive", max_length=16)  # arrive | timed | wait | await | ended
     due_at: datetime | None = None
     claim_at: datetime | None = None
     entered_at: datetime
@@ -134,6 +134,8 @@ class Send(SQLModel, table=True):
         Index("ix_send_subscriber_claimed", "subscriber_id", "claimed_at"),
         Index("ix_send_campaign_node", "campaign", "node"),
         Index("ix_send_retry", "campaign", "retry_at"),
+        # a rate limit's sliding window: a campaign's sends claimed after a moment
+        Index("ix_send_campaign_claimed", "campaign", "claimed_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -154,6 +156,8 @@ class Send(SQLModel, table=True):
     converted_at: datetime | None = None  # the conversion credited to this send
     attempts: int = 0
     retry_at: datetime | None = None  # when an unfinished send (crash, 5xx, 429) goes out again
+    timing: str | None = Field(default=None, max_length=16)  # send_time arm: best|explore|immediate
+    local_slot: int | None = Field(default=None, sa_type=SmallInteger)  # hour of the local week
 
 
 class NodeStat(SQLModel, table=True):

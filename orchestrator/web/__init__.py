@@ -108,4 +108,4 @@ def create_app(ctx: Context | None = None) -> FastAPI:
     return app
 
 
-__all__ = ["create_app", "serve", "studio"]
+__all__ = ["create_app", "prefect_ui", "serve", "studio"]

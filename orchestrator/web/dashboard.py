@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from orchestrator.app import control, insights
+from orchestrator.app.broadcasts import broadcast_status
 from orchestrator.app.service import drawing_counts
 from orchestrator.delivery import Outcome
 from orchestrator.errors import UnreadableFileError
@@ -226,12 +227,15 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
         c=campaign,
         control=control.state(ctx, campaign.campaign),
         history=control.history(ctx, campaign.campaign),
+        broadcast=broadcast_status(ctx, campaign.campaign, campaign, now=now()),
         prefect=directory.links(campaign.campaign),
+        schedule=_schedule_note(request, directory.api is not None),
         totals=totals,
         svg=to_svg(campaign, counts=drawing_counts(ctx, campaign)),
         nodes=detail.nodes,
         tests=detail.tests,
         holdout=detail.holdout,
+        send_time=detail.send_time,
         horizon=_duration(insights.horizon(campaign)),
         exits=sorted(detail.figures["exits"].items(), key=lambda kv: -kv[1]),
         daily_chart=charts.bars(
@@ -248,6 +252,26 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
         ),
     )
     return HTMLResponse(html)
+
+
+SCHEDULE_NOTES = {
+    "paused": "Its Prefect deployment is paused: no tick runs are scheduled.",
+    "resumed": "Its Prefect deployment is resumed: ticks run on its schedule.",
+    "not-deployed": "Prefect has no deployment of it (`campaign deploy` registers one, "
+    "paused while the campaign is held).",
+    "unreachable": "Its Prefect deployment is unchanged: the Prefect API did not answer. "
+    "`campaign deploy` sets it from the campaign's state; a held campaign's ticks send "
+    "nothing meanwhile.",
+}
+
+
+def _schedule_note(request: Request, configured: bool) -> str | None:
+    """What the last pause, resume or stop did to the deployment (`?schedule=`, set by the
+    form's answer): only the fixed sentences above are shown, never the address's text."""
+    word = request.query_params.get("schedule", "")
+    if word == "unreachable" and not configured:
+        return "Its Prefect deployment is unchanged: PREFECT_API_URL is not set."
+    return SCHEDULE_NOTES.get(word)
 
 
 def _duration(span: Any) -> str:
@@ -267,14 +291,27 @@ async def campaign_control(request: Request, campaign_id: str) -> Response:
     if not isinstance(action, str) or not isinstance(reason, str):
         return HTMLResponse("expected an action and a reason", status_code=422)
     ctx = context(request)
+    directory: PrefectDirectory = getattr(request.app.state, PREFECT_KEY)
     try:
-        await run_in_threadpool(
-            control.act, ctx, campaign_id, action, by="dashboard", reason=reason, now=now()
+        done, _ = await run_in_threadpool(
+            lambda: control.act(
+                ctx,
+                campaign_id,
+                action,
+                by="dashboard",
+                reason=reason,
+                now=now(),
+                schedule=directory.switch_schedule,
+            )
         )
     except control.ControlError as exc:
         html = templates.get_template("message.html").render(heading="Not done", text=str(exc))
         return HTMLResponse(html, status_code=409)
-    return RedirectResponse(f"/campaigns/{quote(campaign_id)}#control", status_code=303)
+    # the page says what became of the Prefect deployment: the outcome's word, never its text
+    outcome = (done.schedule or "").split(":", 1)[0].replace(" ", "-")
+    return RedirectResponse(
+        f"/campaigns/{quote(campaign_id)}?schedule={outcome}#control", status_code=303
+    )
 
 
 @router.get("/campaigns/{campaign_id}/flowchart.svg", response_model=None)

@@ -9,6 +9,12 @@ The Prefect API is another service's answer: it is read with a short timeout and
 size bound, every id must be a UUID, and what it says is cached per campaign for a
 short while (a failure too), so a slow or unreachable Prefect server costs a page at
 most one timeout per campaign per `TTL` and never fails the page.
+
+`PrefectDirectory.switch_schedule` pauses or resumes that deployment (Prefect's
+`pause_deployment` / `resume_deployment`: the deployment's `paused`, the toggle the
+Prefect UI shows; pausing also deletes its runs already scheduled). It is the
+`control.ScheduleSwitch` of `campaign pause|resume|stop` and of the dashboard's buttons,
+and takes at most about `SWITCH_SECONDS`.
 """
 
 from __future__ import annotations
@@ -33,6 +39,8 @@ TTL = 30.0  # seconds an answer (or a failure) is reused
 TIMEOUT = 2.0  # seconds for each request to the Prefect API
 MAX_ANSWER = 256 * 1024  # bytes read from one answer
 LATEST_RUNS = 5
+SWITCH_SECONDS = 4.0  # the budget of both requests that pause or resume a deployment
+PAUSED, RESUMED, NOT_DEPLOYED, UNREACHABLE = "paused", "resumed", "not deployed", "unreachable"
 
 
 @dataclass(frozen=True)
@@ -50,6 +58,7 @@ class PrefectLinks:
 
     deployments: str  # the UI's deployments page: always a place to go
     deployment: str | None = None  # the campaign's deployment page
+    paused: bool | None = None  # whether that deployment is paused in Prefect
     runs: list[RunLink] = field(default_factory=list)
     problem: str | None = None  # why the deployment or its runs are not shown
 
@@ -74,13 +83,7 @@ class PrefectDirectory:
     def __init__(self, config: Config, *, transport: httpx.BaseTransport | None = None) -> None:
         self.ui = ui_address(config)
         self.api = config.prefect_api_url
-        headers = {"Accept": "application/json"}
-        if config.prefect_api_key:
-            headers["Authorization"] = f"Bearer {config.prefect_api_key}"
-        elif config.prefect_api_auth_string:
-            token = base64.b64encode(config.prefect_api_auth_string.encode()).decode()
-            headers["Authorization"] = f"Basic {token}"
-        self._headers = headers
+        self._headers = _headers(config)
         self._transport = transport
         self._cache: dict[str, tuple[float, PrefectLinks]] = {}
         self._lock = threading.Lock()
@@ -100,6 +103,46 @@ class PrefectDirectory:
                 self._cache.clear()
             self._cache[campaign_id] = (moment + TTL, found)
         return found
+
+    def switch_schedule(self, campaign_id: str, running: bool) -> str:
+        """Pause (`running` False) or resume the campaign's deployment; what became of it:
+        `paused`, `resumed`, `not deployed`, or `unreachable: why`. Never raises for what
+        the server does or does not answer; takes at most about SWITCH_SECONDS."""
+        try:
+            return self._switch(campaign_id, running)
+        finally:
+            with self._lock:  # the page shows the deployment as it is now
+                self._cache.pop(campaign_id, None)
+
+    def _switch(self, campaign_id: str, running: bool) -> str:
+        if self.api is None:
+            return f"{UNREACHABLE}: PREFECT_API_URL is not set"
+        name = f"tick-{campaign_id}"
+        deadline = time.monotonic() + SWITCH_SECONDS
+        try:
+            with httpx.Client(
+                base_url=self.api,
+                timeout=SWITCH_SECONDS,
+                headers=self._headers,
+                transport=self._transport,
+            ) as client:
+                path = f"/deployments/name/{FLOW_NAME}/{quote(name, safe='')}"
+                answer = _read(client, "GET", path, deadline=deadline)
+                if answer is None:
+                    return NOT_DEPLOYED
+                deployment = _uuid(answer, "id")
+                verb = "resume_deployment" if running else "pause_deployment"
+                path = f"/deployments/{deployment}/{verb}"
+                with client.stream("POST", path, timeout=_left(deadline)) as done:
+                    if done.status_code == 404:  # deleted in between
+                        return NOT_DEPLOYED
+                    if not 200 <= done.status_code < 300:
+                        raise Unreadable(f"POST {path} answered {done.status_code}")
+        except (httpx.HTTPError, Unreadable) as exc:
+            late = isinstance(exc, httpx.TimeoutException)
+            why = f"no answer within {SWITCH_SECONDS:g} s" if late else _reason(exc)
+            return f"{UNREACHABLE}: {self.api}: {why}"
+        return RESUMED if running else PAUSED
 
     def _look_up(self, campaign_id: str) -> PrefectLinks:
         assert self.ui is not None
@@ -152,6 +195,7 @@ class PrefectDirectory:
         return PrefectLinks(
             deployments=base.deployments,
             deployment=f"{self.ui}/deployments/deployment/{deployment}",
+            paused=paused if isinstance(paused := answer.get("paused"), bool) else None,
             runs=[self._run(r) for r in runs[:LATEST_RUNS] if _is_run(r)],
         )
 
@@ -167,9 +211,28 @@ class PrefectDirectory:
         )
 
 
-def _read(client: httpx.Client, method: str, path: str, body: object = None) -> Any:
-    """The answer's JSON; None for a 404. At most MAX_ANSWER bytes are read."""
-    with client.stream(method, path, json=body) as answer:
+def _headers(config: Config) -> dict[str, str]:
+    headers = {"Accept": "application/json"}
+    if config.prefect_api_key:
+        headers["Authorization"] = f"Bearer {config.prefect_api_key}"
+    elif config.prefect_api_auth_string:
+        token = base64.b64encode(config.prefect_api_auth_string.encode()).decode()
+        headers["Authorization"] = f"Basic {token}"
+    return headers
+
+
+def _read(
+    client: httpx.Client,
+    method: str,
+    path: str,
+    body: object = None,
+    *,
+    deadline: float | None = None,
+) -> Any:
+    """The answer's JSON; None for a 404. At most MAX_ANSWER bytes are read, and with a
+    `deadline` (time.monotonic()) none after it."""
+    timeout = _left(deadline) if deadline is not None else httpx.USE_CLIENT_DEFAULT
+    with client.stream(method, path, json=body, timeout=timeout) as answer:
         if answer.status_code == 404:
             return None
         if answer.status_code != 200:
@@ -180,6 +243,8 @@ def _read(client: httpx.Client, method: str, path: str, body: object = None) -> 
             size += len(chunk)
             if size > MAX_ANSWER:
                 raise Unreadable(f"{method} {path} answered more than {MAX_ANSWER} bytes")
+            if deadline is not None and time.monotonic() > deadline:
+                raise httpx.ReadTimeout(f"{method} {path} answered too slowly")
             chunks.append(chunk)
     try:
         return json.loads(b"".join(chunks))
@@ -214,6 +279,14 @@ def _moment(value: object) -> datetime | None:
         return datetime.fromisoformat(value)
     except ValueError:
         return None
+
+
+def _left(deadline: float) -> float:
+    """Seconds to the deadline, for one request's timeout; a timeout when it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise httpx.TimeoutException("the deadline has passed")
+    return left
 
 
 def _reason(exc: Exception) -> str:

@@ -61,6 +61,28 @@ def test_bench_scale_prints_the_spec_keys() -> None:
     assert int(figures["simulate_steps"]) > 500 and float(figures["simulate_steps_per_s"]) > 0  # type: ignore[arg-type]
 
 
+def test_bench_throttle_sends_each_subscriber_once_within_the_limit() -> None:
+    figures = _json("bench-throttle", "--subscribers", "2500", "--rate", "1000/min")
+    for key in (
+        "subscribers",
+        "rate",
+        "ticks",
+        "sends",
+        "virtual_minutes",
+        "max_per_clock_minute",
+        "max_per_sliding_minute",
+        "lost",
+        "doubled",
+        "wall_s",
+        "ok",
+    ):
+        assert key in figures, sorted(figures)
+    assert figures["ok"] is True and figures["sends"] == figures["subscribers"] == 2500
+    assert figures["lost"] == figures["doubled"] == 0
+    assert figures["virtual_minutes"] == 3 and figures["ticks"] == 1
+    assert figures["max_per_sliding_minute"] == figures["max_per_clock_minute"] == 1000
+
+
 def test_bench_studio_times_valid_checks_of_the_largest_example() -> None:
     figures = _json("bench-studio", "--edits", "10")
     assert figures["file"] == "cloud-storage-launch.yaml"

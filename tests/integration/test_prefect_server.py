@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -27,7 +28,7 @@ from tests.conftest import (
     flowchart_pictures,
     secret_forms,
 )
-from tests.helpers import ROOT
+from tests.helpers import ROOT, TICK_CAMPAIGN
 
 
 @pytest.fixture(scope="module")
@@ -579,3 +580,71 @@ def test_a_tick_whose_push_service_refuses_raises_the_events_to_alert_on(
     assert refusing["payload"]["origin"] == receiver.origin
     assert refusing["payload"]["refused"] == 30
     assert refusing["resource"]["campaign-flow.push-origin"] == receiver.origin
+
+
+# ---------------------------------------------------------------- pausing a deployed campaign
+
+
+def test_pausing_a_campaign_pauses_its_deployment_and_a_redeploy_keeps_it_paused(
+    server: str, tmp_path: Path
+) -> None:
+    """`campaign pause|resume|stop` pause and resume the campaign's deployment on a real
+    server; `campaign deploy` of a held campaign registers it paused. (The campaign is
+    `held`, so its deployment is not the other tests' `tick-launch`.)"""
+    graphs = tmp_path / "graphs"
+    graphs.mkdir()
+    source = TICK_CAMPAIGN.replace("campaign: launch", "campaign: held")
+    (graphs / "held.yaml").write_text(textwrap.dedent(source), encoding="utf-8")
+    env = {
+        **os.environ,
+        "PREFECT_API_URL": server,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "CAMPAIGN_GRAPHS": str(graphs),
+        "CAMPAIGN_DB": f"sqlite:///{tmp_path / 'c.db'}",
+    }
+
+    def campaign(*args: str) -> str:
+        done = subprocess.run(
+            [_bin("campaign"), *args], env=env, capture_output=True, text=True, timeout=300
+        )
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        return done.stdout
+
+    def paused() -> bool:
+        found = _api(server).get("/deployments/name/campaign-tick/tick-held")
+        assert found.status_code == 200, found.text[:1000]
+        return bool(found.json()["paused"])
+
+    deployed = json.loads(campaign("deploy", "held", "--json"))
+    assert set(deployed["deployments"]) == {"tick-held"} and deployed["paused"] == {}
+    assert not paused()
+
+    said = json.loads(campaign("pause", "held", "--reason", "copy review", "--json"))
+    assert (said["state"], said["schedule"]) == ("paused", "paused")
+    assert paused()
+    page = _dashboard_page(env, "/campaigns/held")
+    assert "(paused in Prefect)" in page
+
+    said = json.loads(campaign("resume", "held", "--json"))
+    assert (said["state"], said["schedule"]) == ("running", "resumed")
+    assert not paused()
+
+    out = campaign("stop", "held")
+    assert "held: stopped by" in out and "held: schedule: paused" in out
+    assert paused()
+
+    # a re-deploy of the stopped campaign leaves its deployment paused
+    deployed = json.loads(campaign("deploy", "held", "--json"))
+    assert deployed["paused"] == {"tick-held": "stopped"}
+    assert paused()
+    assert "paused: the campaign is stopped" in campaign("deploy", "held")
+    assert paused()
+
+    campaign("resume", "held")
+    assert not paused()
+    campaign("pause", "held")
+    assert paused()
+    deployed = json.loads(campaign("deploy", "held", "--json"))  # paused, deployed again
+    assert deployed["paused"] == {"tick-held": "paused"} and paused()
+    (schedule,) = _api(server).get("/deployments/name/campaign-tick/tick-held").json()["schedules"]
+    assert schedule["schedule"]["cron"]  # the schedule is kept; the deployment is paused

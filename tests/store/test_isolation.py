@@ -20,7 +20,7 @@ from sqlalchemy import select, text, update
 from sqlmodel import col
 from typer.testing import CliRunner
 
-from orchestrator.app import outcomes, ticking
+from orchestrator.app import outcomes, pacing
 from orchestrator.app.service import Context, add_events, import_subscribers, open_context, status
 from orchestrator.app.ticking import tick
 from orchestrator.config import Config
@@ -326,7 +326,7 @@ def test_the_tick_command_names_the_failed_campaign_and_its_cause_and_exits_1(
     runner = CliRunner()
     people = write_people(tmp_path / "people.jsonl", receiver, 2)
     assert runner.invoke(app, ["subscribers", "import", str(people)], env=env).exit_code == 0
-    real_enrol = ticking.enrol  # type: ignore[attr-defined]
+    real_enrol = pacing.enrol  # a campaign's tick enrols in pacing.begin_campaign
     errors: dict[str, Exception] = {
         "T0": KeyError("boom"),
         "T1": OperationalError(
@@ -340,7 +340,7 @@ def test_the_tick_command_names_the_failed_campaign_and_its_cause_and_exits_1(
             raise errors[moment["now"]]
         return real_enrol(ctx, campaign=campaign, **kw)
 
-    monkeypatch.setattr(ticking, "enrol", enrol)
+    monkeypatch.setattr(pacing, "enrol", enrol)
     done = runner.invoke(app, ["tick", "--now", T0.isoformat()], env=env)
     assert done.exit_code == 1
     assert "beta: 2 enrolled" in done.stdout and "2 delivered" in done.stdout

@@ -235,3 +235,84 @@ subcampaigns:
     loaded = loader.load(path)  # the worst-case render hits the limits: errors, no traceback
     assert [(d.line, d.code) for d in loaded.errors] == [(9, "template"), (9, "template")]
     assert all("template exceeds a limit" in d.message for d in loaded.errors)
+
+
+# ------------------------------------------------------------------ broadcasts
+
+BROADCAST = """\
+campaign: xmas
+title: Christmas
+settings:
+  schedule: "once {moment}"
+  timezone: {timezone}
+segments:
+  everyone: {{match: {{tag: subscriber}}}}
+subcampaigns:
+  main:
+    segment: everyone
+    start: hello
+    nodes:
+      hello: {{notification: {{title: Hello}}}}
+"""
+
+
+@pytest.mark.parametrize(
+    ("moment", "timezone", "message"),
+    [
+        (
+            "2027-03-28T02:30",
+            "Europe/Berlin",
+            "once 2027-03-28T02:30 does not exist in Europe/Berlin: the clocks go forward 1 h "
+            "that night and skip it; write the moment with an offset, e.g. once "
+            "2027-03-28T02:30+01:00 (03:30 there), or another time",
+        ),
+        (
+            "2026-10-25T02:30",
+            "Europe/Berlin",
+            "once 2026-10-25T02:30 happens twice in Europe/Berlin: the clocks go back 1 h that "
+            "night; write the moment with an offset: once 2026-10-25T02:30+02:00 (the first) "
+            "or once 2026-10-25T02:30+01:00 (the second)",
+        ),
+        (  # New York's clocks go forward on the second Sunday of March, at 02:00
+            "2027-03-14T02:15",
+            "America/New_York",
+            "once 2027-03-14T02:15 does not exist in America/New_York: the clocks go forward "
+            "1 h that night and skip it; write the moment with an offset, e.g. once "
+            "2027-03-14T02:15-05:00 (03:15 there), or another time",
+        ),
+    ],
+)
+def test_a_broadcast_moment_a_dst_change_skips_or_repeats_is_an_error_at_its_value(
+    tmp_path: Path, moment: str, timezone: str, message: str
+) -> None:
+    path = tmp_path / "xmas.yaml"
+    path.write_text(BROADCAST.format(moment=moment, timezone=timezone), encoding="utf-8")
+    loaded = loader.load(path)
+    assert [(d.line, d.col, d.code, d.message) for d in loaded.errors] == [
+        (4, 13, "once-dst", message)
+    ]
+
+
+@pytest.mark.parametrize(
+    "moment", ["2027-03-28T02:30+01:00", "2026-10-25T02:30+02:00", "2026-10-25T01:30Z"]
+)
+def test_a_broadcast_moment_with_an_offset_is_one_instant_whatever_the_timezone(
+    tmp_path: Path, moment: str
+) -> None:
+    path = tmp_path / "xmas.yaml"
+    path.write_text(BROADCAST.format(moment=moment, timezone="Europe/Berlin"), encoding="utf-8")
+    assert loader.load(path).errors == []
+
+
+def test_a_broadcast_moment_in_the_past_is_a_warning_and_a_future_one_is_silent(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "xmas.yaml"
+    path.write_text(BROADCAST.format(moment="2021-12-24T10:00", timezone="UTC"), encoding="utf-8")
+    past = loader.load(path)
+    assert past.ok and [(d.severity, d.code) for d in past.diagnostics] == [
+        ("warning", "once-past")
+    ]
+    assert "2021-12-23 20:00 UTC in the earliest timezone" in past.diagnostics[0].message
+    path.write_text(BROADCAST.format(moment="2990-12-24T10:00", timezone="UTC"), encoding="utf-8")
+    assert loader.load(path).diagnostics == []

@@ -6,6 +6,9 @@
 - a holdout journey is never sent
 - every send, route, convert and no-convert follows an edge of the graph
 - every journey ends
+- with `at` on nodes and edges, `send_time: best` (its arms, a random prior) and sends
+  that break before they leave (a `skip`, not counted as a send): the same rules hold,
+  a send of a `best` node carries its arm and no other send does
 """
 
 from __future__ import annotations
@@ -21,15 +24,29 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 from orchestrator import engine
 from orchestrator.engine import Action, EventView, JourneyState, SubscriberView
 from orchestrator.engine.invariants import journey_problems
-from orchestrator.language.spec import END, Campaign
+from orchestrator.engine.sendtime import SendTimeData
+from orchestrator.engine.timing import quiet_until
+from orchestrator.language.spec import END, Campaign, NotificationNode
 
 T0 = datetime(2026, 3, 20, 6, 0, tzinfo=UTC)  # a week before Europe's spring DST change
 TIMEZONES = ("UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata")
 
 
+CLOCKS = ("07:30", "10:00", "12:30", "18:45", "23:30")
+QUIETS = (None, ("21:00", "08:00"), ("00:00", "06:30"), ("12:00", "13:00"))
+
+
+def _in_quiet(clock: str, quiet: tuple[str, str] | None) -> bool:
+    if quiet is None:
+        return False
+    start, end = quiet
+    return (start <= clock < end) if start < end else (clock >= start or clock < end)
+
+
 @st.composite
 def campaigns(draw: st.DrawFn) -> Campaign:
     n = draw(st.integers(2, 7))
+    quiet = draw(st.sampled_from(QUIETS))
     kinds = [
         draw(
             st.sampled_from(
@@ -66,6 +83,13 @@ def campaigns(draw: st.DrawFn) -> Campaign:
                 node["window"] = f"{draw(st.integers(1, 72))}h"
             if draw(st.booleans()):
                 node["goal"] = "purchase"
+            clock = draw(st.sampled_from((None, None, *CLOCKS)))
+            if clock is not None and not _in_quiet(clock, quiet):  # else a validation error
+                node["at"] = clock
+            elif draw(st.booleans()):
+                node["send_time"] = draw(st.sampled_from(["best", "immediate"]))
+            if draw(st.booleans()):
+                node["on_no_convert"]["at"] = draw(st.sampled_from(CLOCKS))
             nodes[f"n{i}"] = node
     notifications = [
         i for i, k in enumerate(kinds) if f"n{i}" in nodes and "notification" in nodes[f"n{i}"]
@@ -77,9 +101,6 @@ def campaigns(draw: st.DrawFn) -> Campaign:
         i = max(notifications)
         j = draw(st.sampled_from([k for k in notifications if k < i]))
         nodes[f"n{i}"]["on_no_convert"] = {"to": f"n{j}", "delay": "1h"}
-    quiet = draw(
-        st.sampled_from([None, ("21:00", "08:00"), ("00:00", "06:30"), ("12:00", "13:00")])
-    )
     body: dict[str, Any] = {
         "campaign": "prop",
         "title": "Prop",
@@ -91,6 +112,15 @@ def campaigns(draw: st.DrawFn) -> Campaign:
             "holdout": f"{draw(st.sampled_from([0, 0, 20, 50]))}%",
             "exit_on": ["unsubscribe", "refund"],
             "reentry": draw(st.sampled_from(["never", "1h", "20h"])),
+            "send_time": draw(
+                st.sampled_from(
+                    [
+                        "immediate",
+                        "best",
+                        {"mode": "best", "max_delay": "6h", "explore": "30%", "compare": "30%"},
+                    ]
+                )
+            ),
         },
         "segments": {"vip": {"match": {"tag": "vip"}}},
         "subcampaigns": {"s": {"segment": "vip", "start": "n0", "nodes": nodes}},
@@ -118,15 +148,19 @@ class Journeys(RuleBasedStateMachine):
         self.actions: list[list[Action]] = []  # of each person's current journey
         self.earlier: list[list[list[Action]]] = []  # each person's journeys that ended
         self.events: list[list[EventView]] = []
+        self.breaking: set[int] = set()  # whose next send fails to build (a skip)
+        self.prior: list[float] = [0.0] * 24
 
     @initialize(
         campaign=campaigns(),
         people=st.lists(
             st.tuples(st.sampled_from(TIMEZONES), st.booleans()), min_size=1, max_size=4
         ),
+        prior=st.lists(st.floats(0, 0.5), min_size=24, max_size=24),
     )
-    def setup(self, campaign: Campaign, people: list[tuple[str, bool]]) -> None:
+    def setup(self, campaign: Campaign, people: list[tuple[str, bool]], prior: list[float]) -> None:
         self.campaign = campaign
+        self.prior = prior
         for i, (tz, vip) in enumerate(people):
             view = SubscriberView(id=f"p{i}", timezone=tz)
             self.vips.append(vip)
@@ -155,14 +189,27 @@ class Journeys(RuleBasedStateMachine):
                     if a.type == "send"
                 ],
                 now=self.now,
+                send_times=SendTimeData({}, self.prior),
             )
-            new = result.state
-            for action in result.actions:
+            new, actions = result.state, list(result.actions)
+            if result.before_send is not None and i in self.breaking:
+                self.breaking.discard(i)
+                skipped = engine.skip_send(
+                    result.before_send,
+                    campaign=self.campaign,
+                    subscriber=person,
+                    reason="template_error",
+                    now=self.now,
+                )
+                actions = [a for a in actions if a.type != "send" and a.at <= self.now]
+                actions = actions[: len(actions)] + list(skipped.actions)
+                new = skipped.state
+            for action in actions:
                 if action.type == "send":
                     assert action.step is not None
                     new = replace(new, last_send_id=1000 * i + action.step)
             self.states[i] = new
-            self.actions[i].extend(result.actions)
+            self.actions[i].extend(actions)
 
     @rule(hours=st.integers(0, 60), minutes=st.integers(0, 59))
     def time_passes(self, hours: int, minutes: int) -> None:
@@ -184,6 +231,12 @@ class Journeys(RuleBasedStateMachine):
         if send_id is not None:
             self.events[i].append(EventView("click", self.now, send_id=send_id))
             self._advance_all()
+
+    @precondition(lambda self: bool(self.people))
+    @rule(who=st.integers(0, 3))
+    def next_send_breaks(self, who: int) -> None:
+        """The person's next send cannot be built (a template error, say): it is skipped."""
+        self.breaking.add(who % len(self.people))
 
     @precondition(lambda self: bool(self.people))
     @rule(who=st.integers(0, 3))
@@ -253,6 +306,15 @@ def _check_trace(campaign: Campaign, person: SubscriberView, journeys: list[list
         previous = _last_send(journeys[:n])
         problems = journey_problems(campaign, person.timezone, actions, previous_send=previous)
         assert not problems, problems
+        for a in actions:
+            if a.type != "send":
+                continue
+            node = campaign.node(a.node)
+            assert isinstance(node, NotificationNode)
+            spec = node.send_time or campaign.settings.send_time
+            best = spec.mode == "best" and node.at is None
+            assert (a.timing is not None) == best, (a, spec)
+            assert quiet_until(campaign.settings.quiet_hours, person.timezone, a.at) is None
 
 
 TestJourneys = pytest.mark.slow(Journeys.TestCase)

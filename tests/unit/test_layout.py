@@ -109,7 +109,7 @@ def test_no_document_points_outside_the_repo() -> None:
 
 # Exceptions that are signals between two functions, not errors anyone reports.
 NOT_ERRORS = {
-    "orchestrator.engine.machine.MembershipsNeeded",
+    "orchestrator.engine.state.MembershipsNeeded",
     "orchestrator.language.templates.limits.LimitReached",
 }
 

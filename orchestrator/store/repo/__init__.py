@@ -1,5 +1,6 @@
 """Queries: plain functions with keyword arguments over a Session, one module per aggregate
-(subscribers, events, journeys, control, entries, triggers, versions, stats, reports, visitors) over what they share (`base`).
+(subscribers, events, journeys, control, entries, triggers, versions, stats, reports, visitors;
+`pacing`: rate limits' reads) over what they share (`base`).
 Callers use this package's names (`repo.claim_due(...)`).
 """
 
@@ -20,11 +21,17 @@ from orchestrator.store.repo.base import (
 )
 from orchestrator.store.repo.control import (
     actions,
+    actions_of,
+    add_action,
+    delete_action,
     end_journeys,
     latest_action,
+    latest_state_action,
+    lock_actions,
     record_action,
+    update_action,
 )
-from orchestrator.store.repo.entries import FULL_PASS_EVERY, eligible_members
+from orchestrator.store.repo.entries import FULL_PASS_EVERY, broadcast_members, eligible_members
 from orchestrator.store.repo.events import (
     add_events,
     dated_after,
@@ -43,6 +50,7 @@ from orchestrator.store.repo.journeys import (
     claim_due,
     claim_retries,
     end_unreadable_journeys,
+    entered_since,
     holdout_entries,
     journey_pasts,
     journeys_awaiting,
@@ -51,6 +59,17 @@ from orchestrator.store.repo.journeys import (
     recent_sends,
     unfinished_journeys,
     work_due,
+)
+from orchestrator.store.repo.pacing import (
+    LedgerWindow,
+    Tally,
+    campaign_names,
+    campaigns_due,
+    due_by_node,
+    due_journeys,
+    ledger_window,
+    lock_pace,
+    sends_by_moment,
 )
 from orchestrator.store.repo.reports import (
     active_subscribers,
@@ -61,6 +80,12 @@ from orchestrator.store.repo.reports import (
     segment_reach,
     sends_per_subscriber,
     subscription_days,
+)
+from orchestrator.store.repo.sendtimes import (
+    node_slot_tallies,
+    slot_tallies,
+    timed_sends,
+    timing_arms,
 )
 from orchestrator.store.repo.stats import (
     bump,
@@ -117,27 +142,38 @@ from orchestrator.store.repo.visitors import (
 __all__ = [
     "FULL_PASS_EVERY",
     "IN_CHUNK",
+    "LedgerWindow",
+    "Tally",
     "actions",
+    "actions_of",
     "active_subscribers",
+    "add_action",
     "add_events",
     "arm_counts",
     "as_date",
     "aware",
     "blocking_journey",
+    "broadcast_members",
     "bump",
+    "campaign_names",
+    "campaigns_due",
     "claim_due",
     "claim_retries",
     "core",
     "cursor",
     "daily_sends",
     "dated_after",
+    "delete_action",
     "delete_subscriptions",
     "dialect",
     "dialect_insert",
+    "due_by_node",
+    "due_journeys",
     "eligible_members",
     "end_journeys",
     "end_unreadable_journeys",
     "ensure_version",
+    "entered_since",
     "erase",
     "event_times",
     "events_by_id",
@@ -161,14 +197,19 @@ __all__ = [
     "known_subscribers",
     "known_subscriptions",
     "latest_action",
+    "latest_state_action",
     "latest_version",
     "ledger_summary",
+    "ledger_window",
+    "lock_actions",
+    "lock_pace",
     "mark_triggers",
     "move_cursor",
     "move_events",
     "move_journey",
     "named_events",
     "next_claim",
+    "node_slot_tallies",
     "node_stats",
     "note_events",
     "profiles",
@@ -180,9 +221,11 @@ __all__ = [
     "save_enrol_mark",
     "segment_reach",
     "send_outcomes",
+    "sends_by_moment",
     "sends_per_subscriber",
     "setting",
     "setting_once",
+    "slot_tallies",
     "store_events",
     "stored_counts",
     "subscriber",
@@ -193,10 +236,13 @@ __all__ = [
     "subscription_days",
     "subscription_owner",
     "subscriptions_of",
+    "timed_sends",
+    "timing_arms",
     "trigger_events",
     "trigger_marks",
     "unfinished_journeys",
     "unmark_triggers",
+    "update_action",
     "update_by_id",
     "update_living",
     "update_subscriber",

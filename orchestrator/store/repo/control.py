@@ -1,16 +1,18 @@
 """Pause, resume and stop of whole campaigns: the actions recorded, and the state they
-leave (the latest action; none: running)."""
+leave (the latest of them; none: running). A broadcast's records are actions of other
+kinds, which leave the state as it is."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, func, select, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlmodel import Session, col
 
 from orchestrator.store.models import CampaignAction, Journey
-from orchestrator.store.repo.base import fetch
+from orchestrator.store.repo.base import dialect, fetch
 
 _ACTION: Any = CampaignAction.__table__  # type: ignore[attr-defined]
 _LATEST = (
@@ -62,3 +64,66 @@ def end_journeys(session: Session, *, campaign: str, reason: str, at: datetime) 
         .values(phase="ended", exit_reason=reason, ended_at=at, due_at=None, claim_at=None)
     )
     return {str(node): int(n) for node, n in at_node.items()}
+
+
+# The actions that set a campaign's state; the table also records other kinds (a
+# broadcast's, `orchestrator.app.control`), which leave the state as it is.
+STATE_ACTIONS = ("pause", "resume", "stop")
+_LATEST_STATE = (
+    select(_ACTION.c.action, _ACTION.c.at, _ACTION.c.by, _ACTION.c.reason)
+    .where(
+        _ACTION.c.campaign == bindparam("campaign"),
+        _ACTION.c.action.in_(STATE_ACTIONS),
+    )
+    .order_by(_ACTION.c.id.desc())
+    .limit(1)
+)
+
+
+def latest_state_action(session: Session, campaign: str) -> Any | None:
+    """(action, at, by, reason) of the campaign's latest pause, resume or stop; None if
+    there is none. Read before every batch a tick claims: the index on (campaign, id)
+    walked back from the newest row, past the few rows of other kinds."""
+    rows = fetch(session, _LATEST_STATE, campaign=campaign)
+    return rows[0] if rows else None
+
+
+def actions_of(session: Session, campaign: str, kinds: Sequence[str]) -> list[CampaignAction]:
+    """The campaign's actions of these kinds, oldest first."""
+    query = (
+        select(CampaignAction)
+        .where(col(CampaignAction.campaign) == campaign, col(CampaignAction.action).in_(kinds))
+        .order_by(col(CampaignAction.id))
+    )
+    return list(session.execute(query).scalars())
+
+
+def lock_actions(session: Session) -> None:
+    """Until the transaction ends, no other transaction writes campaign_action (reads go
+    on): what one writer reads there stays true until it commits. On PostgreSQL a table
+    lock; a SQLite transaction holds the database's write lock from its start."""
+    if dialect(session) == "postgresql":
+        session.execute(text("LOCK TABLE campaign_action IN SHARE ROW EXCLUSIVE MODE"))
+
+
+def update_action(session: Session, action_id: int, *, at: datetime, reason: str) -> None:
+    session.execute(
+        update(CampaignAction)
+        .where(col(CampaignAction.id) == action_id)
+        .values(at=at, reason=reason)
+    )
+
+
+def delete_action(session: Session, action_id: int) -> None:
+    session.execute(delete(CampaignAction).where(col(CampaignAction.id) == action_id))
+
+
+def add_action(
+    session: Session, *, campaign: str, action: str, at: datetime, by: str, reason: str
+) -> int:
+    """Record an action; its id."""
+    row = CampaignAction(campaign=campaign, action=action, at=at, by=by, reason=reason)
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    return row.id

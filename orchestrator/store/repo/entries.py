@@ -109,3 +109,43 @@ def eligible_members(
             first = next(i for i, flag in enumerate(matched) if flag)
             members[subcampaigns[first]].append(sid)
     return members, marks
+
+
+def broadcast_members(
+    s: Session,
+    *,
+    campaign: Campaign,
+    subcampaigns: Sequence[str],
+    now: datetime,
+    subscribed_only: bool,
+) -> dict[str, list[tuple[str, str]]]:
+    """A broadcast's audience: for each of these segment sub-campaigns (in priority order),
+    (id, timezone) of the members of its segment as it is at `now` who may enrol and are
+    not taken by an earlier one. One full pass, no marks: a broadcast enrols once."""
+    name_of_dialect = dialect(s)
+    flags: list[Any] = []
+    for name in subcampaigns:
+        segment = campaign.subcampaigns[name].segment
+        assert segment is not None
+        flags.append(
+            segments.membership(segment, segments=campaign.segments, dialect=name_of_dialect)
+        )
+    members: dict[str, list[tuple[str, str]]] = {name: [] for name in subcampaigns}
+    if not flags:
+        return members
+    query = select(
+        col(Subscriber.id), col(Subscriber.timezone), *(case((flag, 1), else_=0) for flag in flags)
+    ).where(~_blocked(campaign, now), or_(*flags))
+    if subscribed_only:
+        query = query.where(
+            exists(
+                select(col(PushSubscription.id)).where(
+                    col(PushSubscription.subscriber_id) == Subscriber.id
+                )
+            )
+        )
+    with segments.as_of(now):
+        for sid, tz_name, *matched in core(s).execute(query.order_by(col(Subscriber.id))):
+            first = next(i for i, flag in enumerate(matched) if flag)
+            members[subcampaigns[first]].append((sid, tz_name))
+    return members

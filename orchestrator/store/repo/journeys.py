@@ -228,3 +228,12 @@ def holdout_entries(
         col(Journey.entered_at) <= until,
     )
     return list(session.execute(query).scalars())
+
+
+def entered_since(session: Session, *, campaign: str, since: datetime) -> tuple[int, int]:
+    """(journeys, of them held out) of the campaign that entered at or after `since`."""
+    query = select(
+        func.count(), func.coalesce(func.sum(case((col(Journey.holdout), 1), else_=0)), 0)
+    ).where(col(Journey.campaign) == campaign, col(Journey.entered_at) >= since)
+    journeys, holdout = session.execute(query).one()
+    return int(journeys), int(holdout)
