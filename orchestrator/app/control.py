@@ -23,6 +23,7 @@ enrol or send while the campaign is held, wherever it runs from.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -89,6 +90,10 @@ def sending(ctx: Context, campaign: str) -> bool:
     return state(ctx, campaign).sending
 
 
+_BY = re.compile(r"[^\x00-\x1f\x7f]+")  # shown on one line: no control characters
+_REASON = re.compile(r"[^\x00-\x08\x0b-\x1f\x7f]*")  # tab and newline allowed
+
+
 def act(
     ctx: Context,
     campaign: str,
@@ -105,9 +110,19 @@ def act(
     if action not in STATE_AFTER:
         raise ControlError(f"{action!r}: the actions are pause, resume and stop")
     try:
-        by = check_text(by, "by", max_chars=MAX_BY, what="who acts")
+        by = check_text(
+            by, "by", max_chars=MAX_BY, pattern=_BY, what="a name (no control characters)"
+        )
         reason = (
-            check_text(reason, "reason", max_chars=MAX_REASON, what="the reason") if reason else ""
+            check_text(
+                reason,
+                "reason",
+                max_chars=MAX_REASON,
+                pattern=_REASON,
+                what="a reason (no control characters but tab and newline)",
+            )
+            if reason
+            else ""
         )
     except RecordError as exc:
         raise ControlError(str(exc)) from None

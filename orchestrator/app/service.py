@@ -146,6 +146,12 @@ def campaign_paths(ctx: Context, names: list[str] | None = None) -> list[Path]:
     return out
 
 
+SEGMENT_FILE_PROBLEM = (
+    "a segments file (only segments: and include:), not a campaign: include it from a "
+    "campaign, and keep it in a sub-folder (campaign_graphs/segments/)"
+)
+
+
 @dataclass
 class CampaignLoad:
     path: Path
@@ -160,6 +166,8 @@ def load_current(ctx: Context, path: Path) -> CampaignLoad:
         loaded = loader.load_unchanged(path)
     except UnreadableFileError as exc:
         return CampaignLoad(path, None, None, str(exc))
+    if loaded.is_segment_file and not loaded.errors:
+        return CampaignLoad(path, loaded, None, SEGMENT_FILE_PROBLEM)
     if not loaded.ok or loaded.campaign is None:
         first = next((d.format() for d in loaded.errors), "does not validate")
         count = len(loaded.errors)

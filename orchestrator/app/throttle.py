@@ -6,8 +6,8 @@ claims (`ticking.claim_batch`, paced by `pacing.paced_batches`; docs/engine.md,
 A limit is a `Pace`, two sliding windows over the ledger's `claimed_at`: the **limit
 window** (at most the rate's sends in any minute; in any hour for a rate that is not a
 whole number a minute) and the **step window** (`k` sends in any `k / rate` seconds,
-with `k / rate` between STEP_MIN_S and STEP_MAX_S where the rate allows, `k` at most
-the batch size), so that a tick claims batches no faster than the rate instead of a
+with `k / rate` between STEP_MIN_S and STEP_MAX_S where the rate allows, one second
+for a rate written per second, `k` at most the batch size), so that a tick claims batches no faster than the rate instead of a
 minute's sends at once. Before each claim, in the claim's transaction, `Throttle.room`
 counts what the windows hold and the claim takes at most what is left; with nothing
 left, the tick waits (on its `Clock`) until the oldest send counted leaves a full
@@ -138,7 +138,10 @@ def pace(count: int, seconds: int, *, batch_size: int) -> Pace:
     else:
         limit = Window(count, timedelta(seconds=seconds))
     per_second = count / seconds
-    target = min(max(batch_size / per_second, STEP_MIN_S), STEP_MAX_S)
+    # a rate written per second is kept per second: a push service counts it so
+    target = (
+        STEP_MIN_S if seconds == 1 else min(max(batch_size / per_second, STEP_MIN_S), STEP_MAX_S)
+    )
     k = max(1, min(batch_size, limit.cap, round(per_second * target)))
     return Pace(limit, Window(k, timedelta(seconds=k * seconds / count)))
 

@@ -215,10 +215,12 @@ def status(
     campaign: Annotated[str, typer.Argument(help="campaign id")],
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
-    """Per-node funnel, exits by reason, sends by outcome; a broadcast's moment and whether
-    it has been sent."""
+    """Per-node funnel, exits by reason, sends by outcome; whether the campaign is paused
+    or stopped (with its latest actions); a broadcast's moment and whether it has been
+    sent."""
     import contextlib
 
+    from orchestrator.app import control
     from orchestrator.app.broadcasts import broadcast_status
     from orchestrator.app.service import status as get_status
     from orchestrator.errors import UnreadableFileError
@@ -234,10 +236,16 @@ def status(
             model = loaded.campaign if loaded.ok else None
     broadcast = broadcast_status(ctx, campaign, model, now=now_option(None))
     figures["broadcast"] = broadcast.as_dict() if broadcast else None
+    held = control.state(ctx, campaign)
+    figures["control"] = {**held.as_dict(), "history": control.history(ctx, campaign)[:10]}
+    figures["control"].pop("schedule", None)
     if as_json:
-        typer.echo(json.dumps(figures, indent=2))
+        typer.echo(json.dumps(figures, indent=2, default=str))
         return
     typer.echo(f"campaign {campaign}")
+    if held.at is not None:
+        why = f" ({held.reason})" if held.reason else ""
+        typer.echo(f"state: {held.state} since {held.at:%Y-%m-%d %H:%M} UTC, by {held.by}{why}")
     if broadcast:
         typer.echo(f"broadcast: {broadcast.line()}")
     print_funnel(figures, totals=("journeys", "exits", "sends"))
@@ -348,7 +356,7 @@ def _act(action: str, campaign: str, reason: str, by: str | None, as_json: bool)
     from orchestrator.web.prefect_ui import PrefectDirectory
 
     ctx = open_cli_context()
-    who = by or getpass.getuser() or "cli"
+    who = getpass.getuser() or "cli" if by is None else by
     done, ended = control.act(
         ctx,
         campaign,

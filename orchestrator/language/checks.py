@@ -378,9 +378,13 @@ def _check_broadcast(campaign: Campaign, *, source: Source, reporter: Reporter) 
         reporter.value(
             source,
             schedule_path,
-            f"once {written} is in the past ({start:%Y-%m-%d %H:%M} UTC"
-            + (" in the earliest timezone" if moment.tzinfo is None else "")
-            + "): a campaign broadcasts once, and a tick sends it to no member whose "
+            (
+                f"once {written} has already passed in the earliest timezones (UTC+14: "
+                f"{start:%Y-%m-%d %H:%M} UTC)"
+                if moment.tzinfo is None
+                else f"once {written} is in the past"
+            )
+            + ": a campaign broadcasts once, and a tick sends it to no member whose "
             "moment is more than 24 h gone",
             code="once-past",
             severity="warning",

@@ -20,10 +20,10 @@ END = "end"
 ID_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]{0,63}$")
 CAMPAIGN_ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 EVENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,63}$")
-_DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+_DURATION_RE = re.compile(r"^(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$", re.ASCII)
 _DURATION_UNITS = (604800, 86400, 3600, 60, 1)
 MAX_DURATION_SECONDS = 520 * 604800  # ten years: any later moment is not a schedule
-_CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$")
+_CLOCK_RE = re.compile(r"^([01]?\d|2[0-3]):([0-5]\d)$", re.ASCII)
 
 
 # ---------------------------------------------------------------- scalars
@@ -78,7 +78,7 @@ def parse_percent(value: Any) -> float:
         raise ValueError(f"a percent is written 5% or 0.05 (got {value!r})")
     if isinstance(value, str):
         text = value.strip()
-        if not text.endswith("%"):
+        if not text.endswith("%") or not text.isascii():
             raise ValueError(f"{value!r} is not a percent: write 5% or 0.05")
         try:
             fraction = float(text[:-1]) / 100
@@ -137,7 +137,7 @@ def _check_cron(value: Any) -> str:
     return value
 
 
-_RATE_RE = re.compile(r"^(\d{1,9})\s*/\s*(s|sec|second|m|min|minute|h|hour)$")
+_RATE_RE = re.compile(r"^(\d{1,9})\s*/\s*(s|sec|second|m|min|minute|h|hour)$", re.ASCII)
 _RATE_UNITS = {"s": 1, "sec": 1, "second": 1, "m": 60, "min": 60, "minute": 60}
 _RATE_UNITS |= {"h": 3600, "hour": 3600}
 MAX_RATE_PER_MINUTE = 1_000_000  # beyond any push service's acceptance for one sender
@@ -163,7 +163,7 @@ def parse_rate(value: Any) -> Rate:
     """`500/min`, `20/s` or `30000/h`: at least one send, at most MAX_RATE_PER_MINUTE a minute."""
     if isinstance(value, Rate):
         return value
-    text = value.strip() if isinstance(value, str) else ""
+    text = value if isinstance(value, str) else ""
     match = _RATE_RE.fullmatch(text) if len(text) <= 40 else None
     if not match:
         raise ValueError(
@@ -181,13 +181,15 @@ def parse_rate(value: Any) -> Rate:
 
 
 ONCE_PREFIX = "once "
-_ONCE_RE = re.compile(r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:\d{2})?$")
+_ONCE_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}(?::\d{2})?(?:Z|[+-]\d{2}:\d{2})?$", re.ASCII
+)
 
 
 def parse_once(value: str) -> datetime:
     """The moment of `once 2026-12-24T10:00`: naive (a wall-clock time, read in each
     subscriber's timezone) or with an offset (`Z`, `+01:00`: one instant, kept in UTC)."""
-    text = value[len(ONCE_PREFIX) :].strip()
+    text = value[len(ONCE_PREFIX) :]
     if not _ONCE_RE.fullmatch(text):
         raise ValueError(
             f"{value!r}: write the moment as once YYYY-MM-DDTHH:MM, e.g. once 2026-12-24T10:00 "
@@ -195,8 +197,11 @@ def parse_once(value: str) -> datetime:
         )
     try:
         moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ValueError(f"{value!r}: {exc}") from None
+    except ValueError:
+        raise ValueError(
+            f"{value!r} is not a moment that exists: check the date, the time "
+            "(00:00-23:59) and the offset (-23:59 to +23:59)"
+        ) from None
     if not 2000 <= moment.year <= 2999:
         raise ValueError(f"{value!r}: the year must be between 2000 and 2999")
     return moment if moment.tzinfo is None else moment.astimezone(UTC)
@@ -226,7 +231,7 @@ def _parse_clock(value: Any) -> time:
     if isinstance(value, time):
         return value
     if isinstance(value, str):
-        match = _CLOCK_RE.fullmatch(value.strip())
+        match = _CLOCK_RE.fullmatch(value)
         if match:
             return time(int(match.group(1)), int(match.group(2)))
     raise ValueError(f'{value!r} is not a time of day: write it as "HH:MM", e.g. "21:00"')

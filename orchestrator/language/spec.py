@@ -9,7 +9,7 @@ rules are modelled in `rules` and re-exported here, with the scalars of `scalars
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import Annotated, Any, Literal, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 from pydantic import (
     BaseModel,
@@ -69,6 +69,11 @@ from orchestrator.language.scalars import (
     parse_rate as parse_rate,
     positive_duration,
 )
+from orchestrator.language.sendtime import (
+    MAX_SEND_DELAY as MAX_SEND_DELAY,
+    SendTime,
+    SendTimeSpec as SendTimeSpec,
+)
 
 # ---------------------------------------------------------------- settings
 
@@ -103,63 +108,6 @@ Reentry: TypeAlias = Annotated[
     BeforeValidator(_reentry),
     PlainSerializer(lambda d: "never" if d is None else format_duration(d)),
     WithJsonSchema({"anyOf": [{"const": "never"}, DURATION_SCHEMA]}),
-]
-
-
-MAX_SEND_DELAY = timedelta(days=7)
-
-
-def _send_time_input(value: Any) -> Any:
-    if isinstance(value, str):
-        if value not in ("best", "immediate"):
-            raise ValueError(
-                f"{value!r} is not a send_time: write best (each subscriber's best hour, "
-                "within max_delay) or immediate, or {mode: best, max_delay: 12h}"
-            )
-        return {"mode": value}
-    return value
-
-
-class SendTimeSpec(Strict):
-    """When a due send leaves: at once (`immediate`), or at the subscriber's best local hour
-    within `max_delay` (`best`; docs/engine.md, "Send-time optimisation"). `explore` of the
-    journeys go at a random hour inside the allowed delay (so the model keeps learning) and
-    `compare` go at once: the comparison group the optimiser's lift is measured against."""
-
-    mode: Literal["immediate", "best"] = "immediate"
-    max_delay: PositiveDuration = timedelta(hours=24)
-    explore: Percent = 0.10
-    compare: Percent = 0.10
-
-    @model_validator(mode="after")
-    def _bounds(self) -> SendTimeSpec:
-        if self.max_delay > MAX_SEND_DELAY:
-            raise ValueError("send_time max_delay is at most 7d")
-        if self.explore + self.compare >= 1:
-            raise ValueError("send_time explore and compare together must leave room for best")
-        return self
-
-
-SendTime: TypeAlias = Annotated[
-    SendTimeSpec,
-    BeforeValidator(_send_time_input),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"enum": ["best", "immediate"]},
-                {
-                    "type": "object",
-                    "properties": {
-                        "mode": {"enum": ["best", "immediate"]},
-                        "max_delay": DURATION_SCHEMA,
-                        "explore": {"type": ["string", "number"]},
-                        "compare": {"type": ["string", "number"]},
-                    },
-                    "additionalProperties": False,
-                },
-            ]
-        }
-    ),
 ]
 
 
@@ -271,6 +219,8 @@ def _split_weight(value: Any) -> float:
         return float(value)
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
+            if not value.isascii():
+                raise ValueError(value)
             number = float(value.strip()[:-1])
         except ValueError:
             raise ValueError(f"{value!r} is not a percent") from None

@@ -241,6 +241,7 @@ def _noun(model: type[BaseModel] | None) -> str:
         "Trigger": "trigger",
         "QuietHours": "quiet_hours",
         "FrequencyCap": "frequency_cap",
+        "SendTimeSpec": "send_time",
         "Action": "action",
         "AttrRule": "attr rule",
         "EventRule": "event rule",

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from orchestrator.app.service import read_jsonl
+from orchestrator.app.service import SEGMENT_FILE_PROBLEM, read_jsonl
 from orchestrator.errors import CampaignError, UnreadableFileError
 from orchestrator.language import loader
 from orchestrator.language.records import (
@@ -25,6 +25,7 @@ from orchestrator.store import repo
 MAX_CAMPAIGNS = 50  # campaigns simulated together
 
 Curves = dict[str, tuple[str, list[float]]]  # subscriber: (timezone, 24 multipliers)
+LINE_KEY = "\x00line"  # a population file's line number, carried with its line
 
 
 def campaign_files(paths: list[Path]) -> list[Path]:
@@ -62,7 +63,11 @@ def load_campaigns(files: list[Path]) -> list[Campaign]:
                 raise
             problems.append(str(exc))
             continue
-        if not loaded.ok or loaded.campaign is None:
+        if loaded.is_segment_file and not loaded.errors:
+            if len(files) == 1:
+                raise CampaignError(f"{path}: {SEGMENT_FILE_PROBLEM}")
+            problems.append(f"{path}: {SEGMENT_FILE_PROBLEM}")
+        elif not loaded.ok or loaded.campaign is None:
             if len(files) == 1:
                 first = next((d.format() for d in loaded.errors), "does not validate")
                 raise CampaignError(f"{path} does not validate: {first}")
@@ -142,6 +147,8 @@ def population_of(
     for number, raw in read_jsonl(path):
         if isinstance(raw, RecordError):
             raise CampaignError(f"{path}:{number}: {raw}")
+        if isinstance(raw, dict):
+            raw[LINE_KEY] = number  # what a later error names (blank lines are skipped)
         lines.append(raw)
     return lines
 
@@ -152,6 +159,8 @@ def store_population(ctx: Any, lines: list[dict[str, Any]]) -> tuple[int, Curves
     records, events = [], []
     curves: Curves = {}
     for number, raw in enumerate(lines, start=1):
+        if isinstance(raw, dict):
+            number = raw.pop(LINE_KEY, number)
         try:
             body = {k: v for k, v in raw.items() if k != "events"} if isinstance(raw, dict) else raw
             curve = curve_of(body) if isinstance(body, dict) else None

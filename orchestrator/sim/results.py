@@ -71,7 +71,11 @@ def send_time_figures(tallies: dict[str, Any]) -> dict[str, Any]:
         "weeks": [
             {
                 "week": int(week),
-                **{arm: {"sends": n, "rate": _rate(k, n)} for arm, (n, k) in sorted(by.items())},
+                **{
+                    arm: {"sends": n, "rate": _rate(k, n)}
+                    for arm in sorted(arms)
+                    for n, k in [tuple(by.get(arm, (0, 0)))]
+                },
             }
             for week, by in sorted(weeks.items(), key=lambda kv: int(kv[0]))
         ],

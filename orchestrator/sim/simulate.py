@@ -178,6 +178,11 @@ def simulate_programme(
     rates_of = inputs.rates_of(campaigns, rates or {})
     if population is not None and repeat_days:
         raise CampaignError("repeat days apply to the synthetic population, not to a file")
+    if population is not None and active_hours:
+        raise CampaignError(
+            "--active-hours applies to the synthetic population; a population file gives "
+            "each line's own active_hours or response"
+        )
     lines = inputs.population_of(
         campaigns,
         path=population,

@@ -5,6 +5,7 @@ that changes nothing is refused and writes nothing."""
 
 from __future__ import annotations
 
+import re
 import textwrap
 from collections.abc import Iterator
 from datetime import timedelta
@@ -142,3 +143,22 @@ def test_bad_input_is_a_clear_error(
     with pytest.raises(control.ControlError, match=message):
         control.act(ctx, campaign, "pause", by=by, reason=reason, now=T0)
     assert control.state(ctx, "launch").state == "running"
+
+
+@pytest.mark.parametrize(
+    ("by", "reason", "message"),
+    [
+        ("", "", "by: '' is not a name"),
+        ("x\ny", "", "by: 'x\\ny' is not a name (no control characters)"),
+        ("ana", "zz\x1b[31mRED\x07", "reason: "),
+    ],
+)
+def test_control_characters_and_an_empty_name_are_refused_and_nothing_is_written(
+    world: tuple[Context, RecordingDelivery], by: str, reason: str, message: str
+) -> None:
+    ctx, _ = world
+    with pytest.raises(control.ControlError, match=re.escape(message)):
+        control.act(ctx, "launch", "pause", by=by, reason=reason, now=T0)
+    assert control.history(ctx, "launch") == []
+    done, _ = control.act(ctx, "launch", "pause", by="ana", reason="line one\n\tline two", now=T0)
+    assert done.reason == "line one\n\tline two"

@@ -83,6 +83,14 @@ def test_bench_throttle_sends_each_subscriber_once_within_the_limit() -> None:
     assert figures["max_per_sliding_minute"] == figures["max_per_clock_minute"] == 1000
 
 
+def test_bench_throttle_checks_an_hourly_rate_in_its_own_window() -> None:
+    """90/h is not a whole number a minute: its limit window is the hour (90 in any hour),
+    not 1.5 a minute."""
+    figures = _json("bench-throttle", "--subscribers", "100", "--rate", "90/h")
+    assert figures["ok"] is True and figures["over_limit"] is False
+    assert figures["limit_window_s"] == 3600.0 and figures["max_in_limit_window"] == 90
+
+
 def test_bench_studio_times_valid_checks_of_the_largest_example() -> None:
     figures = _json("bench-studio", "--edits", "10")
     assert figures["file"] == "cloud-storage-launch.yaml"

@@ -313,6 +313,8 @@ def test_a_broadcast_moment_in_the_past_is_a_warning_and_a_future_one_is_silent(
     assert past.ok and [(d.severity, d.code) for d in past.diagnostics] == [
         ("warning", "once-past")
     ]
-    assert "2021-12-23 20:00 UTC in the earliest timezone" in past.diagnostics[0].message
+    assert "has already passed in the earliest timezones (UTC+14: 2021-12-23 20:00 UTC)" in (
+        past.diagnostics[0].message
+    )
     path.write_text(BROADCAST.format(moment="2990-12-24T10:00", timezone="UTC"), encoding="utf-8")
     assert loader.load(path).diagnostics == []
