@@ -52,6 +52,8 @@ def _edges_of(campaign: Campaign) -> list[EdgeInfo]:
                     target = edge.to if edge else END
                     delay = edge.delay if edge else timedelta(0)
                     label = format_duration(delay) if delay else ""
+                    if edge is not None and edge.at is not None:
+                        label = f"{label} at {edge.at:%H:%M}".strip()
                     edges.append(EdgeInfo(node_id, target, kind, delay, label))
             elif isinstance(node, SplitNode):
                 total = sum(node.split.values())

@@ -224,9 +224,16 @@ def _tooltip(node_id: str, node: object) -> str:
 
 
 def _detail(node_id: str, node: object) -> str:
-    if isinstance(node, NotificationNode) and node.delay:
-        return f"{node_id} · delay {format_duration(node.delay)}"
-    return node_id
+    if not isinstance(node, NotificationNode):
+        return node_id
+    notes = [node_id]
+    if node.delay:
+        notes.append(f"delay {format_duration(node.delay)}")
+    if node.at is not None:
+        notes.append(f"at {node.at:%H:%M}")
+    elif node.send_time is not None and node.send_time.mode == "best":
+        notes.append("best hour")
+    return " · ".join(notes)
 
 
 def _node(

@@ -13,6 +13,7 @@ from orchestrator.language.spec import (
     AnyNode,
     Campaign,
     NotificationNode,
+    SendTimeSpec,
     Settings,
     format_duration,
 )
@@ -119,7 +120,19 @@ def settings_rows(campaign: Campaign) -> list[tuple[str, str]]:
         ("schedule", s.schedule),
         ("timezone", s.timezone),
         ("ttl · urgency", f"{format_duration(s.ttl)} · {s.urgency}"),
+        ("rate limit", str(s.rate_limit) if s.rate_limit is not None else "none"),
+        ("send time", _send_time(s.send_time)),
     ]
+
+
+def _send_time(spec: SendTimeSpec) -> str:
+    if spec.mode == "immediate":
+        return "at once"
+    return (
+        f"best hour within {format_duration(spec.max_delay)} "
+        f"(exploring {percent(round(spec.explore * 10000), 10000)}, "
+        f"comparison {percent(round(spec.compare * 10000), 10000)})"
+    )
 
 
 def _settings(campaign: Campaign) -> str:
@@ -146,6 +159,10 @@ def _content(node: AnyNode) -> str:
             parts.append("actions: " + ", ".join(_t(a.title) for a in n.actions))
         if node.delay:
             parts.append(f"waits {_t(format_duration(node.delay))} before sending")
+        if node.at is not None:
+            parts.append(f"sends at {node.at:%H:%M}, the subscriber's time")
+        elif node.send_time is not None:
+            parts.append(f"send time: {_t(_send_time(node.send_time))}")
     if node.description:
         parts.append(f'<span class="muted">{_t(node.description)}</span>')
     return "<br>".join(parts)
