@@ -7,12 +7,14 @@ import heapq
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestrator.app.broadcasts import broadcast_window
 from orchestrator.language.spec import Campaign
 from orchestrator.store import repo
 
 
 class NextMoment:
-    """When anything is next due: a journey, or a trigger event after `now`.
+    """When anything is next due: a journey, a trigger event after `now`, or a broadcast's
+    first moment (`schedule: once …`, in the earliest timezone) before it has come.
 
     Trigger events are read once, and after that only the ones stored since (by id:
     the events table only grows during a simulation or a demo); their times wait in
@@ -27,6 +29,8 @@ class NextMoment:
         )
         self.read_to = 0  # the last event id looked at
         self.later: list[datetime] = []  # trigger times after the last `now` (a heap)
+        moment = campaign.settings.broadcast_at
+        self.broadcast = broadcast_window(moment)[0] if moment is not None else None
 
     def __call__(self, ctx: Any, *, now: datetime) -> datetime | None:
         with ctx.session() as s:
@@ -37,7 +41,11 @@ class NextMoment:
                     heapq.heappush(self.later, at)
         while self.later and self.later[0] <= now:
             heapq.heappop(self.later)
+        if self.broadcast is not None and self.broadcast <= now:
+            self.broadcast = None  # the tick at `now` has broadcast
         moments = self.later[:1] + ([due] if due is not None else [])
+        if self.broadcast is not None:
+            moments.append(self.broadcast)
         return min(moments, default=None)
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -89,3 +90,39 @@ def test_optimised_sends_convert_better_after_learning_and_keep_the_rules(
     checker.feed(lines)
     checker.finish()
     assert [p for p in checker.problems if "never ended" not in p] == []
+
+
+def test_the_simulator_broadcasts_at_each_members_local_moment(tmp_path: Path) -> None:
+    """A broadcast campaign has nothing due until its moment: the simulator's clock goes
+    there, and each member is enrolled at their own local 10:00."""
+    campaign = tmp_path / "bc.yaml"
+    campaign.write_text(
+        """
+campaign: bc
+title: Follow-up
+settings: {schedule: "once 2026-01-06T10:00", window: 6h}
+segments:
+  readers: {match: {attr: first_name, exists: true}}
+subcampaigns:
+  readers:
+    segment: readers
+    start: follow
+    nodes:
+      follow: {notification: {title: Picks, url: "https://example.com/picks"}}
+""",
+        encoding="utf-8",
+    )
+    trace = tmp_path / "trace.jsonl"
+    result = simulate(campaign, subscribers=60, start=START, trace=trace)
+    assert result.sends == 60
+    lines = [json.loads(text) for text in trace.read_text().splitlines()]
+    people = {
+        str(p["id"]): str(p["timezone"])
+        for p in synthesize(loader.load(campaign).campaign, count=60, seed=0, start=START)  # type: ignore[arg-type]
+    }
+    for line in lines:
+        if line["type"] == "enroll":
+            local = datetime.fromisoformat(line["t"]).astimezone(
+                ZoneInfo(people[line["subscriber"]])
+            )
+            assert (local.date().isoformat(), local.hour, local.minute) == ("2026-01-06", 10, 0)
