@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from orchestrator.app.enrolment import enrol
-from orchestrator.app.service import import_subscribers, load_current, open_context
+from orchestrator.app.service import Context, import_subscribers, load_current, open_context
 from orchestrator.app.ticking import run_batch
 from orchestrator.config import Config
 from orchestrator.delivery import Outcome, SendOutcome, SendRequest
@@ -102,6 +102,26 @@ def write_population(path: Path, count: int, *, seed: int = 0) -> None:
             out.write(json.dumps(line) + "\n")
 
 
+def fresh_world(
+    folder: Path, *, name: str, campaign: str, subscribers: int, db_url: str | None
+) -> tuple[Context, CountingDelivery, Path, str]:
+    """In `folder`: a graphs folder holding `campaign` as NAME.yaml, a population file of
+    `subscribers`, and a context over `db_url` (default a fresh SQLite file there) that
+    delivers to a counting sink. Returns the context, the sink, the population file and
+    the database URL."""
+    graphs = folder / "graphs"
+    graphs.mkdir()
+    (graphs / f"{name}.yaml").write_text(campaign, encoding="utf-8")
+    people = folder / "people.jsonl"
+    write_population(people, subscribers)
+    url = db_url or f"sqlite:///{folder / 'bench.db'}"
+    delivery = CountingDelivery()
+    ctx = open_context(
+        Config(db=url, graphs=graphs, push_allowed_origins=(ORIGIN,)), delivery=delivery
+    )
+    return ctx, delivery, people, url
+
+
 def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
     started = time.perf_counter()
     result = fn()
@@ -117,20 +137,12 @@ def bench_scale(
     simulate_subscribers: int = 0,
 ) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
-        folder = Path(tmp)
-        graphs = folder / "graphs"
-        graphs.mkdir()
-        (graphs / "bench.yaml").write_text(CAMPAIGN, encoding="utf-8")
-        people = folder / "people.jsonl"
-        write_population(people, subscribers)
-        url = db_url or f"sqlite:///{folder / 'bench.db'}"
-        delivery = CountingDelivery()
-        ctx = open_context(
-            Config(db=url, graphs=graphs, push_allowed_origins=(ORIGIN,)), delivery=delivery
+        ctx, delivery, people, url = fresh_world(
+            Path(tmp), name="bench", campaign=CAMPAIGN, subscribers=subscribers, db_url=db_url
         )
         import_s, report = _timed(lambda: import_subscribers(ctx, people, batch_size=5000))
         assert not report.bad, report.bad[:3]
-        load = load_current(ctx, graphs / "bench.yaml")
+        load = load_current(ctx, ctx.config.graphs / "bench.yaml")
         assert (
             load.loaded is not None
             and load.loaded.campaign is not None

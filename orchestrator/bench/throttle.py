@@ -24,11 +24,10 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from orchestrator.app.service import import_subscribers, open_context
+from orchestrator.app.service import import_subscribers
 from orchestrator.app.throttle import RATE_LIMIT, VirtualClock, next_tick, pace
 from orchestrator.app.ticking import tick
-from orchestrator.bench.scale import ORIGIN, T0, CountingDelivery, write_population
-from orchestrator.config import Config
+from orchestrator.bench.scale import T0, fresh_world
 from orchestrator.language import loader
 from orchestrator.language.spec import parse_rate
 from orchestrator.store import repo
@@ -60,24 +59,18 @@ def bench_throttle(
     limit = parse_rate(rate)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
-        folder = Path(tmp)
-        graphs = folder / "graphs"
-        graphs.mkdir()
-        (graphs / "bench-throttle.yaml").write_text(
-            CAMPAIGN.replace("RATE", str(limit)), encoding="utf-8"
-        )
-        people = folder / "people.jsonl"
-        write_population(people, subscribers)
-        url = db_url or f"sqlite:///{folder / 'bench.db'}"
-        delivery = CountingDelivery()
-        ctx = open_context(
-            Config(db=url, graphs=graphs, push_allowed_origins=(ORIGIN,)), delivery=delivery
+        ctx, delivery, people, url = fresh_world(
+            Path(tmp),
+            name="bench-throttle",
+            campaign=CAMPAIGN.replace("RATE", str(limit)),
+            subscribers=subscribers,
+            db_url=db_url,
         )
         importing = time.perf_counter()
         report = import_subscribers(ctx, people, batch_size=5000)
         assert not report.bad, report.bad[:3]
         import_s = time.perf_counter() - importing
-        campaign = loader.load(graphs / "bench-throttle.yaml").campaign
+        campaign = loader.load(ctx.config.graphs / "bench-throttle.yaml").campaign
         assert campaign is not None
         ticking = time.perf_counter()
         now, ticks = T0, 0
