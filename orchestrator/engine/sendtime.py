@@ -21,7 +21,7 @@ Pure: the tick passes in the tallies it read from the send ledger.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -38,8 +38,7 @@ Tally = tuple[int, int]  # (sends, conversions)
 
 def slot_of(moment: datetime, tz_name: str) -> int:
     """The hour of the week of `moment` on the wall clock of `tz_name`."""
-    local = moment.astimezone(ZoneInfo(tz_name))
-    return local.weekday() * 24 + local.hour
+    return _slot(moment.astimezone(ZoneInfo(tz_name)))
 
 
 def shrink(k: float, n: float, parent: float, strength: float) -> float:
@@ -76,13 +75,24 @@ class SendTimeData:
 
     def scores(self) -> list[float]:
         """The estimated conversion rate for each of the 168 hours of the week."""
-        own_hours = hourly(self.own)
-        by_hour = [shrink(k, n, self.prior[h], OWN_STRENGTH) for h, (n, k) in enumerate(own_hours)]
-        out = []
-        for slot in range(SLOTS):
-            n, k = self.own.get(slot, (0, 0))
-            out.append(shrink(k, n, by_hour[slot % 24], OWN_STRENGTH))
-        return out
+        return self.scorer()(range(SLOTS))
+
+    def scorer(self) -> Callable[[Iterable[int]], list[float]]:
+        """A function from week slots to their estimated rates (the subscriber's hourly
+        level computed once, each slot only when asked)."""
+        by_hour = [
+            shrink(k, n, self.prior[h], OWN_STRENGTH) for h, (n, k) in enumerate(hourly(self.own))
+        ]
+        own = self.own
+
+        def score(slots: Iterable[int]) -> list[float]:
+            out = []
+            for slot in slots:
+                n, k = own.get(slot, (0, 0))
+                out.append(shrink(k, n, by_hour[slot % 24], OWN_STRENGTH))
+            return out
+
+        return score
 
 
 NO_DATA = SendTimeData()
@@ -125,10 +135,19 @@ def choose(
     (the usual deferrals then apply)."""
     if arm == "immediate":
         return arrival
-    options = [m for m in candidates(arrival, spec) if allowed(m)]
-    if not options:
-        return arrival
+    moments = candidates(arrival, spec)
     if arm == "explore":
-        return options[int(fraction * len(options)) % len(options)]
-    scores = data.scores()
-    return max(options, key=lambda m: (scores[slot_of(m, tz_name)], -m.timestamp()))
+        options = [m for m in moments if allowed(m)]
+        return options[int(fraction * len(options)) % len(options)] if options else arrival
+    zone = ZoneInfo(tz_name)
+    slots = [_slot(m.astimezone(zone)) for m in moments]
+    scores = data.scorer()(slots)
+    # the best first (the earliest of equals); only as many checked as it takes
+    for _, moment in sorted(zip(scores, moments, strict=True), key=lambda p: (-p[0], p[1])):
+        if allowed(moment):
+            return moment
+    return arrival
+
+
+def _slot(local: datetime) -> int:
+    return local.weekday() * 24 + local.hour
