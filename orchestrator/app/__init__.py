@@ -16,7 +16,8 @@
 - `control`: pause, resume and stop a whole campaign;
 - `broadcasts`: a campaign sent once (`schedule: once …`): each member's moment, the
   claim a tick enrols under, its status;
-- `insights`: the figures the dashboard and `campaign status` show;
+- `insights`: the figures the dashboard and `campaign status` show, with
+  `experiment_stats` (intervals, lifts, corrections and sample sizes, from statsmodels);
 - `tokens`: signed, expiring links.
 
 It reaches the database only through `orchestrator.store` and push services only
@@ -29,6 +30,7 @@ __all__ = [
     "broadcasts",
     "control",
     "enrolment",
+    "experiment_stats",
     "insights",
     "journeys",
     "outcomes",

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from orchestrator.app import experiment_stats
 from orchestrator.app.sendtimes import uses_best
 from orchestrator.app.service import Context, status
 from orchestrator.delivery import Outcome
@@ -99,13 +100,10 @@ class SendTimeLift:
     def difference(self) -> tuple[float, float, float] | None:
         """(best − immediate, low, high) in rate units; None until both arms have sends."""
         (nb, kb), (ni, ki) = self.arms.get("best", (0, 0)), self.arms.get("immediate", (0, 0))
-        if not nb or not ni:
+        found = experiment_stats.lift("best", kb, nb, "immediate", ki, ni)
+        if found.difference is None or found.low is None or found.high is None:
             return None
-        # statsmodels (with pandas and scipy) takes a second to import: only when drawn
-        from statsmodels.stats.proportion import confint_proportions_2indep
-
-        low, high = confint_proportions_2indep(kb, nb, ki, ni, method="newcomb", compare="diff")
-        return kb / nb - ki / ni, float(low), float(high)
+        return found.difference, found.low, found.high
 
     def sentence(self) -> str:
         found = self.difference
