@@ -16,6 +16,7 @@
 - `control`: pause, resume and stop a whole campaign;
 - `broadcasts`: a campaign sent once (`schedule: once …`): each member's moment, the
   claim a tick enrols under, its status;
+- `experiments`: each split node as an A/B test, the journey as the unit;
 - `insights`: the figures the dashboard and `campaign status` show, with
   `experiment_stats` (intervals, lifts, corrections and sample sizes, from statsmodels);
 - `tokens`: signed, expiring links.
@@ -31,6 +32,7 @@ __all__ = [
     "control",
     "enrolment",
     "experiment_stats",
+    "experiments",
     "insights",
     "journeys",
     "outcomes",

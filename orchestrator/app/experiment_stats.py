@@ -12,6 +12,7 @@ takes about a second, and the dashboard and the CLI load this module.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -78,9 +79,11 @@ def lift(arm: str, arm_k: int, arm_n: int, control: str, control_k: int, control
     if arm_k + control_k in (0, arm_n + control_n):
         p = 1.0  # no conversion at all, or all converted: nothing tells the arms apart
     else:
-        tested = test_proportions_2indep(
-            arm_k, arm_n, control_k, control_n, method="score", compare="diff"
-        )
+        with warnings.catch_warnings():  # its odds ratio divides by zero at a rate of 1
+            warnings.simplefilter("ignore", RuntimeWarning)
+            tested = test_proportions_2indep(
+                arm_k, arm_n, control_k, control_n, method="score", compare="diff"
+            )
         p = float(tested.pvalue)
     difference = arm_k / arm_n - control_k / control_n
     return Lift(arm, control, difference, float(low), float(high), p)

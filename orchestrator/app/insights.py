@@ -16,6 +16,7 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from orchestrator.app import experiment_stats
+from orchestrator.app.journeys import horizon as horizon
 from orchestrator.app.sendtimes import uses_best
 from orchestrator.app.service import Context, status
 from orchestrator.delivery import Outcome
@@ -230,12 +231,6 @@ def two_proportion_p(a: ArmFigures, b: ArmFigures) -> float | None:
         return None
     z = (a.conversions / a.sends - b.conversions / b.sends) / se
     return math.erfc(abs(z) / math.sqrt(2))
-
-
-def horizon(campaign: Campaign) -> timedelta:
-    """How long after entering a journey a goal event still counts for the holdout comparison:
-    the conversion window once per send a journey may make (the first and its follow-ups)."""
-    return campaign.settings.window * (campaign.settings.followup_cap + 1)
 
 
 def _holdout(ctx: Context, campaign: Campaign, *, now: datetime) -> Holdout | None:

@@ -9,15 +9,16 @@ import base64
 import hashlib
 import logging
 from collections import Counter
-from collections.abc import Iterable
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from orchestrator.app.service import Context
 from orchestrator.delivery import describe
 from orchestrator.engine import Action, JourneyState, SubscriberView
+from orchestrator.language.spec import Campaign, SplitNode
 from orchestrator.store import repo
-from orchestrator.store.db import Row
+from orchestrator.store.db import Row, Session
 
 log = logging.getLogger("campaign.tick")
 
@@ -259,3 +260,40 @@ def audit_rows(ctx: Context, campaign: str, trace: list[tuple[Row[Any], list[Act
     ]
     if lines:
         ctx.audit(sorted(lines, key=lambda x: x["t"]))
+
+
+def horizon(campaign: Campaign) -> timedelta:
+    """How long after a journey enters (the campaign, or an arm of a split) a goal event
+    still counts as its conversion: the conversion window once per send a journey may make
+    (the first and its follow-ups)."""
+    return campaign.settings.window * (campaign.settings.followup_cap + 1)
+
+
+def record_split_entries(
+    s: Session,
+    campaign_of: Callable[[Row[Any]], Campaign | None],
+    trace: list[tuple[Row[Any], list[Action]]],
+) -> None:
+    """Store each route a split node took in `trace` as the journey's entry into that arm
+    (`split_entry`), with the horizon its goal events count in."""
+    entries = []
+    for row, actions in trace:
+        campaign = None
+        for a in actions:
+            if a.type != "route" or a.to is None:
+                continue
+            campaign = campaign or campaign_of(row)
+            if campaign is None or not isinstance(campaign.all_nodes().get(a.node), SplitNode):
+                continue
+            entries.append(
+                {
+                    "journey_id": row.id,
+                    "campaign": row.campaign,
+                    "split": a.node,
+                    "arm": a.to,
+                    "subscriber_id": row.subscriber_id,
+                    "entered_at": a.at,
+                    "horizon_end": a.at + horizon(campaign),
+                }
+            )
+    repo.add_split_entries(s, entries)

@@ -152,6 +152,7 @@ def _abandon(
     names = frozenset().union(*(wanted for _, wanted, _ in woken))
     later = journeys.later_events(s, {sid for sid, _, _ in woken}, names=names, now=now)
     journeys.wake_for_later_events(woken, later)
+    journeys.record_split_entries(s, lambda r: ctx.campaign_of_version(r.version_id, s), trace)
     repo.update_by_id(s, Journey, updates)
     if rows:
         journeys.audit_rows(ctx, rows[0].campaign, trace)

@@ -457,6 +457,7 @@ def advance_rows(
         ),
         later,
     )
+    journeys.record_split_entries(s, lambda r: campaigns.get(r.version_id), trace)
     repo.update_by_id(s, Journey, [{"id": jid, **values} for jid, values in updates.items()])
     repo.update_by_id(s, Send, converted)
     due_again = any(v["claim_at"] is not None and v["claim_at"] <= now for v in updates.values())

@@ -399,3 +399,51 @@ def _control_command(action: str) -> None:
 
 for _action in ACTIONS:
     _control_command(_action)
+
+
+@app.command()
+def experiment(
+    campaign: Annotated[str, typer.Argument(help="campaign id")],
+    now: Annotated[str | None, typer.Option("--now", help="the clock (default: now)")] = None,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every split node's A/B test, the journey as the unit: each arm's measured journeys,
+    conversions and rate with its 95 % interval, and each arm's lift over the control with
+    its interval and Holm-corrected p-value (docs/engine.md, "Experiments")."""
+    from orchestrator.app.experiments import experiments
+    from orchestrator.errors import UnreadableFileError
+    from orchestrator.language import loader
+
+    ctx = open_cli_context()
+    path = ctx.config.graphs / f"{campaign}.yaml"
+    try:
+        loaded = loader.load_unchanged(path) if path.is_file() else None
+    except UnreadableFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if loaded is None or not loaded.ok or loaded.campaign is None:
+        typer.echo(f"error: no valid campaign {campaign[:140]!r} in {ctx.config.graphs}", err=True)
+        raise typer.Exit(1)
+    found = experiments(ctx, loaded.campaign, now=now_option(now))
+    if as_json:
+        typer.echo(
+            json.dumps({"campaign": campaign, "splits": [e.as_dict() for e in found]}, indent=2)
+        )
+        return
+    if not found:
+        typer.echo(f"{campaign}: no split node, so no experiment")
+        return
+    for e in found:
+        typer.echo(
+            f"split {e.split} (control {e.control}; converted within {e.horizon} of entering)"
+        )
+        typer.echo(
+            f"  {'arm':<20} {'entered':>8} {'measured':>9} {'conv.':>7} {'rate':>7}  95 % interval"
+        )
+        for a in e.arms:
+            r = a.result
+            shown = "-" if r.rate is None else f"{r.rate:.1%}"
+            span = "-" if r.low is None or r.high is None else f"{r.low:.1%} to {r.high:.1%}"
+            typer.echo(f"  {a.name:<20} {a.entered:>8,} {r.n:>9,} {r.k:>7,} {shown:>7}  {span}")
+        for sentence in e.sentences():
+            typer.echo(f"  {sentence}")

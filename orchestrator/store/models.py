@@ -226,6 +226,23 @@ class CampaignAction(SQLModel, table=True):
     reason: str = Field(default="", max_length=1000)
 
 
+class SplitEntry(SQLModel, table=True):
+    """A journey's entry into an arm of a split node: an experiment's unit. A goal event
+    of the subscriber between `entered_at` and `horizon_end` converts it."""
+
+    __tablename__ = "split_entry"
+    __table_args__ = (Index("ix_split_entry_split", "campaign", "split", "arm"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    journey_id: int
+    campaign: str = Field(max_length=63)
+    split: str = Field(max_length=64)
+    arm: str = Field(max_length=64)
+    subscriber_id: str = Field(max_length=128)
+    entered_at: datetime
+    horizon_end: datetime
+
+
 class Setting(SQLModel, table=True):
     """Generated secrets and other per-database values (e.g. the HMAC key)."""
 

@@ -45,6 +45,7 @@ from orchestrator.store.repo.events import (
     wake,
     wake_many,
 )
+from orchestrator.store.repo.experiments import add_split_entries, split_counts
 from orchestrator.store.repo.journeys import (
     blocking_journey,
     claim_due,
@@ -149,6 +150,7 @@ __all__ = [
     "active_subscribers",
     "add_action",
     "add_events",
+    "add_split_entries",
     "arm_counts",
     "as_date",
     "aware",
@@ -226,6 +228,7 @@ __all__ = [
     "setting",
     "setting_once",
     "slot_tallies",
+    "split_counts",
     "store_events",
     "stored_counts",
     "subscriber",

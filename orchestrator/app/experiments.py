@@ -1,0 +1,121 @@
+"""Each split node of a campaign as an experiment: the journey is the unit (its entry into
+an arm, `split_entry`), converted when its subscriber reaches the campaign's goal within
+the horizon after entering (as the holdout is counted); only entries whose horizon is
+over are measured. Each arm's rate has its Wilson interval; every other arm is compared
+with the control (the arm named `control`, else the first) by its Newcombe interval and
+a score test, the p-values corrected with Holm's method (`experiment_stats`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from orchestrator.app import experiment_stats as stats
+from orchestrator.app.journeys import horizon
+from orchestrator.app.service import Context
+from orchestrator.language.spec import Campaign, SplitNode, format_duration
+from orchestrator.store import repo
+
+CONTROL = "control"
+
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    weight: float
+    entered: int
+    result: stats.Rate  # measured entries and their conversions
+
+
+@dataclass
+class Experiment:
+    split: str
+    control: str
+    horizon: str
+    arms: list[Arm]
+    lifts: list[stats.Lift] = field(default_factory=list)
+
+    def sentences(self) -> list[str]:
+        """What the figures say, in words a marketer acts on."""
+        out = []
+        for lift in self.lifts:
+            if lift.difference is None or lift.low is None or lift.high is None:
+                out.append(f"{lift.arm} against {lift.control}: no measured journeys yet.")
+                continue
+            word = "better" if lift.difference >= 0 else "worse"
+            verdict = (
+                f"a difference (Holm-corrected p {stats.format_p(lift.p_adjusted)})"
+                if lift.significant
+                else f"no difference shown yet (Holm-corrected p {stats.format_p(lift.p_adjusted)})"
+            )
+            out.append(
+                f"{lift.arm} converts {abs(lift.difference) * 100:.1f} points {word} than "
+                f"{lift.control}, 95 % interval {lift.low * 100:+.1f} to {lift.high * 100:+.1f} "
+                f"points: {verdict}."
+            )
+        return out
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "control": self.control,
+            "horizon": self.horizon,
+            "arms": [
+                {
+                    "arm": a.name,
+                    "weight": a.weight,
+                    "entered": a.entered,
+                    "measured": a.result.n,
+                    "converted": a.result.k,
+                    "rate": a.result.rate,
+                    "low": a.result.low,
+                    "high": a.result.high,
+                }
+                for a in self.arms
+            ],
+            "lifts": [
+                {
+                    "arm": lift.arm,
+                    "control": lift.control,
+                    "difference": lift.difference,
+                    "low": lift.low,
+                    "high": lift.high,
+                    "p_value": lift.p_value,
+                    "p_adjusted": lift.p_adjusted,
+                    "correction": "holm",
+                    "significant": lift.significant,
+                }
+                for lift in self.lifts
+            ],
+            "sentences": self.sentences(),
+        }
+
+
+def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Experiment]:
+    """Every split node of `campaign`, in file order, with its figures at `now`."""
+    splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
+    if not splits:
+        return []
+    with ctx.session() as s:
+        counts = repo.split_counts(s, campaign=campaign.campaign, goal=campaign.goal, now=now)
+    out = []
+    for split_id, node in splits.items():
+        names = list(node.split)
+        control = CONTROL if CONTROL in names else names[0]
+        arms = []
+        for name in names:
+            entered, measured, converted = counts.get((split_id, name), (0, 0, 0))
+            arms.append(Arm(name, node.split[name], entered, stats.rate(converted, measured)))
+        base = next(a for a in arms if a.name == control)
+        lifts = [
+            stats.lift(a.name, a.result.k, a.result.n, control, base.result.k, base.result.n)
+            for a in arms
+            if a.name != control
+        ]
+        out.append(
+            Experiment(
+                split_id, control, format_duration(horizon(campaign)), arms, stats.holm(lifts)
+            )
+        )
+    return out

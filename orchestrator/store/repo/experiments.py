@@ -1,0 +1,49 @@
+"""An experiment's units: journeys' entries into the arms of split nodes (`split_entry`),
+written as the tick routes them, and counted per split and arm with the conversions
+inside each entry's horizon."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, case, exists, func, insert, select
+from sqlmodel import Session
+
+from orchestrator.store.models import Event, SplitEntry
+
+_ENTRY: Any = SplitEntry.__table__  # type: ignore[attr-defined]
+_EVENT: Any = Event.__table__  # type: ignore[attr-defined]
+
+
+def add_split_entries(session: Session, rows: list[dict[str, Any]]) -> None:
+    if rows:
+        session.execute(insert(_ENTRY), rows)
+
+
+def split_counts(
+    session: Session, *, campaign: str, goal: str, now: datetime
+) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(split, arm) -> (entries, entries whose horizon is over, of those the converted):
+    an entry converts when its subscriber has a `goal` event from its entry to its
+    horizon's end. Only entries whose horizon is over are measured, so a running test
+    never counts a journey that may still convert as one that did not."""
+    converted = exists().where(
+        _EVENT.c.subscriber_id == _ENTRY.c.subscriber_id,
+        _EVENT.c.name == goal,
+        _EVENT.c.at >= _ENTRY.c.entered_at,
+        _EVENT.c.at <= _ENTRY.c.horizon_end,
+    )
+    over = _ENTRY.c.horizon_end <= now
+    rows = session.execute(
+        select(
+            _ENTRY.c.split,
+            _ENTRY.c.arm,
+            func.count(),
+            func.sum(case((over, 1), else_=0)),
+            func.sum(case((and_(over, converted), 1), else_=0)),
+        )
+        .where(_ENTRY.c.campaign == campaign)
+        .group_by(_ENTRY.c.split, _ENTRY.c.arm)
+    ).all()
+    return {(str(s), str(a)): (int(n), int(m or 0), int(k or 0)) for s, a, n, m, k in rows}
