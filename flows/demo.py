@@ -23,6 +23,7 @@ from prefect.cache_policies import NO_CACHE
 from flows.tick import publish
 from orchestrator.app.insights import horizon
 from orchestrator.app.service import (
+    FROM_API,
     CampaignLoad,
     Context,
     drawing_counts,
@@ -99,7 +100,8 @@ def _population(
     start: datetime,
 ) -> int:
     """Synthetic subscribers with real subscriptions on the local push service; each opted in
-    (a `subscribed` event) some time in the three days before the campaigns start."""
+    (a `subscribed` event, source `api`: as a browser would) some time in the three days
+    before the campaigns start."""
     records, events = [], []
     rng = random.Random(3)
     for campaign in campaigns:
@@ -110,7 +112,7 @@ def _population(
             record = parse_subscriber(line, allowed=ctx.config.push_allowed_origins)
             records.append(record)
             opted_in = start - timedelta(seconds=rng.uniform(0, 3 * 86400))
-            events.append(EventRecord(record.id, "subscribed", opted_in, {}))
+            events.append(EventRecord(record.id, "subscribed", opted_in, {"source": FROM_API}))
             events += parse_population_events(record.id, raw_events)
     with ctx.session() as s, s.begin():
         for i in range(0, len(records), 2000):

@@ -1,27 +1,26 @@
 """The figures the dashboard draws: per node, per A/B arm, holdout lift, and the seed's metrics.
 
 All counting happens in the database (GROUP BY queries); Python only shapes
-the rows. A/B arms are compared with a two-proportion z-test on conversions
-per send; holdout lift compares the goal rate of treated and held-out journeys
+the rows. Each split node is an experiment with the journey as its unit
+(`experiments`); holdout lift compares the goal rate of treated and held-out journeys
 over the same span; the send-time optimiser's lift compares its best-hour sends with
 its comparison group sent at once.
 """
 
 from __future__ import annotations
 
-import math
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from orchestrator.app import experiment_stats
+from orchestrator.app import experiment_stats, experiments
 from orchestrator.app.journeys import horizon as horizon
 from orchestrator.app.sendtimes import uses_best
-from orchestrator.app.service import Context, status
+from orchestrator.app.service import OPT_SOURCES, Context, status
 from orchestrator.delivery import Outcome
 from orchestrator.language import loader
-from orchestrator.language.spec import Campaign, SplitNode
+from orchestrator.language.spec import Campaign
 from orchestrator.store import repo
 
 DAYS = 30
@@ -42,32 +41,6 @@ class CampaignSummary:
     @property
     def conversion_rate(self) -> float | None:
         return self.converted / self.sent if self.sent else None
-
-
-@dataclass
-class ArmFigures:
-    split: str
-    arm: str
-    share: float
-    journeys: int
-    sends: int
-    conversions: int
-
-    @property
-    def rate(self) -> float | None:
-        return self.conversions / self.sends if self.sends else None
-
-
-@dataclass
-class SplitTest:
-    split: str
-    arms: list[ArmFigures]
-    p_value: float | None  # two-proportion z-test between the two largest arms
-    leader: str | None
-
-    @property
-    def significant(self) -> bool:
-        return self.p_value is not None and self.p_value < 0.05
 
 
 @dataclass
@@ -128,7 +101,7 @@ class CampaignDetail:
     campaign: Campaign
     figures: dict[str, Any]
     nodes: list[dict[str, Any]] = field(default_factory=list)
-    tests: list[SplitTest] = field(default_factory=list)
+    tests: list[experiments.Experiment] = field(default_factory=list)
     holdout: Holdout | None = None
     send_time: SendTimeLift | None = None
     daily: list[tuple[date, int, int]] = field(default_factory=list)  # day, sends, converted
@@ -185,52 +158,13 @@ def campaign_detail(ctx: Context, campaign: Campaign, *, now: datetime) -> Campa
                 "rate": converted / sent if sent else None,
             }
         )
-    detail.tests = _split_tests(ctx, campaign)
+    detail.tests = experiments.experiments(ctx, campaign, now=now)
     detail.holdout = _holdout(ctx, campaign, now=now)
     if uses_best(campaign):
         with ctx.session() as s:
             detail.send_time = SendTimeLift(repo.timing_arms(s, campaign=campaign.campaign))
     detail.daily = _daily(ctx, campaign.campaign, now=now)
     return detail
-
-
-def _split_tests(ctx: Context, campaign: Campaign) -> list[SplitTest]:
-    splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
-    if not splits:
-        return []
-    with ctx.session() as s:
-        by_arm = repo.arm_counts(s, campaign=campaign.campaign)
-    tests = []
-    for split_id, node in splits.items():
-        total = float(sum(_weight(w) for w in node.split.values())) or 1.0
-        arms = []
-        for key, weight in node.split.items():
-            j, sn, cv = by_arm.get(str(key), (0, 0, 0))
-            arms.append(ArmFigures(split_id, str(key), _weight(weight) / total, j, sn, cv))
-        ranked = sorted(arms, key=lambda a: a.sends, reverse=True)[:2]
-        p = two_proportion_p(ranked[0], ranked[1]) if len(ranked) == 2 else None
-        leader = max(arms, key=lambda a: a.rate or 0.0).arm if any(a.sends for a in arms) else None
-        tests.append(SplitTest(split_id, arms, p, leader))
-    return tests
-
-
-def _weight(value: Any) -> float:
-    """A split weight: a number, or a percentage text like "50%"."""
-    if isinstance(value, str):
-        return float(value.rstrip("%"))
-    return float(value)
-
-
-def two_proportion_p(a: ArmFigures, b: ArmFigures) -> float | None:
-    """Two-sided p-value of a two-proportion z-test (conversions per send)."""
-    if a.sends < 1 or b.sends < 1:
-        return None
-    pooled = (a.conversions + b.conversions) / (a.sends + b.sends)
-    se = math.sqrt(pooled * (1 - pooled) * (1 / a.sends + 1 / b.sends))
-    if se == 0:
-        return None
-    z = (a.conversions / a.sends - b.conversions / b.sends) / se
-    return math.erfc(abs(z) / math.sqrt(2))
 
 
 def _holdout(ctx: Context, campaign: Campaign, *, now: datetime) -> Holdout | None:
@@ -261,6 +195,11 @@ class Metrics:
     daily: list[tuple[date, int, int]]
     per_week: list[tuple[str, int]]  # sends per subscriber in the last 7 days: bucket, subscribers
     quiet_segments: list[tuple[str, str, int]]  # campaign, segment, members (none notified in 7 d)
+    # source, opt-ins, opt-outs over the same days as opt_ins: OPT_SOURCES first, then others
+    by_source: list[tuple[str, int, int]] = field(default_factory=list)
+
+
+UNKNOWN_SOURCE = "other"  # an opt-in or opt-out event without a source (sent as an event)
 
 
 def metrics(ctx: Context, *, now: datetime) -> Metrics:
@@ -268,8 +207,15 @@ def metrics(ctx: Context, *, now: datetime) -> Metrics:
         rows = repo.subscription_days(s, since=now - timedelta(days=DAYS))
         counts = repo.sends_per_subscriber(s, since=now - timedelta(days=7))
         active = repo.active_subscribers(s)
-    opt_ins = [(d, n) for name, d, n in rows if name == "subscribed"]
-    opt_outs = [(d, n) for name, d, n in rows if name == "unsubscribed"]
+    days: dict[str, Counter[date]] = {repo.OPTED_IN: Counter(), repo.OPTED_OUT: Counter()}
+    sources: dict[str, Counter[str]] = {repo.OPTED_IN: Counter(), repo.OPTED_OUT: Counter()}
+    for name, day, source, n in rows:
+        days[name][day] += n
+        sources[name][source or UNKNOWN_SOURCE] += n
+    opt_ins, opt_outs = (sorted(days[name].items()) for name in (repo.OPTED_IN, repo.OPTED_OUT))
+    seen = set(sources[repo.OPTED_IN]) | set(sources[repo.OPTED_OUT])
+    order = [x for x in OPT_SOURCES if x in seen] + sorted(seen - set(OPT_SOURCES))
+    by_source = [(x, sources[repo.OPTED_IN][x], sources[repo.OPTED_OUT][x]) for x in order]
     buckets: Counter[str] = Counter()
     notified = 0
     for n, subscribers in counts:
@@ -278,7 +224,12 @@ def metrics(ctx: Context, *, now: datetime) -> Metrics:
     buckets["0"] = max(active - notified, 0)
     per_week = [(b, buckets.get(b, 0)) for b in ("0", "1", "2", "3", "4", "5+")]
     return Metrics(
-        opt_ins, opt_outs, _daily(ctx, None, now=now), per_week, _quiet_segments(ctx, now=now)
+        opt_ins,
+        opt_outs,
+        _daily(ctx, None, now=now),
+        per_week,
+        _quiet_segments(ctx, now=now),
+        by_source,
     )
 
 

@@ -188,6 +188,14 @@ def load_current(ctx: Context, path: Path) -> CampaignLoad:
 
 # ------------------------------------------------------------------ subscribers and events
 
+# Where an opt-in or an opt-out came from: the `source` property of its `subscribed` or
+# `unsubscribed` event. An opt-in is recorded once, where a subscriber becomes active (an id
+# added, or back from `unsubscribed` or `deleted`); an opt-out once, where an active one stops.
+FROM_IMPORT = "import"  # `campaign subscribers import`: each subscriber it adds
+FROM_API = "api"  # POST and DELETE /api/subscriptions (a browser or the site's backend)
+FROM_PROFILE = "profile"  # the subscriber's own page: "Delete everything"
+OPT_SOURCES = (FROM_IMPORT, FROM_API, FROM_PROFILE)
+
 
 @dataclass
 class ImportReport:
@@ -236,6 +244,10 @@ def import_subscribers(
 ) -> ImportReport:
     """Add or update subscribers from JSONL; bad lines are reported and skipped, good ones kept.
 
+    Each subscriber added gets its opt-in (source `import`), in the same transaction as
+    the subscriber; one already stored gets none, so a file imported again counts nobody
+    twice, and an `unsubscribed` or `deleted` subscriber stays so (only the subscriber
+    brings themselves back, through the API).
     A batch the database refuses as a whole is stored again line by line, so the line
     at fault is reported (with the database's reason) and the others are kept."""
     report = ImportReport()
@@ -245,7 +257,7 @@ def import_subscribers(
 
     def store(records: list[SubscriberRecord]) -> tuple[int, int]:
         with ctx.session() as s, s.begin():
-            return repo.upsert_subscribers(s, records)
+            return repo.upsert_subscribers(s, records, opt_in=FROM_IMPORT)
 
     def count(records: int, added: int, changed: int) -> None:
         report.added += added

@@ -122,6 +122,55 @@ def lines(
     return "".join(parts)
 
 
+def intervals(
+    title: str, rows: Sequence[tuple[str, float | None, float | None, float | None]]
+) -> str:
+    """One row per (label, rate, low, high): the rate as a dot on its interval's whisker,
+    on a shared 0-based percent axis; a row without a rate says so."""
+    if not rows:
+        return _empty(title, "")
+    top = max((h for _, _, _, h in rows if h is not None), default=0.0) or 0.01
+    ticks = _ticks(top)
+    row_h, left = 26, 120
+    height = TOP + len(rows) * row_h + BOTTOM
+    plot_w = WIDTH - left - RIGHT
+    scale = plot_w / ticks[-1]
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {height}" '
+        f'class="chart" role="img" aria-label="{escape(title)}">',
+        f'<text x="{LEFT}" y="15" class="chart-title">{escape(title)}</text>',
+    ]
+    bottom = TOP + len(rows) * row_h
+    for t in ticks:
+        x = left + t * scale
+        parts.append(
+            f'<line x1="{x:.1f}" x2="{x:.1f}" y1="{TOP}" y2="{bottom}" class="grid"/>'
+            f'<text x="{x:.1f}" y="{bottom + 16}" text-anchor="middle" class="tick">'
+            f"{_fmt(t, True)}</text>"
+        )
+    for i, (label, rate, low, high) in enumerate(rows):
+        y = TOP + i * row_h + row_h / 2
+        parts.append(
+            f'<text x="{left - 8}" y="{y + 4:.1f}" text-anchor="end" class="tick">'
+            f"{escape(label)}</text>"
+        )
+        if rate is None or low is None or high is None:
+            parts.append(
+                f'<text x="{left}" y="{y + 4:.1f}" class="tick">no measured journeys yet</text>'
+            )
+            continue
+        colour = PALETTE[i % len(PALETTE)]
+        parts.append(
+            f'<line x1="{left + low * scale:.1f}" x2="{left + high * scale:.1f}" y1="{y:.1f}" '
+            f'y2="{y:.1f}" stroke="{colour}" stroke-width="3"/>'
+            f'<circle cx="{left + rate * scale:.1f}" cy="{y:.1f}" r="5" fill="{colour}">'
+            f"<title>{escape(label)}: {_fmt(rate, True)} "
+            f"(95 % interval {_fmt(low, True)} to {_fmt(high, True)})</title></circle>"
+        )
+    parts.append("</svg>")
+    return "".join(parts)
+
+
 def _empty(title: str, message: str) -> str:
     return (
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} 80" class="chart" '

@@ -177,6 +177,7 @@ def index(request: Request) -> Response:
         campaigns=insights.campaigns(ctx),
         charts=rendered,
         quiet=figures.quiet_segments,
+        opt_sources=figures.by_source,
         graphs=ctx.config.graphs,
     )
     return HTMLResponse(html)
@@ -234,6 +235,13 @@ def campaign_page(request: Request, campaign_id: str) -> Response:
         svg=to_svg(campaign, counts=drawing_counts(ctx, campaign)),
         nodes=detail.nodes,
         tests=detail.tests,
+        experiment_charts={
+            e.split: charts.intervals(
+                f"Conversion by arm, split {e.split}",
+                [(a.name, a.result.rate, a.result.low, a.result.high) for a in e.arms],
+            )
+            for e in detail.tests
+        },
         holdout=detail.holdout,
         send_time=detail.send_time,
         horizon=_duration(insights.horizon(campaign)),

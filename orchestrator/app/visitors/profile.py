@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.app import tokens
-from orchestrator.app.service import Context
+from orchestrator.app.service import FROM_PROFILE, Context
 from orchestrator.app.visitors.common import (
     MAX_EDITABLE_CHARS,
     PAUSE_DAYS,
@@ -161,6 +161,10 @@ def forget(ctx: Context, sid: str, *, now: datetime) -> None:
 
     The row stays as a tombstone (status `deleted`, no attributes, tags or
     subscriptions) so an old import line or event cannot bring them back
-    silently; events, notification contents and subscriptions are deleted."""
+    silently; events, notification contents and subscriptions are deleted. A
+    subscriber who was active leaves one event: their opt-out (source `profile`),
+    which names nobody the tombstone does not."""
     with ctx.session() as s, s.begin():
+        left = repo.deactivate(s, [sid], status="deleted", now=now)
         repo.erase(s, sid, now=now)
+        repo.note_opt_outs(s, left, source=FROM_PROFILE, at=now)

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from orchestrator.app import tokens
-from orchestrator.app.service import Context
+from orchestrator.app.service import FROM_API, Context
 from orchestrator.app.visitors.common import (
     ANONYMOUS_PREFIX,
     MAX_EDITABLE_CHARS,
@@ -27,7 +27,6 @@ from orchestrator.app.visitors.common import (
 )
 from orchestrator.language import records, urls
 from orchestrator.language.records import (
-    EventRecord,
     PushSubscriptionRecord,
     RecordError,
     SubscriberRecord,
@@ -152,7 +151,11 @@ def subscribe_many(
     Idempotent: the same subscription again changes nothing and names the same
     subscriber. Without an `id`, an endpoint seen before keeps its subscriber — when
     the keys are the same (the same browser) — and a new one gets a fresh id; the
-    same endpoint with other keys is a Conflict unless the backend sends it."""
+    same endpoint with other keys is a Conflict unless the backend sends it.
+
+    A subscriber who is new, or back from `unsubscribed` or `deleted`, gets an opt-in
+    (source `api`); one already active (another browser, an imported subscriber) gets
+    none. An anonymous browser linked to a new id brings its opt-in along instead."""
     results: list[Subscribed | RecordError] = []
     ctx.secret()  # read (or create) it before this transaction takes the write lock
     with ctx.session() as s, s.begin():
@@ -194,7 +197,7 @@ def _store_subscriptions(
             )
     ids = [sid for sid in sids if isinstance(sid, str)]
     current = repo.subscriber_rows(s, ids)
-    records, fresh_ids, revived = [], [], []
+    records, revived, added = [], [], []
     moved: dict[str, str] = {}  # an anonymous id whose browser is now linked -> the id
     out: list[Subscribed | RecordError] = []
     for r, sid in zip(requests, sids, strict=True):
@@ -215,36 +218,44 @@ def _store_subscriptions(
         fresh = stored is None or stored[1] != sid
         if stored is not None and stored[1] != sid and stored[1].startswith(ANONYMOUS_PREFIX):
             moved[stored[1]] = sid
-        if cur is not None and cur.status != "active":
+        if cur is None:
+            added.append(sid)
+        elif cur.status != "active":
             revived.append(sid)
             fresh = True
-        if fresh:
-            fresh_ids.append(sid)
         version = cur.token_version if cur else 0
         out.append(Subscribed(sid, fresh, profile_url(ctx, sid, now=now, version=version)))
     existing = {sid: (c.timezone, c.attributes, c.tags) for sid, c in current.items()}
     repo.upsert_subscribers(s, records, existing=existing, known=known)
+    opted_in = dict.fromkeys(added)  # an id may come twice (two browsers of one subscriber)
     if revived:
-        repo.revive(s, revived, now=now)
-    if fresh_ids:
-        repo.note_events(s, [EventRecord(sid, "subscribed", now, {}) for sid in fresh_ids])
+        opted_in.update(dict.fromkeys(repo.revive(s, revived, now=now)))
     for anonymous, into in moved.items():
-        _merge_anonymous(ctx, s, anonymous, into, now=now)
+        if _merge_anonymous(ctx, s, anonymous, into, now=now, opting_in=into in opted_in):
+            opted_in.pop(into, None)  # the anonymous browser's opt-in is theirs now
+    repo.note_opt_ins(s, opted_in, source=FROM_API, at=now)
     return out
 
 
-def _merge_anonymous(ctx: Context, s: Session, anonymous: str, into: str, *, now: datetime) -> None:
+def _merge_anonymous(
+    ctx: Context, s: Session, anonymous: str, into: str, *, now: datetime, opting_in: bool
+) -> bool:
     """A browser that subscribed anonymously is now linked to a site's id: once the
     anonymous subscriber has no subscription left, what they set themselves (editable
     attributes, topics) fills in what the linked subscriber lacks, their events move
     over, and the anonymous id is retired (`merged`: no attributes, its profile links
-    revoked, its journeys end)."""
+    revoked, its journeys end). Whether it was merged.
+
+    Their opt-ins and opt-outs move over only when `into` is `opting_in` (new, or
+    back, with this request): the anonymous opt-in stands for theirs. A subscriber
+    already active keeps their own, and the anonymous ones are deleted: one opt-in
+    per subscriber."""
     if repo.has_subscription(s, anonymous):
-        return  # another browser of theirs is still subscribed under that id
+        return False  # another browser of theirs is still subscribed under that id
     old = repo.subscriber(s, anonymous)
     new = repo.subscriber(s, into)
     if old is None or new is None or old.status == "deleted":
-        return
+        return False
     editable = set(ctx.config.profile_editable)
     attributes = {
         **{k: v for k, v in old.attributes.items() if k in editable},
@@ -254,8 +265,10 @@ def _merge_anonymous(ctx: Context, s: Session, anonymous: str, into: str, *, now
     repo.update_subscriber(
         s, into, attributes=attributes, tags=[*new.tags, *topics], updated_at=now
     )
-    repo.move_events(s, source=anonymous, into=into)
+    dropping = () if opting_in else (repo.OPTED_IN, repo.OPTED_OUT)
+    repo.move_events(s, source=anonymous, into=into, dropping=dropping)
     repo.retire(s, anonymous, status="merged", now=now)
+    return True
 
 
 def _same_secret(given: str, stored: str) -> bool:
@@ -322,6 +335,7 @@ def unsubscribe(ctx: Context, body: Any, *, now: datetime, backend: bool = False
             return False
         repo.delete_subscriptions(s, [endpoint])
         if not repo.has_subscription(s, owner):
-            repo.update_subscriber(s, owner, status="unsubscribed", updated_at=now)
-            repo.add_events(s, [EventRecord(owner, "unsubscribed", now, {})])
+            left = repo.deactivate(s, [owner], status="unsubscribed", now=now)
+            repo.note_opt_outs(s, left, source=FROM_API, at=now)
+            repo.wake_many(s, {owner: now})  # their journeys end at the next tick
     return True

@@ -74,7 +74,6 @@ from orchestrator.store.repo.pacing import (
 )
 from orchestrator.store.repo.reports import (
     active_subscribers,
-    arm_counts,
     as_date,
     daily_sends,
     holdout_counts,
@@ -98,10 +97,14 @@ from orchestrator.store.repo.stats import (
     stored_counts,
 )
 from orchestrator.store.repo.subscribers import (
+    OPTED_IN,
+    OPTED_OUT,
     delete_subscriptions,
     existing_subscribers,
     known_subscribers,
     known_subscriptions,
+    note_opt_ins,
+    note_opt_outs,
     profiles,
     subscriber_status,
     subscribers,
@@ -127,6 +130,7 @@ from orchestrator.store.repo.versions import (
     version,
 )
 from orchestrator.store.repo.visitors import (
+    deactivate,
     erase,
     everything_about,
     has_subscription,
@@ -143,6 +147,8 @@ from orchestrator.store.repo.visitors import (
 __all__ = [
     "FULL_PASS_EVERY",
     "IN_CHUNK",
+    "OPTED_IN",
+    "OPTED_OUT",
     "LedgerWindow",
     "Tally",
     "actions",
@@ -151,7 +157,6 @@ __all__ = [
     "add_action",
     "add_events",
     "add_split_entries",
-    "arm_counts",
     "as_date",
     "aware",
     "blocking_journey",
@@ -165,6 +170,7 @@ __all__ = [
     "cursor",
     "daily_sends",
     "dated_after",
+    "deactivate",
     "delete_action",
     "delete_subscriptions",
     "dialect",
@@ -214,6 +220,8 @@ __all__ = [
     "node_slot_tallies",
     "node_stats",
     "note_events",
+    "note_opt_ins",
+    "note_opt_outs",
     "profiles",
     "put_setting",
     "recent_sends",

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, exists, func, select
+from sqlalchemy import case, exists, func, select
 from sqlmodel import Session, col
 
 from orchestrator.delivery import Outcome
@@ -16,31 +16,12 @@ from orchestrator.language.spec import Segment
 from orchestrator.store import segments as segment_sql
 from orchestrator.store.models import Event, Journey, Send, Subscriber
 from orchestrator.store.repo.base import dialect
+from orchestrator.store.repo.subscribers import OPTED_IN, OPTED_OUT
 
 
 def as_date(value: Any) -> date:
     """A day as both databases give it back (a date, or ISO text on SQLite)."""
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
-
-
-def arm_counts(session: Session, *, campaign: str) -> dict[str, tuple[int, int, int]]:
-    """Each A/B arm -> (journeys, sends that left, conversions credited to them)."""
-    rows = session.execute(
-        select(
-            col(Journey.arm),
-            func.count(func.distinct(col(Journey.id))),
-            func.count(col(Send.id)),
-            func.count(col(Send.converted_at)),
-        )
-        .select_from(Journey)
-        .outerjoin(
-            Send,
-            and_(col(Send.journey_id) == col(Journey.id), col(Send.outcome) != Outcome.SKIPPED),
-        )
-        .where(col(Journey.campaign) == campaign, col(Journey.arm).is_not(None))
-        .group_by(col(Journey.arm))
-    ).all()
-    return {str(arm): (int(j), int(sn), int(cv)) for arm, j, sn, cv in rows}
 
 
 def holdout_counts(
@@ -87,16 +68,23 @@ def daily_sends(
     return [(as_date(d), int(n), int(c)) for d, n, c in rows]
 
 
-def subscription_days(session: Session, *, since: datetime) -> list[tuple[str, date, int]]:
-    """(event name, day, count) of `subscribed` and `unsubscribed` events from `since` on."""
+def subscription_days(
+    session: Session, *, since: datetime
+) -> list[tuple[str, date, str | None, int]]:
+    """(event name, day, source, count) of opt-ins (`subscribed`) and opt-outs
+    (`unsubscribed`) from `since` on; the source is the event's `source` property (None
+    for an event without one)."""
     day = func.date(col(Event.at))
+    source = col(Event.properties)["source"].as_string()
     rows = session.execute(
-        select(col(Event.name), day, func.count())
-        .where(col(Event.name).in_(("subscribed", "unsubscribed")), col(Event.at) >= since)
-        .group_by(col(Event.name), day)
+        select(col(Event.name), day, source, func.count())
+        .where(col(Event.name).in_((OPTED_IN, OPTED_OUT)), col(Event.at) >= since)
+        .group_by(col(Event.name), day, source)
         .order_by(day)
     ).all()
-    return [(str(name), as_date(d), int(n)) for name, d, n in rows]
+    return [
+        (str(name), as_date(d), None if s is None else str(s), int(n)) for name, d, s, n in rows
+    ]
 
 
 def sends_per_subscriber(session: Session, *, since: datetime) -> list[tuple[int, int]]:

@@ -1,4 +1,5 @@
-"""Subscribers and their push subscriptions: upserts, lookups by id, deletions."""
+"""Subscribers and their push subscriptions: upserts, lookups by id, deletions, and the
+opt-ins and opt-outs recorded when a subscriber starts or stops being active."""
 
 from __future__ import annotations
 
@@ -18,13 +19,16 @@ from sqlalchemy import (
 )
 from sqlmodel import Session, col
 
-from orchestrator.language.records import SubscriberRecord
+from orchestrator.language.records import EventRecord, SubscriberRecord
 from orchestrator.store.models import (
     PushSubscription,
     Subscriber,
     utcnow,
 )
 from orchestrator.store.repo.base import core, fetch
+from orchestrator.store.repo.events import note_events
+
+OPTED_IN, OPTED_OUT = "subscribed", "unsubscribed"  # the event names of an opt-in, an opt-out
 
 
 def existing_subscribers(
@@ -68,11 +72,14 @@ def upsert_subscribers(
     *,
     existing: dict[str, tuple[str, dict[str, Any], list[str]]] | None = None,
     known: dict[str, tuple[int, str, str, str]] | None = None,
+    opt_in: str | None = None,
 ) -> tuple[int, int]:
     """Add or update subscribers and their subscriptions. Returns (added, changed); same data = no write.
 
     Bulk statements (one INSERT and one UPDATE per batch), so a million-line import stays fast.
-    A caller that already read `existing_subscribers` / `known_subscriptions` passes them in."""
+    A caller that already read `existing_subscribers` / `known_subscriptions` passes them in.
+    `opt_in` (a source, e.g. `import`): each subscriber this call adds gets its opt-in
+    (`note_opt_ins`); a subscriber already stored gets none, whatever changes."""
     if not records:
         return 0, 0
     if existing is None:
@@ -91,6 +98,8 @@ def upsert_subscribers(
             updates.append({"id": r.id, **values, "updated_at": now})
     if inserts:  # Core executemany: the ORM's bulk insert costs more per row
         session.execute(insert(Subscriber.__table__), inserts)  # type: ignore[attr-defined]
+        if opt_in is not None:
+            note_opt_ins(session, [row["id"] for row in inserts], source=opt_in, at=now)
     if updates:
         session.execute(update(Subscriber), updates)
     _upsert_subscriptions(
@@ -137,6 +146,26 @@ def _upsert_subscriptions(
         session.execute(
             update(Subscriber).where(col(Subscriber.id).in_(sorted(touched))).values(updated_at=now)
         )
+
+
+def note_opt_ins(session: Session, ids: Iterable[str], *, source: str, at: datetime) -> None:
+    """An opt-in (a `subscribed` event with its `source`) for each of these subscribers, in
+    one statement. Callers record one only where a subscriber becomes active: added, or
+    brought back from `unsubscribed` or `deleted` (`revive`)."""
+    _note_opts(session, OPTED_IN, ids, source=source, at=at)
+
+
+def note_opt_outs(session: Session, ids: Iterable[str], *, source: str, at: datetime) -> None:
+    """An opt-out (an `unsubscribed` event with its `source`) for each of these subscribers,
+    in one statement; callers record one only where `deactivate` changed the subscriber."""
+    _note_opts(session, OPTED_OUT, ids, source=source, at=at)
+
+
+def _note_opts(
+    session: Session, name: str, ids: Iterable[str], *, source: str, at: datetime
+) -> None:
+    properties = {"source": source}
+    note_events(session, [EventRecord(sid, name, at, properties) for sid in dict.fromkeys(ids)])
 
 
 def subscribers(session: Session, ids: Iterable[str]) -> dict[str, Row[Any]]:

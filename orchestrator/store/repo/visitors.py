@@ -48,13 +48,30 @@ def update_living(session: Session, sid: str, **values: Any) -> bool:
     return bool(changed.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def revive(session: Session, ids: Iterable[str], *, now: datetime) -> None:
-    """Subscribers who subscribe again are active, not paused."""
-    session.execute(
+def revive(session: Session, ids: Iterable[str], *, now: datetime) -> list[str]:
+    """Subscribers who subscribe again are active, not paused; the ids among `ids` that
+    were not active before (each of them an opt-in). The status is checked in the UPDATE
+    itself, so of two requests at once only one brings a subscriber back."""
+    changed = session.execute(
         update(Subscriber)
-        .where(col(Subscriber.id).in_(list(ids)))
+        .where(col(Subscriber.id).in_(list(ids)), col(Subscriber.status) != "active")
         .values(status="active", paused_until=None, updated_at=now)
+        .returning(col(Subscriber.id))
     )
+    return [str(sid) for sid in changed.scalars()]
+
+
+def deactivate(session: Session, ids: Iterable[str], *, status: str, now: datetime) -> list[str]:
+    """Active subscribers among `ids` take `status` (`unsubscribed`, `deleted`); the ids
+    that were active (each of them an opt-out), checked in the UPDATE itself as `revive`
+    does. Subscribers already inactive keep their status."""
+    changed = session.execute(
+        update(Subscriber)
+        .where(col(Subscriber.id).in_(list(ids)), col(Subscriber.status) == "active")
+        .values(status=status, updated_at=now)
+        .returning(col(Subscriber.id))
+    )
+    return [str(sid) for sid in changed.scalars()]
 
 
 def retire(session: Session, sid: str, *, status: str, now: datetime) -> None:
@@ -94,9 +111,16 @@ def subscription_owner(session: Session, endpoint: str) -> tuple[str, str] | Non
     return None if row is None else (row[0], row[1])
 
 
-def move_events(session: Session, *, source: str, into: str) -> None:
+def move_events(
+    session: Session, *, source: str, into: str, dropping: tuple[str, ...] = ()
+) -> None:
     """Give `source`'s events to `into`, except those whose client id `into` already has
-    (an event sent twice, once under each id, stays once)."""
+    (an event sent twice, once under each id, stays once); `source`'s events named in
+    `dropping` are deleted instead."""
+    if dropping:
+        session.execute(
+            delete(Event).where(col(Event.subscriber_id) == source, col(Event.name).in_(dropping))
+        )
     taken = select(col(Event.client_id)).where(
         col(Event.subscriber_id) == into, col(Event.client_id).is_not(None)
     )
