@@ -10,18 +10,21 @@ import sys
 import textwrap
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 
-from orchestrator.app.service import open_context, status
+from orchestrator.app.service import add_events, open_context, status
 from orchestrator.app.ticking import tick
 from orchestrator.bench.web import wait_until_serving
 from orchestrator.config import Config
+from orchestrator.language.records import EventRecord
 from orchestrator.push.vapid import VapidKey
+from orchestrator.store.models import SplitEntry
 from orchestrator.testing.fakes import RecordingDelivery
 from orchestrator.testing.ports import free_port
 from tests.conftest import CHROMIUM, CHROMIUM_ARGS, p256dh_key
@@ -221,4 +224,56 @@ def test_the_service_worker_registers(site: Site, browser: Any) -> None:
     )
     assert script == f"{site.base}/sw.js"
     assert page.evaluate("window.campaignFlow.supported()") is True
+    page.close()
+
+
+AB = """
+campaign: ab
+title: Subject lines
+goal: signup
+settings: {window: 2h, followup_cap: 0}
+segments:
+  pros: {match: {attr: plan, eq: pro}}
+subcampaigns:
+  pros:
+    segment: pros
+    start: subject
+    nodes:
+      subject: {split: {control: 50, bold: 50}}
+      control: {notification: {title: "New: shared folders", url: "BASE/thanks"}}
+      bold: {notification: {title: "Shared folders are here", url: "BASE/thanks"}}
+"""
+
+
+def test_the_experiment_panel_draws_each_arm_on_its_interval(site: Site, browser: Any) -> None:
+    """A split's journeys, measured once their horizon (2 h) is over, on the campaign page:
+    the table, a chart with each arm's rate on its interval, and the sentence."""
+    (site.config.graphs / "ab.yaml").write_text(
+        textwrap.dedent(AB).replace("BASE", site.base), encoding="utf-8"
+    )
+    then = datetime.now(UTC) - timedelta(days=2)
+    ctx = open_context(site.config, delivery=RecordingDelivery())
+    try:
+        tick(ctx, names=["ab"], now=then)
+        with ctx.session() as s:
+            entered = s.execute(select(SplitEntry.subscriber_id)).scalars().all()
+        add_events(
+            ctx, [EventRecord(sid, "signup", then + timedelta(hours=1)) for sid in entered[:1]]
+        )
+    finally:
+        ctx.engine.dispose()
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    _login(page, site)
+    page.goto(f"{site.base}/campaigns/ab")
+    panel = page.locator("[data-testid=experiment]")
+    assert panel.count() == 1
+    table = panel.inner_text()
+    assert "control" in table and "bold" in table and "measured" in table.lower()
+    chart = panel.locator("svg.chart")
+    assert chart.count() == 1
+    drawn = chart.locator("circle").count() + chart.locator("text", has_text="no measured").count()
+    assert drawn == 2  # one mark per arm: a rate on its interval, or no measured journeys
+    verdict = page.locator("[data-testid=verdict]").inner_text()
+    assert "bold" in verdict and "control" in verdict
+    assert "Holm-corrected p" in verdict or "no measured journeys yet" in verdict
     page.close()
