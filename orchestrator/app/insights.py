@@ -45,10 +45,15 @@ class CampaignSummary:
 
 @dataclass
 class Holdout:
+    """Treated against held-out journeys (reached the goal within the horizon of entering):
+    the relative lift, and the difference of rates with its 95 % Newcombe interval; the
+    campaign's, with each sub-campaign's in `parts`."""
+
     treated: int
     treated_converted: int
     held_out: int
     held_out_converted: int
+    parts: dict[str, Holdout] = field(default_factory=dict)
 
     @property
     def lift(self) -> float | None:
@@ -56,6 +61,32 @@ class Holdout:
             return None
         base = self.held_out_converted / self.held_out
         return (self.treated_converted / self.treated - base) / base
+
+    @property
+    def difference(self) -> experiment_stats.Lift:
+        return experiment_stats.lift(
+            "treated",
+            self.treated_converted,
+            self.treated,
+            "held out",
+            self.held_out_converted,
+            self.held_out,
+        )
+
+    def sentence(self) -> str:
+        found = self.difference
+        if found.difference is None or found.low is None or found.high is None:
+            return "Not enough journeys yet: both the treated and the held out need some."
+        verdict = (
+            "the interval excludes zero"
+            if found.low > 0 or found.high < 0
+            else "the interval includes zero: no lift shown yet"
+        )
+        return (
+            f"Treated journeys reach the goal {found.difference * 100:+.1f} points against "
+            f"the held out (95 % interval {found.low * 100:+.1f} to {found.high * 100:+.1f} "
+            f"points; p {experiment_stats.format_p(found.p_value)}; {verdict})."
+        )
 
 
 @dataclass
@@ -175,8 +206,15 @@ def _holdout(ctx: Context, campaign: Campaign, *, now: datetime) -> Holdout | No
     span = horizon(campaign)
     with ctx.session() as s:
         by = repo.holdout_counts(s, campaign=campaign.campaign, goal=campaign.goal, span=span)
-    treated, held = by.get(False, (0, 0)), by.get(True, (0, 0))
-    return Holdout(treated[0], treated[1], held[0], held[1])
+    parts = {}
+    for name in campaign.subcampaigns:
+        treated, held = by.get((name, False), (0, 0)), by.get((name, True), (0, 0))
+        parts[name] = Holdout(treated[0], treated[1], held[0], held[1])
+    total = [
+        sum(getattr(h, f) for h in parts.values())
+        for f in ("treated", "treated_converted", "held_out", "held_out_converted")
+    ]
+    return Holdout(*total, parts=parts)
 
 
 def _daily(ctx: Context, campaign: str | None, *, now: datetime) -> list[tuple[date, int, int]]:

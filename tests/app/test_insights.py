@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from statsmodels.stats import proportion as sm
 
 from orchestrator.app import insights
 from orchestrator.app.service import add_events, import_subscribers, open_context
@@ -75,6 +76,17 @@ def test_holdout_lift_and_arms_are_counted_from_the_database(tmp_path: Path, db_
         assert h.lift == pytest.approx(
             (h.treated_converted / h.treated) / (h.held_out_converted / h.held_out) - 1
         )
+        low, high = sm.confint_proportions_2indep(
+            h.treated_converted,
+            h.treated,
+            h.held_out_converted,
+            h.held_out,
+            method="newcomb",
+            compare="diff",
+        )
+        assert (h.difference.low, h.difference.high) == pytest.approx((low, high))
+        assert list(h.parts) == ["main"] and h.parts["main"].treated == h.treated
+        assert "95 % interval" in h.sentence()
         (test,) = detail.tests
         arms = {a.name: a for a in test.arms}
         assert arms["a"].entered + arms["b"].entered == len(treated)
@@ -83,6 +95,7 @@ def test_holdout_lift_and_arms_are_counted_from_the_database(tmp_path: Path, db_
         assert test.control == "a" and json.dumps(test.lifts[0].p_adjusted) != "null"
         page = _dashboard_page(ctx, "/campaigns/lift")
         assert "within 2 days of entering" in page and "Lift: <b>+" in page
+        assert 'data-testid="holdout-lift"' in page
         assert 'id="split-pick"' in page and "Holm" in page and 'data-testid="verdict"' in page
     finally:
         ctx.engine.dispose()

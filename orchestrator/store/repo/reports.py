@@ -26,9 +26,9 @@ def as_date(value: Any) -> date:
 
 def holdout_counts(
     session: Session, *, campaign: str, goal: str | None, span: timedelta
-) -> dict[bool, tuple[int, int]]:
-    """held out? -> (journeys, journeys whose subscriber had a `goal` event within `span`
-    of entering)."""
+) -> dict[tuple[str, bool], tuple[int, int]]:
+    """(sub-campaign, held out?) -> (journeys, journeys whose subscriber had a `goal` event
+    within `span` of entering)."""
     if dialect(session) == "postgresql":
         within = col(Event.at) <= col(Journey.entered_at) + span
     else:  # SQLite stores times as text: compare as Julian days
@@ -43,11 +43,16 @@ def holdout_counts(
         within,
     )
     rows = session.execute(
-        select(col(Journey.holdout), func.count(), func.sum(case((reached, 1), else_=0)))
+        select(
+            col(Journey.subcampaign),
+            col(Journey.holdout),
+            func.count(),
+            func.sum(case((reached, 1), else_=0)),
+        )
         .where(col(Journey.campaign) == campaign)
-        .group_by(col(Journey.holdout))
+        .group_by(col(Journey.subcampaign), col(Journey.holdout))
     ).all()
-    return {bool(h): (int(n), int(c or 0)) for h, n, c in rows}
+    return {(str(sub), bool(h)): (int(n), int(c or 0)) for sub, h, n, c in rows}
 
 
 def daily_sends(
