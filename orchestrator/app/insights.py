@@ -206,15 +206,17 @@ def _holdout(ctx: Context, campaign: Campaign, *, now: datetime) -> Holdout | No
     span = horizon(campaign)
     with ctx.session() as s:
         by = repo.holdout_counts(s, campaign=campaign.campaign, goal=campaign.goal, span=span)
-    parts = {}
+    parts: dict[str, Holdout] = {}
     for name in campaign.subcampaigns:
         treated, held = by.get((name, False), (0, 0)), by.get((name, True), (0, 0))
         parts[name] = Holdout(treated[0], treated[1], held[0], held[1])
-    total = [
-        sum(getattr(h, f) for h in parts.values())
-        for f in ("treated", "treated_converted", "held_out", "held_out_converted")
-    ]
-    return Holdout(*total, parts=parts)
+    return Holdout(
+        treated=sum(h.treated for h in parts.values()),
+        treated_converted=sum(h.treated_converted for h in parts.values()),
+        held_out=sum(h.held_out for h in parts.values()),
+        held_out_converted=sum(h.held_out_converted for h in parts.values()),
+        parts=parts,
+    )
 
 
 def _daily(ctx: Context, campaign: str | None, *, now: datetime) -> list[tuple[date, int, int]]:

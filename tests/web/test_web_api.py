@@ -282,7 +282,9 @@ def test_the_profile_page_shows_edits_pauses_exports_and_deletes(world: World) -
     with world.ctx.session() as s:
         sub = s.get(Subscriber, sid)
         assert sub is not None and (sub.status, sub.attributes, sub.tags) == ("deleted", {}, [])
-        assert s.execute(select(Event).where(Event.subscriber_id == sid)).first() is None
+        left = s.execute(select(Event).where(Event.subscriber_id == sid)).scalars().all()
+    # one event is left: the opt-out this deletion is, naming no more than the tombstone
+    assert [(e.name, e.properties) for e in left] == [("unsubscribed", {"source": "profile"})]
     assert row_count(world.ctx, PushSubscription) == 0
     assert world.client.get(path).status_code == 404
 

@@ -166,5 +166,7 @@ def forget(ctx: Context, sid: str, *, now: datetime) -> None:
     which names nobody the tombstone does not."""
     with ctx.session() as s, s.begin():
         left = repo.deactivate(s, [sid], status="deleted", now=now)
+        if not left and repo.subscriber_status(s, [sid]).get(sid, "deleted") == "deleted":
+            return  # deleted already (two forms at once): the first did it all
         repo.erase(s, sid, now=now)
         repo.note_opt_outs(s, left, source=FROM_PROFILE, at=now)

@@ -305,7 +305,8 @@ def _tag_list(r: SubscribeRequest, stored: tuple[str, ...]) -> tuple[str, ...]:
 
 
 def unsubscribe(ctx: Context, body: Any, *, now: datetime, backend: bool = False) -> bool:
-    """The browser unsubscribed: forget the endpoint; a subscriber left with none is unsubscribed.
+    """The browser unsubscribed: forget the endpoint; an active subscriber left with none is
+    unsubscribed (their opt-out, source `api`).
 
     `body` is `{endpoint, keys: {auth}}` (the browser's PushSubscription will do): the
     auth secret proves the caller holds the subscription. The site's backend (`backend`)

@@ -16,7 +16,7 @@ from orchestrator.language.spec import Segment
 from orchestrator.store import segments as segment_sql
 from orchestrator.store.models import Event, Journey, Send, Subscriber
 from orchestrator.store.repo.base import dialect
-from orchestrator.store.repo.subscribers import OPTED_IN, OPTED_OUT
+from orchestrator.store.repo.subscribers import IMPORTED, OPT_IN_NAMES, OPTED_IN, OPTED_OUT
 
 
 def as_date(value: Any) -> date:
@@ -76,19 +76,25 @@ def daily_sends(
 def subscription_days(
     session: Session, *, since: datetime
 ) -> list[tuple[str, date, str | None, int]]:
-    """(event name, day, source, count) of opt-ins (`subscribed`) and opt-outs
-    (`unsubscribed`) from `since` on; the source is the event's `source` property (None
+    """(event name, day, source, count) of opt-ins (`subscribed`; an import's `imported`
+    counts as one) and opt-outs (`unsubscribed`) from `since` on; the source is the event's `source` property (None
     for an event without one)."""
     day = func.date(col(Event.at))
     source = col(Event.properties)["source"].as_string()
     rows = session.execute(
         select(col(Event.name), day, source, func.count())
-        .where(col(Event.name).in_((OPTED_IN, OPTED_OUT)), col(Event.at) >= since)
+        .where(col(Event.name).in_((*OPT_IN_NAMES, OPTED_OUT)), col(Event.at) >= since)
         .group_by(col(Event.name), day, source)
         .order_by(day)
     ).all()
     return [
-        (str(name), as_date(d), None if s is None else str(s), int(n)) for name, d, s, n in rows
+        (
+            OPTED_IN if name == IMPORTED else str(name),
+            as_date(d),
+            None if s is None else str(s),
+            int(n),
+        )
+        for name, d, s, n in rows
     ]
 
 
