@@ -7,8 +7,9 @@ a score test, the p-values corrected with Holm's method (`experiment_stats`)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.app import experiment_stats as stats
@@ -118,4 +119,64 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
                 split_id, control, format_duration(horizon(campaign)), arms, stats.holm(lifts)
             )
         )
+    return out
+
+
+INFLOW_DAYS = 14  # the days of entries a plan's "when" is estimated from
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How many journeys a split needs: each arm enough to detect `effect` over `baseline`
+    against the control with `power` (the alpha split among the comparisons, Holm's worst
+    case), in total as the weights share them out; and, from the last INFLOW_DAYS of the
+    split's entries, roughly how many days that takes."""
+
+    split: str
+    control: str
+    per_arm: int
+    total: int
+    per_day: float | None  # journeys a day the split has routed lately
+    days: float | None
+
+    def sentence(self) -> str:
+        when = (
+            f"at the last {INFLOW_DAYS} days' pace ({self.per_day:,.1f} a day) that takes "
+            f"about {self.days:,.0f} days"
+            if self.days is not None and self.per_day
+            else f"no journey has reached it in the last {INFLOW_DAYS} days, so no estimate of when"
+        )
+        return (
+            f"split {self.split}: every arm needs {self.per_arm:,} measured journeys "
+            f"({self.total:,} in all, as the weights share them); {when}."
+        )
+
+
+def plan(
+    ctx: Context,
+    campaign: Campaign,
+    *,
+    baseline: float,
+    effect: float,
+    power: float = stats.POWER,
+    now: datetime,
+) -> list[Plan]:
+    """The plan of every split node; ValueError for a baseline, effect or power out of range."""
+    if not 0 < power < 1:
+        raise ValueError(f"the power must be between 0 and 1, got {power}")
+    splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
+    with ctx.session() as s:
+        inflow = repo.split_inflow(
+            s, campaign=campaign.campaign, since=now - timedelta(days=INFLOW_DAYS)
+        )
+    out = []
+    for split_id, node in splits.items():
+        names = list(node.split)
+        control = CONTROL if CONTROL in names else names[0]
+        per_arm = stats.journeys_needed(baseline, effect, comparisons=len(names) - 1, power=power)
+        weights = sum(node.split.values())
+        total = math.ceil(per_arm * weights / min(node.split.values()))
+        per_day = inflow.get(split_id, 0) / INFLOW_DAYS
+        days = total / per_day if per_day else None
+        out.append(Plan(split_id, control, per_arm, total, per_day or None, days))
     return out

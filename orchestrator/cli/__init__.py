@@ -14,6 +14,7 @@ import logging
 from orchestrator.cli.common import app
 from orchestrator.cli import language  # noqa: F401
 from orchestrator.cli import operations  # noqa: F401
+from orchestrator.cli import experiments  # noqa: F401
 from orchestrator.cli import measure  # noqa: F401
 from orchestrator.cli import running  # noqa: F401
 

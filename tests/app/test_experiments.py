@@ -17,6 +17,7 @@ from statsmodels.stats import proportion as sm
 from statsmodels.stats.multitest import multipletests
 from typer.testing import CliRunner
 
+from orchestrator.app.experiment_stats import journeys_needed
 from orchestrator.app.experiments import experiments
 from orchestrator.app.service import Context, add_events, import_subscribers, open_context
 from orchestrator.app.ticking import tick
@@ -142,3 +143,29 @@ def test_the_experiment_command_prints_every_split(world: Context) -> None:
     assert "split first (control control" in text.output and "95 % interval" in text.output
     missing = runner.invoke(app, ["experiment", "nope"], env=env)
     assert missing.exit_code == 1 and "no valid campaign 'nope'" in missing.output
+
+
+def test_a_plan_says_how_many_journeys_each_split_needs_and_roughly_when(world: Context) -> None:
+    ctx = world
+    tick(ctx, now=T0)  # 120 journeys reach the first split today
+    runner = CliRunner()
+    env = {"CAMPAIGN_DB": ctx.config.db, "CAMPAIGN_GRAPHS": str(ctx.config.graphs)}
+    args = ["experiment", "plan", "ab", "--baseline", "10%", "--effect", "2pt", "--json"]
+    out = runner.invoke(app, [*args, "--now", (T0 + H).isoformat()], env=env)
+    assert out.exit_code == 0, out.output
+    plans = {p["split"]: p for p in json.loads(out.output)["plans"]}
+    per_arm = journeys_needed(0.10, 0.02, comparisons=2)  # three arms: two comparisons
+    assert plans["first"]["per_arm"] == per_arm
+    assert plans["first"]["total"] == -(-per_arm * 100 // 20)  # the 20 % arm sets the pace
+    assert plans["first"]["per_day"] == pytest.approx(120 / 14)
+    assert plans["first"]["days"] == pytest.approx(plans["first"]["total"] / (120 / 14))
+    assert plans["second"]["per_day"] is None and "no estimate" in plans["second"]["sentence"]
+    for bad, message in [
+        (["experiment", "plan", "ab", "--effect", "2pt"], "needs --baseline"),
+        (["experiment", "plan", "ab", "--baseline", "10%", "--effect", "0pt"], "non-zero"),
+        (["experiment", "plan", "ab", "--baseline", "150%", "--effect", "2pt"], "less than 100%"),
+        (["experiment", "plan", "ab", "--baseline", "10%", "--effect", "lots"], "in points"),
+        (["experiment", "plan", "ab", "extra"], "CAMPAIGN, or: plan CAMPAIGN"),
+    ]:
+        refused = runner.invoke(app, bad, env=env)
+        assert refused.exit_code != 0 and message in refused.output, (bad, refused.output)

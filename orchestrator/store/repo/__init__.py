@@ -45,7 +45,7 @@ from orchestrator.store.repo.events import (
     wake,
     wake_many,
 )
-from orchestrator.store.repo.experiments import add_split_entries, split_counts
+from orchestrator.store.repo.experiments import add_split_entries, split_counts, split_inflow
 from orchestrator.store.repo.journeys import (
     blocking_journey,
     claim_due,
@@ -237,6 +237,7 @@ __all__ = [
     "setting_once",
     "slot_tallies",
     "split_counts",
+    "split_inflow",
     "store_events",
     "stored_counts",
     "subscriber",

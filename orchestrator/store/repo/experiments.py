@@ -47,3 +47,13 @@ def split_counts(
         .group_by(_ENTRY.c.split, _ENTRY.c.arm)
     ).all()
     return {(str(s), str(a)): (int(n), int(m or 0), int(k or 0)) for s, a, n, m, k in rows}
+
+
+def split_inflow(session: Session, *, campaign: str, since: datetime) -> dict[str, int]:
+    """Journeys each split node of the campaign has routed since `since`."""
+    rows = session.execute(
+        select(_ENTRY.c.split, func.count())
+        .where(_ENTRY.c.campaign == campaign, _ENTRY.c.entered_at >= since)
+        .group_by(_ENTRY.c.split)
+    ).all()
+    return {str(split): int(n) for split, n in rows}

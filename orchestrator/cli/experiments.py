@@ -1,0 +1,134 @@
+"""Experiments: `campaign experiment CAMPAIGN` and `campaign experiment plan CAMPAIGN`."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+
+from orchestrator.cli.common import app, now_option, open_cli_context
+
+
+@app.command()
+def experiment(
+    words: Annotated[
+        list[str],
+        typer.Argument(help="CAMPAIGN, or: plan CAMPAIGN", show_default=False),
+    ],
+    now: Annotated[str | None, typer.Option("--now", help="the clock (default: now)")] = None,
+    baseline: Annotated[
+        str | None, typer.Option("--baseline", help="plan: the control's rate, e.g. 10%")
+    ] = None,
+    effect: Annotated[
+        str | None,
+        typer.Option("--effect", help="plan: the smallest change worth finding, e.g. 2pt"),
+    ] = None,
+    power: Annotated[str, typer.Option("--power", help="plan: e.g. 80%")] = "80%",
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Every split node's A/B test, the journey as the unit: each arm's measured journeys,
+    conversions and rate with its 95 % interval, and each arm's lift over the control with
+    its interval and Holm-corrected p-value. `plan CAMPAIGN --baseline 10% --effect 2pt`:
+    the journeys each split needs, and roughly when it gets them (docs/engine.md,
+    "Experiments")."""
+    from orchestrator.app.experiments import experiments, plan
+
+    if len(words) == 2 and words[0] == "plan":
+        campaign, planning = words[1], True
+    elif len(words) == 1:
+        campaign, planning = words[0], False
+    else:
+        raise typer.BadParameter("give CAMPAIGN, or: plan CAMPAIGN", param_hint="WORDS")
+    ctx = open_cli_context()
+    model = _valid_campaign(ctx, campaign)
+    moment = now_option(now)
+    if planning:
+        if baseline is None or effect is None:
+            raise typer.BadParameter("a plan needs --baseline (e.g. 10%) and --effect (e.g. 2pt)")
+        try:
+            plans = plan(
+                ctx,
+                model,
+                baseline=_fraction(baseline, "--baseline"),
+                effect=_points(effect),
+                power=_fraction(power, "--power"),
+                now=moment,
+            )
+        except ValueError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if as_json:
+            shown = [p.__dict__ | {"sentence": p.sentence()} for p in plans]
+            typer.echo(json.dumps({"campaign": campaign, "plans": shown}, indent=2))
+        else:
+            for p in plans:
+                typer.echo(p.sentence())
+            if not plans:
+                typer.echo(f"{campaign}: no split node, so nothing to plan")
+        return
+    found = experiments(ctx, model, now=moment)
+    if as_json:
+        typer.echo(
+            json.dumps({"campaign": campaign, "splits": [e.as_dict() for e in found]}, indent=2)
+        )
+        return
+    if not found:
+        typer.echo(f"{campaign}: no split node, so no experiment")
+        return
+    for e in found:
+        typer.echo(
+            f"split {e.split} (control {e.control}; converted within {e.horizon} of entering)"
+        )
+        typer.echo(
+            f"  {'arm':<20} {'entered':>8} {'measured':>9} {'conv.':>7} {'rate':>7}  95 % interval"
+        )
+        for a in e.arms:
+            r = a.result
+            shown_rate = "-" if r.rate is None else f"{r.rate:.1%}"
+            span = "-" if r.low is None or r.high is None else f"{r.low:.1%} to {r.high:.1%}"
+            typer.echo(
+                f"  {a.name:<20} {a.entered:>8,} {r.n:>9,} {r.k:>7,} {shown_rate:>7}  {span}"
+            )
+        for sentence in e.sentences():
+            typer.echo(f"  {sentence}")
+
+
+def _valid_campaign(ctx: Any, campaign: str) -> Any:
+    from orchestrator.errors import UnreadableFileError
+    from orchestrator.language import loader
+
+    path = ctx.config.graphs / f"{campaign}.yaml"
+    try:
+        loaded = loader.load_unchanged(path) if path.is_file() else None
+    except UnreadableFileError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if loaded is None or not loaded.ok or loaded.campaign is None:
+        typer.echo(f"error: no valid campaign {campaign[:140]!r} in {ctx.config.graphs}", err=True)
+        raise typer.Exit(1)
+    return loaded.campaign
+
+
+def _fraction(text: str, option: str) -> float:
+    from orchestrator.language.spec import parse_percent
+
+    try:
+        return parse_percent(text if text.strip().endswith("%") else float(text))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _points(text: str) -> float:
+    """`2pt` (two percentage points) or a fraction (`0.02`); negative for a drop."""
+    value = text.strip()
+    try:
+        number = float(value[:-2]) / 100 if value.endswith("pt") else float(value)
+    except ValueError:
+        raise typer.BadParameter(
+            f"{text!r}: write the change in points (2pt) or as a fraction (0.02)",
+            param_hint="--effect",
+        ) from None
+    if not value.isascii() or not -1 < number < 1:
+        raise typer.BadParameter(f"{text!r} is not a change of a rate", param_hint="--effect")
+    return number
