@@ -102,24 +102,52 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
         counts = repo.split_counts(s, campaign=campaign.campaign, goal=campaign.goal, now=now)
     out = []
     for split_id, node in splits.items():
-        names = list(node.split)
-        control = CONTROL if CONTROL in names else names[0]
-        arms = []
-        for name in names:
-            entered, measured, converted = counts.get((split_id, name), (0, 0, 0))
-            arms.append(Arm(name, node.split[name], entered, stats.rate(converted, measured)))
-        base = next(a for a in arms if a.name == control)
-        lifts = [
-            stats.lift(a.name, a.result.k, a.result.n, control, base.result.k, base.result.n)
-            for a in arms
-            if a.name != control
-        ]
-        out.append(
-            Experiment(
-                split_id, control, format_duration(horizon(campaign)), arms, stats.holm(lifts)
-            )
-        )
+        tallies = {name: counts.get((split_id, name), (0, 0, 0)) for name in node.split}
+        out.append(build(split_id, dict(node.split), tallies, format_duration(horizon(campaign))))
     return out
+
+
+def build(
+    split: str,
+    weights: dict[str, float],
+    tallies: dict[str, tuple[int, int, int]],
+    horizon_text: str,
+) -> Experiment:
+    """An experiment from its arms' weights (in the file's order) and (entered, measured,
+    converted) tallies."""
+    names = list(weights)
+    control = CONTROL if CONTROL in names else names[0]
+    arms = []
+    for name in names:
+        entered, measured, converted = tallies.get(name, (0, 0, 0))
+        arms.append(Arm(name, weights[name], entered, stats.rate(converted, measured)))
+    base = next(a for a in arms if a.name == control)
+    lifts = [
+        stats.lift(a.name, a.result.k, a.result.n, control, base.result.k, base.result.n)
+        for a in arms
+        if a.name != control
+    ]
+    return Experiment(split, control, horizon_text, arms, stats.holm(lifts))
+
+
+def tallies_at_end(ctx: Context, campaign: Campaign, *, end: datetime) -> dict[str, Any]:
+    """For a finished simulation: each split's arms' weights and (entered, measured,
+    converted), every entry measured (no event comes after the end)."""
+    splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
+    if not splits:
+        return {}
+    with ctx.session() as s:
+        counts = repo.split_counts(
+            s, campaign=campaign.campaign, goal=campaign.goal, now=end + horizon(campaign)
+        )
+    return {
+        split_id: {
+            "weights": dict(node.split),
+            "arms": {name: list(counts.get((split_id, name), (0, 0, 0))) for name in node.split},
+            "horizon": format_duration(horizon(campaign)),
+        }
+        for split_id, node in splits.items()
+    }
 
 
 INFLOW_DAYS = 14  # the days of entries a plan's "when" is estimated from

@@ -5,10 +5,12 @@
 - `scale`: `campaign bench-scale` (import, enrolment and ticks over up to millions of
   subscribers); `faults`: `campaign bench-faults` (retries under 429/5xx/410 answers);
 - `throttle`: `campaign bench-throttle` (a launch under a rate limit on virtual time);
+- `experiments`: `campaign bench-experiments` (a known lift found, A/A false positives kept
+  at the stated rate);
 - `web`: `campaign bench-web` (the HTTP service under concurrent requests);
 - `studio`: `campaign bench-studio` (the studio's check-and-redraw round trip).
 """
 
 # The modules the rest of the project (and its users) may import; the others are this
 # package's own.
-__all__ = ["faults", "naive", "scale", "studio", "throttle", "throughput", "web"]
+__all__ = ["experiments", "faults", "naive", "scale", "studio", "throttle", "throughput", "web"]

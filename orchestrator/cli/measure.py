@@ -1,4 +1,5 @@
-"""Simulation and benchmarks: simulate, bench, bench-scale, bench-throttle, bench-web, bench-studio."""
+"""Simulation and benchmarks: simulate, bench, bench-scale, bench-throttle, bench-experiments,
+bench-web, bench-studio."""
 
 from __future__ import annotations
 
@@ -254,6 +255,24 @@ def bench_throttle(
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--rate") from None
     figures = run(subscribers=subscribers, rate=rate, db_url=db, batch_size=batch_size)
+    print_figures(figures, as_json=as_json)
+    if not figures["ok"]:
+        raise typer.Exit(1)
+
+
+@app.command("bench-experiments")
+def bench_experiments(
+    journeys: Annotated[int, typer.Option("--journeys", min=400, max=1_000_000)] = 20_000,
+    seeds: Annotated[int, typer.Option("--seeds", min=10, max=100_000)] = 1_000,
+    pipeline_seeds: Annotated[int, typer.Option("--pipeline-seeds", min=0, max=1_000)] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Does an A/B test find a known lift (10 % against 12 %, simulated through the tick),
+    and do A/A tests (through the tick, and --seeds binomial draws of two and three arms)
+    declare a difference no more often than the stated 5 %? Exit 1 if not."""
+    from orchestrator.bench.experiments import bench_experiments as run
+
+    figures = run(journeys=journeys, seeds=seeds, pipeline_seeds=pipeline_seeds)
     print_figures(figures, as_json=as_json)
     if not figures["ok"]:
         raise typer.Exit(1)

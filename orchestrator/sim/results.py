@@ -3,10 +3,12 @@ campaigns' with the programme's checks (`ProgrammeResult`)."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from orchestrator.app.experiments import build
 from orchestrator.app.insights import SendTimeLift
 from orchestrator.language.spec import format_duration
 from orchestrator.sim import programme
@@ -30,6 +32,8 @@ class SimulationResult:
     # a campaign with `send_time: best`: {"arms": {arm: [sends, conversions]},
     # "weeks": {week: {arm: [sends, conversions]}}} (weeks from the start, 0 first)
     send_time: dict[str, Any] | None = None
+    # a campaign with split nodes: `experiments.tallies_at_end` (summed over workers)
+    experiments: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -46,6 +50,21 @@ class SimulationResult:
             "steps_per_s": round(self.steps / self.seconds, 1) if self.seconds else None,
             **self.funnel,
             **({"send_time": send_time_figures(self.send_time)} if self.send_time else {}),
+            **(
+                {
+                    "experiments": [
+                        build(
+                            split,
+                            figures["weights"],
+                            {arm: tuple(v) for arm, v in figures["arms"].items()},
+                            figures["horizon"],
+                        ).as_dict()
+                        for split, figures in self.experiments.items()
+                    ]
+                }
+                if self.experiments
+                else {}
+            ),
         }
 
 
@@ -150,6 +169,14 @@ def merge_results(parts: list[SimulationResult]) -> SimulationResult:
         _add_counts(out.counts, part.counts)
         if part.send_time is not None:
             out.send_time = _add_lists(out.send_time or {}, part.send_time)
+        if part.experiments:
+            if out.experiments is None:
+                out.experiments = json.loads(json.dumps(part.experiments))  # a copy
+            else:
+                for split, figures in part.experiments.items():
+                    arms = out.experiments[split]["arms"]
+                    for arm, values in figures["arms"].items():
+                        arms[arm] = [a + b for a, b in zip(arms[arm], values, strict=True)]
     out.funnel = funnel
     return out
 

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from orchestrator.app.experiments import tallies_at_end
 from orchestrator.app.sendtimes import uses_best
 from orchestrator.app.service import (
     CampaignLoad,
@@ -358,6 +359,7 @@ def _simulate_shard(
             run.result.unfinished = repo.unfinished_journeys(s, name)
             if uses_best(run.campaign):
                 run.result.send_time = _send_time_tallies(s, name, start=job.start)
+        run.result.experiments = tallies_at_end(ctx, run.campaign, end=end) or None
     collector.lines.sort(key=lambda line: line["t"])
     part = None
     if sends is not None:

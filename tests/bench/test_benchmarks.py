@@ -91,6 +91,19 @@ def test_bench_throttle_checks_an_hourly_rate_in_its_own_window() -> None:
     assert figures["limit_window_s"] == 3600.0 and figures["max_in_limit_window"] == 90
 
 
+def test_bench_experiments_reports_a_known_lift_and_the_aa_false_positive_rates() -> None:
+    figures = _json(
+        "bench-experiments", "--journeys", "4000", "--seeds", "40", "--pipeline-seeds", "1"
+    )
+    known = figures["known_lift"]
+    assert isinstance(known, dict) and known["true_difference"] == 0.02
+    assert set(known["arms"]) == {"control", "b"}  # type: ignore[arg-type]
+    for key in ("aa_two_arms", "aa_three_arms_holm"):
+        aa = figures[key]
+        assert isinstance(aa, dict) and aa["seeds"] == 40
+        assert 0 <= aa["low"] <= aa["false_positive_rate"] <= aa["high"] <= 1  # type: ignore[operator]
+
+
 def test_bench_studio_times_valid_checks_of_the_largest_example() -> None:
     figures = _json("bench-studio", "--edits", "10")
     assert figures["file"] == "cloud-storage-launch.yaml"
