@@ -17,25 +17,13 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from orchestrator.app import control
 from orchestrator.app.control import BroadcastRecord
 from orchestrator.app.service import Context
-from orchestrator.language.spec import Campaign
+from orchestrator.language.spec import Campaign, broadcast_window as broadcast_window
 from orchestrator.store import repo
 
-# a wall-clock moment comes first at UTC+14 and last at UTC-12
-EARLIEST_OFFSET = timedelta(hours=14)
-LATEST_OFFSET = timedelta(hours=12)
 BROADCAST_LATE = timedelta(hours=24)  # a member whose moment is longer ago is not sent it
 BROADCAST_RESUME_AFTER = timedelta(minutes=15)  # a claim not finished by then is taken over
 
 log = logging.getLogger("campaign.tick")
-
-
-def broadcast_window(moment: datetime) -> tuple[datetime, datetime]:
-    """When a broadcast's first and last members' moments come: for a wall-clock moment,
-    in the earliest (UTC+14) and the latest (UTC-12) timezone; for an instant, the instant."""
-    if moment.tzinfo is not None:
-        return moment, moment
-    at = moment.replace(tzinfo=UTC)
-    return at - EARLIEST_OFFSET, at + LATEST_OFFSET
 
 
 def broadcast_instant(moment: datetime, tz_name: str) -> datetime:

@@ -277,13 +277,20 @@ def record_split_entries(
     """Store each route a split node took in `trace` as the journey's entry into that arm
     (`split_entry`), with the horizon its goal events count in."""
     entries = []
+    splits: dict[int, frozenset[str]] = {}  # by campaign object: its split node ids
     for row, actions in trace:
         campaign = None
         for a in actions:
             if a.type != "route" or a.to is None:
                 continue
             campaign = campaign or campaign_of(row)
-            if campaign is None or not isinstance(campaign.all_nodes().get(a.node), SplitNode):
+            if campaign is None:
+                continue
+            if id(campaign) not in splits:
+                splits[id(campaign)] = frozenset(
+                    n for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)
+                )
+            if a.node not in splits[id(campaign)]:
                 continue
             entries.append(
                 {

@@ -37,7 +37,8 @@ def data_for(
     now: datetime,
 ) -> dict[int, SendTimeData]:
     """SendTimeData by journey id, for the rows whose campaign chooses send times."""
-    wanted = [r for r in rows if r.version_id in campaigns and uses_best(campaigns[r.version_id])]
+    best = {v for v, c in campaigns.items() if uses_best(c)}
+    wanted = [r for r in rows if r.version_id in best]
     if not wanted:
         return {}
     own = repo.slot_tallies(s, (r.subscriber_id for r in wanted), since=now - HISTORY)

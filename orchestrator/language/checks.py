@@ -5,14 +5,11 @@ templates, actions, payload size."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
 from orchestrator.language.diagnostics import did_you_mean
 from orchestrator.language.graph import CampaignGraph
 from orchestrator.language.nodechecks import check_nodes
-from orchestrator.language.scalars import ONCE_PREFIX
 from orchestrator.language.spec import END, AnyRuleModel, Campaign, SegmentRef, rule_children
 from orchestrator.language.timechecks import check_times
 
@@ -33,7 +30,6 @@ def run(
     _check_segment_refs(campaign, loaded=loaded, reporter=reporter, broken=broken)
     check_nodes(campaign, source=source, reporter=reporter, broken=broken)
     check_times(campaign, source=source, reporter=reporter)
-    _check_broadcast(campaign, source=source, reporter=reporter)
     if refs_ok and not broken.any():
         _check_graph(campaign, source=source, reporter=reporter)
     if not any(d.code == "unknown-segment" for d in reporter.items):
@@ -318,85 +314,3 @@ def _check_graph(campaign: Campaign, *, source: Source, reporter: Reporter) -> N
             code="beyond-followup-cap",
             severity="warning",
         )
-
-
-# ------------------------------------------------------------------ broadcasts
-
-# where a wall-clock moment comes first (orchestrator.app.enrolment.broadcast_window)
-_EARLIEST_OFFSET = timedelta(hours=14)
-
-
-def _check_broadcast(campaign: Campaign, *, source: Source, reporter: Reporter) -> None:
-    """A broadcast (`schedule: once …`): no trigger sub-campaigns (it enrols its segments'
-    members once); a wall-clock moment that exists once in settings.timezone (not in a
-    daylight-saving gap, not in a repeated hour); a moment in the past is a warning (files
-    are validated long after their broadcast is sent)."""
-    moment = campaign.settings.broadcast_at
-    if moment is None:
-        return
-    written = campaign.settings.schedule[len(ONCE_PREFIX) :].strip()
-    raw_subs = source.located.data_at(("subcampaigns",))
-    for sub_name, sub_raw in (raw_subs if isinstance(raw_subs, dict) else {}).items():
-        if isinstance(sub_raw, dict) and "trigger" in sub_raw:
-            reporter.key(
-                source,
-                ("subcampaigns", sub_name, "trigger"),
-                f"sub-campaign {sub_name!r} has a trigger, but this campaign is a broadcast "
-                f"(schedule: once {written}), which enrols its segments' members once: "
-                "give the trigger a campaign of its own",
-                code="trigger-in-broadcast",
-            )
-    schedule_path: Path_ = ("settings", "schedule")
-    if moment.tzinfo is None:
-        tz_name = campaign.settings.timezone
-        zone = ZoneInfo(tz_name)
-        first = moment.replace(tzinfo=zone)
-        second = first.replace(fold=1)
-        before, after = first.utcoffset(), second.utcoffset()
-        assert before is not None and after is not None
-        if before != after:
-            skipped = first.astimezone(UTC).astimezone(zone).replace(tzinfo=None) != moment
-            if skipped:
-                message = (
-                    f"once {written} does not exist in {tz_name}: the clocks go forward "
-                    f"{_hours(after - before)} that night and skip it; write the moment with "
-                    f"an offset, e.g. once {written}{_offset(before)} "
-                    f"({first.astimezone(UTC).astimezone(zone):%H:%M} there), or another time"
-                )
-            else:
-                message = (
-                    f"once {written} happens twice in {tz_name}: the clocks go back "
-                    f"{_hours(before - after)} that night; write the moment with an offset: "
-                    f"once {written}{_offset(before)} (the first) or "
-                    f"once {written}{_offset(after)} (the second)"
-                )
-            reporter.value(source, schedule_path, message, code="once-dst")
-        start = moment.replace(tzinfo=UTC) - _EARLIEST_OFFSET
-    else:
-        start = moment
-    if start < datetime.now(UTC):
-        reporter.value(
-            source,
-            schedule_path,
-            (
-                f"once {written} has already passed in the earliest timezones (UTC+14: "
-                f"{start:%Y-%m-%d %H:%M} UTC)"
-                if moment.tzinfo is None
-                else f"once {written} is in the past"
-            )
-            + ": a campaign broadcasts once, and a tick sends it to no member whose "
-            "moment is more than 24 h gone",
-            code="once-past",
-            severity="warning",
-        )
-
-
-def _offset(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds()) // 60
-    sign = "-" if minutes < 0 else "+"
-    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
-
-
-def _hours(delta: timedelta) -> str:
-    minutes = int(delta.total_seconds()) // 60
-    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"

@@ -207,6 +207,37 @@ def parse_once(value: str) -> datetime:
     return moment if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+# a wall-clock moment comes first at UTC+14 and last at UTC-12
+EARLIEST_OFFSET = timedelta(hours=14)
+LATEST_OFFSET = timedelta(hours=12)
+
+
+def broadcast_window(moment: datetime) -> tuple[datetime, datetime]:
+    """When a broadcast's first and last members' moments come: for a wall-clock moment,
+    in the earliest (UTC+14) and the latest (UTC-12) timezone; for an instant, the instant."""
+    if moment.tzinfo is not None:
+        return moment, moment
+    at = moment.replace(tzinfo=UTC)
+    return at - EARLIEST_OFFSET, at + LATEST_OFFSET
+
+
+def dst_change(local: datetime) -> tuple[timedelta, timedelta] | None:
+    """For a wall-clock time with its zone (`tzinfo` a ZoneInfo): None when it happens once;
+    else the UTC offsets of its first and second reading (fold 0 and 1): a gap when the
+    clocks go forward over it, a repeat when they go back over it (`in_gap`)."""
+    first, second = local.replace(fold=0).utcoffset(), local.replace(fold=1).utcoffset()
+    assert first is not None and second is not None
+    return None if first == second else (first, second)
+
+
+def in_gap(local: datetime) -> bool:
+    """Whether a wall-clock time with a `dst_change` is skipped (else it is repeated)."""
+    zone = local.tzinfo
+    return local.replace(fold=0).astimezone(UTC).astimezone(zone).replace(tzinfo=None) != (
+        local.replace(tzinfo=None)
+    )
+
+
 def _check_schedule(value: Any) -> str:
     """A cron expression (when the campaign ticks) or `once <moment>` (a broadcast)."""
     if isinstance(value, str) and value.startswith(ONCE_PREFIX):

@@ -236,8 +236,7 @@ def test_two_ticks_at_once_keep_the_limit_together(world: World) -> None:
     def one() -> None:
         try:
             throttle = throttle_of(ctx, campaign, now=T0, clock=VirtualClock())
-            for _ in run_batches(ctx, campaign="launch", now=T0, throttle=throttle):
-                pass
+            list(run_batches(ctx, campaign="launch", now=T0, throttle=throttle))
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
