@@ -102,8 +102,8 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
         counts = repo.split_counts(s, campaign=campaign.campaign, goal=campaign.goal, now=now)
     out = []
     for split_id, node in splits.items():
-        tallies = {name: counts.get((split_id, name), (0, 0, 0)) for name in node.split}
-        out.append(build(split_id, dict(node.split), tallies, format_duration(horizon(campaign))))
+        tallies = {name: counts.get((split_id, name), (0, 0, 0)) for name in node.arms}
+        out.append(build(split_id, dict(node.arms), tallies, format_duration(horizon(campaign))))
     return out
 
 
@@ -142,8 +142,8 @@ def tallies_at_end(ctx: Context, campaign: Campaign, *, end: datetime) -> dict[s
         )
     return {
         split_id: {
-            "weights": dict(node.split),
-            "arms": {name: list(counts.get((split_id, name), (0, 0, 0))) for name in node.split},
+            "weights": dict(node.arms),
+            "arms": {name: list(counts.get((split_id, name), (0, 0, 0))) for name in node.arms},
             "horizon": format_duration(horizon(campaign)),
         }
         for split_id, node in splits.items()
@@ -199,11 +199,11 @@ def plan(
         )
     out = []
     for split_id, node in splits.items():
-        names = list(node.split)
+        names = list(node.arms)
         control = CONTROL if CONTROL in names else names[0]
         per_arm = stats.journeys_needed(baseline, effect, comparisons=len(names) - 1, power=power)
-        weights = sum(node.split.values())
-        total = math.ceil(per_arm * weights / min(node.split.values()))
+        weights = sum(node.arms.values())
+        total = math.ceil(per_arm * weights / min(node.arms.values()))
         per_day = inflow.get(split_id, 0) / INFLOW_DAYS
         days = total / per_day if per_day else None
         out.append(Plan(split_id, control, per_arm, total, per_day or None, days))

@@ -151,7 +151,7 @@ def edge_targets(node: AnyNode) -> dict[str, set[str]]:
             "no_convert": {node.on_no_convert.to if node.on_no_convert else END},
         }
     if isinstance(node, SplitNode):
-        return {"route": set(node.split)}
+        return {"route": set(node.arms)}
     if isinstance(node, BranchNode):
         return {"route": {c.target for c in node.branch}}
     assert isinstance(node, WaitNode)
@@ -159,10 +159,15 @@ def edge_targets(node: AnyNode) -> dict[str, set[str]]:
 
 
 def pick_split(campaign: Campaign, node_id: str, node: SplitNode, subscriber_id: str) -> str:
-    point = stable_fraction(campaign.campaign, node_id, subscriber_id) * sum(node.split.values())
+    """The arm a journey takes: the promoted winner when the split has one, else a stable
+    hash of (campaign, node, subscriber) laid over the weights."""
+    winner = node.options.winner
+    if winner is not None:
+        return winner
+    point = stable_fraction(campaign.campaign, node_id, subscriber_id) * sum(node.arms.values())
     running = 0.0
-    target = next(iter(node.split))
-    for target, weight in node.split.items():
+    target = next(iter(node.arms))
+    for target, weight in node.arms.items():
         running += weight
         if point < running:
             return target

@@ -145,8 +145,11 @@ def _references(source: Source, path: Path_, raw: Any) -> list[_Ref]:
             refs.append(_Ref(key_path, value, key))
     split = raw.get("split")
     if isinstance(split, dict):
+        arms_path = (*path, "split")
+        if isinstance(split.get("arms"), dict):  # the long form (`language.splits`)
+            split, arms_path = split["arms"], (*path, "split", "arms")
         refs.extend(
-            _Ref((*path, "split", name), name, "split target")
+            _Ref((*arms_path, name), name, "split target")
             for name in split
             if isinstance(name, str)
         )

@@ -56,8 +56,8 @@ def _edges_of(campaign: Campaign) -> list[EdgeInfo]:
                         label = f"{label} at {edge.at:%H:%M}".strip()
                     edges.append(EdgeInfo(node_id, target, kind, delay, label))
             elif isinstance(node, SplitNode):
-                total = sum(node.split.values())
-                for target, weight in node.split.items():
+                total = sum(node.arms.values())
+                for target, weight in node.arms.items():
                     share = weight * 100 / total if total else 0
                     edges.append(EdgeInfo(node_id, target, "split", timedelta(0), f"{share:g}%"))
             elif isinstance(node, BranchNode):

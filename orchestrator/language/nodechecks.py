@@ -10,7 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 from orchestrator.errors import TemplateRenderError
 from orchestrator.language import payload, templates
-from orchestrator.language.spec import BranchNode, Campaign, NotificationNode, SplitNode
+from orchestrator.language.spec import (
+    BranchNode,
+    Campaign,
+    NotificationNode,
+    SplitNode,
+    SplitOptions,
+)
 from orchestrator.language.yamlpos import Pos
 
 if TYPE_CHECKING:
@@ -30,14 +36,18 @@ def check_nodes(campaign: Campaign, *, source: Source, reporter: Reporter, broke
             if isinstance(node, BranchNode):
                 _check_branch(node, source=source, path=path, reporter=reporter)
             elif isinstance(node, SplitNode):
-                total = sum(node.split.values())
+                total = sum(node.arms.values())
                 if abs(total - 100) > 1e-9:
                     reporter.key(
                         source,
-                        (*path, "split"),
+                        (*path, "split", "arms")
+                        if isinstance(node.split, SplitOptions)
+                        else (*path, "split"),
                         f"split weights sum to {total:g}, not 100",
                         code="split-weights",
                     )
+                for key, message in node.options.problems():
+                    reporter.value(source, (*path, "split", key), message, code="split-options")
             elif isinstance(node, NotificationNode):
                 _check_notification(
                     campaign,

@@ -72,6 +72,13 @@ from orchestrator.language.scalars import (
     parse_rate as parse_rate,
     positive_duration,
 )
+from orchestrator.language.splits import (
+    SplitOptions as SplitOptions,
+    SplitPlan as SplitPlan,
+    SplitValue,
+    options_of,
+    parse_points as parse_points,
+)
 from orchestrator.language.sendtime import (
     MAX_SEND_DELAY as MAX_SEND_DELAY,
     SendTime,
@@ -213,43 +220,19 @@ class NotificationNode(Strict):
     on_no_convert: Edge | None = None
 
 
-def _split_weight(value: Any) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"a split weight is a positive whole number or a percent, got {value!r}")
-    if isinstance(value, int):
-        if value <= 0:
-            raise ValueError(f"split weight {value} must be positive")
-        return float(value)
-    if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            if not value.isascii():
-                raise ValueError(value)
-            number = float(value.strip()[:-1])
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percent") from None
-        if number <= 0:
-            raise ValueError(f"split weight {value} must be positive")
-        return number
-    raise ValueError(f"a split weight is a positive whole number or a percent, got {value!r}")
-
-
-Weight: TypeAlias = Annotated[
-    float,
-    BeforeValidator(_split_weight),
-    WithJsonSchema(
-        {
-            "anyOf": [
-                {"type": "integer", "minimum": 1},
-                {"type": "string", "pattern": r"^\d+(\.\d+)?%$"},
-            ]
-        }
-    ),
-]
-
-
 class SplitNode(Strict):
     description: str | None = None
-    split: dict[Target, Weight] = Field(min_length=2)
+    split: SplitValue
+
+    @property
+    def options(self) -> SplitOptions:
+        """The split's options, the short form's being the defaults."""
+        return options_of(self.split)
+
+    @property
+    def arms(self) -> dict[str, float]:
+        """Each arm (a target) and its weight, in the file's order."""
+        return self.options.arms
 
 
 class BranchCase(Strict):
@@ -393,7 +376,7 @@ def node_targets(node: AnyNode) -> list[tuple[str, str]]:
             ("no_convert", node.on_no_convert.to if node.on_no_convert else END),
         ]
     if isinstance(node, SplitNode):
-        return [("split", target) for target in node.split]
+        return [("split", target) for target in node.arms]
     if isinstance(node, BranchNode):
         return [("else" if c.else_ is not None else "branch", c.target) for c in node.branch]
     return [("next", node.next)]

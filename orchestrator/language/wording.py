@@ -35,8 +35,9 @@ def _tag_models() -> dict[str, type[BaseModel]]:
     if not _TAG_MODELS:
         import orchestrator.language.spec as spec_module
 
-        for tag in (*NODE_TAGS.values(), *RULE_TAGS.values()):
+        for tag in (*NODE_TAGS.values(), *RULE_TAGS.values(), "SplitOptions"):
             _TAG_MODELS[tag] = getattr(spec_module, tag)
+        _TAG_MODELS["SplitWeights"] = dict[str, float]  # type: ignore[assignment]
     return _TAG_MODELS
 
 
@@ -242,6 +243,8 @@ def _noun(model: type[BaseModel] | None) -> str:
         "QuietHours": "quiet_hours",
         "FrequencyCap": "frequency_cap",
         "SendTimeSpec": "send_time",
+        "SplitOptions": "split",
+        "SplitPlan": "split plan",
         "Action": "action",
         "AttrRule": "attr rule",
         "EventRule": "event rule",

@@ -203,7 +203,7 @@ def _headline(node_kind: str, node: object) -> str:
     if isinstance(node, NotificationNode):
         return truncate(readable(node.notification.title))
     if isinstance(node, SplitNode):
-        return "A/B split" if len(node.split) == 2 else f"split ×{len(node.split)}"
+        return "A/B split" if len(node.arms) == 2 else f"split ×{len(node.arms)}"
     if isinstance(node, WaitNode):
         return f"wait {format_duration(node.wait)}"
     return node_kind

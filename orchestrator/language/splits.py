@@ -1,0 +1,187 @@
+"""A split node's value in the campaign language (docs/language.md, "split").
+
+Two forms. The short one names the arms and their weights,
+`split: {a: 50, b: 50}`: a test judged at a fixed horizon, without a planned size.
+The long one is told apart by its `arms` mapping and carries the experiment's options:
+
+    split:
+      arms: {control: 50, b: 50}
+      mode: test            # or bandit
+      plan: {baseline: 10%, effect: 2pt, power: 80%}   # or {journeys: 4000}: per arm
+      explore: 10%          # bandit only: the share routed by the weights, not the data
+      winner: b             # the test is over: every new journey goes to b
+
+The engine's side is `orchestrator.engine.state.pick_split`; the statistics are the
+application's (`orchestrator.app.experiments`).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, TypeAlias
+
+from pydantic import BeforeValidator, Discriminator, Field, Tag, WithJsonSchema, model_validator
+
+from orchestrator.language.scalars import Percent, Strict, Target
+
+MAX_PLANNED_JOURNEYS = 100_000_000
+DEFAULT_EXPLORE = 0.10  # a bandit's share routed by the weights when `explore` is not given
+DEFAULT_POWER = 0.80
+
+
+def _split_weight(value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"a split weight is a positive whole number or a percent, got {value!r}")
+    if isinstance(value, int):
+        if value <= 0:
+            raise ValueError(f"split weight {value} must be positive")
+        return float(value)
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            if not value.isascii():
+                raise ValueError(value)
+            number = float(value.strip()[:-1])
+        except ValueError:
+            raise ValueError(f"{value!r} is not a percent") from None
+        if number <= 0:
+            raise ValueError(f"split weight {value} must be positive")
+        return number
+    raise ValueError(f"a split weight is a positive whole number or a percent, got {value!r}")
+
+
+Weight: TypeAlias = Annotated[
+    float,
+    BeforeValidator(_split_weight),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "integer", "minimum": 1},
+                {"type": "string", "pattern": r"^\d+(\.\d+)?%$"},
+            ]
+        }
+    ),
+]
+
+
+def parse_points(value: Any) -> float:
+    """A change of a rate: `2pt` (two percentage points) or a fraction (`0.02`); negative
+    for a drop. Returns the fraction."""
+    if isinstance(value, bool):
+        raise ValueError(f"a change of a rate is written 2pt or 0.02 (got {value!r})")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            if not text.isascii() or not text.endswith("pt"):
+                raise ValueError(text)
+            number = float(text[:-2]) / 100
+        except ValueError:
+            raise ValueError(
+                f"{value!r}: write the change in points (2pt) or as a fraction (0.02)"
+            ) from None
+    elif isinstance(value, int | float):
+        number = float(value)
+    else:
+        raise ValueError(f"a change of a rate is written 2pt or 0.02 (got {value!r})")
+    if not -1 < number < 1 or number == 0 or number != number:
+        raise ValueError(f"{value!r} is not a change of a rate (between -100pt and 100pt, not 0)")
+    return number
+
+
+Points: TypeAlias = Annotated[
+    float,
+    BeforeValidator(parse_points),
+    WithJsonSchema(
+        {"anyOf": [{"type": "string", "pattern": r"^-?\d+(\.\d+)?pt$"}, {"type": "number"}]}
+    ),
+]
+
+
+class SplitPlan(Strict):
+    """A test's planned size: each arm's measured journeys, given outright (`journeys`) or
+    computed for the smallest change worth finding (`effect`) over the control's expected
+    rate (`baseline`) with `power` (docs/engine.md, "Experiments")."""
+
+    journeys: int | None = Field(default=None, ge=1, le=MAX_PLANNED_JOURNEYS)
+    baseline: Percent | None = None
+    effect: Points | None = None
+    power: Percent = DEFAULT_POWER
+
+    @model_validator(mode="after")
+    def _shape(self) -> SplitPlan:
+        computed = self.baseline is not None or self.effect is not None
+        if self.journeys is not None and computed:
+            raise ValueError("a plan is {journeys: N} or {baseline, effect, power}, not both")
+        if self.journeys is None and (self.baseline is None or self.effect is None):
+            raise ValueError(
+                "a plan needs journeys (per arm), or baseline and effect: "
+                "{baseline: 10%, effect: 2pt}"
+            )
+        if self.baseline is not None and self.effect is not None:
+            if not 0 < self.baseline + self.effect < 1 or self.baseline == 0:
+                raise ValueError(
+                    "baseline plus effect must stay a rate between 0% and 100%, and the "
+                    "baseline above 0%"
+                )
+        if self.power <= 0:
+            raise ValueError("a plan's power is above 0%, e.g. 80%")
+        return self
+
+
+class SplitOptions(Strict):
+    """The long form of a split: its arms and the experiment's options."""
+
+    arms: dict[Target, Weight] = Field(min_length=2)
+    mode: Literal["test", "bandit"] = "test"
+    plan: SplitPlan | None = None
+    explore: Percent | None = None
+    winner: Target | None = None
+
+    def problems(self) -> list[tuple[str, str]]:
+        """(key, message) for each option that contradicts another (checked after parsing,
+        so that each message points at its own key)."""
+        out = []
+        if self.mode == "bandit" and self.plan is not None:
+            out.append(
+                (
+                    "plan",
+                    "a bandit has no planned size (its traffic follows the data): "
+                    "drop plan, or use mode: test",
+                )
+            )
+        if self.mode == "test" and self.explore is not None:
+            out.append(("explore", "explore tunes mode: bandit; a test routes by its weights"))
+        if self.winner is not None and self.winner not in self.arms:
+            out.append(
+                (
+                    "winner",
+                    f"winner {self.winner!r} is not an arm of this split "
+                    f"(arms: {', '.join(self.arms)})",
+                )
+            )
+        return out
+
+    @property
+    def exploration(self) -> float:
+        """The share of a bandit's journeys routed by the weights, not by the data."""
+        return DEFAULT_EXPLORE if self.explore is None else self.explore
+
+
+def _split_form(value: Any) -> str:
+    if isinstance(value, SplitOptions):
+        return "SplitOptions"
+    if isinstance(value, dict) and isinstance(value.get("arms"), dict):
+        return "SplitOptions"
+    return "SplitWeights"
+
+
+SplitValue: TypeAlias = Annotated[
+    Annotated[dict[Target, Weight], Field(min_length=2), Tag("SplitWeights")]
+    | Annotated[SplitOptions, Tag("SplitOptions")],
+    Discriminator(_split_form),
+]
+
+
+def options_of(value: dict[str, float] | SplitOptions) -> SplitOptions:
+    """The long form of a split's value (the short form's options are the defaults)."""
+    if isinstance(value, SplitOptions):
+        return value
+    return SplitOptions.model_construct(arms=dict(value))
