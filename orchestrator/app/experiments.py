@@ -15,7 +15,8 @@ from typing import Any
 from orchestrator.app import experiment_stats as stats
 from orchestrator.app.journeys import horizon
 from orchestrator.app.service import Context
-from orchestrator.language.spec import Campaign, SplitNode, format_duration
+from orchestrator.app.verdicts import EXPLANATIONS, verdict_sentences
+from orchestrator.language.spec import Campaign, SplitNode, SplitOptions, format_duration
 from orchestrator.store import repo
 
 CONTROL = "control"
@@ -29,45 +30,82 @@ class Arm:
     result: stats.Rate  # measured entries and their conversions
 
 
+NO_PLAN = "no plan"  # a test without a planned size: figures, never a winner
+COLLECTING = "collecting"  # a planned test whose arms have not all reached their size
+JUDGED = "judged"  # every arm has its planned size: judged on exactly those journeys
+BANDIT = "bandit"  # traffic follows the data: shares and rates, never a winner
+FINISHED = "finished"  # a winner is set in the file: every new journey goes to it
+
+
 @dataclass
 class Experiment:
     split: str
     control: str
     horizon: str
-    arms: list[Arm]
+    arms: list[Arm]  # when judged: each arm's planned sample, earliest measured first
     lifts: list[stats.Lift] = field(default_factory=list)
+    mode: str = "test"
+    planned: int | None = None  # measured journeys each arm needs (the plan)
+    progress: dict[str, int] = field(default_factory=dict)  # arm -> measured so far
+    explore: float | None = None  # a bandit's share routed by the weights
+    winner: str | None = None  # the file's winner: the test is over
+    campaign: str = ""
+
+    @property
+    def status(self) -> str:
+        if self.winner is not None:
+            return FINISHED
+        if self.mode == "bandit":
+            return BANDIT
+        if self.planned is None:
+            return NO_PLAN
+        if all(self.progress.get(a.name, 0) >= self.planned for a in self.arms):
+            return JUDGED
+        return COLLECTING
+
+    @property
+    def enough_data(self) -> bool | None:
+        """Whether every arm has its planned size (None: the split has no plan)."""
+        if self.planned is None:
+            return None
+        return all(self.progress.get(a.name, 0) >= self.planned for a in self.arms)
+
+    @property
+    def leader(self) -> str | None:
+        """A judged test's winner: the arm with the largest significant gain over the
+        control; None when no arm beat it (or the test is not judged)."""
+        if self.status != JUDGED:
+            return None
+        gains = [x for x in self.lifts if x.significant and (x.difference or 0) > 0]
+        return max(gains, key=lambda x: x.difference or 0).arm if gains else None
+
+    def explanation(self) -> str:
+        """How to read the figures, in plain words."""
+        return EXPLANATIONS[self.status]
 
     def sentences(self) -> list[str]:
         """What the figures say, in words a marketer acts on."""
-        out = []
-        for lift in self.lifts:
-            if lift.difference is None or lift.low is None or lift.high is None:
-                out.append(f"{lift.arm} against {lift.control}: no measured journeys yet.")
-                continue
-            word = "better" if lift.difference >= 0 else "worse"
-            verdict = (
-                f"a difference (Holm-corrected p {stats.format_p(lift.p_adjusted)})"
-                if lift.significant
-                else f"no difference shown yet (Holm-corrected p {stats.format_p(lift.p_adjusted)})"
-            )
-            out.append(
-                f"{lift.arm} converts {abs(lift.difference) * 100:.1f} points {word} than "
-                f"{lift.control}, 95 % interval {lift.low * 100:+.1f} to {lift.high * 100:+.1f} "
-                f"points: {verdict}."
-            )
-        return out
+        return verdict_sentences(self)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "split": self.split,
+            "mode": self.mode,
+            "status": self.status,
             "control": self.control,
             "horizon": self.horizon,
+            "planned_per_arm": self.planned,
+            "enough_data": self.enough_data,
+            "winner": self.winner,
+            "leader": self.leader,
+            "explore": self.explore,
             "arms": [
                 {
                     "arm": a.name,
                     "weight": a.weight,
                     "entered": a.entered,
                     "measured": a.result.n,
+                    "measured_so_far": self.progress.get(a.name, a.result.n),
                     "converted": a.result.k,
                     "rate": a.result.rate,
                     "low": a.result.low,
@@ -89,6 +127,7 @@ class Experiment:
                 }
                 for lift in self.lifts
             ],
+            "explanation": self.explanation(),
             "sentences": self.sentences(),
         }
 
@@ -98,13 +137,52 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
     splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
     if not splits:
         return []
+    out = []
     with ctx.session() as s:
         counts = repo.split_counts(s, campaign=campaign.campaign, goal=campaign.goal, now=now)
-    out = []
-    for split_id, node in splits.items():
-        tallies = {name: counts.get((split_id, name), (0, 0, 0)) for name in node.arms}
-        out.append(build(split_id, dict(node.arms), tallies, format_duration(horizon(campaign))))
+        for split_id, node in splits.items():
+            options = node.options
+            tallies = {name: counts.get((split_id, name), (0, 0, 0)) for name in node.arms}
+            planned = planned_size(options)
+            sample = None
+            if (
+                planned is not None
+                and options.winner is None
+                and all(t[1] >= planned for t in tallies.values())
+            ):
+                sample = repo.split_counts_first(
+                    s,
+                    campaign=campaign.campaign,
+                    split=split_id,
+                    goal=campaign.goal,
+                    now=now,
+                    first=planned,
+                )
+            out.append(
+                build(
+                    split_id,
+                    dict(node.arms),
+                    tallies,
+                    format_duration(horizon(campaign)),
+                    options=options,
+                    sample=sample,
+                    campaign=campaign.campaign,
+                )
+            )
     return out
+
+
+def planned_size(options: SplitOptions) -> int | None:
+    """The measured journeys each arm of a test needs, from its `plan` (None: no plan)."""
+    plan = options.plan
+    if plan is None or options.mode != "test":
+        return None
+    if plan.journeys is not None:
+        return plan.journeys
+    assert plan.baseline is not None and plan.effect is not None
+    return stats.journeys_needed(
+        plan.baseline, plan.effect, comparisons=len(options.arms) - 1, power=plan.power
+    )
 
 
 def build(
@@ -112,14 +190,22 @@ def build(
     weights: dict[str, float],
     tallies: dict[str, tuple[int, int, int]],
     horizon_text: str,
+    *,
+    options: SplitOptions | None = None,
+    sample: dict[str, tuple[int, int]] | None = None,
+    campaign: str = "",
 ) -> Experiment:
     """An experiment from its arms' weights (in the file's order) and (entered, measured,
-    converted) tallies."""
+    converted) tallies; a judged test's figures come from `sample` (arm -> measured,
+    converted over its planned first journeys)."""
+    options = options or SplitOptions.model_construct(arms=weights)
     names = list(weights)
     control = CONTROL if CONTROL in names else names[0]
     arms = []
     for name in names:
         entered, measured, converted = tallies.get(name, (0, 0, 0))
+        if sample is not None:
+            measured, converted = sample.get(name, (0, 0))
         arms.append(Arm(name, weights[name], entered, stats.rate(converted, measured)))
     base = next(a for a in arms if a.name == control)
     lifts = [
@@ -127,7 +213,19 @@ def build(
         for a in arms
         if a.name != control
     ]
-    return Experiment(split, control, horizon_text, arms, stats.holm(lifts))
+    return Experiment(
+        split,
+        control,
+        horizon_text,
+        arms,
+        stats.holm(lifts),
+        mode=options.mode,
+        planned=planned_size(options),
+        progress={name: tallies.get(name, (0, 0, 0))[1] for name in names},
+        explore=options.exploration if options.mode == "bandit" else None,
+        winner=options.winner,
+        campaign=campaign,
+    )
 
 
 def tallies_at_end(ctx: Context, campaign: Campaign, *, end: datetime) -> dict[str, Any]:
@@ -143,6 +241,7 @@ def tallies_at_end(ctx: Context, campaign: Campaign, *, end: datetime) -> dict[s
     return {
         split_id: {
             "weights": dict(node.arms),
+            "options": node.options.model_dump(mode="json", exclude_none=True, exclude={"arms"}),
             "arms": {name: list(counts.get((split_id, name), (0, 0, 0))) for name in node.arms},
             "horizon": format_duration(horizon(campaign)),
         }
@@ -157,26 +256,36 @@ INFLOW_DAYS = 14  # the days of entries a plan's "when" is estimated from
 class Plan:
     """How many journeys a split needs: each arm enough to detect `effect` over `baseline`
     against the control with `power` (the alpha split among the comparisons, Holm's worst
-    case), in total as the weights share them out; and, from the last INFLOW_DAYS of the
-    split's entries, roughly how many days that takes."""
+    case) or as the split's own `plan` says, in total as the weights share them out; and,
+    from the last INFLOW_DAYS of the split's entries, roughly how many days that takes.
+    `per_arm` is None for a split with no plan of its own when none is asked for."""
 
     split: str
     control: str
-    per_arm: int
-    total: int
+    per_arm: int | None
+    total: int | None
     per_day: float | None  # journeys a day the split has routed lately
     days: float | None
+    source: str  # "options" (--baseline/--effect), "file" (the split's plan) or "none"
+    snippet: str | None = None  # the `plan:` to write on the split
 
     def sentence(self) -> str:
+        if self.per_arm is None or self.total is None:
+            return (
+                f"split {self.split}: no plan in the file; give --baseline and --effect to "
+                "compute one."
+            )
         when = (
             f"at the last {INFLOW_DAYS} days' pace ({self.per_day:,.1f} a day) that takes "
             f"about {self.days:,.0f} days"
             if self.days is not None and self.per_day
             else f"no journey has reached it in the last {INFLOW_DAYS} days, so no estimate of when"
         )
+        whose = " (the split's own plan)" if self.source == "file" else ""
+        paste = f" On the split: {self.snippet}" if self.snippet and self.source != "file" else ""
         return (
-            f"split {self.split}: every arm needs {self.per_arm:,} measured journeys "
-            f"({self.total:,} in all, as the weights share them); {when}."
+            f"split {self.split}{whose}: every arm needs {self.per_arm:,} measured journeys "
+            f"({self.total:,} in all, as the weights share them); {when}.{paste}"
         )
 
 
@@ -184,14 +293,17 @@ def plan(
     ctx: Context,
     campaign: Campaign,
     *,
-    baseline: float,
-    effect: float,
+    baseline: float | None = None,
+    effect: float | None = None,
     power: float = stats.POWER,
     now: datetime,
 ) -> list[Plan]:
-    """The plan of every split node; ValueError for a baseline, effect or power out of range."""
+    """The plan of every split node: from `baseline` and `effect` when given, else from
+    each split's own `plan`; ValueError for a baseline, effect or power out of range."""
     if not 0 < power < 1:
         raise ValueError(f"the power must be between 0 and 1, got {power}")
+    if (baseline is None) != (effect is None):
+        raise ValueError("give both the baseline and the effect, or neither")
     splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
     with ctx.session() as s:
         inflow = repo.split_inflow(
@@ -201,10 +313,24 @@ def plan(
     for split_id, node in splits.items():
         names = list(node.arms)
         control = CONTROL if CONTROL in names else names[0]
-        per_arm = stats.journeys_needed(baseline, effect, comparisons=len(names) - 1, power=power)
-        weights = sum(node.arms.values())
-        total = math.ceil(per_arm * weights / min(node.arms.values()))
         per_day = inflow.get(split_id, 0) / INFLOW_DAYS
+        snippet = None
+        if baseline is not None and effect is not None:
+            per_arm: int | None = stats.journeys_needed(
+                baseline, effect, comparisons=len(names) - 1, power=power
+            )
+            source = "options"
+            snippet = (
+                f"plan: {{baseline: {baseline * 100:g}%, effect: {effect * 100:g}pt, "
+                f"power: {power * 100:g}%}}"
+            )
+        else:
+            per_arm = planned_size(node.options)
+            source = "none" if per_arm is None else "file"
+        if per_arm is None:
+            out.append(Plan(split_id, control, None, None, per_day or None, None, source))
+            continue
+        total = math.ceil(per_arm * sum(node.arms.values()) / min(node.arms.values()))
         days = total / per_day if per_day else None
-        out.append(Plan(split_id, control, per_arm, total, per_day or None, days))
+        out.append(Plan(split_id, control, per_arm, total, per_day or None, days, source, snippet))
     return out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import Annotated, Any
 
 import typer
@@ -44,14 +45,14 @@ def experiment(
     model = _valid_campaign(ctx, campaign)
     moment = now_option(now)
     if planning:
-        if baseline is None or effect is None:
-            raise typer.BadParameter("a plan needs --baseline (e.g. 10%) and --effect (e.g. 2pt)")
+        if (baseline is None) != (effect is None):
+            raise typer.BadParameter("give both --baseline and --effect, or neither")
         try:
             plans = plan(
                 ctx,
                 model,
-                baseline=_fraction(baseline, "--baseline"),
-                effect=_points(effect),
+                baseline=None if baseline is None else _fraction(baseline, "--baseline"),
+                effect=None if effect is None else _points(effect),
                 power=_fraction(power, "--power"),
                 now=moment,
             )
@@ -77,8 +78,10 @@ def experiment(
         typer.echo(f"{campaign}: no split node, so no experiment")
         return
     for e in found:
+        planned = f"; planned {e.planned:,} measured journeys per arm" if e.planned else ""
         typer.echo(
-            f"split {e.split} (control {e.control}; converted within {e.horizon} of entering)"
+            f"split {e.split} ({e.status}; control {e.control}; converted within {e.horizon} "
+            f"of entering{planned})"
         )
         typer.echo(
             f"  {'arm':<20} {'entered':>8} {'measured':>9} {'conv.':>7} {'rate':>7}  95 % interval"
@@ -92,6 +95,9 @@ def experiment(
             )
         for sentence in e.sentences():
             typer.echo(f"  {sentence}")
+        typer.echo(
+            textwrap.fill(e.explanation(), width=88, initial_indent="  ", subsequent_indent="  ")
+        )
 
 
 def _valid_campaign(ctx: Any, campaign: str) -> Any:
@@ -121,14 +127,14 @@ def _fraction(text: str, option: str) -> float:
 
 def _points(text: str) -> float:
     """`2pt` (two percentage points) or a fraction (`0.02`); negative for a drop."""
-    value = text.strip()
+    from orchestrator.language.spec import parse_points
+
+    value: str | float = text.strip()
     try:
-        number = float(value[:-2]) / 100 if value.endswith("pt") else float(value)
+        value = float(text) if text.strip().isascii() else text
     except ValueError:
-        raise typer.BadParameter(
-            f"{text!r}: write the change in points (2pt) or as a fraction (0.02)",
-            param_hint="--effect",
-        ) from None
-    if not value.isascii() or not -1 < number < 1:
-        raise typer.BadParameter(f"{text!r} is not a change of a rate", param_hint="--effect")
-    return number
+        pass
+    try:
+        return parse_points(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--effect") from None

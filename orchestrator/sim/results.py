@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.app.experiments import build
+from orchestrator.language.spec import SplitOptions
 from orchestrator.app.insights import SendTimeLift
 from orchestrator.language.spec import format_duration
 from orchestrator.sim import programme
@@ -58,6 +59,13 @@ class SimulationResult:
                             figures["weights"],
                             {arm: tuple(v) for arm, v in figures["arms"].items()},
                             figures["horizon"],
+                            options=SplitOptions.model_validate(
+                                {
+                                    **figures.get("options", {}),
+                                    "arms": {a: f"{w!r}%" for a, w in figures["weights"].items()},
+                                }
+                            ),
+                            campaign=self.campaign,
                         ).as_dict()
                         for split, figures in self.experiments.items()
                     ]

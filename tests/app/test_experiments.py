@@ -140,7 +140,7 @@ def test_the_experiment_command_prints_every_split(world: Context) -> None:
     assert [s["split"] for s in figures["splits"]] == ["first", "second"]
     assert figures["splits"][0]["lifts"][0]["correction"] == "holm"
     text = runner.invoke(app, ["experiment", "ab", "--now", (T0 + 3 * H).isoformat()], env=env)
-    assert "split first (control control" in text.output and "95 % interval" in text.output
+    assert "split first (no plan; control control" in text.output and "95 % interval" in text.output
     missing = runner.invoke(app, ["experiment", "nope"], env=env)
     assert missing.exit_code == 1 and "no valid campaign 'nope'" in missing.output
 
@@ -160,12 +160,21 @@ def test_a_plan_says_how_many_journeys_each_split_needs_and_roughly_when(world: 
     assert plans["first"]["per_day"] == pytest.approx(120 / 14)
     assert plans["first"]["days"] == pytest.approx(plans["first"]["total"] / (120 / 14))
     assert plans["second"]["per_day"] is None and "no estimate" in plans["second"]["sentence"]
+    assert (
+        "On the split: plan: {baseline: 10%, effect: 2pt, power: 80%}"
+        in (plans["first"]["sentence"])
+    )
+    # without options each split's own plan is used; these splits have none
+    own = runner.invoke(app, ["experiment", "plan", "ab", "--now", T0.isoformat()], env=env)
+    assert own.exit_code == 0 and own.output.count("no plan in the file") == 2, own.output
     for bad, message in [
-        (["experiment", "plan", "ab", "--effect", "2pt"], "needs --baseline"),
-        (["experiment", "plan", "ab", "--baseline", "10%", "--effect", "0pt"], "non-zero"),
+        (["experiment", "plan", "ab", "--effect", "2pt"], "or neither"),
+        (["experiment", "plan", "ab", "--baseline", "10%", "--effect", "0pt"], "not 0"),
         (["experiment", "plan", "ab", "--baseline", "150%", "--effect", "2pt"], "less than 100%"),
         (["experiment", "plan", "ab", "--baseline", "10%", "--effect", "lots"], "in points"),
         (["experiment", "plan", "ab", "extra"], "CAMPAIGN, or: plan CAMPAIGN"),
+        (["experiment", "plan", "ab", "--baseline", "10%", "--effect", "nan"], "not a change"),
+        (["experiment", "plan", "ab", "--baseline", "10%", "--effect", "١pt"], "in points"),
     ]:
         refused = runner.invoke(app, bad, env=env)
         assert refused.exit_code != 0 and message in refused.output, (bad, refused.output)

@@ -257,6 +257,9 @@ def test_the_experiment_panel_draws_each_arm_on_its_interval(site: Site, browser
         tick(ctx, names=["ab"], now=then)
         with ctx.session() as s:
             entered = s.execute(select(SplitEntry.subscriber_id)).scalars().all()
+            arms = s.execute(select(SplitEntry.arm)).scalars().all()
+        counts = {arm: arms.count(arm) for arm in ("control", "bold")}
+        assert min(counts.values()) > 0
         add_events(
             ctx, [EventRecord(sid, "signup", then + timedelta(hours=1)) for sid in entered[:1]]
         )
@@ -276,4 +279,26 @@ def test_the_experiment_panel_draws_each_arm_on_its_interval(site: Site, browser
     verdict = page.locator("[data-testid=verdict]").inner_text()
     assert "bold" in verdict and "control" in verdict
     assert "Holm-corrected p" in verdict or "no measured journeys yet" in verdict
+    assert "no winner is named" in verdict
+    assert panel.locator("[data-testid=experiment-status]").inner_text() == "no plan"
+
+    # planned at the size each arm has: judged, in plain words, with the verdict
+    planned = min(counts.values())
+    (site.config.graphs / "ab.yaml").write_text(
+        textwrap.dedent(AB)
+        .replace("BASE", site.base)
+        .replace(
+            "subject: {split: {control: 50, bold: 50}}",
+            f"subject: {{split: {{arms: {{control: 50, bold: 50}}, plan: {{journeys: {planned}}}}}}}",
+        ),
+        encoding="utf-8",
+    )
+    page.goto(f"{site.base}/campaigns/ab")
+    panel = page.locator("[data-testid=experiment]")
+    assert panel.locator("[data-testid=experiment-status]").inner_text() == "judged"
+    assert panel.locator("[data-testid=enough-data]").inner_text() == "yes"
+    assert "fixed-horizon" in panel.locator("[data-testid=experiment-explanation]").inner_text()
+    sentences = [v.inner_text() for v in panel.locator("[data-testid=verdict]").all()]
+    assert "enough data: yes" in sentences[0]
+    assert sentences[-1].startswith(("Winner: bold", "No arm beat control"))
     page.close()

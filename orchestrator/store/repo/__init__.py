@@ -45,7 +45,12 @@ from orchestrator.store.repo.events import (
     wake,
     wake_many,
 )
-from orchestrator.store.repo.experiments import add_split_entries, split_counts, split_inflow
+from orchestrator.store.repo.experiments import (
+    add_split_entries,
+    split_counts,
+    split_counts_first,
+    split_inflow,
+)
 from orchestrator.store.repo.journeys import (
     blocking_journey,
     claim_due,
@@ -237,6 +242,7 @@ __all__ = [
     "setting_once",
     "slot_tallies",
     "split_counts",
+    "split_counts_first",
     "split_inflow",
     "store_events",
     "stored_counts",

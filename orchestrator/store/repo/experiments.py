@@ -49,6 +49,41 @@ def split_counts(
     return {(str(s), str(a)): (int(n), int(m or 0), int(k or 0)) for s, a, n, m, k in rows}
 
 
+def split_counts_first(
+    session: Session, *, campaign: str, split: str, goal: str, now: datetime, first: int
+) -> dict[str, tuple[int, int]]:
+    """arm -> (measured, converted) over each arm's `first` measured entries, earliest
+    first: the fixed sample a planned test is judged on, which later entries do not
+    change."""
+    converted = exists().where(
+        _EVENT.c.subscriber_id == _ENTRY.c.subscriber_id,
+        _EVENT.c.name == goal,
+        _EVENT.c.at >= _ENTRY.c.entered_at,
+        _EVENT.c.at <= _ENTRY.c.horizon_end,
+    )
+    ranked = (
+        select(
+            _ENTRY.c.arm.label("arm"),
+            case((converted, 1), else_=0).label("hit"),
+            func.row_number()
+            .over(partition_by=_ENTRY.c.arm, order_by=(_ENTRY.c.entered_at, _ENTRY.c.id))
+            .label("rank"),
+        )
+        .where(
+            _ENTRY.c.campaign == campaign,
+            _ENTRY.c.split == split,
+            _ENTRY.c.horizon_end <= now,
+        )
+        .subquery()
+    )
+    rows = session.execute(
+        select(ranked.c.arm, func.count(), func.sum(ranked.c.hit))
+        .where(ranked.c.rank <= first)
+        .group_by(ranked.c.arm)
+    ).all()
+    return {str(arm): (int(n), int(k or 0)) for arm, n, k in rows}
+
+
 def split_inflow(session: Session, *, campaign: str, since: datetime) -> dict[str, int]:
     """Journeys each split node of the campaign has routed since `since`."""
     rows = session.execute(

@@ -1,0 +1,111 @@
+"""An experiment's figures in words: how to read them (`EXPLANATIONS`, one per status of
+`experiments.Experiment`) and what they say (`verdict_sentences`).
+
+A test here is a fixed-horizon test: its size is planned before launch, and it is judged
+once, when every arm has that many measured journeys, on exactly those journeys. Until
+then it says "not yet" and names no winner; a test without a plan shows its figures and
+never names one; a bandit names none either (its traffic follows the data)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from orchestrator.app import experiment_stats as stats
+
+if TYPE_CHECKING:
+    from orchestrator.app.experiments import Experiment
+
+EXPLANATIONS = {
+    "no plan": (
+        "This split has no planned size, so its figures describe what happened and name no "
+        "winner: a test read every day until it looks significant finds a chance winner far "
+        "more often than 1 in 20. Give it a plan (plan: {baseline: 10%, effect: 2pt}; "
+        "campaign experiment plan says how long that takes) to have it judged."
+    ),
+    "collecting": (
+        "A fixed-horizon test: its size was planned before launch, and it is judged once, "
+        "when every arm has that many measured journeys, on exactly those journeys. Until "
+        "then it says not yet and names no winner, however the figures look, because "
+        "looking early and stopping at a good moment would make chance look like a result."
+    ),
+    "judged": (
+        "A fixed-horizon test, judged: every arm has its planned number of measured "
+        "journeys, and the figures below are those journeys (each arm's earliest), so "
+        "journeys measured later do not change the verdict."
+    ),
+    "bandit": (
+        "A bandit, not a test: it moves traffic toward the arm that converts best so far "
+        "(Thompson sampling), keeping a share routed by the weights to go on learning. "
+        "Because its traffic follows the data, its rates are descriptive and it names no "
+        "winner: promote the arm you choose to end it."
+    ),
+    "finished": (
+        "Finished: the split has a winner, and every new journey goes to it. Journeys "
+        "already on another arm finish their path; the figures go on being counted."
+    ),
+}
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def _comparison(e: Experiment, lift: stats.Lift, *, so_far: bool) -> str:
+    if lift.difference is None or lift.low is None or lift.high is None:
+        return f"{lift.arm} against {lift.control}: no measured journeys yet."
+    word = "better" if lift.difference >= 0 else "worse"
+    when = " so far" if so_far else ""
+    return (
+        f"{lift.arm} converts {abs(lift.difference) * 100:.1f} points {word} than "
+        f"{lift.control}{when}, 95 % interval {_points(lift.low)} to {_points(lift.high)} "
+        f"points (Holm-corrected p {stats.format_p(lift.p_adjusted)})"
+    )
+
+
+def verdict_sentences(e: Experiment) -> list[str]:
+    """What the figures of `e` say, by its status, in sentences a marketer acts on."""
+    status = e.status
+    if status == "finished":
+        return [f"Finished: every new journey goes to {e.winner}."]
+    if status == "bandit":
+        total = sum(a.entered for a in e.arms)
+        shares = ", ".join(
+            f"{a.name} {a.entered / total:.0%}" if total else f"{a.name} -" for a in e.arms
+        )
+        explore = e.explore or 0.0
+        return [
+            f"Bandit: {explore:.0%} of journeys are routed by the weights, the rest toward "
+            f"the arm likeliest to convert best. Share of journeys so far: {shares}.",
+            "It names no winner: promote the arm you choose to end it.",
+        ]
+    if status == "collecting":
+        assert e.planned is not None
+        have = ", ".join(f"{a.name} {e.progress.get(a.name, 0):,}" for a in e.arms)
+        least = min(e.progress.get(a.name, 0) for a in e.arms)
+        return [
+            f"Enough data: not yet. Every arm needs {e.planned:,} measured journeys; so far "
+            f"{have} ({min(least / e.planned, 1):.0%} of the way). No winner is named before then."
+        ]
+    if status == "no plan":
+        return [
+            f"{_comparison(e, lift, so_far=True)}; enough data: unknown, the split has no "
+            "planned size, so no winner is named."
+            if lift.difference is not None
+            else _comparison(e, lift, so_far=True)
+            for lift in e.lifts
+        ]
+    out = [f"{_comparison(e, lift, so_far=False)}; enough data: yes." for lift in e.lifts]
+    leader = e.leader
+    if leader is not None:
+        out.append(
+            f"Winner: {leader}. End the test with: campaign experiment promote "
+            f"{e.campaign or 'CAMPAIGN'} {e.split} {leader}."
+        )
+    else:
+        worse = [x.arm for x in e.lifts if x.significant and (x.difference or 0) < 0]
+        tail = f" ({', '.join(worse)} converts worse)" if worse else ""
+        out.append(
+            f"No arm beat {e.control}{tail}: a change as large as planned would most likely "
+            f"have shown; keep {e.control}."
+        )
+    return out
