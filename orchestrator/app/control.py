@@ -12,7 +12,8 @@ running one, stopping a stopped one) is refused with the state it is in, and not
 written.
 
 The same table holds a broadcast's records (`BROADCAST`, `MISSED`: written by the tick,
-`orchestrator.app.enrolment`); they are in the history and leave the state as it is.
+`orchestrator.app.enrolment`) and a split's promoted winner (`PROMOTE`:
+`orchestrator.app.promote`); they are in the history and leave the state as it is.
 
 Given a `ScheduleSwitch` (the caller's: the Prefect API is not this layer's), an action
 also pauses (pause, stop) or resumes (resume) the campaign's deployment in Prefect, once
@@ -94,21 +95,10 @@ _BY = re.compile(r"[^\x00-\x1f\x7f]+")  # shown on one line: no control characte
 _REASON = re.compile(r"[^\x00-\x08\x0b-\x1f\x7f]*")  # tab and newline allowed
 
 
-def act(
-    ctx: Context,
-    campaign: str,
-    action: str,
-    *,
-    by: str,
-    reason: str,
-    now: datetime,
-    schedule: ScheduleSwitch | None = None,
-) -> tuple[Control, dict[str, int]]:
-    """Take `action` (pause, resume, stop); the new state (with what `schedule` did to the
-    campaign's deployment, once the action is recorded), and for a stop the journeys it
-    ended at each node."""
-    if action not in STATE_AFTER:
-        raise ControlError(f"{action!r}: the actions are pause, resume and stop")
+def checked_words(by: str, reason: str) -> tuple[str, str]:
+    """Who took an action and why, as recorded: `by` a name of at most MAX_BY characters
+    without control characters, `reason` at most MAX_REASON (tab and newline allowed);
+    ControlError otherwise."""
     try:
         by = check_text(
             by, "by", max_chars=MAX_BY, pattern=_BY, what="a name (no control characters)"
@@ -126,6 +116,25 @@ def act(
         )
     except RecordError as exc:
         raise ControlError(str(exc)) from None
+    return by, reason
+
+
+def act(
+    ctx: Context,
+    campaign: str,
+    action: str,
+    *,
+    by: str,
+    reason: str,
+    now: datetime,
+    schedule: ScheduleSwitch | None = None,
+) -> tuple[Control, dict[str, int]]:
+    """Take `action` (pause, resume, stop); the new state (with what `schedule` did to the
+    campaign's deployment, once the action is recorded), and for a stop the journeys it
+    ended at each node."""
+    if action not in STATE_AFTER:
+        raise ControlError(f"{action!r}: the actions are pause, resume and stop")
+    by, reason = checked_words(by, reason)
     ended: dict[str, int] = {}
     with ctx.session() as s, s.begin():
         known = (ctx.config.graphs / f"{campaign}.yaml").exists() or (
@@ -164,8 +173,8 @@ def act(
 
 
 def history(ctx: Context, campaign: str, *, limit: int = 20) -> list[dict[str, Any]]:
-    """The campaign's latest actions, newest first (a broadcast's records among them, their
-    reason in words)."""
+    """The campaign's latest actions, newest first (a broadcast's records and promotions
+    among them, their reason in words)."""
     with ctx.session() as s:
         rows = repo.actions(s, campaign, limit=limit)
         return [
@@ -173,10 +182,23 @@ def history(ctx: Context, campaign: str, *, limit: int = 20) -> list[dict[str, A
                 "action": r.action,
                 "at": (repo.aware(r.at) or r.at).isoformat(),
                 "by": r.by,
-                "reason": _record(r).sentence() if r.action in BROADCAST_KINDS else r.reason,
+                "reason": _in_words(r),
             }
             for r in rows
         ]
+
+
+PROMOTE = "promote"  # a split's winner promoted (`orchestrator.app.promote`)
+
+
+def _in_words(row: Any) -> str:
+    if row.action in BROADCAST_KINDS:
+        return _record(row).sentence()
+    if row.action == PROMOTE:
+        details = row.details if isinstance(row.details, dict) else {}
+        done = f"promoted {details.get('arm', '?')} on split {details.get('split', '?')}"
+        return f"{done}: {row.reason}" if row.reason else done
+    return str(row.reason)
 
 
 # ------------------------------------------------------------------ broadcast records

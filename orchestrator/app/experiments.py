@@ -1,5 +1,6 @@
 """Each split node of a campaign as an experiment: the journey is the unit (its entry into
-an arm, `split_entry`), converted when its subscriber reaches the campaign's goal within
+an arm, `split_entry`), converted when its subscriber reaches the test's goal (the split's
+`goal`, else the campaign's) within
 the horizon after entering (as the holdout is counted); only entries whose horizon is
 over are measured. Each arm's rate has its Wilson interval; every other arm is compared
 with the control (the arm named `control`, else the first) by its Newcombe interval and
@@ -8,128 +9,19 @@ a score test, the p-values corrected with Holm's method (`experiment_stats`)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from orchestrator.app import experiment_stats as stats
 from orchestrator.app.journeys import horizon
+from orchestrator.app.promotions import promotions
 from orchestrator.app.service import Context
-from orchestrator.app.verdicts import EXPLANATIONS, verdict_sentences
+from orchestrator.app.verdicts import Arm as Arm, Experiment as Experiment
 from orchestrator.language.spec import Campaign, SplitNode, SplitOptions, format_duration
 from orchestrator.store import repo
 
 CONTROL = "control"
-
-
-@dataclass(frozen=True)
-class Arm:
-    name: str
-    weight: float
-    entered: int
-    result: stats.Rate  # measured entries and their conversions
-
-
-NO_PLAN = "no plan"  # a test without a planned size: figures, never a winner
-COLLECTING = "collecting"  # a planned test whose arms have not all reached their size
-JUDGED = "judged"  # every arm has its planned size: judged on exactly those journeys
-BANDIT = "bandit"  # traffic follows the data: shares and rates, never a winner
-FINISHED = "finished"  # a winner is set in the file: every new journey goes to it
-
-
-@dataclass
-class Experiment:
-    split: str
-    control: str
-    horizon: str
-    arms: list[Arm]  # when judged: each arm's planned sample, earliest measured first
-    lifts: list[stats.Lift] = field(default_factory=list)
-    mode: str = "test"
-    planned: int | None = None  # measured journeys each arm needs (the plan)
-    progress: dict[str, int] = field(default_factory=dict)  # arm -> measured so far
-    explore: float | None = None  # a bandit's share routed by the weights
-    winner: str | None = None  # the file's winner: the test is over
-    campaign: str = ""
-
-    @property
-    def status(self) -> str:
-        if self.winner is not None:
-            return FINISHED
-        if self.mode == "bandit":
-            return BANDIT
-        if self.planned is None:
-            return NO_PLAN
-        if all(self.progress.get(a.name, 0) >= self.planned for a in self.arms):
-            return JUDGED
-        return COLLECTING
-
-    @property
-    def enough_data(self) -> bool | None:
-        """Whether every arm has its planned size (None: the split has no plan)."""
-        if self.planned is None:
-            return None
-        return all(self.progress.get(a.name, 0) >= self.planned for a in self.arms)
-
-    @property
-    def leader(self) -> str | None:
-        """A judged test's winner: the arm with the largest significant gain over the
-        control; None when no arm beat it (or the test is not judged)."""
-        if self.status != JUDGED:
-            return None
-        gains = [x for x in self.lifts if x.significant and (x.difference or 0) > 0]
-        return max(gains, key=lambda x: x.difference or 0).arm if gains else None
-
-    def explanation(self) -> str:
-        """How to read the figures, in plain words."""
-        return EXPLANATIONS[self.status]
-
-    def sentences(self) -> list[str]:
-        """What the figures say, in words a marketer acts on."""
-        return verdict_sentences(self)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "split": self.split,
-            "mode": self.mode,
-            "status": self.status,
-            "control": self.control,
-            "horizon": self.horizon,
-            "planned_per_arm": self.planned,
-            "enough_data": self.enough_data,
-            "winner": self.winner,
-            "leader": self.leader,
-            "explore": self.explore,
-            "arms": [
-                {
-                    "arm": a.name,
-                    "weight": a.weight,
-                    "entered": a.entered,
-                    "measured": a.result.n,
-                    "measured_so_far": self.progress.get(a.name, a.result.n),
-                    "converted": a.result.k,
-                    "rate": a.result.rate,
-                    "low": a.result.low,
-                    "high": a.result.high,
-                }
-                for a in self.arms
-            ],
-            "lifts": [
-                {
-                    "arm": lift.arm,
-                    "control": lift.control,
-                    "difference": lift.difference,
-                    "low": lift.low,
-                    "high": lift.high,
-                    "p_value": lift.p_value,
-                    "p_adjusted": lift.p_adjusted,
-                    "correction": "holm",
-                    "significant": lift.significant,
-                }
-                for lift in self.lifts
-            ],
-            "explanation": self.explanation(),
-            "sentences": self.sentences(),
-        }
 
 
 def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Experiment]:
@@ -139,10 +31,12 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
         return []
     out = []
     with ctx.session() as s:
-        counts = repo.split_counts(s, campaign=campaign.campaign, goal=campaign.goal, now=now)
+        counts = _counts_by_goal(s, campaign, splits, now=now)
+        promoted = promotions(s, campaign.campaign)
         for split_id, node in splits.items():
             options = node.options
-            tallies = {name: counts.get((split_id, name), (0, 0, 0)) for name in node.arms}
+            goal = options.goal or campaign.goal
+            tallies = {name: counts[goal].get((split_id, name), (0, 0, 0)) for name in node.arms}
             planned = planned_size(options)
             sample = None
             if (
@@ -154,7 +48,7 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
                     s,
                     campaign=campaign.campaign,
                     split=split_id,
-                    goal=campaign.goal,
+                    goal=goal,
                     now=now,
                     first=planned,
                 )
@@ -167,9 +61,25 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
                     options=options,
                     sample=sample,
                     campaign=campaign.campaign,
+                    goal=goal,
                 )
             )
+            record = promoted.get(split_id)
+            if options.winner is not None and record is not None and record.arm == options.winner:
+                out[-1].promotion = record.summary()
     return out
+
+
+def _counts_by_goal(
+    s: Any, campaign: Campaign, splits: dict[str, SplitNode], *, now: datetime
+) -> dict[str, dict[tuple[str, str], tuple[int, int, int]]]:
+    """`repo.split_counts` for each goal the splits are judged on (the campaign's, or a
+    split's own)."""
+    goals = {node.options.goal or campaign.goal for node in splits.values()}
+    return {
+        goal: repo.split_counts(s, campaign=campaign.campaign, goal=goal, now=now)
+        for goal in sorted(goals)
+    }
 
 
 def planned_size(options: SplitOptions) -> int | None:
@@ -194,6 +104,7 @@ def build(
     options: SplitOptions | None = None,
     sample: dict[str, tuple[int, int]] | None = None,
     campaign: str = "",
+    goal: str = "",
 ) -> Experiment:
     """An experiment from its arms' weights (in the file's order) and (entered, measured,
     converted) tallies; a judged test's figures come from `sample` (arm -> measured,
@@ -225,28 +136,62 @@ def build(
         explore=options.exploration if options.mode == "bandit" else None,
         winner=options.winner,
         campaign=campaign,
+        goal=goal,
     )
 
 
 def tallies_at_end(ctx: Context, campaign: Campaign, *, end: datetime) -> dict[str, Any]:
     """For a finished simulation: each split's arms' weights and (entered, measured,
-    converted), every entry measured (no event comes after the end)."""
+    converted), every entry measured (no event comes after the end); for a planned test,
+    each arm's earliest planned entries too (`sample`), which `merge_samples` combines
+    across the simulation's workers."""
     splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
     if not splits:
         return {}
+    out: dict[str, Any] = {}
+    measured_by = end + horizon(campaign)
     with ctx.session() as s:
-        counts = repo.split_counts(
-            s, campaign=campaign.campaign, goal=campaign.goal, now=end + horizon(campaign)
-        )
+        counts = _counts_by_goal(s, campaign, splits, now=measured_by)
+        for split_id, node in splits.items():
+            goal = node.options.goal or campaign.goal
+            planned = planned_size(node.options)
+            out[split_id] = {
+                "weights": dict(node.arms),
+                "options": node.options.model_dump(
+                    mode="json", exclude_none=True, exclude={"arms"}
+                ),
+                "arms": {
+                    name: list(counts[goal].get((split_id, name), (0, 0, 0))) for name in node.arms
+                },
+                "horizon": format_duration(horizon(campaign)),
+                "goal": goal,
+            }
+            if planned is not None and node.options.winner is None:
+                out[split_id]["planned"] = planned
+                out[split_id]["sample"] = repo.split_first_entries(
+                    s,
+                    campaign=campaign.campaign,
+                    split=split_id,
+                    goal=goal,
+                    now=measured_by,
+                    first=planned,
+                )
+    return out
+
+
+def merge_samples(
+    into: dict[str, list[Any]], more: dict[str, list[Any]], planned: int
+) -> dict[str, list[Any]]:
+    """Two databases' earliest planned entries of each arm as the earliest of both."""
     return {
-        split_id: {
-            "weights": dict(node.arms),
-            "options": node.options.model_dump(mode="json", exclude_none=True, exclude={"arms"}),
-            "arms": {name: list(counts.get((split_id, name), (0, 0, 0))) for name in node.arms},
-            "horizon": format_duration(horizon(campaign)),
-        }
-        for split_id, node in splits.items()
+        arm: sorted(list(row) for row in [*into.get(arm, []), *more.get(arm, [])])[:planned]
+        for arm in {*into, *more}
     }
+
+
+def sample_counts(sample: dict[str, list[Any]]) -> dict[str, tuple[int, int]]:
+    """arm -> (measured, converted) of a merged sample."""
+    return {arm: (len(rows), sum(int(r[2]) for r in rows)) for arm, rows in sample.items()}
 
 
 INFLOW_DAYS = 14  # the days of entries a plan's "when" is estimated from

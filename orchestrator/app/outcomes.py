@@ -1,8 +1,10 @@
 """What happens after a push service answers: the ledger, subscriptions and journeys.
 
 - delivered: done.
-- gone (404/410): the subscription is deleted; the subscriber's journeys are woken so
-  those without any subscription left end (`subscription_gone`) at once.
+- gone (404/410): the subscription is deleted; an active subscriber left without any
+  becomes `unreachable`, with one opt-out (source `push_service`) in the same
+  transaction; the subscriber's journeys are woken so those without any subscription
+  left end (`subscription_gone`) at once.
 - rate_limited (429), failed (5xx or network, after the client's own retries),
   vapid_rejected (401/403): the send is kept for a later tick (`retry`, with
   `retry_at`), the very same message with the same Topic, up to MAX_ATTEMPTS; then
@@ -30,7 +32,7 @@ from typing import Any
 
 from orchestrator import engine
 from orchestrator.app import journeys
-from orchestrator.app.service import Context
+from orchestrator.app.service import FROM_PUSH_SERVICE, Context
 from orchestrator.delivery import Outcome, SendOutcome, SendRequest, Target, describe
 from orchestrator.engine import Action
 from orchestrator.language.spec import NotificationNode
@@ -104,7 +106,8 @@ def record(
     with ctx.session() as s, s.begin():
         repo.update_by_id(s, Send, rows)
         if gone:
-            repo.delete_subscriptions(s, gone)
+            left = repo.prune_subscriptions(s, gone, now=now)
+            repo.note_opt_outs(s, left, source=FROM_PUSH_SERVICE, at=now)
             repo.wake_many(
                 s, {by_id[o.send_id].subscriber_id: now for o in outcomes if o.gone_endpoints}
             )

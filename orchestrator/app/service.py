@@ -190,11 +190,14 @@ def load_current(ctx: Context, path: Path) -> CampaignLoad:
 
 # Where an opt-in or an opt-out came from: the `source` property of its `subscribed` or
 # `unsubscribed` event. An opt-in is recorded once, where a subscriber becomes active (an id
-# added, or back from `unsubscribed` or `deleted`); an opt-out once, where an active one stops.
+# added, or back from `unsubscribed`, `unreachable` or `deleted`); an opt-out once, where an
+# active one stops.
 FROM_IMPORT = "import"  # `campaign subscribers import`: each subscriber it adds
 FROM_API = "api"  # POST and DELETE /api/subscriptions (a browser or the site's backend)
 FROM_PROFILE = "profile"  # the subscriber's own page: "Delete everything"
-OPT_SOURCES = (FROM_IMPORT, FROM_API, FROM_PROFILE)
+# a push service answered 404/410 for a subscriber's last subscription (`unreachable`)
+FROM_PUSH_SERVICE = "push_service"
+OPT_SOURCES = (FROM_IMPORT, FROM_API, FROM_PROFILE, FROM_PUSH_SERVICE)
 
 
 @dataclass
@@ -246,8 +249,8 @@ def import_subscribers(
 
     Each subscriber added gets its opt-in (source `import`), in the same transaction as
     the subscriber; one already stored gets none, so a file imported again counts nobody
-    twice, and an `unsubscribed` or `deleted` subscriber stays so (only the subscriber
-    brings themselves back, through the API).
+    twice, and an `unsubscribed`, `unreachable` or `deleted` subscriber stays so (only
+    the subscriber brings themselves back, through the API).
     A batch the database refuses as a whole is stored again line by line, so the line
     at fault is reported (with the database's reason) and the others are kept."""
     report = ImportReport()

@@ -26,7 +26,7 @@ from typing import Any
 
 from orchestrator import engine
 from orchestrator.app import control, journeys, ledger, outcomes, pacing, sendtimes, tick_report
-from orchestrator.app.ledger import PendingSend
+from orchestrator.app.bandits import tallies_for
 from orchestrator.app.service import CampaignLoad, Context, campaign_paths, load_current
 from orchestrator.app.throttle import Clock, Throttle, Timeline, throttle_for
 from orchestrator.app.tick_report import BatchResult, CampaignTick, ClaimedBatch, TickReport
@@ -364,6 +364,7 @@ def advance_rows(
             broken.update((r.id, exc) for r in rows if r.version_id == version_id)
     recent = _recent(s, ids, campaigns, now=now)
     send_times = sendtimes.data_for(ctx, s, rows, campaigns, now=now)
+    split_tallies = tallies_for(s, campaigns, now=now)  # of the bandit splits
 
     def advance(row: Row[Any], memberships: frozenset[str] | None) -> engine.Result:
         return engine.advance(
@@ -381,6 +382,7 @@ def advance_rows(
             recent_sends=recent.get(row.subscriber_id, []),
             now=now,
             send_times=send_times.get(row.id),
+            split_tallies=split_tallies.get(row.version_id),
         )
 
     # segment memberships are looked up only for the journeys that arrive at a branch
@@ -405,7 +407,7 @@ def advance_rows(
                 broken[row.id] = exc
     counts: Counter[tuple[str, str]] = Counter()
     trace: list[tuple[Row[Any], list[Action]]] = []
-    pending: list[PendingSend] = []
+    pending: list[ledger.PendingSend] = []
     updates: dict[int, dict[str, Any]] = {}
     converted: list[dict[str, Any]] = []
     for row in rows:
@@ -422,7 +424,7 @@ def advance_rows(
                 node = c.node(action.node)
                 assert isinstance(node, NotificationNode)
                 pending.append(
-                    PendingSend(
+                    ledger.PendingSend(
                         row,
                         c,
                         action.node,
@@ -494,6 +496,4 @@ def _recent(
     s: Session, ids: list[str], campaigns: dict[int, Campaign], *, now: datetime
 ) -> dict[str, list[datetime]]:
     caps = [c.settings.frequency_cap.per for c in campaigns.values() if c.settings.frequency_cap]
-    if not caps:
-        return {}
-    return repo.recent_sends(s, ids, since=now - max(caps))
+    return repo.recent_sends(s, ids, since=now - max(caps)) if caps else {}

@@ -1,5 +1,5 @@
-"""An experiment's figures in words: how to read them (`EXPLANATIONS`, one per status of
-`experiments.Experiment`) and what they say (`verdict_sentences`).
+"""An experiment's figures (`Experiment`, built by `experiments`) and their words: how to
+read them (`EXPLANATIONS`, one per status) and what they say (`verdict_sentences`).
 
 A test here is a fixed-horizon test: its size is planned before launch, and it is judged
 once, when every arm has that many measured journeys, on exactly those journeys. Until
@@ -8,12 +8,125 @@ never names one; a bandit names none either (its traffic follows the data)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from dataclasses import dataclass, field
+from typing import Any
 
 from orchestrator.app import experiment_stats as stats
 
-if TYPE_CHECKING:
-    from orchestrator.app.experiments import Experiment
+
+@dataclass(frozen=True)
+class Arm:
+    name: str
+    weight: float
+    entered: int
+    result: stats.Rate  # measured entries and their conversions
+
+
+NO_PLAN = "no plan"  # a test without a planned size: figures, never a winner
+COLLECTING = "collecting"  # a planned test whose arms have not all reached their size
+JUDGED = "judged"  # every arm has its planned size: judged on exactly those journeys
+BANDIT = "bandit"  # traffic follows the data: shares and rates, never a winner
+FINISHED = "finished"  # a winner is set in the file: every new journey goes to it
+
+
+@dataclass
+class Experiment:
+    split: str
+    control: str
+    horizon: str
+    arms: list[Arm]  # when judged: each arm's planned sample, earliest measured first
+    lifts: list[stats.Lift] = field(default_factory=list)
+    mode: str = "test"
+    planned: int | None = None  # measured journeys each arm needs (the plan)
+    progress: dict[str, int] = field(default_factory=dict)  # arm -> measured so far
+    explore: float | None = None  # a bandit's share routed by the weights
+    winner: str | None = None  # the file's winner: the test is over
+    promotion: dict[str, Any] | None = None  # its record (`promotions.Promotion.summary`)
+    campaign: str = ""
+    goal: str = ""  # the event the test is judged on
+
+    @property
+    def status(self) -> str:
+        if self.winner is not None:
+            return FINISHED
+        if self.mode == "bandit":
+            return BANDIT
+        if self.planned is None:
+            return NO_PLAN
+        if all(self.progress.get(a.name, 0) >= self.planned for a in self.arms):
+            return JUDGED
+        return COLLECTING
+
+    @property
+    def enough_data(self) -> bool | None:
+        """Whether every arm has its planned size (None: the split has no plan)."""
+        if self.planned is None:
+            return None
+        return all(self.progress.get(a.name, 0) >= self.planned for a in self.arms)
+
+    @property
+    def leader(self) -> str | None:
+        """A judged test's winner: the arm with the largest significant gain over the
+        control; None when no arm beat it (or the test is not judged)."""
+        if self.status != JUDGED:
+            return None
+        gains = [x for x in self.lifts if x.significant and (x.difference or 0) > 0]
+        return max(gains, key=lambda x: x.difference or 0).arm if gains else None
+
+    def explanation(self) -> str:
+        """How to read the figures, in plain words."""
+        return EXPLANATIONS[self.status]
+
+    def sentences(self) -> list[str]:
+        """What the figures say, in words a marketer acts on."""
+        return verdict_sentences(self)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "split": self.split,
+            "mode": self.mode,
+            "status": self.status,
+            "control": self.control,
+            "horizon": self.horizon,
+            "goal": self.goal,
+            "planned_per_arm": self.planned,
+            "enough_data": self.enough_data,
+            "winner": self.winner,
+            "promotion": self.promotion,
+            "leader": self.leader,
+            "explore": self.explore,
+            "arms": [
+                {
+                    "arm": a.name,
+                    "weight": a.weight,
+                    "entered": a.entered,
+                    "measured": a.result.n,
+                    "measured_so_far": self.progress.get(a.name, a.result.n),
+                    "converted": a.result.k,
+                    "rate": a.result.rate,
+                    "low": a.result.low,
+                    "high": a.result.high,
+                }
+                for a in self.arms
+            ],
+            "lifts": [
+                {
+                    "arm": lift.arm,
+                    "control": lift.control,
+                    "difference": lift.difference,
+                    "low": lift.low,
+                    "high": lift.high,
+                    "p_value": lift.p_value,
+                    "p_adjusted": lift.p_adjusted,
+                    "correction": "holm",
+                    "significant": lift.significant,
+                }
+                for lift in self.lifts
+            ],
+            "explanation": self.explanation(),
+            "sentences": self.sentences(),
+        }
+
 
 EXPLANATIONS = {
     "no plan": (
@@ -66,7 +179,17 @@ def verdict_sentences(e: Experiment) -> list[str]:
     """What the figures of `e` say, by its status, in sentences a marketer acts on."""
     status = e.status
     if status == "finished":
-        return [f"Finished: every new journey goes to {e.winner}."]
+        done = f"Finished: every new journey goes to {e.winner}"
+        record = e.promotion
+        if record is None:
+            return [f"{done} (the file names it; no promotion is recorded)."]
+        why = f" ({record['reason']})" if record.get("reason") else ""
+        out = [f"{done}: promoted on {record['at'][:10]} by {record['by']}{why}."]
+        then = record.get("sentences_then") or []
+        if then:
+            status_then = record.get("status_then") or "unknown"
+            out.append(f"At the time ({status_then}): " + " ".join(then))
+        return out
     if status == "bandit":
         total = sum(a.entered for a in e.arms)
         shares = ", ".join(

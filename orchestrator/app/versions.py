@@ -18,6 +18,7 @@ from orchestrator.app.service import Context, campaign_paths, load_current
 from orchestrator.errors import CampaignError
 from orchestrator.language.spec import Campaign, NotificationNode, WaitNode
 from orchestrator.store import repo
+from orchestrator.store.db import Session
 
 
 @dataclass(frozen=True)
@@ -98,26 +99,32 @@ def plan(ctx: Context, campaign: str) -> MigrationPlan:
 
 def apply(ctx: Context, migration: MigrationPlan, *, now: datetime) -> None:
     """Carry out a plan in one transaction; journeys that changed meanwhile are left alone."""
-    counts: Counter[tuple[str, str]] = Counter()
     with ctx.session() as s, s.begin():
-        for m in migration.moves:
-            values: dict[str, Any] = {"version_id": m.to_version, "subcampaign": m.to_subcampaign}
-            if not m.resumes:
-                values.update(phase="arrive", due_at=now, claim_at=now)
-            repo.move_journey(s, m.journey_id, from_version=m.from_version, values=values)
-        for m in migration.ends:
-            ended = repo.move_journey(
-                s,
-                m.journey_id,
-                from_version=m.from_version,
-                values={
-                    "phase": "ended",
-                    "due_at": None,
-                    "claim_at": None,
-                    "ended_at": now,
-                    "exit_reason": "removed_node",
-                },
-            )
-            if ended:
-                counts[(m.node, "exit:removed_node")] += 1
-        repo.bump(s, campaign=migration.campaign, counts=counts)
+        apply_in(s, migration, now=now)
+
+
+def apply_in(s: Session, migration: MigrationPlan, *, now: datetime) -> None:
+    """`apply` inside the caller's transaction (a promotion records its action in the same
+    one)."""
+    counts: Counter[tuple[str, str]] = Counter()
+    for m in migration.moves:
+        values: dict[str, Any] = {"version_id": m.to_version, "subcampaign": m.to_subcampaign}
+        if not m.resumes:
+            values.update(phase="arrive", due_at=now, claim_at=now)
+        repo.move_journey(s, m.journey_id, from_version=m.from_version, values=values)
+    for m in migration.ends:
+        ended = repo.move_journey(
+            s,
+            m.journey_id,
+            from_version=m.from_version,
+            values={
+                "phase": "ended",
+                "due_at": None,
+                "claim_at": None,
+                "ended_at": now,
+                "exit_reason": "removed_node",
+            },
+        )
+        if ended:
+            counts[(m.node, "exit:removed_node")] += 1
+    repo.bump(s, campaign=migration.campaign, counts=counts)

@@ -134,6 +134,10 @@ def simulate(
         )
         if "send_time" in figures:
             _print_send_time(figures["send_time"])
+        if "experiments" in figures:
+            from orchestrator.cli.experiments import print_experiments
+
+            print_experiments(figures["experiments"])
     else:
         _print_programme(figures)
     if len(result.campaigns) > 1 and not figures["programme"]["ok"]:
@@ -265,14 +269,26 @@ def bench_experiments(
     journeys: Annotated[int, typer.Option("--journeys", min=400, max=1_000_000)] = 20_000,
     seeds: Annotated[int, typer.Option("--seeds", min=10, max=100_000)] = 1_000,
     pipeline_seeds: Annotated[int, typer.Option("--pipeline-seeds", min=0, max=1_000)] = 10,
+    bandit_journeys: Annotated[
+        int, typer.Option("--bandit-journeys", min=0, max=1_000_000, help="0: no bandit run")
+    ] = 20_000,
+    bandit_weeks: Annotated[int, typer.Option("--bandit-weeks", min=1, max=52)] = 4,
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Does an A/B test find a known lift (10 % against 12 %, simulated through the tick),
     and do A/A tests (through the tick, and --seeds binomial draws of two and three arms)
-    declare a difference no more often than the stated 5 %? Exit 1 if not."""
+    declare a difference no more often than the stated 5 %? Does a bandit split (10 %
+    against 14 %, --bandit-journeys signups over --bandit-weeks) lean to the better arm,
+    and what does it gain over a 50/50 split? Exit 1 if not."""
     from orchestrator.bench.experiments import bench_experiments as run
 
-    figures = run(journeys=journeys, seeds=seeds, pipeline_seeds=pipeline_seeds)
+    figures = run(
+        journeys=journeys,
+        seeds=seeds,
+        pipeline_seeds=pipeline_seeds,
+        bandit_journeys=bandit_journeys,
+        bandit_weeks=bandit_weeks,
+    )
     print_figures(figures, as_json=as_json)
     if not figures["ok"]:
         raise typer.Exit(1)

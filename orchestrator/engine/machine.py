@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.engine import sendtime
+from orchestrator.engine import bandit, sendtime
 from orchestrator.engine.state import (
     MAX_STEPS_PER_ADVANCE as MAX_STEPS_PER_ADVANCE,
     Action as Action,
@@ -57,6 +57,7 @@ class _Run:
     now: datetime
     state: JourneyState
     send_times: sendtime.SendTimeData | None = None
+    split_tallies: bandit.SplitTallies | None = None
     actions: list[Action] = field(default_factory=list)
     before_send: JourneyState | None = None
 
@@ -81,6 +82,7 @@ def advance(
     recent_sends: Sequence[datetime] = (),
     now: datetime,
     send_times: sendtime.SendTimeData | None = None,
+    split_tallies: bandit.SplitTallies | None = None,
 ) -> Result:
     """Move one journey as far as it can go at `now`.
 
@@ -88,9 +90,20 @@ def advance(
     None when not looked up yet, and MembershipsNeeded is raised if a branch needs them
     (most advances never reach a branch, so a caller looks up only for those that do).
     `send_times`: what the send-time optimiser knows of the subscriber (`sendtime`);
-    without it a `send_time: best` node has no data and picks the earliest allowed hour."""
+    without it a `send_time: best` node has no data and picks the earliest allowed hour.
+    `split_tallies`: each (split, arm)'s measured journeys and conversions, what a
+    `mode: bandit` split learns from (`bandit`); without them a bandit routes by its
+    weights."""
     run = _Run(
-        campaign, subscriber, events, memberships, list(recent_sends), now, state, send_times
+        campaign,
+        subscriber,
+        events,
+        memberships,
+        list(recent_sends),
+        now,
+        state,
+        send_times,
+        split_tallies,
     )
     if state.ended or state.due_at is None:
         return Result(state, [])
@@ -285,7 +298,9 @@ def _arrive(run: _Run) -> bool:
     assert state.due_at is not None
     at = state.due_at
     if isinstance(node, SplitNode):
-        target = pick_split(run.campaign, state.node, node, run.subscriber.id)
+        target = pick_split(
+            run.campaign, state.node, node, run.subscriber.id, at=at, tallies=run.split_tallies
+        )
         run.emit(Action("route", at, state.node, to=target))
         run.set(arm=target if state.arm is None else state.arm)
         _move(run, target, at=at, via=state.via or "split")

@@ -6,9 +6,10 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Literal
 
+from orchestrator.engine import bandit
 from orchestrator.language.spec import (
     END,
     AnyNode,
@@ -158,17 +159,39 @@ def edge_targets(node: AnyNode) -> dict[str, set[str]]:
     return {"route": {node.next}}
 
 
-def pick_split(campaign: Campaign, node_id: str, node: SplitNode, subscriber_id: str) -> str:
-    """The arm a journey takes: the promoted winner when the split has one, else a stable
-    hash of (campaign, node, subscriber) laid over the weights."""
-    winner = node.options.winner
-    if winner is not None:
-        return winner
-    point = stable_fraction(campaign.campaign, node_id, subscriber_id) * sum(node.arms.values())
+def pick_split(
+    campaign: Campaign,
+    node_id: str,
+    node: SplitNode,
+    subscriber_id: str,
+    *,
+    at: datetime | None = None,
+    tallies: bandit.SplitTallies | None = None,
+) -> str:
+    """The arm a journey takes: the promoted winner when the split has one; for a bandit
+    (`mode: bandit`) arriving at `at`, Thompson sampling over `tallies` (`bandit.sample`),
+    except for its explore share (a stable fraction of campaign, node, subscriber and
+    `at`) and while no arm has a measured journey; else a stable hash of (campaign, node,
+    subscriber) laid over the weights."""
+    options = node.options
+    if options.winner is not None:
+        return options.winner
+    if options.mode == "bandit" and at is not None:
+        counts = bandit.measured(tallies, node_id, options.arms)
+        if counts is not None:
+            keys = (campaign.campaign, node_id, subscriber_id, _moment(at))
+            if stable_fraction(*keys, "explore") >= options.exploration:
+                return bandit.sample(counts, bandit.generator(*keys, "thompson"))
+    point = stable_fraction(campaign.campaign, node_id, subscriber_id) * sum(options.arms.values())
     running = 0.0
-    target = next(iter(node.arms))
-    for target, weight in node.arms.items():
+    target = next(iter(options.arms))
+    for target, weight in options.arms.items():
         running += weight
         if point < running:
             return target
     return target
+
+
+def _moment(at: datetime) -> str:
+    """`at` as text that names the instant, whatever its timezone."""
+    return at.astimezone(UTC).isoformat() if at.tzinfo is not None else at.isoformat()

@@ -48,6 +48,7 @@ def check_nodes(campaign: Campaign, *, source: Source, reporter: Reporter, broke
                     )
                 for key, message in node.options.problems():
                     reporter.value(source, (*path, "split", key), message, code="split-options")
+                _check_split_goal(campaign, node, source=source, path=path, reporter=reporter)
             elif isinstance(node, NotificationNode):
                 _check_notification(
                     campaign,
@@ -211,4 +212,26 @@ def _check_notification(
                 f"notification payload can reach {size:,} bytes; Web Push allows "
                 f"{payload.MAX_PLAINTEXT_BYTES:,} (shorten the title, body or urls)",
                 code="payload-size",
+            )
+
+
+def _check_split_goal(
+    campaign: Campaign, node: SplitNode, *, source: Source, path: Path_, reporter: Reporter
+) -> None:
+    """A warning for an arm whose first notification converts on another event than the
+    one the test is judged on: its conversions would not count, and the test would
+    compare unlike things."""
+    judged = node.options.goal or campaign.goal
+    nodes = campaign.all_nodes()
+    for arm in node.arms:
+        target = nodes.get(arm)
+        if isinstance(target, NotificationNode) and (target.goal or campaign.goal) != judged:
+            reporter.key(
+                source,
+                (*path, "split"),
+                f"the split is judged on {judged!r}, but arm {arm!r} converts on "
+                f"{target.goal or campaign.goal!r}: its conversions are not counted; give the "
+                "split the event every arm leads to (split: {arms: …, goal: EVENT})",
+                code="split-goal",
+                severity="warning",
             )

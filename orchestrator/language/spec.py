@@ -72,17 +72,17 @@ from orchestrator.language.scalars import (
     parse_rate as parse_rate,
     positive_duration,
 )
+from orchestrator.language.sendtime import (
+    MAX_SEND_DELAY as MAX_SEND_DELAY,
+    SendTime,
+    SendTimeSpec as SendTimeSpec,
+)
 from orchestrator.language.splits import (
     SplitOptions as SplitOptions,
     SplitPlan as SplitPlan,
     SplitValue,
     options_of,
     parse_points as parse_points,
-)
-from orchestrator.language.sendtime import (
-    MAX_SEND_DELAY as MAX_SEND_DELAY,
-    SendTime,
-    SendTimeSpec as SendTimeSpec,
 )
 
 # ---------------------------------------------------------------- settings

@@ -10,6 +10,7 @@ The long one is told apart by its `arms` mapping and carries the experiment's op
       plan: {baseline: 10%, effect: 2pt, power: 80%}   # or {journeys: 4000}: per arm
       explore: 10%          # bandit only: the share routed by the weights, not the data
       winner: b             # the test is over: every new journey goes to b
+      goal: order_placed    # the event both arms are judged on (the campaign's goal)
 
 The engine's side is `orchestrator.engine.state.pick_split`; the statistics are the
 application's (`orchestrator.app.experiments`).
@@ -21,7 +22,7 @@ from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import BeforeValidator, Discriminator, Field, Tag, WithJsonSchema, model_validator
 
-from orchestrator.language.scalars import Percent, Strict, Target
+from orchestrator.language.scalars import EventName, Percent, Strict, Target
 
 MAX_PLANNED_JOURNEYS = 100_000_000
 DEFAULT_EXPLORE = 0.10  # a bandit's share routed by the weights when `explore` is not given
@@ -115,12 +116,15 @@ class SplitPlan(Strict):
                 "a plan needs journeys (per arm), or baseline and effect: "
                 "{baseline: 10%, effect: 2pt}"
             )
-        if self.baseline is not None and self.effect is not None:
-            if not 0 < self.baseline + self.effect < 1 or self.baseline == 0:
-                raise ValueError(
-                    "baseline plus effect must stay a rate between 0% and 100%, and the "
-                    "baseline above 0%"
-                )
+        if (
+            self.baseline is not None
+            and self.effect is not None
+            and (not 0 < self.baseline + self.effect < 1 or self.baseline == 0)
+        ):
+            raise ValueError(
+                "baseline plus effect must stay a rate between 0% and 100%, and the "
+                "baseline above 0%"
+            )
         if self.power <= 0:
             raise ValueError("a plan's power is above 0%, e.g. 80%")
         return self
@@ -134,6 +138,7 @@ class SplitOptions(Strict):
     plan: SplitPlan | None = None
     explore: Percent | None = None
     winner: Target | None = None
+    goal: EventName | None = None  # the event the test is judged on (the campaign's goal)
 
     def problems(self) -> list[tuple[str, str]]:
         """(key, message) for each option that contradicts another (checked after parsing,

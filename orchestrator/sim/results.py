@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.app.experiments import build
-from orchestrator.language.spec import SplitOptions
+from orchestrator.app.experiments import build, merge_samples, sample_counts
 from orchestrator.app.insights import SendTimeLift
-from orchestrator.language.spec import format_duration
+from orchestrator.language.spec import SplitOptions, format_duration
 from orchestrator.sim import programme
 
 
@@ -66,6 +65,8 @@ class SimulationResult:
                                 }
                             ),
                             campaign=self.campaign,
+                            goal=figures.get("goal", ""),
+                            sample=_judged_sample(figures),
                         ).as_dict()
                         for split, figures in self.experiments.items()
                     ]
@@ -185,8 +186,21 @@ def merge_results(parts: list[SimulationResult]) -> SimulationResult:
                     arms = out.experiments[split]["arms"]
                     for arm, values in figures["arms"].items():
                         arms[arm] = [a + b for a, b in zip(arms[arm], values, strict=True)]
+                    if "sample" in figures:
+                        merged = out.experiments[split]
+                        merged["sample"] = merge_samples(
+                            merged["sample"], figures["sample"], figures["planned"]
+                        )
     out.funnel = funnel
     return out
+
+
+def _judged_sample(figures: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
+    """A planned test's sample, once every arm has its planned measured journeys."""
+    planned = figures.get("planned")
+    if planned is None or any(v[1] < planned for v in figures["arms"].values()):
+        return None
+    return sample_counts(figures["sample"])
 
 
 def _add_lists(into: dict[str, Any], more: dict[str, Any]) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from orchestrator.app.bandits import uses_bandit
 from orchestrator.app.experiments import tallies_at_end
 from orchestrator.app.sendtimes import uses_best
 from orchestrator.app.service import (
@@ -129,9 +130,10 @@ def simulate(
 ) -> SimulationResult:
     """Subscribers never share journey state, so the population is split by a stable hash
     of the subscriber id over `workers` processes, each with its own temporary SQLite
-    and virtual clock; funnels and traces are merged. `repeat_days`: synthetic subscribers
-    repeat their trigger events and send exit events over that many days
-    (`population.repeat`)."""
+    and virtual clock; funnels and traces are merged. A bandit split (`mode: bandit`)
+    learns from every subscriber's journeys, so a campaign with one runs in one process
+    unless `workers` is given. `repeat_days`: synthetic subscribers repeat their trigger
+    events and send exit events over that many days (`population.repeat`)."""
     return simulate_programme(
         [path],
         subscribers=subscribers,
@@ -193,7 +195,9 @@ def simulate_programme(
         repeat_days=repeat_days,
         active_hours=active_hours,
     )
-    count = workers or default_workers(len(lines))
+    # a bandit learns from every journey of its split, as from one database: one process
+    bandit = any(uses_bandit(c) for c in campaigns)
+    count = workers or (1 if bandit else default_workers(len(lines)))
     job = _Job(tuple(files), seed, tuple(rates_of), default_rate, start, until, resolution)
     with tempfile.TemporaryDirectory(prefix="campaign-sim-") as tmp:
         if count <= 1:

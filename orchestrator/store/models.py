@@ -32,7 +32,8 @@ class Subscriber(SQLModel, table=True):
         default_factory=dict, sa_column=Column(JsonType, nullable=False)
     )
     tags: list[str] = Field(default_factory=list, sa_column=Column(JsonType, nullable=False))
-    # active | unsubscribed | deleted | merged (an anonymous id linked to a site's own id)
+    # active | unsubscribed | unreachable (the push services reported every subscription
+    # gone) | deleted | merged (an anonymous id linked to a site's own id)
     status: str = Field(default="active", max_length=16)
     paused_until: datetime | None = None
     # profile links carry the version they were made for: raising it revokes every earlier one
@@ -213,7 +214,10 @@ class TriggerMark(SQLModel, table=True):
 
 class CampaignAction(SQLModel, table=True):
     """What an author did to a campaign as a whole: `pause`, `resume` or `stop`; who, when
-    and why. The latest action is the campaign's state (none: running)."""
+    and why. The latest of those is the campaign's state (none: running). Other kinds leave
+    the state as it is: a broadcast's records (`broadcast`, `missed`: their details as JSON
+    in `reason`) and a split's winner promoted (`promote`: the split, the arm and the
+    experiment's figures at that moment in `details`)."""
 
     __tablename__ = "campaign_action"
     __table_args__ = (Index("ix_campaign_action_latest", "campaign", "id"),)
@@ -224,6 +228,7 @@ class CampaignAction(SQLModel, table=True):
     at: datetime
     by: str = Field(max_length=128)
     reason: str = Field(default="", max_length=1000)
+    details: dict[str, Any] | None = Field(default=None, sa_column=Column(JsonType, nullable=True))
 
 
 class SplitEntry(SQLModel, table=True):

@@ -93,7 +93,17 @@ def test_bench_throttle_checks_an_hourly_rate_in_its_own_window() -> None:
 
 def test_bench_experiments_reports_a_known_lift_and_the_aa_false_positive_rates() -> None:
     figures = _json(
-        "bench-experiments", "--journeys", "4000", "--seeds", "40", "--pipeline-seeds", "1"
+        "bench-experiments",
+        "--journeys",
+        "4000",
+        "--seeds",
+        "40",
+        "--pipeline-seeds",
+        "1",
+        "--bandit-journeys",
+        "1500",
+        "--bandit-weeks",
+        "2",
     )
     known = figures["known_lift"]
     assert isinstance(known, dict) and known["true_difference"] == 0.02
@@ -102,6 +112,12 @@ def test_bench_experiments_reports_a_known_lift_and_the_aa_false_positive_rates(
         aa = figures[key]
         assert isinstance(aa, dict) and aa["seeds"] == 40
         assert 0 <= aa["low"] <= aa["false_positive_rate"] <= aa["high"] <= 1  # type: ignore[operator]
+    bandit = figures["bandit"]
+    assert isinstance(bandit, dict) and bandit["journeys"] == 1500
+    weeks = bandit["share_by_week"]
+    assert [w["week"] for w in weeks] == [0, 1] and sum(w["entries"] for w in weeks) == 1500
+    assert sum(a["entered"] for a in bandit["arms"].values()) == 1500
+    assert bandit["gained"] == bandit["conversions"] - bandit["even_split_conversions"]
 
 
 def test_bench_studio_times_valid_checks_of_the_largest_example() -> None:

@@ -153,8 +153,8 @@ def subscribe_many(
     the keys are the same (the same browser) — and a new one gets a fresh id; the
     same endpoint with other keys is a Conflict unless the backend sends it.
 
-    A subscriber who is new, or back from `unsubscribed` or `deleted`, gets an opt-in
-    (source `api`); one already active (another browser, an imported subscriber) gets
+    A subscriber who is new, or back from `unsubscribed`, `unreachable` or `deleted`,
+    gets an opt-in (source `api`); one already active (another browser, an imported subscriber) gets
     none. An anonymous browser linked to a new id brings its opt-in along instead."""
     results: list[Subscribed | RecordError] = []
     ctx.secret()  # read (or create) it before this transaction takes the write lock

@@ -49,6 +49,7 @@ from orchestrator.store.repo.experiments import (
     add_split_entries,
     split_counts,
     split_counts_first,
+    split_first_entries,
     split_inflow,
 )
 from orchestrator.store.repo.journeys import (
@@ -104,6 +105,7 @@ from orchestrator.store.repo.stats import (
 from orchestrator.store.repo.subscribers import (
     OPTED_IN,
     OPTED_OUT,
+    UNREACHABLE,
     delete_subscriptions,
     existing_subscribers,
     known_subscribers,
@@ -111,6 +113,7 @@ from orchestrator.store.repo.subscribers import (
     note_opt_ins,
     note_opt_outs,
     profiles,
+    prune_subscriptions,
     subscriber_status,
     subscribers,
     subscription_counts,
@@ -154,6 +157,7 @@ __all__ = [
     "IN_CHUNK",
     "OPTED_IN",
     "OPTED_OUT",
+    "UNREACHABLE",
     "LedgerWindow",
     "Tally",
     "actions",
@@ -228,6 +232,7 @@ __all__ = [
     "note_opt_ins",
     "note_opt_outs",
     "profiles",
+    "prune_subscriptions",
     "put_setting",
     "recent_sends",
     "record_action",
@@ -243,6 +248,7 @@ __all__ = [
     "slot_tallies",
     "split_counts",
     "split_counts_first",
+    "split_first_entries",
     "split_inflow",
     "store_events",
     "stored_counts",

@@ -1,6 +1,6 @@
 """Pause, resume and stop of whole campaigns: the actions recorded, and the state they
-leave (the latest of them; none: running). A broadcast's records are actions of other
-kinds, which leave the state as it is."""
+leave (the latest of them; none: running). A broadcast's records and a split's promoted
+winner are actions of other kinds, which leave the state as it is."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ def end_journeys(session: Session, *, campaign: str, reason: str, at: datetime) 
 
 
 # The actions that set a campaign's state; the table also records other kinds (a
-# broadcast's, `orchestrator.app.control`), which leave the state as it is.
+# broadcast's, `orchestrator.app.control`; a promotion, `orchestrator.app.promote`),
+# which leave the state as it is.
 STATE_ACTIONS = ("pause", "resume", "stop")
 _LATEST_STATE = (
     select(_ACTION.c.action, _ACTION.c.at, _ACTION.c.by, _ACTION.c.reason)
@@ -119,10 +120,19 @@ def delete_action(session: Session, action_id: int) -> None:
 
 
 def add_action(
-    session: Session, *, campaign: str, action: str, at: datetime, by: str, reason: str
+    session: Session,
+    *,
+    campaign: str,
+    action: str,
+    at: datetime,
+    by: str,
+    reason: str,
+    details: dict[str, Any] | None = None,
 ) -> int:
-    """Record an action; its id."""
-    row = CampaignAction(campaign=campaign, action=action, at=at, by=by, reason=reason)
+    """Record an action (`details`: what its kind keeps beyond the reason, as JSON); its id."""
+    row = CampaignAction(
+        campaign=campaign, action=action, at=at, by=by, reason=reason, details=details
+    )
     session.add(row)
     session.flush()
     assert row.id is not None

@@ -1,5 +1,6 @@
-"""Subscribers and their push subscriptions: upserts, lookups by id, deletions, and the
-opt-ins and opt-outs recorded when a subscriber starts or stops being active."""
+"""Subscribers and their push subscriptions: upserts, lookups by id, deletions (the
+push services' pruning among them), and the opt-ins and opt-outs recorded when a
+subscriber starts or stops being active."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import (
     Row,
     bindparam,
     delete,
+    exists,
     func,
     insert,
     select,
@@ -26,13 +28,15 @@ from orchestrator.store.models import (
     Subscriber,
     utcnow,
 )
-from orchestrator.store.repo.base import IN_CHUNK, core, fetch
+from orchestrator.store.repo.base import IN_CHUNK, core, dialect, fetch
 
 OPTED_IN, OPTED_OUT = "subscribed", "unsubscribed"  # the event names of an opt-in, an opt-out
 # an opt-in by a bulk import: its own name, so that a campaign triggered by `subscribed`
 # does not welcome an existing audience brought in from elsewhere
 IMPORTED, IMPORT_SOURCE = "imported", "import"
 OPT_IN_NAMES = (OPTED_IN, IMPORTED)
+# the status of a subscriber whose last subscription a push service reported gone (404/410)
+UNREACHABLE = "unreachable"
 
 
 def existing_subscribers(
@@ -155,8 +159,8 @@ def _upsert_subscriptions(
 def note_opt_ins(session: Session, ids: Iterable[str], *, source: str, at: datetime) -> None:
     """An opt-in (a `subscribed` event with its `source`) for each of these stored
     subscribers, made by the database (`_note_opts`). Callers record one only where a
-    subscriber becomes active: added, or brought back from `unsubscribed` or `deleted`
-    (`revive`)."""
+    subscriber becomes active: added, or brought back from `unsubscribed`, `unreachable`
+    or `deleted` (`revive`)."""
     _note_opts(
         session, IMPORTED if source == IMPORT_SOURCE else OPTED_IN, ids, source=source, at=at
     )
@@ -164,8 +168,8 @@ def note_opt_ins(session: Session, ids: Iterable[str], *, source: str, at: datet
 
 def note_opt_outs(session: Session, ids: Iterable[str], *, source: str, at: datetime) -> None:
     """An opt-out (an `unsubscribed` event with its `source`) for each of these stored
-    subscribers, as `note_opt_ins`; callers record one only where `deactivate` changed
-    the subscriber."""
+    subscribers, as `note_opt_ins`; callers record one only where `deactivate` or
+    `prune_subscriptions` changed the subscriber."""
     _note_opts(session, OPTED_OUT, ids, source=source, at=at)
 
 
@@ -264,3 +268,46 @@ def delete_subscriptions(session: Session, endpoints: Sequence[str]) -> None:
     session.execute(
         delete(PushSubscription).where(col(PushSubscription.endpoint).in_(list(endpoints)))
     )
+
+
+def prune_subscriptions(session: Session, endpoints: Iterable[str], *, now: datetime) -> list[str]:
+    """Delete the subscriptions a push service reported gone; each active owner left with
+    none becomes `unreachable`. Returns those owners' ids (each of them an opt-out).
+
+    The owners' rows are locked (in id order) before the deletion, and the condition
+    (active, no subscription left) is checked in the UPDATE itself, as `revive` does: of
+    two ticks pruning one subscriber's subscriptions at once, the second waits for the
+    first and then sees its deletions, so the subscriber changes once, whether the two
+    prune the same endpoint or each one of their last two; an endpoint reported twice in
+    one call counts once too."""
+    wanted = sorted(set(endpoints))
+    owners = sorted(
+        set(
+            core(session)
+            .execute(
+                select(_SUBSCRIPTION.c.subscriber_id).where(_SUBSCRIPTION.c.endpoint.in_(wanted))
+            )
+            .scalars()
+        )
+    )
+    if not owners:  # none of them stored (pruned already, or unsubscribed meanwhile)
+        return []
+    if dialect(session) != "sqlite":  # SQLite's BEGIN IMMEDIATE serialises writers already
+        core(session).execute(
+            select(_SUBSCRIBER.c.id)
+            .where(_SUBSCRIBER.c.id.in_(owners))
+            .order_by(_SUBSCRIBER.c.id)
+            .with_for_update()
+        )
+    core(session).execute(delete(_SUBSCRIPTION).where(_SUBSCRIPTION.c.endpoint.in_(wanted)))
+    left = core(session).execute(
+        update(_SUBSCRIBER)
+        .where(
+            _SUBSCRIBER.c.id.in_(owners),
+            _SUBSCRIBER.c.status == "active",
+            ~exists().where(_SUBSCRIPTION.c.subscriber_id == _SUBSCRIBER.c.id),
+        )
+        .values(status=UNREACHABLE, updated_at=now)
+        .returning(_SUBSCRIBER.c.id)
+    )
+    return [str(sid) for sid in left.scalars()]
