@@ -50,6 +50,9 @@ class Context:
     send_time_priors: dict[tuple[str, str], tuple[datetime, list[float]]] = field(
         default_factory=dict
     )
+    # bandit splits' tallies by (campaign, goal): (as of, repo.split_counts), reused by
+    # the batches of one tick (the same `now`)
+    split_tallies: dict[tuple[str, str], tuple[datetime, Any]] = field(default_factory=dict)
 
     def session(self) -> Session:
         return db.session(self.engine)

@@ -364,7 +364,7 @@ def advance_rows(
             broken.update((r.id, exc) for r in rows if r.version_id == version_id)
     recent = _recent(s, ids, campaigns, now=now)
     send_times = sendtimes.data_for(ctx, s, rows, campaigns, now=now)
-    split_tallies = tallies_for(s, campaigns, now=now)  # of the bandit splits
+    split_tallies = tallies_for(s, campaigns, now=now, cache=ctx.split_tallies)
 
     def advance(row: Row[Any], memberships: frozenset[str] | None) -> engine.Result:
         return engine.advance(

@@ -7,7 +7,7 @@ takes the arm with the largest draw, so an arm is chosen as often as it is likel
 the best: a clearly better arm gets nearly every journey, arms the data cannot yet tell
 apart keep sharing them.
 
-Pure: the tallies come from the caller (the tick reads them once per batch), and the
+Pure: the tallies come from the caller (the tick reads them once per tick), and the
 draws come from a generator seeded by the journey's arrival (`generator`), so the same
 arrival with the same tallies takes the same arm. `state.pick_split` decides when a
 journey is sampled at all (the explore share and a split without data go by the

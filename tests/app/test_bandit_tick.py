@@ -1,6 +1,6 @@
 """A bandit split through the tick on a SQLite file: the first journeys go by the
 weights, and once the entries of one arm have converted within their horizon, later
-journeys lean to it; the tallies are read once per batch, and only for campaigns with
+journeys lean to it; the tallies are read once per tick, and only for campaigns with
 a bandit split."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def test_a_bandit_learns_from_its_own_goal(tmp_path: Path) -> None:
         ctx.engine.dispose()
 
 
-def test_tallies_are_read_once_per_batch_and_only_for_bandits(
+def test_tallies_are_read_once_per_tick_and_only_for_bandits(
     world: Context, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ctx = world
@@ -141,4 +141,6 @@ def test_tallies_are_read_once_per_batch_and_only_for_bandits(
     assert calls == []
     report = tick(ctx, now=T0, names=["bandit"], batch_size=50)
     assert [(c.journeys, c.batches) for c in report.campaigns] == [(120, 3)]
-    assert calls == [("bandit", T0)] * 3
+    assert calls == [("bandit", T0)]  # once for the tick: its batches share the figures
+    tick(ctx, now=T0 + H, names=["bandit"], batch_size=50)
+    assert calls == [("bandit", T0)]  # nobody was due: no batch, no read

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from orchestrator.app.service import add_events, open_context, status
+from orchestrator.app.promote import promote
+from orchestrator.app.service import add_events, import_subscribers, open_context, status
 from orchestrator.app.ticking import tick
 from orchestrator.bench.web import wait_until_serving
 from orchestrator.config import Config
@@ -27,7 +28,7 @@ from orchestrator.push.vapid import VapidKey
 from orchestrator.store.models import SplitEntry
 from orchestrator.testing.fakes import RecordingDelivery
 from orchestrator.testing.ports import free_port
-from tests.conftest import CHROMIUM, CHROMIUM_ARGS, p256dh_key
+from tests.conftest import CHROMIUM, CHROMIUM_ARGS, p256dh_key, subscriber_line
 
 PASSWORD = "browser test password"
 ARGS = CHROMIUM_ARGS
@@ -254,6 +255,12 @@ def test_the_experiment_panel_draws_each_arm_on_its_interval(site: Site, browser
     then = datetime.now(UTC) - timedelta(days=2)
     ctx = open_context(site.config, delivery=RecordingDelivery())
     try:
+        people = site.config.graphs.parent / "ab-people.jsonl"  # both arms get journeys
+        people.write_text(
+            "".join(subscriber_line(f"ab{i:02}", plan="pro") + "\n" for i in range(16)),
+            encoding="utf-8",
+        )
+        assert import_subscribers(ctx, people).bad == []
         tick(ctx, names=["ab"], now=then)
         with ctx.session() as s:
             entered = s.execute(select(SplitEntry.subscriber_id)).scalars().all()
@@ -301,4 +308,17 @@ def test_the_experiment_panel_draws_each_arm_on_its_interval(site: Site, browser
     sentences = [v.inner_text() for v in panel.locator("[data-testid=verdict]").all()]
     assert "enough data: yes" in sentences[0]
     assert sentences[-1].startswith(("Winner: bold", "No arm beat control"))
+
+    # promoted: finished, with who and what the figures said then
+    ctx = open_context(site.config, delivery=RecordingDelivery())
+    try:
+        promote(ctx, "ab", "subject", "bold", by="dana", reason="", now=datetime.now(UTC))
+    finally:
+        ctx.engine.dispose()
+    page.goto(f"{site.base}/campaigns/ab")
+    panel = page.locator("[data-testid=experiment]")
+    assert panel.locator("[data-testid=experiment-status]").inner_text() == "finished"
+    finished = [v.inner_text() for v in panel.locator("[data-testid=verdict]").all()]
+    assert finished[0].startswith("Finished: every new journey goes to bold: promoted on ")
+    assert "by dana" in finished[0] and finished[1].startswith("At the time (judged):")
     page.close()
