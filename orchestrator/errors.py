@@ -37,3 +37,7 @@ class DeliveryError(CampaignError):
 
 class ConfigurationError(CampaignError):
     """The environment or configuration is missing or invalid."""
+
+
+class UnknownCampaignError(CampaignError):
+    """A campaign id that is not one, or names no file in the campaigns folder."""

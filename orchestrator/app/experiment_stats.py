@@ -130,11 +130,31 @@ def journeys_needed(
     from statsmodels.stats.power import NormalIndPower
     from statsmodels.stats.proportion import proportion_effectsize
 
+    from orchestrator.language.spec import rough_journeys
+
+    if not 0 < power < 1:
+        raise ValueError(f"the power must be between 0 and 1, got {power}")
     h = abs(float(proportion_effectsize(baseline + effect, baseline)))
-    n = NormalIndPower().solve_power(
-        effect_size=h, alpha=alpha / comparisons, power=power, ratio=1.0, alternative="two-sided"
-    )
-    return math.ceil(float(n))
+    if not h > 1e-6:  # statsmodels' solver cannot find an effect this small
+        raise ValueError(
+            f"an effect of {effect * 100:g} points over {baseline:.1%} is too small to plan for"
+        )
+    with warnings.catch_warnings():  # its solver warns where it finds no size: below
+        warnings.simplefilter("ignore")
+        n = float(
+            NormalIndPower().solve_power(
+                effect_size=h,
+                alpha=alpha / comparisons,
+                power=power,
+                ratio=1.0,
+                alternative="two-sided",
+            )
+        )
+    if not math.isfinite(n):  # the solver gives up on a very large effect: the normal
+        n = rough_journeys(baseline, effect, power, alpha / comparisons)  # approximation
+    if not math.isfinite(n):
+        raise ValueError(f"no sample size reaches a power of {power:.1%} for that effect")
+    return math.ceil(n)
 
 
 def format_p(p: float | None) -> str:

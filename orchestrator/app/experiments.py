@@ -18,7 +18,13 @@ from orchestrator.app.journeys import horizon
 from orchestrator.app.promotions import promotions
 from orchestrator.app.service import Context
 from orchestrator.app.verdicts import Arm as Arm, Experiment as Experiment
-from orchestrator.language.spec import Campaign, SplitNode, SplitOptions, format_duration
+from orchestrator.language.spec import (
+    Campaign,
+    SplitNode,
+    SplitOptions,
+    check_power,
+    format_duration,
+)
 from orchestrator.store import repo
 
 CONTROL = "control"
@@ -91,7 +97,7 @@ def planned_size(options: SplitOptions) -> int | None:
         return plan.journeys
     assert plan.baseline is not None and plan.effect is not None
     return stats.journeys_needed(
-        plan.baseline, plan.effect, comparisons=len(options.arms) - 1, power=plan.power
+        plan.baseline, plan.effect, comparisons=len(options.arms) - 1, power=plan.planned_power
     )
 
 
@@ -132,6 +138,12 @@ def build(
         stats.holm(lifts),
         mode=options.mode,
         planned=planned_size(options),
+        plan_effect=options.plan.effect if options.plan is not None else None,
+        plan_power=(
+            options.plan.planned_power
+            if options.plan is not None and options.plan.effect is not None
+            else None
+        ),
         progress={name: tallies.get(name, (0, 0, 0))[1] for name in names},
         explore=options.exploration if options.mode == "bandit" else None,
         winner=options.winner,
@@ -245,8 +257,7 @@ def plan(
 ) -> list[Plan]:
     """The plan of every split node: from `baseline` and `effect` when given, else from
     each split's own `plan`; ValueError for a baseline, effect or power out of range."""
-    if not 0 < power < 1:
-        raise ValueError(f"the power must be between 0 and 1, got {power}")
+    check_power(power)
     if (baseline is None) != (effect is None):
         raise ValueError("give both the baseline and the effect, or neither")
     splits = {n: node for n, node in campaign.all_nodes().items() if isinstance(node, SplitNode)}
@@ -266,8 +277,8 @@ def plan(
             )
             source = "options"
             snippet = (
-                f"plan: {{baseline: {baseline * 100:g}%, effect: {effect * 100:g}pt, "
-                f"power: {power * 100:g}%}}"
+                f"plan: {{baseline: {baseline * 100:.6g}%, effect: {effect * 100:.6g}pt, "
+                f"power: {power * 100:.6g}%}}"
             )
         else:
             per_arm = planned_size(node.options)

@@ -33,17 +33,17 @@ from typing import Any
 
 import yaml
 
+from orchestrator import errors
 from orchestrator.app import control, versions
 from orchestrator.app.experiments import experiments
 from orchestrator.app.promotions import PROMOTE, Promotion
-from orchestrator.app.service import Context, load_current
+from orchestrator.app.service import Context, campaign_file, load_current
 from orchestrator.errors import CampaignError, ValidationError
 from orchestrator.language import loader
 from orchestrator.language.document import display_name, read_text
 from orchestrator.language.spec import Campaign, SplitNode
 from orchestrator.store import repo
 
-CAMPAIGN_ID = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # a campaign id, as the language has it
 # plain scalars the YAML 1.2 core schema the loader follows does not read as text
 _NOT_TEXT = re.compile(r"true|True|TRUE|false|False|FALSE|null|Null|NULL|~|")
 _PLAIN = re.compile(r"[A-Za-z_][A-Za-z0-9_-]*")
@@ -175,17 +175,10 @@ def promote(
 
 
 def _campaign_file(ctx: Context, campaign_id: str) -> Path:
-    folder = ctx.config.graphs
-    if not CAMPAIGN_ID.fullmatch(campaign_id):
-        raise UnknownCampaignError(
-            f"{campaign_id[:80]!r}: not a campaign id (lowercase letters, digits and -)"
-        )
-    path = folder / f"{campaign_id}.yaml"
-    if not path.is_file():
-        raise UnknownCampaignError(
-            f"{campaign_id!r}: no such campaign (no file {display_name(path)})"
-        )
-    return path
+    try:
+        return campaign_file(ctx, campaign_id)
+    except errors.UnknownCampaignError as exc:
+        raise UnknownCampaignError(str(exc)) from None
 
 
 def _split_node(model: Campaign, where: str, split: str, arm: str) -> SplitNode:

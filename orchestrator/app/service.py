@@ -16,10 +16,11 @@ from orchestrator.errors import (
     CampaignError,
     ConfigurationError,
     MissingFileError,
+    UnknownCampaignError,
     UnreadableFileError,
 )
 from orchestrator.language import loader
-from orchestrator.language.document import LoadedCampaign
+from orchestrator.language.document import LoadedCampaign, display_name
 from orchestrator.language.records import (
     EventRecord,
     RecordError,
@@ -28,7 +29,7 @@ from orchestrator.language.records import (
     parse_subscriber,
     parse_time,
 )
-from orchestrator.language.spec import Campaign
+from orchestrator.language.spec import CAMPAIGN_ID_RE, Campaign
 from orchestrator.store import db, failures, migrate, repo, segments
 from orchestrator.store.db import Engine, Session
 
@@ -147,6 +148,21 @@ def campaign_paths(ctx: Context, names: list[str] | None = None) -> list[Path]:
         else:
             out.append(folder / f"{name}.yaml")
     return out
+
+
+def campaign_file(ctx: Context, campaign_id: str) -> Path:
+    """The file of campaign `campaign_id` in the campaigns folder: an id only (never a
+    path that could lead out of the folder); UnknownCampaignError otherwise."""
+    if not isinstance(campaign_id, str) or not CAMPAIGN_ID_RE.fullmatch(campaign_id):
+        raise UnknownCampaignError(
+            f"{str(campaign_id)[:80]!r}: not a campaign id (lowercase letters, digits and -)"
+        )
+    path = ctx.config.graphs / f"{campaign_id}.yaml"
+    if not path.is_file():
+        raise UnknownCampaignError(
+            f"{campaign_id!r}: no such campaign (no file {display_name(path)})"
+        )
+    return path
 
 
 SEGMENT_FILE_PROBLEM = (

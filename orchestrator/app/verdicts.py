@@ -38,6 +38,8 @@ class Experiment:
     lifts: list[stats.Lift] = field(default_factory=list)
     mode: str = "test"
     planned: int | None = None  # measured journeys each arm needs (the plan)
+    plan_effect: float | None = None  # the change a computed plan is sized to find
+    plan_power: float | None = None  # and how often it finds it
     progress: dict[str, int] = field(default_factory=dict)  # arm -> measured so far
     explore: float | None = None  # a bandit's share routed by the weights
     winner: str | None = None  # the file's winner: the test is over
@@ -166,11 +168,17 @@ def _points(value: float) -> str:
 def _comparison(e: Experiment, lift: stats.Lift, *, so_far: bool) -> str:
     if lift.difference is None or lift.low is None or lift.high is None:
         return f"{lift.arm} against {lift.control}: no measured journeys yet."
-    word = "better" if lift.difference >= 0 else "worse"
     when = " so far" if so_far else ""
+    if round(lift.difference * 100, 1) == 0:
+        head = f"{lift.arm} converts as well as {lift.control}{when} (within 0.1 points)"
+    else:
+        word = "better" if lift.difference > 0 else "worse"
+        head = (
+            f"{lift.arm} converts {abs(lift.difference) * 100:.1f} points {word} than "
+            f"{lift.control}{when}"
+        )
     return (
-        f"{lift.arm} converts {abs(lift.difference) * 100:.1f} points {word} than "
-        f"{lift.control}{when}, 95 % interval {_points(lift.low)} to {_points(lift.high)} "
+        f"{head}, 95 % interval {_points(lift.low)} to {_points(lift.high)} "
         f"points (Holm-corrected p {stats.format_p(lift.p_adjusted)})"
     )
 
@@ -227,8 +235,11 @@ def verdict_sentences(e: Experiment) -> list[str]:
     else:
         worse = [x.arm for x in e.lifts if x.significant and (x.difference or 0) < 0]
         tail = f" ({', '.join(worse)} converts worse)" if worse else ""
-        out.append(
-            f"No arm beat {e.control}{tail}: a change as large as planned would most likely "
-            f"have shown; keep {e.control}."
+        size = (
+            f"a change of {e.plan_effect * 100:g} points would have shown {e.plan_power:.0%} of "
+            "the time"
+            if e.plan_effect is not None and e.plan_power is not None
+            else "at the planned size"
         )
+        out.append(f"No arm beat {e.control}{tail} ({size}); keep {e.control}.")
     return out

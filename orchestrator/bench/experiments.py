@@ -2,11 +2,11 @@
 they keep their false-positive rate when there is none?
 
 - **Known lift**: a 50/50 split simulated through the real tick (`campaign simulate`)
-  with conversion rates 10 % (control) and 12 % (b) over `journeys` subscribers; the
-  report is the experiment's own figures (is the lift found, does its interval hold
-  the true 2 points).
+  with conversion rates 10 % (control) and 12 % (b) over `journeys` subscribers, its
+  plan each arm's first 45 % of them; the report is the judged experiment's own figures
+  (is b named the winner, does the lift's interval hold the true 2 points).
 - **A/A through the pipeline**: the same split at 10 % in both arms, `pipeline_seeds`
-  simulations of `journeys / 4` subscribers: how many declare a difference.
+  simulations of `journeys / 4` subscribers, each judged: how many declare a difference.
 - **A/A at scale**: `seeds` draws of binomial outcomes (numpy, seeded) for two and for
   three arms of `journeys / arms` each at 10 %, judged by the same functions
   (`experiment_stats`: score test, Holm): the share that declares any difference, with
@@ -41,7 +41,7 @@ subcampaigns:
     segment: everyone
     start: test
     nodes:
-      test: {split: {control: 50, b: 50}}
+      test: {split: {arms: {control: 50, b: 50}, plan: {journeys: PLANNED}}}
       control: {notification: {title: Control, url: "https://example.com/a"}}
       b: {notification: {title: B, url: "https://example.com/b"}}
 """
@@ -60,26 +60,29 @@ def bench_experiments(
     """The figures of every run; `bandit_journeys` 0 leaves the bandit out."""
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="campaign-bench-") as tmp:
-        path = Path(tmp) / "known-lift.yaml"
-        path.write_text(CAMPAIGN, encoding="utf-8")
-        known = _simulated(path, journeys, {"control": BASE, "b": LIFTED}, seed=1)
+        known = _simulated(Path(tmp), journeys, {"control": BASE, "b": LIFTED}, seed=1)
         lift = known["lifts"][0]
         found = {
             "journeys": journeys,
+            "planned_per_arm": known["planned_per_arm"],
+            "status": known["status"],
             "true_difference": round(LIFTED - BASE, 4),
             "arms": {a["arm"]: [a["measured"], a["converted"]] for a in known["arms"]},
             "difference": lift["difference"],
             "low": lift["low"],
             "high": lift["high"],
             "p_adjusted": stats.format_p(lift["p_adjusted"]),
-            "found": lift["significant"],
+            "found": known["leader"] == "b",
             "interval_holds_truth": lift["low"] <= LIFTED - BASE <= lift["high"],
-            "sentence": known["sentences"][0],
+            "sentences": known["sentences"],
         }
         declared = sum(
-            _simulated(path, journeys // 4, {"control": BASE, "b": BASE}, seed=100 + s)["lifts"][0][
-                "significant"
-            ]
+            any(
+                one["significant"]
+                for one in _simulated(
+                    Path(tmp), journeys // 4, {"control": BASE, "b": BASE}, seed=100 + s
+                )["lifts"]
+            )
             for s in range(pipeline_seeds)
         )
         bandit = (
@@ -106,11 +109,19 @@ def bench_experiments(
     return figures
 
 
-def _simulated(path: Path, subscribers: int, rates: dict[str, float], *, seed: int) -> Any:
+def _simulated(folder: Path, subscribers: int, rates: dict[str, float], *, seed: int) -> Any:
+    """The split's experiment, judged: planned at 45 % of the population per arm, which
+    each arm of a 50/50 split reaches with room to spare."""
+    path = folder / "known-lift.yaml"
+    planned = max(1, int(subscribers * 0.45))
+    path.write_text(CAMPAIGN.replace("PLANNED", str(planned)), encoding="utf-8")
     result = simulate(
         path, subscribers=subscribers, seed=seed, rates=rates, start=START, resolution=_HOUR
     )
-    return result.as_dict()["experiments"][0]
+    experiment = result.as_dict()["experiments"][0]
+    if experiment["status"] != "judged":
+        raise RuntimeError(f"the benchmark's split is not judged: {experiment['sentences']}")
+    return experiment
 
 
 def _aa(seeds: int, *, arms: int, journeys: int) -> dict[str, Any]:

@@ -78,7 +78,7 @@ def experiment(
                 model,
                 baseline=None if baseline is None else _fraction(baseline, "--baseline"),
                 effect=None if effect is None else _points(effect),
-                power=_fraction(power, "--power"),
+                power=_power(power),
                 now=moment,
             )
         except ValueError as exc:
@@ -136,17 +136,21 @@ def print_experiments(splits: list[dict[str, Any]]) -> None:
 
 
 def _valid_campaign(ctx: Any, campaign: str) -> Any:
-    from orchestrator.errors import UnreadableFileError
+    from orchestrator.app.service import campaign_file
+    from orchestrator.errors import UnknownCampaignError, UnreadableFileError
     from orchestrator.language import loader
 
-    path = ctx.config.graphs / f"{campaign}.yaml"
     try:
-        loaded = loader.load_unchanged(path) if path.is_file() else None
-    except UnreadableFileError as exc:
+        path = campaign_file(ctx, campaign)
+        loaded = loader.load_unchanged(path)
+    except (UnknownCampaignError, UnreadableFileError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
-    if loaded is None or not loaded.ok or loaded.campaign is None:
-        typer.echo(f"error: no valid campaign {campaign[:140]!r} in {ctx.config.graphs}", err=True)
+    if not loaded.ok or loaded.campaign is None:
+        typer.echo(
+            f"error: {campaign!r} does not validate: campaign validate {loaded.display}",
+            err=True,
+        )
         raise typer.Exit(1)
     return loaded.campaign
 
@@ -158,6 +162,15 @@ def _fraction(text: str, option: str) -> float:
         return parse_percent(text if text.strip().endswith("%") else float(text))
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint=option) from None
+
+
+def _power(text: str) -> float:
+    from orchestrator.language.spec import check_power
+
+    try:
+        return check_power(_fraction(text, "--power"))
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--power") from None
 
 
 def _points(text: str) -> float:

@@ -222,18 +222,16 @@ def status(
 
     from orchestrator.app import control
     from orchestrator.app.broadcasts import broadcast_status
-    from orchestrator.app.service import status as get_status
-    from orchestrator.errors import UnreadableFileError
+    from orchestrator.app.service import campaign_file, status as get_status
+    from orchestrator.errors import UnknownCampaignError, UnreadableFileError
     from orchestrator.language import loader
 
     ctx = open_cli_context()
     figures = get_status(ctx, campaign)
-    path = ctx.config.graphs / f"{campaign}.yaml"
     model = None
-    if path.is_file():
-        with contextlib.suppress(UnreadableFileError):
-            loaded = loader.load_unchanged(path)
-            model = loaded.campaign if loaded.ok else None
+    with contextlib.suppress(UnknownCampaignError, UnreadableFileError):
+        loaded = loader.load_unchanged(campaign_file(ctx, campaign))
+        model = loaded.campaign if loaded.ok else None
     broadcast = broadcast_status(ctx, campaign, model, now=now_option(None))
     figures["broadcast"] = broadcast.as_dict() if broadcast else None
     held = control.state(ctx, campaign)

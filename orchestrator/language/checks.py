@@ -146,8 +146,11 @@ def _references(source: Source, path: Path_, raw: Any) -> list[_Ref]:
     split = raw.get("split")
     if isinstance(split, dict):
         arms_path = (*path, "split")
-        if isinstance(split.get("arms"), dict):  # the long form (`language.splits`)
-            split, arms_path = split["arms"], (*path, "split", "arms")
+        if "arms" in split and (  # the long form (`language.splits`)
+            not isinstance(split["arms"], int | str) or isinstance(split["arms"], bool)
+        ):
+            arms = split["arms"]
+            split, arms_path = (arms if isinstance(arms, dict) else {}), (*path, "split", "arms")
         refs.extend(
             _Ref((*arms_path, name), name, "split target")
             for name in split

@@ -80,10 +80,10 @@ def parse_percent(value: Any) -> float:
         text = value.strip()
         if not text.endswith("%") or not text.isascii():
             raise ValueError(f"{value!r} is not a percent: write 5% or 0.05")
-        try:
-            fraction = float(text[:-1]) / 100
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percent: write 5% or 0.05") from None
+        digits = text[:-1].strip()
+        if not re.fullmatch(r"-?[0-9]+(\.[0-9]+)?", digits):
+            raise ValueError(f"{value!r} is not a percent: write 5% or 0.05")
+        fraction = float(digits) / 100
     elif isinstance(value, int | float):
         if value > 1:
             raise ValueError(

@@ -39,7 +39,7 @@ from orchestrator.language.rules import (
     rule_children as rule_children,
 )
 from orchestrator.language.scalars import (
-    CAMPAIGN_ID_RE,
+    CAMPAIGN_ID_RE as CAMPAIGN_ID_RE,
     DURATION_SCHEMA,
     END as END,
     ONCE_PREFIX,
@@ -81,8 +81,10 @@ from orchestrator.language.splits import (
     SplitOptions as SplitOptions,
     SplitPlan as SplitPlan,
     SplitValue,
+    check_power as check_power,
     options_of,
     parse_points as parse_points,
+    rough_journeys as rough_journeys,
 )
 
 # ---------------------------------------------------------------- settings

@@ -18,15 +18,28 @@ application's (`orchestrator.app.experiments`).
 
 from __future__ import annotations
 
+import math
+import re
+from statistics import NormalDist
 from typing import Annotated, Any, Literal, TypeAlias
 
-from pydantic import BeforeValidator, Discriminator, Field, Tag, WithJsonSchema, model_validator
+from pydantic import (
+    BeforeValidator,
+    Discriminator,
+    Field,
+    StrictInt,
+    Tag,
+    WithJsonSchema,
+    model_validator,
+)
 
 from orchestrator.language.scalars import EventName, Percent, Strict, Target
 
 MAX_PLANNED_JOURNEYS = 100_000_000
 DEFAULT_EXPLORE = 0.10  # a bandit's share routed by the weights when `explore` is not given
 DEFAULT_POWER = 0.80
+MIN_POWER, MAX_POWER = 0.50, 0.999  # a test planned below 50 % power misses most effects
+NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")  # a percent's number: ASCII digits, no exponent
 
 
 def _split_weight(value: Any) -> float:
@@ -37,12 +50,10 @@ def _split_weight(value: Any) -> float:
             raise ValueError(f"split weight {value} must be positive")
         return float(value)
     if isinstance(value, str) and value.strip().endswith("%"):
-        try:
-            if not value.isascii():
-                raise ValueError(value)
-            number = float(value.strip()[:-1])
-        except ValueError:
-            raise ValueError(f"{value!r} is not a percent") from None
+        digits = value.strip()[:-1].strip()
+        if not NUMBER.fullmatch(digits):
+            raise ValueError(f"{value!r} is not a percent: write 50%")
+        number = float(digits)
         if number <= 0:
             raise ValueError(f"split weight {value} must be positive")
         return number
@@ -101,16 +112,19 @@ class SplitPlan(Strict):
     computed for the smallest change worth finding (`effect`) over the control's expected
     rate (`baseline`) with `power` (docs/engine.md, "Experiments")."""
 
-    journeys: int | None = Field(default=None, ge=1, le=MAX_PLANNED_JOURNEYS)
+    journeys: StrictInt | None = Field(default=None, ge=1, le=MAX_PLANNED_JOURNEYS)
     baseline: Percent | None = None
     effect: Points | None = None
-    power: Percent = DEFAULT_POWER
+    power: Percent | None = None
 
     @model_validator(mode="after")
     def _shape(self) -> SplitPlan:
         computed = self.baseline is not None or self.effect is not None
-        if self.journeys is not None and computed:
-            raise ValueError("a plan is {journeys: N} or {baseline, effect, power}, not both")
+        if self.journeys is not None and (computed or self.power is not None):
+            raise ValueError(
+                "a plan is {journeys: N} or {baseline, effect, power}, not both (a plan in "
+                "journeys has no power of its own)"
+            )
         if self.journeys is None and (self.baseline is None or self.effect is None):
             raise ValueError(
                 "a plan needs journeys (per arm), or baseline and effect: "
@@ -125,9 +139,45 @@ class SplitPlan(Strict):
                 "baseline plus effect must stay a rate between 0% and 100%, and the "
                 "baseline above 0%"
             )
-        if self.power <= 0:
-            raise ValueError("a plan's power is above 0%, e.g. 80%")
+        check_power(self.planned_power)
+        if self.baseline is not None and self.effect is not None:
+            rough = rough_journeys(self.baseline, self.effect, self.planned_power)
+            if rough > MAX_PLANNED_JOURNEYS:
+                raise ValueError(
+                    f"an effect of {self.effect * 100:g} points needs about "
+                    f"{_count(rough)} journeys per arm, more than {MAX_PLANNED_JOURNEYS:,}: "
+                    "plan for a larger effect"
+                )
         return self
+
+    @property
+    def planned_power(self) -> float:
+        return DEFAULT_POWER if self.power is None else self.power
+
+
+def check_power(power: float) -> float:
+    """A plan's power, between MIN_POWER and MAX_POWER; ValueError otherwise."""
+    if not MIN_POWER <= power <= MAX_POWER:
+        raise ValueError(
+            f"a plan's power is between {MIN_POWER:.0%} and {MAX_POWER:.1%} (80% is usual), "
+            f"got {power * 100:.6g}%"
+        )
+    return power
+
+
+def rough_journeys(baseline: float, effect: float, power: float, alpha: float = 0.05) -> float:
+    """About how many journeys each arm needs (the normal approximation on Cohen's h, one
+    comparison): a bound for validation, which stays free of the statistics libraries;
+    `campaign experiment plan` computes the size itself. Infinite for no effect."""
+    h = abs(2 * math.asin(math.sqrt(baseline + effect)) - 2 * math.asin(math.sqrt(baseline)))
+    if h == 0 or not math.isfinite(h):
+        return math.inf
+    z = NormalDist().inv_cdf(1 - alpha / 2) + NormalDist().inv_cdf(power)
+    return 2 * (z / h) ** 2  # each arm's transformed rate has variance 1/n
+
+
+def _count(n: float) -> str:
+    return "infinitely many" if not math.isfinite(n) else f"{n:,.0f}"
 
 
 class SplitOptions(Strict):
@@ -171,10 +221,14 @@ class SplitOptions(Strict):
 
 
 def _split_form(value: Any) -> str:
+    """The long form has `arms` that is not a weight (a mapping, or something wrong that
+    its error should name as `arms`); the short form's `arms` would be an arm's weight."""
     if isinstance(value, SplitOptions):
         return "SplitOptions"
-    if isinstance(value, dict) and isinstance(value.get("arms"), dict):
-        return "SplitOptions"
+    if isinstance(value, dict) and "arms" in value:
+        arms = value["arms"]
+        if not isinstance(arms, int | str) or isinstance(arms, bool):
+            return "SplitOptions"
     return "SplitWeights"
 
 

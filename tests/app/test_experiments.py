@@ -142,7 +142,12 @@ def test_the_experiment_command_prints_every_split(world: Context) -> None:
     text = runner.invoke(app, ["experiment", "ab", "--now", (T0 + 3 * H).isoformat()], env=env)
     assert "split first (no plan; control control" in text.output and "95 % interval" in text.output
     missing = runner.invoke(app, ["experiment", "nope"], env=env)
-    assert missing.exit_code == 1 and "no valid campaign 'nope'" in missing.output
+    assert missing.exit_code == 1 and "'nope': no such campaign" in missing.output
+    outside = ctx.config.graphs.parent / "outside.yaml"  # a path out of the folder: refused
+    outside.write_text((ctx.config.graphs / "ab.yaml").read_text(), encoding="utf-8")
+    for words in (["../outside"], ["plan", "../outside"]):
+        refused = runner.invoke(app, ["experiment", *words], env=env)
+        assert refused.exit_code == 1 and "not a campaign id" in refused.output, refused.output
 
 
 def test_a_plan_says_how_many_journeys_each_split_needs_and_roughly_when(world: Context) -> None:

@@ -95,7 +95,7 @@ def test_bench_experiments_reports_a_known_lift_and_the_aa_false_positive_rates(
     figures = _json(
         "bench-experiments",
         "--journeys",
-        "4000",
+        "10000",
         "--seeds",
         "40",
         "--pipeline-seeds",
@@ -108,6 +108,8 @@ def test_bench_experiments_reports_a_known_lift_and_the_aa_false_positive_rates(
     known = figures["known_lift"]
     assert isinstance(known, dict) and known["true_difference"] == 0.02
     assert set(known["arms"]) == {"control", "b"}  # type: ignore[arg-type]
+    assert known["status"] == "judged" and known["planned_per_arm"] == 4500
+    assert [n for n, _ in known["arms"].values()] == [4500, 4500]  # type: ignore[union-attr]
     for key in ("aa_two_arms", "aa_three_arms_holm"):
         aa = figures[key]
         assert isinstance(aa, dict) and aa["seeds"] == 40

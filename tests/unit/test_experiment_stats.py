@@ -62,3 +62,17 @@ def test_p_values_below_a_thousandth_print_as_such() -> None:
     assert format_p(0.0000123) == "< 0.001"
     assert format_p(0.0234) == "0.023"
     assert format_p(None) == "-"
+
+
+def test_a_plan_too_small_to_find_or_too_large_to_solve_is_handled() -> None:
+    import pytest
+
+    from orchestrator.app.experiment_stats import journeys_needed
+    from orchestrator.language.spec import rough_journeys
+
+    with pytest.raises(ValueError, match="too small to plan for"):
+        journeys_needed(0.10, 1e-9)
+    # statsmodels' solver gives up on a huge effect: the normal approximation answers
+    assert journeys_needed(0.9999, -0.9998) >= 1
+    # the language's bound agrees with statsmodels where both answer (10 % vs 12 %: 3,835)
+    assert abs(rough_journeys(0.10, 0.02, 0.8) - journeys_needed(0.10, 0.02)) <= 2
