@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import base64
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import func, select
+from sqlmodel import col
 
 from orchestrator.app.service import Context
+from orchestrator.delivery import SendOutcome, SendRequest
+from orchestrator.store.models import Event, Subscriber
 from orchestrator.testing.receiver import b64url_decode
 from tests.conftest import ROOT, p256dh_key
 
@@ -104,3 +109,33 @@ RFC8291: dict[str, str] = {  # RFC 8291 §5, base64url as published
 def private_key(raw: str) -> ec.EllipticCurvePrivateKey:
     """A P-256 private key from its base64url scalar."""
     return ec.derive_private_key(int.from_bytes(b64url_decode(raw), "big"), ec.SECP256R1())
+
+
+@dataclass
+class ScriptedDelivery:
+    """Answers each send by a rule; keeps every request it was given."""
+
+    answer: Callable[[SendRequest], SendOutcome]
+    requests: list[SendRequest] = field(default_factory=list)
+
+    def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
+        self.requests.extend(requests)
+        return [self.answer(r) for r in requests]
+
+
+def opt_events(ctx: Context) -> list[tuple[str, str, str | None]]:
+    """(subscriber, event name, source) of every opt-in and opt-out, in the order stored."""
+    with ctx.session() as s:
+        rows = s.execute(
+            select(col(Event.subscriber_id), col(Event.name), col(Event.properties))
+            .where(col(Event.name).in_(("subscribed", "imported", "unsubscribed")))
+            .order_by(col(Event.id))
+        ).all()
+    return [(sid, name, props.get("source")) for sid, name, props in rows]
+
+
+def subscriber_status(ctx: Context, sid: str) -> str:
+    with ctx.session() as s:
+        row = s.get(Subscriber, sid)
+        assert row is not None
+        return row.status

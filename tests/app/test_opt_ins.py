@@ -20,10 +20,10 @@ from orchestrator.app.service import Context, add_events, import_subscribers, op
 from orchestrator.config import Config
 from orchestrator.language.records import EventRecord
 from orchestrator.store import repo
-from orchestrator.store.models import Event, Subscriber
+from orchestrator.store.models import Event
 from orchestrator.testing.fakes import RecordingDelivery
 from tests.conftest import subscriber_line
-from tests.helpers import subscription
+from tests.helpers import opt_events, subscriber_status, subscription
 
 
 @pytest.fixture
@@ -39,24 +39,6 @@ def _people(tmp_path: Path, *ids: str, name: str = "people.jsonl", **attributes:
     path = tmp_path / name
     path.write_text("".join(subscriber_line(sid, **attributes) + "\n" for sid in ids))
     return path
-
-
-def _opts(ctx: Context) -> list[tuple[str, str, str | None]]:
-    """(subscriber, event name, source) of every opt-in and opt-out, in the order stored."""
-    with ctx.session() as s:
-        rows = s.execute(
-            select(col(Event.subscriber_id), col(Event.name), col(Event.properties))
-            .where(col(Event.name).in_(("subscribed", "imported", "unsubscribed")))
-            .order_by(col(Event.id))
-        ).all()
-    return [(sid, name, props.get("source")) for sid, name, props in rows]
-
-
-def _status(ctx: Context, sid: str) -> str:
-    with ctx.session() as s:
-        row = s.get(Subscriber, sid)
-        assert row is not None
-        return row.status
 
 
 def _subscribe(ctx: Context, name: str, *, now: datetime, sid: str | None = None) -> str:
@@ -82,7 +64,7 @@ def test_a_file_imported_twice_counts_each_new_subscriber_once_with_source_impor
     changed = _people(tmp_path, "p0", "p1", "p2", "p3", name="more.jsonl", plan="team")
     report = import_subscribers(ctx, changed, batch_size=2)
     assert (report.added, report.changed) == (1, 3)  # p3 new; p0-p2 changed, not new
-    assert sorted(_opts(ctx)) == [(f"p{i}", "imported", "import") for i in range(4)]
+    assert sorted(opt_events(ctx)) == [(f"p{i}", "imported", "import") for i in range(4)]
 
 
 def test_the_api_counts_a_new_subscriber_once_and_an_existing_one_not_again(
@@ -95,7 +77,7 @@ def test_the_api_counts_a_new_subscriber_once_and_an_existing_one_not_again(
     assert _subscribe(ctx, "acc-1", now=now, sid="acc-1") == "acc-1"  # a new id from the site
     _subscribe(ctx, "acc-1-phone", now=now, sid="acc-1")  # their second browser
     _subscribe(ctx, "p0-phone", now=now, sid="p0")  # an imported subscriber's browser
-    assert _opts(ctx) == [
+    assert opt_events(ctx) == [
         ("p0", "imported", "import"),
         (anonymous, "subscribed", "api"),
         ("acc-1", "subscribed", "api"),
@@ -114,7 +96,7 @@ def test_one_request_for_a_new_subscriber_with_two_browsers_counts_once(ctx: Con
     ]
     answers = visitors.subscribe_many(ctx, requests, now=now)
     assert [getattr(a, "id", a) for a in answers] == ["two", "two"]
-    assert _opts(ctx) == [("two", "subscribed", "api")]
+    assert opt_events(ctx) == [("two", "subscribed", "api")]
 
 
 def test_an_unsubscribed_subscriber_stays_out_on_reimport_and_counts_again_on_coming_back(
@@ -125,25 +107,25 @@ def test_an_unsubscribed_subscriber_stays_out_on_reimport_and_counts_again_on_co
     import_subscribers(ctx, people)
     _subscribe(ctx, "p0-phone", now=now, sid="p0")
     assert _unsubscribe(ctx, "p0-phone", now=now)  # p0 still has the imported browser
-    assert _status(ctx, "p0") == "active"
+    assert subscriber_status(ctx, "p0") == "active"
     assert visitors.unsubscribe(
         ctx, {"endpoint": "https://fcm.googleapis.com/fcm/send/p0"}, now=now, backend=True
     )
-    assert _status(ctx, "p0") == "unsubscribed"
+    assert subscriber_status(ctx, "p0") == "unsubscribed"
     # the old file again: p0's browser is stored again, but p0 stays unsubscribed, uncounted
     assert import_subscribers(ctx, people).added == 0
-    assert _status(ctx, "p0") == "unsubscribed"
+    assert subscriber_status(ctx, "p0") == "unsubscribed"
     assert not _unsubscribe(ctx, "p0-phone", now=now)  # gone already: nothing, no opt-out
     assert visitors.unsubscribe(  # the browser the re-import stored: p0 was out already
         ctx, {"endpoint": "https://fcm.googleapis.com/fcm/send/p0"}, now=now, backend=True
     )
     _subscribe(ctx, "p0-new", now=now, sid="p0")  # p0 subscribes again: a second opt-in
     _subscribe(ctx, "p0-new", now=now, sid="p0")
-    assert _status(ctx, "p0") == "active"
+    assert subscriber_status(ctx, "p0") == "active"
     visitors.forget(ctx, "p1", now=now)  # an active subscriber deletes everything
     visitors.forget(ctx, "p1", now=now)
     _subscribe(ctx, "p1-again", now=now, sid="p1")  # and later subscribes again
-    assert _opts(ctx) == [  # p1's import opt-in went with everything else they deleted
+    assert opt_events(ctx) == [  # p1's import opt-in went with everything else they deleted
         ("p0", "imported", "import"),
         ("p0", "unsubscribed", "api"),
         ("p0", "subscribed", "api"),
@@ -159,9 +141,9 @@ def test_a_subscriber_already_out_who_deletes_everything_is_no_second_opt_out(
     _subscribe(ctx, "q", now=now, sid="q")
     _unsubscribe(ctx, "q", now=now)
     visitors.forget(ctx, "q", now=now)
-    assert _status(ctx, "q") == "deleted"
+    assert subscriber_status(ctx, "q") == "deleted"
     # the deletion erased the opt-in and the opt-out with everything else
-    assert _opts(ctx) == []
+    assert opt_events(ctx) == []
 
 
 def test_linking_an_anonymous_browser_to_a_subscriber_already_in_is_no_second_opt_in(
@@ -176,8 +158,8 @@ def test_linking_an_anonymous_browser_to_a_subscriber_already_in_is_no_second_op
     linked = visitors.subscribe(
         ctx, {"subscription": subscription("laptop"), "id": "p0", "id_hash": proof}, now=now
     )
-    assert linked.id == "p0" and _status(ctx, anonymous) == "merged"
-    assert _opts(ctx) == [("p0", "imported", "import")]
+    assert linked.id == "p0" and subscriber_status(ctx, anonymous) == "merged"
+    assert opt_events(ctx) == [("p0", "imported", "import")]
 
 
 def test_two_requests_bringing_one_subscriber_back_at_once_revive_them_once(

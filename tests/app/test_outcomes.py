@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,19 +18,7 @@ from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.store.models import Journey, PushSubscription, Send
 from tests.conftest import subscriber_line
-from tests.helpers import T0, TICK_CAMPAIGN
-
-
-@dataclass
-class ScriptedDelivery:
-    """Answers each send by a rule; keeps every request it was given."""
-
-    answer: Callable[[SendRequest], SendOutcome]
-    requests: list[SendRequest] = field(default_factory=list)
-
-    def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
-        self.requests.extend(requests)
-        return [self.answer(r) for r in requests]
+from tests.helpers import T0, TICK_CAMPAIGN, ScriptedDelivery
 
 
 def ok(r: SendRequest) -> SendOutcome:

@@ -8,8 +8,7 @@ from __future__ import annotations
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -23,23 +22,18 @@ from orchestrator.app.ticking import tick
 from orchestrator.config import Config
 from orchestrator.delivery import SendOutcome, SendRequest
 from orchestrator.store import repo
-from orchestrator.store.models import Event, Journey, PushSubscription, Subscriber
+from orchestrator.store.models import Journey, PushSubscription
 from tests.conftest import subscriber_line
-from tests.helpers import T0, TICK_CAMPAIGN, subscription
+from tests.helpers import (
+    T0,
+    TICK_CAMPAIGN,
+    ScriptedDelivery,
+    opt_events,
+    subscriber_status,
+    subscription,
+)
 
 ANN = "https://fcm.googleapis.com/fcm/send/ann"  # the subscription ann's import line stores
-
-
-@dataclass
-class ScriptedDelivery:
-    """Answers each send by a rule; keeps every request it was given."""
-
-    answer: Callable[[SendRequest], SendOutcome]
-    requests: list[SendRequest] = field(default_factory=list)
-
-    def deliver(self, requests: Sequence[SendRequest]) -> list[SendOutcome]:
-        self.requests.extend(requests)
-        return [self.answer(r) for r in requests]
 
 
 def gone(r: SendRequest) -> SendOutcome:
@@ -58,24 +52,6 @@ def world(tmp_path: Path, db_url: str) -> Iterator[tuple[Context, ScriptedDelive
     import_subscribers(ctx, people)
     yield ctx, delivery, people
     ctx.engine.dispose()
-
-
-def _opts(ctx: Context) -> list[tuple[str, str, str | None]]:
-    """(subscriber, event name, source) of every opt-in and opt-out, in the order stored."""
-    with ctx.session() as s:
-        rows = s.execute(
-            select(col(Event.subscriber_id), col(Event.name), col(Event.properties))
-            .where(col(Event.name).in_(("subscribed", "imported", "unsubscribed")))
-            .order_by(col(Event.id))
-        ).all()
-    return [(sid, name, props.get("source")) for sid, name, props in rows]
-
-
-def _status(ctx: Context, sid: str) -> str:
-    with ctx.session() as s:
-        row = s.get(Subscriber, sid)
-        assert row is not None
-        return row.status
 
 
 def _endpoints(ctx: Context) -> list[str]:
@@ -120,11 +96,14 @@ def test_a_gone_last_subscription_is_one_opt_out_and_subscribing_again_one_opt_i
     ctx, delivery, people = world
     tick(ctx, now=T0)  # hello to ann: 410
     assert _endpoints(ctx) == []
-    assert _status(ctx, "ann") == repo.UNREACHABLE
-    assert _opts(ctx) == [("ann", "imported", "import"), ("ann", "unsubscribed", "push_service")]
+    assert subscriber_status(ctx, "ann") == repo.UNREACHABLE
+    assert opt_events(ctx) == [
+        ("ann", "imported", "import"),
+        ("ann", "unsubscribed", "push_service"),
+    ]
     # the old file again stores the dead endpoint, but ann stays out, uncounted
     assert import_subscribers(ctx, people).added == 0
-    assert _status(ctx, "ann") == repo.UNREACHABLE and _endpoints(ctx) == [ANN]
+    assert subscriber_status(ctx, "ann") == repo.UNREACHABLE and _endpoints(ctx) == [ANN]
     tick(ctx, now=T0 + timedelta(minutes=5))
     with ctx.session() as s:
         (journey,) = s.execute(select(Journey)).scalars()
@@ -134,8 +113,8 @@ def test_a_gone_last_subscription_is_one_opt_out_and_subscribing_again_one_opt_i
     assert status(ctx, "launch")["sends"] == {"gone": 1}
     # ann subscribes again from a new browser: an opt-in as usual, active again
     new = _subscribe(ctx, "ann-new", sid="ann")
-    assert _status(ctx, "ann") == "active" and _endpoints(ctx) == sorted([ANN, new])
-    assert _opts(ctx)[2:] == [("ann", "subscribed", "api")]
+    assert subscriber_status(ctx, "ann") == "active" and _endpoints(ctx) == sorted([ANN, new])
+    assert opt_events(ctx)[2:] == [("ann", "subscribed", "api")]
 
 
 def test_two_sends_to_one_dead_endpoint_in_one_batch_and_again_later_count_once(
@@ -144,8 +123,8 @@ def test_two_sends_to_one_dead_endpoint_in_one_batch_and_again_later_count_once(
     ctx, _, _ = world
     _report_gone(ctx, ANN, sends=2)
     _report_gone(ctx, ANN)  # a later batch reporting it again: nothing left to remove
-    assert _status(ctx, "ann") == repo.UNREACHABLE
-    assert _opts(ctx)[1:] == [("ann", "unsubscribed", "push_service")]
+    assert subscriber_status(ctx, "ann") == repo.UNREACHABLE
+    assert opt_events(ctx)[1:] == [("ann", "unsubscribed", "push_service")]
 
 
 def test_no_opt_out_while_another_subscription_is_left(
@@ -154,11 +133,11 @@ def test_no_opt_out_while_another_subscription_is_left(
     ctx, _, _ = world
     phone = _subscribe(ctx, "ann-phone", sid="ann")  # ann's second browser: no opt-in
     _report_gone(ctx, ANN)
-    assert _status(ctx, "ann") == "active" and _endpoints(ctx) == [phone]
-    assert _opts(ctx) == [("ann", "imported", "import")]
+    assert subscriber_status(ctx, "ann") == "active" and _endpoints(ctx) == [phone]
+    assert opt_events(ctx) == [("ann", "imported", "import")]
     _report_gone(ctx, phone)  # the last one
-    assert _status(ctx, "ann") == repo.UNREACHABLE
-    assert _opts(ctx)[1:] == [("ann", "unsubscribed", "push_service")]
+    assert subscriber_status(ctx, "ann") == repo.UNREACHABLE
+    assert opt_events(ctx)[1:] == [("ann", "unsubscribed", "push_service")]
 
 
 @pytest.mark.parametrize("second_prunes", ["the same endpoint", "the other endpoint"])
@@ -186,7 +165,7 @@ def test_two_ticks_pruning_one_subscriber_at_once_change_them_once(
         assert not found  # waiting for the first to commit
     racer.join(10)
     assert found == [[] if same else ["ann"]]
-    assert _status(ctx, "ann") == repo.UNREACHABLE and _endpoints(ctx) == []
+    assert subscriber_status(ctx, "ann") == repo.UNREACHABLE and _endpoints(ctx) == []
 
 
 def test_the_dashboard_shows_the_push_service_and_no_longer_counts_ann_as_unnotified(
