@@ -17,7 +17,7 @@ from orchestrator.app import experiment_stats as stats
 from orchestrator.app.journeys import horizon
 from orchestrator.app.promotions import promotions
 from orchestrator.app.service import Context
-from orchestrator.app.verdicts import Arm as Arm, Experiment as Experiment
+from orchestrator.app.verdicts import COLLECTING, INFLOW_DAYS, Arm as Arm, Experiment as Experiment
 from orchestrator.language.spec import (
     Campaign,
     SplitNode,
@@ -39,6 +39,7 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
     with ctx.session() as s:
         counts = _counts_by_goal(s, campaign, splits, now=now)
         promoted = promotions(s, campaign.campaign)
+        inflow: dict[str, int] | None = None  # read for the first collecting test
         for split_id, node in splits.items():
             options = node.options
             goal = options.goal or campaign.goal
@@ -73,7 +74,25 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
             record = promoted.get(split_id)
             if options.winner is not None and record is not None and record.arm == options.winner:
                 out[-1].promotion = record.summary()
+            if out[-1].status == COLLECTING:
+                if inflow is None:
+                    since = now - timedelta(days=INFLOW_DAYS)
+                    inflow = repo.split_inflow(s, campaign=campaign.campaign, since=since)
+                _estimate(out[-1], inflow.get(split_id, 0) / INFLOW_DAYS, horizon(campaign))
     return out
+
+
+def _estimate(e: Experiment, per_day: float, horizon_length: timedelta) -> None:
+    """Roughly when a collecting test has its planned size: the slowest arm's journeys
+    still to enter at the last INFLOW_DAYS' pace (as the weights share it), plus one
+    horizon for the last of them to be measured."""
+    e.per_day = per_day
+    if not per_day or e.planned is None:
+        return
+    total = sum(a.weight for a in e.arms)
+    e.days_left = horizon_length / timedelta(days=1) + max(
+        max(e.planned - a.entered, 0) / (per_day * a.weight / total) for a in e.arms
+    )
 
 
 def _counts_by_goal(
@@ -204,9 +223,6 @@ def merge_samples(
 def sample_counts(sample: dict[str, list[Any]]) -> dict[str, tuple[int, int]]:
     """arm -> (measured, converted) of a merged sample."""
     return {arm: (len(rows), sum(int(r[2]) for r in rows)) for arm, rows in sample.items()}
-
-
-INFLOW_DAYS = 14  # the days of entries a plan's "when" is estimated from
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ class Arm:
     result: stats.Rate  # measured entries and their conversions
 
 
+INFLOW_DAYS = 14  # the days of entries a plan's "when" is estimated from
 NO_PLAN = "no plan"  # a test without a planned size: figures, never a winner
 COLLECTING = "collecting"  # a planned test whose arms have not all reached their size
 JUDGED = "judged"  # every arm has its planned size: judged on exactly those journeys
@@ -44,6 +45,8 @@ class Experiment:
     explore: float | None = None  # a bandit's share routed by the weights
     winner: str | None = None  # the file's winner: the test is over
     promotion: dict[str, Any] | None = None  # its record (`promotions.Promotion.summary`)
+    per_day: float | None = None  # a collecting test: journeys a day the split routed lately
+    days_left: float | None = None  # and roughly how many days until it is judged
     campaign: str = ""
     goal: str = ""  # the event the test is judged on
 
@@ -97,6 +100,8 @@ class Experiment:
             "promotion": self.promotion,
             "leader": self.leader,
             "explore": self.explore,
+            "per_day": self.per_day,
+            "days_left": self.days_left,
             "arms": [
                 {
                     "arm": a.name,
@@ -213,9 +218,17 @@ def verdict_sentences(e: Experiment) -> list[str]:
         assert e.planned is not None
         have = ", ".join(f"{a.name} {e.progress.get(a.name, 0):,}" for a in e.arms)
         least = min(e.progress.get(a.name, 0) for a in e.arms)
+        if e.days_left is not None and e.per_day:
+            when = (
+                f"At the last {INFLOW_DAYS} days' pace ({e.per_day:,.1f} journeys a day) it "
+                f"is judged in about {max(e.days_left, 1):,.0f} days."
+            )
+        else:
+            when = f"No journey reached the split in the last {INFLOW_DAYS} days."
         return [
             f"Enough data: not yet. Every arm needs {e.planned:,} measured journeys; so far "
-            f"{have} ({min(least / e.planned, 1):.0%} of the way). No winner is named before then."
+            f"{have} ({min(least / e.planned, 1):.0%} of the way). No winner is named before "
+            f"then. {when}"
         ]
     if status == "no plan":
         return [

@@ -11,6 +11,10 @@ they keep their false-positive rate when there is none?
   three arms of `journeys / arms` each at 10 %, judged by the same functions
   (`experiment_stats`: score test, Holm): the share that declares any difference, with
   its 95 % Wilson interval. It should hold the stated 5 %.
+- **Peeking**: `seeds` A/A tests of two arms looked at 20 times as their journeys come
+  in: the share a reader who stops at the first look below alpha declares, against the
+  fixed horizon's (the last look only). It shows what the experiment page's "not yet"
+  prevents.
 - **Bandit** (`bench.bandit`): `bandit_journeys` signups over `bandit_weeks` weeks into a
   bandit split of 10 % against 14 %, simulated through the tick: each arm's share of
   every week's entries, and the conversions gained over a 50/50 split of the same
@@ -95,6 +99,7 @@ def bench_experiments(
         "aa_pipeline": {"runs": pipeline_seeds, "journeys": journeys // 4, "declared": declared},
         "aa_two_arms": _aa(seeds, arms=2, journeys=journeys),
         "aa_three_arms_holm": _aa(seeds, arms=3, journeys=journeys),
+        "aa_peeking": _peeking(seeds, looks=PEEKS, journeys=journeys),
         **({"bandit": bandit} if bandit is not None else {}),
         "alpha": stats.ALPHA,
         "wall_s": round(time.perf_counter() - started, 2),
@@ -147,4 +152,40 @@ def _aa(seeds: int, *, arms: int, journeys: int) -> dict[str, Any]:
     }
 
 
+def _peeking(seeds: int, *, looks: int, journeys: int) -> dict[str, Any]:
+    """`seeds` A/A tests of two arms at BASE, `journeys / 2` each, looked at `looks` times
+    as their journeys come in: how many a reader who stops at the first look below alpha
+    declares (peeking), against how many the fixed horizon declares (the last look
+    only). Why the experiment page names no winner before the planned size."""
+    import numpy as np
+
+    rng = np.random.default_rng(20_261_206)
+    n = journeys // 2
+    step = n // looks
+    peeked = fixed = 0
+    for _ in range(seeds):
+        k = np.cumsum(rng.binomial(step, BASE, size=(looks, 2)), axis=0)
+        p = [
+            stats.lift("b", int(k[i, 1]), step * (i + 1), "control", int(k[i, 0]), step * (i + 1))
+            for i in range(looks)
+        ]
+        peeked += any(one.p_value is not None and one.p_value < stats.ALPHA for one in p)
+        fixed += p[-1].p_value is not None and p[-1].p_value < stats.ALPHA
+    peeking, judged = stats.rate(peeked, seeds), stats.rate(fixed, seeds)
+    return {
+        "seeds": seeds,
+        "looks": looks,
+        "per_arm": step * looks,
+        "declared_peeking": peeked,
+        "peeking_rate": peeking.rate,
+        "peeking_low": peeking.low,
+        "peeking_high": peeking.high,
+        "declared_fixed_horizon": fixed,
+        "fixed_horizon_rate": judged.rate,
+        "fixed_horizon_low": judged.low,
+        "fixed_horizon_high": judged.high,
+    }
+
+
+PEEKS = 20  # a daily look over about three weeks
 _HOUR = timedelta(hours=1)

@@ -93,6 +93,12 @@ def test_a_planned_test_says_not_yet_then_is_judged_on_its_planned_journeys(
     assert running.leader is None
     assert not any("Winner" in s for s in running.sentences())
     assert "not yet" in running.sentences()[0]
+    # roughly when: the slowest arm's missing entries at the last 14 days' pace (60
+    # journeys: 60 / 14 a day, half to each arm), plus one horizon (2 h) to be measured
+    missing = max(40 - sum(1 for e in first if e.arm == arm) for arm in ("control", "b"))
+    assert running.per_day == pytest.approx(60 / 14)
+    assert running.days_left == pytest.approx(2 / 24 + missing / (60 / 14 / 2))
+    assert f"judged in about {max(running.days_left, 1):,.0f} days" in running.sentences()[0]
     assert running.as_dict()["planned_per_arm"] == 40
 
     # cohort two enters later and nobody converts: it fills each arm up to its plan

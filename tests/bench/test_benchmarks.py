@@ -114,6 +114,9 @@ def test_bench_experiments_reports_a_known_lift_and_the_aa_false_positive_rates(
         aa = figures[key]
         assert isinstance(aa, dict) and aa["seeds"] == 40
         assert 0 <= aa["low"] <= aa["false_positive_rate"] <= aa["high"] <= 1  # type: ignore[operator]
+    peeking = figures["aa_peeking"]
+    assert isinstance(peeking, dict) and peeking["looks"] == 20 and peeking["seeds"] == 40
+    assert peeking["declared_peeking"] >= peeking["declared_fixed_horizon"]  # type: ignore[operator]
     bandit = figures["bandit"]
     assert isinstance(bandit, dict) and bandit["journeys"] == 1500
     weeks = bandit["share_by_week"]
