@@ -57,9 +57,16 @@ def _edges_of(campaign: Campaign) -> list[EdgeInfo]:
                     edges.append(EdgeInfo(node_id, target, kind, delay, label))
             elif isinstance(node, SplitNode):
                 total = sum(node.arms.values())
+                winner = node.options.winner
                 for target, weight in node.arms.items():
                     share = weight * 100 / total if total else 0
-                    edges.append(EdgeInfo(node_id, target, "split", timedelta(0), f"{share:g}%"))
+                    # a finished test sends every new journey to its winner
+                    label = (
+                        f"{share:g}%"
+                        if winner is None
+                        else ("winner" if target == winner else "ended")
+                    )
+                    edges.append(EdgeInfo(node_id, target, "split", timedelta(0), label))
             elif isinstance(node, BranchNode):
                 for case in node.branch:
                     if case.else_ is not None:

@@ -203,7 +203,11 @@ def _headline(node_kind: str, node: object) -> str:
     if isinstance(node, NotificationNode):
         return truncate(readable(node.notification.title))
     if isinstance(node, SplitNode):
-        return "A/B split" if len(node.arms) == 2 else f"split ×{len(node.arms)}"
+        options = node.options
+        if options.winner is not None:
+            return truncate(readable(f"split: {options.winner} won"))
+        kind = "bandit" if options.mode == "bandit" else "A/B split"
+        return kind if len(node.arms) == 2 else f"{kind} ×{len(node.arms)}"
     if isinstance(node, WaitNode):
         return f"wait {format_duration(node.wait)}"
     return node_kind

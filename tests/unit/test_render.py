@@ -691,3 +691,16 @@ def test_markdown_in_a_campaign_title_stays_text() -> None:
     assert markdown_text("*Big* [sale](http://x) <b>now</b> #1") == (
         "\\*Big\\* \\[sale\\](http://x) &lt;b&gt;now&lt;/b&gt; \\#1"
     )
+
+
+def test_a_promoted_split_and_a_bandit_say_so_in_the_drawing() -> None:
+    """A finished test's edges read winner / ended (new journeys all take the winner); a
+    bandit is named as one."""
+    loaded = loader.load(ROOT / "tests" / "corpus" / "valid" / "split_promoted_and_bandit.yaml")
+    assert loaded.campaign is not None
+    drawn = render.to_mermaid(loaded.campaign)
+    assert '"split: b won<br/>▶ pick"' in drawn
+    assert 'n_pick -->|"winner"| n_b' in drawn and 'n_pick -->|"ended"| n_a' in drawn
+    assert '"bandit<br/>band"' in drawn
+    svg = render.to_svg(loaded.campaign)
+    assert "b won" in svg and "winner" in svg
