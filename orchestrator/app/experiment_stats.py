@@ -11,6 +11,7 @@ takes about a second, and the dashboard and the CLI load this module.
 
 from __future__ import annotations
 
+import functools
 import math
 import warnings
 from collections.abc import Sequence
@@ -107,6 +108,7 @@ def holm(lifts: Sequence[Lift]) -> list[Lift]:
     return out
 
 
+@functools.lru_cache(maxsize=256)  # pure, and asked for each split on every page view
 def journeys_needed(
     baseline: float,
     effect: float,

@@ -17,7 +17,13 @@ from orchestrator.app import experiment_stats as stats
 from orchestrator.app.journeys import horizon
 from orchestrator.app.promotions import promotions
 from orchestrator.app.service import Context
-from orchestrator.app.verdicts import COLLECTING, INFLOW_DAYS, Arm as Arm, Experiment as Experiment
+from orchestrator.app.verdicts import (
+    COLLECTING,
+    INFLOW_DAYS,
+    Arm as Arm,
+    Experiment as Experiment,
+    has_planned_size as has_planned_size,
+)
 from orchestrator.language.spec import (
     Campaign,
     SplitNode,
@@ -49,7 +55,7 @@ def experiments(ctx: Context, campaign: Campaign, *, now: datetime) -> list[Expe
             if (
                 planned is not None
                 and options.winner is None
-                and all(t[1] >= planned for t in tallies.values())
+                and has_planned_size(planned, (t[1] for t in tallies.values()))
             ):
                 sample = repo.split_counts_first(
                     s,

@@ -147,19 +147,15 @@ def topic_for(journey_id: int, step: int) -> str:
 
 
 def subscriber_view(sub: Row[Any] | None, sid: str, has_sub: Counter[str] | None) -> SubscriberView:
-    """What the engine sees of a subscriber. An `unreachable` one (the push services
-    reported every subscription of theirs gone) is an active subscriber without a
-    subscription, whatever an import stores for them later: their journeys end
-    `subscription_gone` and nothing is sent to them until they subscribe again."""
+    """What the engine sees of a subscriber (its status as stored: the engine knows what
+    each one means)."""
     if sub is None:
         return SubscriberView(id=sid, status="deleted", has_subscription=False)
-    unreachable = sub.status == repo.UNREACHABLE
     return SubscriberView(
         id=sub.id,
         timezone=sub.timezone,
-        status="active" if unreachable else sub.status,
-        has_subscription=not unreachable
-        and (True if has_sub is None else has_sub.get(sub.id, 0) > 0),
+        status=sub.status,
+        has_subscription=True if has_sub is None else has_sub.get(sub.id, 0) > 0,
         paused_until=repo.aware(sub.paused_until),
     )
 

@@ -8,6 +8,7 @@ never names one; a bandit names none either (its traffic follows the data)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -58,16 +59,14 @@ class Experiment:
             return BANDIT
         if self.planned is None:
             return NO_PLAN
-        if all(self.progress.get(a.name, 0) >= self.planned for a in self.arms):
-            return JUDGED
-        return COLLECTING
+        return JUDGED if self.enough_data else COLLECTING
 
     @property
     def enough_data(self) -> bool | None:
         """Whether every arm has its planned size (None: the split has no plan)."""
         if self.planned is None:
             return None
-        return all(self.progress.get(a.name, 0) >= self.planned for a in self.arms)
+        return has_planned_size(self.planned, (self.progress.get(a.name, 0) for a in self.arms))
 
     @property
     def leader(self) -> str | None:
@@ -135,6 +134,11 @@ class Experiment:
         }
 
 
+def has_planned_size(planned: int, measured: Iterable[int]) -> bool:
+    """Whether every arm (its measured journeys) has reached a test's planned size."""
+    return all(n >= planned for n in measured)
+
+
 EXPLANATIONS = {
     "no plan": (
         "This split has no planned size, so its figures describe what happened and name no "
@@ -170,7 +174,7 @@ def _points(value: float) -> str:
     return f"{value * 100:+.1f}"
 
 
-def _comparison(e: Experiment, lift: stats.Lift, *, so_far: bool) -> str:
+def _comparison(lift: stats.Lift, *, so_far: bool) -> str:
     if lift.difference is None or lift.low is None or lift.high is None:
         return f"{lift.arm} against {lift.control}: no measured journeys yet."
     when = " so far" if so_far else ""
@@ -232,13 +236,13 @@ def verdict_sentences(e: Experiment) -> list[str]:
         ]
     if status == "no plan":
         return [
-            f"{_comparison(e, lift, so_far=True)}; enough data: unknown, the split has no "
+            f"{_comparison(lift, so_far=True)}; enough data: unknown, the split has no "
             "planned size, so no winner is named."
             if lift.difference is not None
-            else _comparison(e, lift, so_far=True)
+            else _comparison(lift, so_far=True)
             for lift in e.lifts
         ]
-    out = [f"{_comparison(e, lift, so_far=False)}; enough data: yes." for lift in e.lifts]
+    out = [f"{_comparison(lift, so_far=False)}; enough data: yes." for lift in e.lifts]
     leader = e.leader
     if leader is not None:
         out.append(

@@ -130,13 +130,17 @@ def advance(
     return Result(run.state, run.actions, run.before_send)
 
 
+UNREACHABLE = "unreachable"  # a subscriber status: see `state.SubscriberView`
+
+
 def _exit_check(run: _Run) -> bool:
     """Unsubscribe, gone subscriptions and exit_on events end a journey at once."""
     s = run.subscriber
-    if s.status != "active":  # unsubscribed, deleted, or merged into a site's own id
+    if s.status not in ("active", UNREACHABLE):  # unsubscribed, deleted, or merged
         run.end("merged" if s.status == "merged" else "unsubscribed", run.now)
         return True
-    if not s.has_subscription and not run.state.holdout:
+    reachable = s.has_subscription and s.status != UNREACHABLE
+    if not reachable and not run.state.holdout:
         run.end("subscription_gone", run.now)
         return True
     if not run.events:

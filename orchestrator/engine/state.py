@@ -93,7 +93,9 @@ _STATE_FIELDS = frozenset(f.name for f in fields(JourneyState))
 class SubscriberView:
     id: str
     timezone: str = "UTC"
-    status: str = "active"  # active | unsubscribed | deleted
+    # active | unsubscribed | deleted | merged | unreachable (the push services reported
+    # every subscription of theirs gone: no subscription, whatever an import stores later)
+    status: str = "active"
     has_subscription: bool = True
     paused_until: datetime | None = None
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from orchestrator.app.experiments import build, merge_samples, sample_counts
+from orchestrator.app.experiments import build, has_planned_size, merge_samples, sample_counts
 from orchestrator.app.insights import SendTimeLift
 from orchestrator.language.spec import SplitOptions, format_duration
 from orchestrator.sim import programme
@@ -198,7 +198,7 @@ def merge_results(parts: list[SimulationResult]) -> SimulationResult:
 def _judged_sample(figures: dict[str, Any]) -> dict[str, tuple[int, int]] | None:
     """A planned test's sample, once every arm has its planned measured journeys."""
     planned = figures.get("planned")
-    if planned is None or any(v[1] < planned for v in figures["arms"].values()):
+    if planned is None or not has_planned_size(planned, (v[1] for v in figures["arms"].values())):
         return None
     return sample_counts(figures["sample"])
 

@@ -279,6 +279,9 @@ def test_subscriber_without_subscriptions_exits_as_gone(
     c = campaign_of(load_yaml, "{}", CHAIN)
     state, _ = drive(c, subscriber=SubscriberView(id="s1", has_subscription=False))
     assert state.exit_reason == "subscription_gone"
+    # unreachable: every subscription reported gone, whatever an import stored since
+    state, _ = drive(c, subscriber=SubscriberView(id="s1", status="unreachable"))
+    assert state.exit_reason == "subscription_gone"
 
 
 def test_holdout_is_enrolled_and_never_sent(load_yaml: Callable[..., LoadedCampaign]) -> None:
